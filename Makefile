@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` (the service, embedded database) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# This machine keeps a CPU build of torch here; elsewhere pip ignores a missing folder.
+PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck bench clean-data
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(PIP_FLAGS) -r requirements-dev.txt
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py taxonomy_import --default --if-empty --embed-now
+	$(BIN)/python manage.py tags_embed
+	$(BIN)/python manage.py load_demo_recipes
+	$(BIN)/python manage.py ensure_admin
+	@echo "AutoTagger on http://127.0.0.1:$${AUTOTAGGER_PORT:-8000}/  (Ctrl-C stops web, worker and beat)"
+	$(BIN)/honcho start
+
+test: install
+	DJANGO_SETTINGS_MODULE=autotagger.settings.test $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+bench: install
+	$(BIN)/python bench/tagging_throughput.py
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,69 @@
+"""One shape for every API error: {"error": {"code", "message", "details"}} with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from tagging.services import TaggingError
+from taxonomy.services import TaxonomyError
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for name, value in detail.items():
+            inner = _first_message(value)
+            return inner if name == "non_field_errors" else f"{name}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def error_response(*, code: str, message: str, details: Any, status_code: int, headers: Any = None) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "details": details}}, status=status_code, headers=headers
+    )
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, TaggingError):
+        return error_response(code=exc.code, message=exc.message, details=exc.details, status_code=exc.status)
+    if isinstance(exc, TaxonomyError):
+        return error_response(code="invalid_taxonomy", message=str(exc), details=exc.details, status_code=400)
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(
+            f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    assert isinstance(exc, exceptions.APIException)
+    detail = exc.detail
+    if isinstance(exc, exceptions.ValidationError):
+        code, message, details = "invalid", _first_message(detail), detail
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        message, details = str(detail), {}
+    response.data = {"error": {"code": code, "message": message, "details": details}}
+    return response

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import logging
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from tagging.embeddings import embeddings_status
+
+logger = logging.getLogger(__name__)
+
+
+def _database_status() -> dict[str, object]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+    except Exception as exc:  # any driver error means "down"; the message says which
+        logger.exception("Health check: database unreachable")
+        return {"ok": False, "error": str(exc)}
+    if row is None:
+        return {"ok": False, "error": "the pgvector extension is not installed in this database"}
+    return {"ok": True, "embedded": settings.EMBEDDED_DATABASE, "pgvector": row[0]}
+
+
+def _broker_status() -> dict[str, object]:
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+        client.ping()
+    except redis.RedisError as exc:
+        logger.warning("Health check: broker unreachable: %s", exc)
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True}
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database, broker and embedding model status: 200 when all are up, 503 otherwise."""
+    checks = {
+        "database": _database_status(),
+        "broker": _broker_status(),
+        "embedding_model": embeddings_status(),
+    }
+    healthy = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)

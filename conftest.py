@@ -1,0 +1,154 @@
+"""Project-wide fixtures: named users, API clients, the default taxonomy, and a real Celery worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+BASE_DIR = Path(__file__).resolve().parent
+DEFAULT_TAXONOMY = BASE_DIR / "taxonomy" / "data" / "default_taxonomy.json"
+DEMO_RECIPES = BASE_DIR / "tagging" / "data" / "demo_recipes.json"
+SHARED_DATASETS = BASE_DIR.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedding_model() -> Any:
+    """Load the embedding model once for the whole run (every test in this process shares it)."""
+    from tagging.embeddings import _get_backend
+
+    return _get_backend()
+
+
+@pytest.fixture
+def taxonomy(db: None) -> dict[str, Any]:
+    """The default recipe taxonomy, loaded and embedded (vectors come from the in-process cache after
+    the first test, so this stays cheap)."""
+    from taxonomy.services import taxonomy_import
+
+    document = json.loads(DEFAULT_TAXONOMY.read_text())
+    taxonomy_import(data=document, embed_now=True)
+    return document
+
+
+@pytest.fixture
+def demo_recipes() -> list[dict[str, Any]]:
+    return json.loads(DEMO_RECIPES.read_text())
+
+
+@pytest.fixture
+def staff(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(
+        username="staff", password="staff-password", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def api_client_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="app", password="app-password")
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def token_client(api_client_user: Any) -> APIClient:
+    """An app calling the API with a token that staff issued."""
+    token = Token.objects.create(user=api_client_user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff_client(staff: Any) -> APIClient:
+    client = APIClient()
+    client.force_login(staff)
+    return client
+
+
+def _worker_database_url() -> str:
+    db = settings.DATABASES["default"]
+    host = db.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgresql://{db['USER']}:{db.get('PASSWORD') or ''}@/{db['NAME']}?host={host}"
+    return f"postgresql://{db['USER']}:{db.get('PASSWORD') or ''}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker, in its own process, consuming the tests' queue on the test database.
+
+    It depends on django_db_setup so that it stops before the test database is dropped.
+    """
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
+        "DATABASE_URL": _worker_database_url(),
+    }
+    log = open(BASE_DIR / ".data" / "test-worker.log", "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "autotagger",
+            "worker",
+            "--pool=solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--loglevel=INFO",
+        ],
+        env=env,
+        cwd=BASE_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and process.poll() is None:
+        if b"ready." in (BASE_DIR / ".data" / "test-worker.log").read_bytes():
+            ready = True
+            break
+        time.sleep(0.2)
+    if not ready:
+        process.kill()
+        log.close()
+        pytest.fail("The Celery worker did not start; see .data/test-worker.log")
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+    log.close()
+
+
+def wait_for(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll `predicate` until it is truthy or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return bool(value)
+        time.sleep(interval)

@@ -1,0 +1,67 @@
+"""Request and response examples shown in the OpenAPI documentation."""
+
+from drf_spectacular.utils import OpenApiExample
+
+CARBONARA = {
+    "title": "Spaghetti carbonara",
+    "ingredients": ["200 g spaghetti", "100 g pancetta", "2 eggs", "50 g pecorino romano", "black pepper"],
+    "instructions": "Boil the pasta. Fry the pancetta. Toss with eggs and cheese off the heat.",
+}
+
+TAG_REQUEST = OpenApiExample(
+    "Tag a carbonara",
+    value={**CARBONARA, "strategy": "similarity", "k": 2, "categories": ["cuisine", "dish_type"]},
+    request_only=True,
+)
+
+RUN_RESPONSE = OpenApiExample(
+    "Tags grouped by category",
+    value={
+        "id": 42,
+        "recipe_id": 17,
+        "strategy": "similarity",
+        "status": "succeeded",
+        "model": "all-MiniLM-L6-v2",
+        "config": {"strategy": "similarity", "k": 2, "categories": ["cuisine", "dish_type"], "threshold": None},
+        "timings": {"embed_ms": 14.2, "query_ms": 3.1, "score_ms": 0.9, "total_ms": 21.5},
+        "error": "",
+        "created_at": "2026-11-26T12:00:00Z",
+        "started_at": "2026-11-26T12:00:00Z",
+        "finished_at": "2026-11-26T12:00:00Z",
+        "categories": [
+            {"slug": "cuisine", "name": "Cuisine", "tags": [{"slug": "italian", "name": "Italian", "score": 0.97, "rank": 1}]},
+            {"slug": "dish_type", "name": "Dish type", "tags": [{"slug": "pasta", "name": "Pasta", "score": 1.0, "rank": 1}]},
+        ],
+    },
+    response_only=True,
+)
+
+QUEUED_RESPONSE = OpenApiExample(
+    "Queued on the worker",
+    value={**RUN_RESPONSE.value, "status": "queued", "timings": {}, "started_at": None, "finished_at": None, "categories": []},
+    response_only=True,
+    status_codes=["202"],
+)
+
+ERROR_RESPONSE = OpenApiExample(
+    "Unknown category",
+    value={
+        "error": {
+            "code": "unknown_category",
+            "message": "Unknown or inactive categories: spaceship.",
+            "details": {"categories": ["spaceship"]},
+        }
+    },
+    response_only=True,
+    status_codes=["400"],
+)
+
+RECIPE_CREATE = OpenApiExample(
+    "A recipe from your catalogue",
+    value={**CARBONARA, "external_id": "sku-1234", "source": "catalogue"},
+    request_only=True,
+)
+
+RECIPE_TAG_REQUEST = OpenApiExample(
+    "Tag on the worker", value={"strategy": "similarity", "k": 3, "async": True}, request_only=True
+)

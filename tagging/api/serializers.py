@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from autotagger.api.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from tagging.models import Recipe, Strategy, TaggingRun
+from tagging.selectors import run_tags_by_category
+from tagging.services import TaggingConfig
+
+MAX_INGREDIENTS = 200
+
+
+def _validate_content(attrs: dict[str, Any]) -> dict[str, Any]:
+    ingredients = [i for i in attrs.get("ingredients", []) if i.strip()]
+    if not ingredients and not attrs.get("instructions", "").strip():
+        raise serializers.ValidationError(
+            {"ingredients": ["Give ingredients, instructions or both: a recipe with neither cannot be tagged."]}
+        )
+    return attrs
+
+
+class RecipeContentInputSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=500, trim_whitespace=True)
+    ingredients = serializers.ListField(
+        child=StrictCharField(max_length=1000, allow_blank=True),
+        max_length=MAX_INGREDIENTS,
+        required=False,
+        default=list,
+    )
+    instructions = StrictCharField(max_length=50_000, allow_blank=True, required=False, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return _validate_content(attrs)
+
+
+class TaggingConfigInputSerializer(serializers.Serializer):
+    strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.SIMILARITY)
+    k = StrictIntegerField(
+        min_value=1,
+        max_value=settings.TAGGING_MAX_K,
+        required=False,
+        allow_null=True,
+        help_text="At most this many tags per category (1–20); each category's default when omitted.",
+    )
+    categories = serializers.ListField(
+        child=serializers.SlugField(),
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text="Category slugs to tag; all active categories when omitted.",
+    )
+    threshold = StrictFloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        allow_null=True,
+        help_text="Override every category's relevance threshold (0–1) for this request.",
+    )
+
+    def to_config(self) -> TaggingConfig:
+        data = self.validated_data
+        categories = data.get("categories")
+        return TaggingConfig(
+            strategy=data["strategy"],
+            k=data.get("k"),
+            categories=tuple(categories) if categories is not None else None,
+            threshold=data.get("threshold"),
+        )
+
+
+class TagRequestSerializer(RecipeContentInputSerializer, TaggingConfigInputSerializer):
+    """An ad-hoc recipe and how to tag it."""
+
+
+class RecipeTagRequestSerializer(TaggingConfigInputSerializer):
+    async_ = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="Run on the Celery worker and answer 202 at once; poll GET /api/v1/runs/{id}.",
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # `async` is a Python keyword, so the field is declared as async_ and exposed as async.
+        fields["async"] = fields.pop("async_")
+        return fields
+
+
+class RecipeCreateSerializer(RecipeContentInputSerializer):
+    external_id = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    source = StrictCharField(max_length=100, required=False, default="api")
+
+
+class RecipeUpdateSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=500, required=False)
+    ingredients = serializers.ListField(
+        child=StrictCharField(max_length=1000, allow_blank=True), max_length=MAX_INGREDIENTS, required=False
+    )
+    instructions = StrictCharField(max_length=50_000, allow_blank=True, required=False)
+    external_id = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    source = StrictCharField(max_length=100, required=False)
+
+
+class ScoredTagSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    score = serializers.FloatField(help_text="Relevance in [0, 1]; higher is more relevant.")
+    rank = serializers.IntegerField(help_text="1 for the best tag of its category.")
+
+
+class CategoryTagsSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    tags = ScoredTagSerializer(many=True)
+
+
+class TaggingRunSerializer(serializers.ModelSerializer):
+    recipe_id = serializers.IntegerField()
+    model = serializers.CharField(source="embedding_model", help_text="The embedding model the run used.")
+    categories = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TaggingRun
+        fields = [
+            "id",
+            "recipe_id",
+            "strategy",
+            "status",
+            "model",
+            "config",
+            "timings",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "categories",
+        ]
+
+    @extend_schema_field(CategoryTagsSerializer(many=True))
+    def get_categories(self, run: TaggingRun) -> list[dict[str, object]]:
+        return run_tags_by_category(run=run)
+
+
+class RecipeSerializer(serializers.ModelSerializer):
+    latest_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recipe
+        fields = [
+            "id",
+            "title",
+            "ingredients",
+            "instructions",
+            "external_id",
+            "source",
+            "content_hash",
+            "created_at",
+            "updated_at",
+            "latest_run",
+        ]
+
+    @extend_schema_field(TaggingRunSerializer(allow_null=True))
+    def get_latest_run(self, recipe: Recipe) -> dict[str, Any] | None:
+        run = self.context.get("latest_run")
+        return TaggingRunSerializer(run).data if run is not None else None
+
+
+class RecipeListItemSerializer(serializers.ModelSerializer):
+    latest_run_id = serializers.IntegerField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = Recipe
+        fields = ["id", "title", "ingredients", "instructions", "external_id", "source", "created_at", "latest_run_id"]

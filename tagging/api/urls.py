@@ -1,0 +1,11 @@
+from django.urls import path
+
+from tagging.api.views import RecipeDetailView, RecipeListView, RecipeTagView, RunDetailView, TagView
+
+urlpatterns = [
+    path("tag", TagView.as_view(), name="api-tag"),
+    path("recipes", RecipeListView.as_view(), name="api-recipes"),
+    path("recipes/<int:recipe_id>", RecipeDetailView.as_view(), name="api-recipe"),
+    path("recipes/<int:recipe_id>/tag", RecipeTagView.as_view(), name="api-recipe-tag"),
+    path("runs/<int:run_id>", RunDetailView.as_view(), name="api-run"),
+]

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from autotagger.api.schema import ErrorSerializer
+from tagging.api import examples
+from tagging.api.serializers import (
+    RecipeCreateSerializer,
+    RecipeListItemSerializer,
+    RecipeSerializer,
+    RecipeTagRequestSerializer,
+    RecipeUpdateSerializer,
+    TaggingRunSerializer,
+    TagRequestSerializer,
+)
+from tagging.models import Recipe
+from tagging.selectors import recipe_latest_run, recipes_list, run_get
+from tagging.services import (
+    recipe_create,
+    recipe_delete,
+    recipe_tag,
+    recipe_tag_adhoc,
+    recipe_tag_async,
+    recipe_update,
+)
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input", examples=[examples.ERROR_RESPONSE]),
+    401: OpenApiResponse(ErrorSerializer, description="No or invalid credentials"),
+    413: OpenApiResponse(ErrorSerializer, description="Body over the size limit"),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such object")}
+
+
+def _run_response(run_id: int, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
+    run = run_get(run_id=run_id)
+    return Response(TaggingRunSerializer(run).data, status=status_code, headers=headers)
+
+
+class TagView(APIView):
+    @extend_schema(
+        operation_id="tag_recipe",
+        summary="Tag an ad-hoc recipe",
+        description="Stores the recipe and a tagging run, and returns up to `k` relevant tags per category.",
+        request=TagRequestSerializer,
+        responses={200: TaggingRunSerializer, **ERRORS, 503: ErrorSerializer},
+        examples=[examples.TAG_REQUEST, examples.RUN_RESPONSE],
+        tags=["tagging"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TagRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run = recipe_tag_adhoc(
+            title=data["title"],
+            ingredients=data["ingredients"],
+            instructions=data["instructions"],
+            config=serializer.to_config(),
+            user=request.user,
+        )
+        return _run_response(run.pk)
+
+
+class RecipeListView(APIView):
+    @extend_schema(
+        operation_id="recipes_list",
+        summary="List recipes",
+        parameters=[
+            OpenApiParameter("tag", str, description="Only recipes whose latest tagging assigned this tag slug."),
+            OpenApiParameter("category", str, description="With `tag`: the tag's category slug."),
+            OpenApiParameter("page", int, description="Page number (20 per page)."),
+        ],
+        responses={200: RecipeListItemSerializer(many=True), **ERRORS},
+        tags=["recipes"],
+    )
+    def get(self, request: Request) -> Response:
+        paginator = PageNumberPagination()
+        recipes = recipes_list(
+            tag_slug=request.query_params.get("tag") or None,
+            category_slug=request.query_params.get("category") or None,
+        )
+        page = paginator.paginate_queryset(recipes, request, view=self)
+        return paginator.get_paginated_response(RecipeListItemSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="recipes_create",
+        summary="Create a recipe",
+        request=RecipeCreateSerializer,
+        responses={201: RecipeSerializer, **ERRORS},
+        examples=[examples.RECIPE_CREATE],
+        tags=["recipes"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RecipeCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        recipe = recipe_create(**serializer.validated_data)
+        return Response(RecipeSerializer(recipe).data, status=status.HTTP_201_CREATED)
+
+
+class RecipeDetailView(APIView):
+    def _recipe(self, recipe_id: int) -> Recipe:
+        return get_object_or_404(Recipe.objects.defer("embedding"), pk=recipe_id)
+
+    @extend_schema(
+        operation_id="recipes_retrieve",
+        summary="Get a recipe with its latest tags",
+        responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
+        tags=["recipes"],
+    )
+    def get(self, request: Request, recipe_id: int) -> Response:
+        recipe = self._recipe(recipe_id)
+        return Response(RecipeSerializer(recipe, context={"latest_run": recipe_latest_run(recipe=recipe)}).data)
+
+    @extend_schema(
+        operation_id="recipes_update",
+        summary="Replace a recipe's fields",
+        request=RecipeUpdateSerializer,
+        responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
+        examples=[examples.RECIPE_CREATE],
+        tags=["recipes"],
+    )
+    def put(self, request: Request, recipe_id: int) -> Response:
+        return self._update(request, recipe_id)
+
+    @extend_schema(
+        operation_id="recipes_partial_update",
+        summary="Change some of a recipe's fields",
+        request=RecipeUpdateSerializer,
+        responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
+        examples=[examples.RECIPE_CREATE],
+        tags=["recipes"],
+    )
+    def patch(self, request: Request, recipe_id: int) -> Response:
+        return self._update(request, recipe_id)
+
+    def _update(self, request: Request, recipe_id: int) -> Response:
+        recipe = self._recipe(recipe_id)
+        serializer = RecipeUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        recipe = recipe_update(recipe=recipe, data=serializer.validated_data)
+        return Response(RecipeSerializer(recipe, context={"latest_run": recipe_latest_run(recipe=recipe)}).data)
+
+    @extend_schema(
+        operation_id="recipes_destroy",
+        summary="Delete a recipe and its tagging runs",
+        responses={204: None, **ERRORS, **NOT_FOUND},
+        tags=["recipes"],
+    )
+    def delete(self, request: Request, recipe_id: int) -> Response:
+        recipe_delete(recipe=self._recipe(recipe_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecipeTagView(APIView):
+    @extend_schema(
+        operation_id="recipes_tag",
+        summary="Tag a stored recipe",
+        description=(
+            "Runs tagging now (200 with the finished run) or, with `\"async\": true`, on the Celery worker "
+            "(202 with the queued run; poll `GET /api/v1/runs/{id}`)."
+        ),
+        request=RecipeTagRequestSerializer,
+        responses={200: TaggingRunSerializer, 202: TaggingRunSerializer, **ERRORS, **NOT_FOUND, 503: ErrorSerializer},
+        examples=[examples.RECIPE_TAG_REQUEST, examples.RUN_RESPONSE, examples.QUEUED_RESPONSE],
+        tags=["recipes"],
+    )
+    def post(self, request: Request, recipe_id: int) -> Response:
+        recipe = get_object_or_404(Recipe, pk=recipe_id)
+        serializer = RecipeTagRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        config = serializer.to_config()
+        if serializer.validated_data["async"]:
+            run = recipe_tag_async(recipe=recipe, config=config, user=request.user)
+            return _run_response(run.pk, status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.pk}"})
+        run = recipe_tag(recipe=recipe, config=config, user=request.user)
+        return _run_response(run.pk)
+
+
+class RunDetailView(APIView):
+    @extend_schema(
+        operation_id="runs_retrieve",
+        summary="Get a tagging run",
+        description="Poll this after an asynchronous request: `status` goes queued → running → succeeded or failed.",
+        responses={200: TaggingRunSerializer, **ERRORS, **NOT_FOUND},
+        examples=[examples.RUN_RESPONSE],
+        tags=["tagging"],
+    )
+    def get(self, request: Request, run_id: int) -> Response:
+        run = run_get(run_id=run_id)
+        if run is None:
+            raise NotFound(f"No tagging run with id {run_id}.")
+        return Response(TaggingRunSerializer(run).data)
+
+

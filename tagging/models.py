@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+
+class Strategy(models.TextChoices):
+    SIMILARITY = "similarity", "Similarity (no LLM)"
+    LLM = "llm", "LLM"
+    HYBRID = "hybrid", "Hybrid"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Recipe(models.Model):
+    title = models.CharField(max_length=500)
+    ingredients = ArrayField(models.TextField(), default=list, blank=True)
+    instructions = models.TextField(blank=True)
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    source = models.CharField(max_length=100, default="api")
+    content_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=200, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(title=""), name="tagging_recipe_title_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(ingredients=[]) | ~Q(instructions=""),
+                name="tagging_recipe_has_ingredients_or_instructions",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="tagging_recipe_unique_external_id_per_source",
+            ),
+        ]
+        indexes = [
+            HnswIndex(
+                name="tagging_recipe_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TaggingRun(models.Model):
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="runs")
+    strategy = models.CharField(max_length=20, choices=Strategy.choices)
+    config = models.JSONField(default=dict, blank=True)
+    embedding_model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    error = models.TextField(blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["recipe", "-created_at"], name="tagging_run_recipe_recent")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.strategy}, {self.status})"
+
+
+class TagAssignment(models.Model):
+    run = models.ForeignKey(TaggingRun, on_delete=models.CASCADE, related_name="assignments")
+    tag = models.ForeignKey("taxonomy.Tag", on_delete=models.CASCADE, related_name="assignments")
+    score = models.FloatField()
+    rank = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "tag"], name="tagging_assignment_unique_tag_per_run"),
+            models.CheckConstraint(
+                condition=Q(score__gte=0) & Q(score__lte=1), name="tagging_assignment_score_range"
+            ),
+            models.CheckConstraint(condition=Q(rank__gte=1), name="tagging_assignment_rank_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag} {self.score:.2f}"

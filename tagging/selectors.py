@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from pgvector.django import CosineDistance
+
+from taxonomy.models import Category, Tag
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
+
+
+def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], model: str) -> list[Tag]:
+    """Active tags of these categories with `similarity` (cosine, -1..1) to `embedding`, best first.
+
+    Only tags embedded by `model` are compared: vectors of different models are never mixed.
+    """
+    tags = list(
+        Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
+        .exclude(embedding__isnull=True)
+        .annotate(distance=CosineDistance("embedding", embedding))
+        .select_related("category")
+        # Not ORDER BY distance: that would let PostgreSQL use the HNSW index, whose approximate
+        # scan stops after ef_search rows and would silently drop tags of the filtered categories.
+        .order_by("id")
+        .defer("embedding")
+    )
+    tags.sort(key=lambda tag: (tag.distance, tag.pk))  # type: ignore[attr-defined]
+    return tags
+
+
+def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | None:
+    """An embedding already computed for the same recipe content by the same model, if any."""
+    row = (
+        Recipe.objects.filter(content_hash=content_hash, embedding_model=model, embedding__isnull=False)
+        .order_by("-updated_at", "id")
+        .values_list("embedding", flat=True)
+        .first()
+    )
+    return None if row is None else np.asarray(row, dtype=np.float32)
+
+
+def _latest_succeeded_run_id() -> Subquery:
+    return Subquery(
+        TaggingRun.objects.filter(recipe=OuterRef("pk"), status=RunStatus.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .values("id")[:1]
+    )
+
+
+def recipes_list(*, tag_slug: str | None = None, category_slug: str | None = None) -> QuerySet[Recipe]:
+    """Recipes, newest first; with `tag_slug`, only those whose latest successful run assigned that tag."""
+    recipes = Recipe.objects.annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
+    if tag_slug:
+        assignments = TagAssignment.objects.filter(run_id=OuterRef("latest_run_id"), tag__slug=tag_slug)
+        if category_slug:
+            assignments = assignments.filter(tag__category__slug=category_slug)
+        recipes = recipes.filter(Exists(assignments))
+    return recipes.order_by("-created_at", "-id")
+
+
+def recipe_latest_run(*, recipe: Recipe) -> TaggingRun | None:
+    return (
+        runs_with_assignments()
+        .filter(recipe=recipe, status=RunStatus.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def runs_with_assignments() -> QuerySet[TaggingRun]:
+    assignments = TagAssignment.objects.select_related("tag__category").order_by(
+        "tag__category__position", "tag__category__id", "rank", "id"
+    )
+    return TaggingRun.objects.select_related("recipe").prefetch_related(
+        Prefetch("assignments", queryset=assignments)
+    )
+
+
+def run_get(*, run_id: int) -> TaggingRun | None:
+    return runs_with_assignments().filter(pk=run_id).first()
+
+
+def runs_recent(*, limit: int = 20) -> list[TaggingRun]:
+    return list(
+        TaggingRun.objects.select_related("recipe")
+        .defer("recipe__embedding")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
+    """The run's tags grouped by category in taxonomy order; every category the run covered appears,
+    with an empty list when nothing in it was relevant."""
+    slugs = run.config.get("category_slugs") or []
+    categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
+    groups: dict[str, dict[str, object]] = {}
+    for slug in slugs:
+        if slug in categories:
+            groups[slug] = {"slug": slug, "name": categories[slug].name, "position": categories[slug].position, "tags": []}
+    for assignment in run.assignments.all():
+        category = assignment.tag.category
+        group = groups.setdefault(
+            category.slug, {"slug": category.slug, "name": category.name, "position": category.position, "tags": []}
+        )
+        group["tags"].append(  # type: ignore[attr-defined]
+            {"slug": assignment.tag.slug, "name": assignment.tag.name, "score": assignment.score, "rank": assignment.rank}
+        )
+    ordered = sorted(groups.values(), key=lambda g: (g["position"], g["slug"]))  # type: ignore[arg-type]
+    for group in ordered:
+        group.pop("position")
+    return ordered

@@ -1,0 +1,374 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
+from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from tagging.selectors import recipe_embedding_cached
+from tagging.taggers.base import CategoryRequest, TaggerOutput
+from tagging.taggers.similarity import RecipeText, SimilarityTagger
+from taxonomy.models import Category
+from taxonomy.selectors import categories_by_slugs, tags_needing_embedding
+from taxonomy.services import tags_embed
+
+logger = logging.getLogger(__name__)
+
+
+class TaggingError(Exception):
+    """A tagging request that cannot be served; `code` and `status` say how the API reports it."""
+
+    code = "tagging_error"
+    status = 400
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class StrategyUnavailable(TaggingError):
+    code = "strategy_unavailable"
+
+
+class UnknownCategories(TaggingError):
+    code = "unknown_category"
+
+
+class InvalidTaggingConfig(TaggingError):
+    code = "invalid_config"
+
+
+class InvalidRecipe(TaggingError):
+    code = "invalid_recipe"
+
+
+class EmbeddingUnavailable(TaggingError):
+    code = "embedding_unavailable"
+    status = 503
+
+
+@dataclass(frozen=True)
+class TaggingConfig:
+    strategy: str = Strategy.SIMILARITY
+    k: int | None = None
+    categories: tuple[str, ...] | None = None
+    threshold: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["categories"] = list(self.categories) if self.categories is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaggingConfig:
+        categories = data.get("categories")
+        return cls(
+            strategy=data.get("strategy", Strategy.SIMILARITY),
+            k=data.get("k"),
+            categories=tuple(categories) if categories is not None else None,
+            threshold=data.get("threshold"),
+        )
+
+
+def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions: str) -> str:
+    canonical = json.dumps(
+        {"title": title.strip(), "ingredients": [i.strip() for i in ingredients], "instructions": instructions.strip()},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _recipe_text(recipe: Recipe) -> RecipeText:
+    return RecipeText(title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions)
+
+
+def recipe_create(
+    *,
+    title: str,
+    ingredients: Sequence[str],
+    instructions: str,
+    external_id: str | None = None,
+    source: str = "api",
+) -> Recipe:
+    return Recipe.objects.create(
+        title=title.strip(),
+        ingredients=[i.strip() for i in ingredients if i.strip()],
+        instructions=instructions.strip(),
+        external_id=external_id or None,
+        source=source or "api",
+        content_hash=recipe_content_hash(title=title, ingredients=ingredients, instructions=instructions),
+    )
+
+
+def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
+    """Change some of a recipe's fields; a change of content drops its stored embedding."""
+    for name in ("title", "instructions", "external_id", "source"):
+        if name in data:
+            value = data[name]
+            setattr(recipe, name, value.strip() if isinstance(value, str) else value)
+    if "ingredients" in data:
+        recipe.ingredients = [i.strip() for i in data["ingredients"] if i.strip()]
+    if not recipe.title:
+        raise InvalidRecipe("A recipe needs a title.", details={"title": ["This field may not be blank."]})
+    if not recipe.ingredients and not recipe.instructions:
+        raise InvalidRecipe(
+            "A recipe needs ingredients or instructions.",
+            details={"ingredients": ["Give ingredients, instructions or both."]},
+        )
+    content_hash = recipe_content_hash(
+        title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions
+    )
+    if content_hash != recipe.content_hash:
+        recipe.content_hash = content_hash
+        recipe.embedding = None
+        recipe.embedding_model = ""
+    recipe.save()
+    return recipe
+
+
+def recipe_delete(*, recipe: Recipe) -> None:
+    recipe.delete()
+
+
+def _category_requests(config: TaggingConfig) -> list[CategoryRequest]:
+    if config.strategy not in Strategy.values:
+        raise InvalidTaggingConfig(
+            f"Unknown strategy {config.strategy!r}.", details={"strategy": [f"Choose one of {Strategy.values}."]}
+        )
+    if config.strategy != Strategy.SIMILARITY:
+        raise StrategyUnavailable(
+            f"The {config.strategy!r} strategy needs a language model, and this deployment has none "
+            "configured (LLM_BASE_URL and LLM_MODEL are not set). Use strategy 'similarity'.",
+            details={"strategy": config.strategy, "missing_settings": ["LLM_BASE_URL", "LLM_MODEL"]},
+        )
+    if config.k is not None and not 1 <= config.k <= settings.TAGGING_MAX_K:
+        raise InvalidTaggingConfig(
+            f"k must be between 1 and {settings.TAGGING_MAX_K}.", details={"k": config.k}
+        )
+    if config.threshold is not None and not 0 <= config.threshold <= 1:
+        raise InvalidTaggingConfig("threshold must be between 0 and 1.", details={"threshold": config.threshold})
+    if config.categories is None:
+        categories = list(Category.objects.filter(active=True).order_by("position", "name", "id"))
+    else:
+        categories, unknown = categories_by_slugs(slugs=config.categories)
+        if unknown:
+            raise UnknownCategories(
+                f"Unknown or inactive categories: {', '.join(unknown)}.", details={"categories": unknown}
+            )
+    if not categories:
+        raise InvalidTaggingConfig("There are no active categories to tag with; load or create a taxonomy first.")
+    return [
+        CategoryRequest(
+            category=category,
+            k=config.k or category.default_max_tags,
+            threshold=_threshold(config, category),
+        )
+        for category in categories
+    ]
+
+
+def _threshold(config: TaggingConfig, category: Category) -> float:
+    if config.threshold is not None:
+        return config.threshold
+    if category.relevance_threshold is not None:
+        return category.relevance_threshold
+    return float(settings.TAGGING_DEFAULT_THRESHOLD)
+
+
+def tagging_config_validate(*, config: TaggingConfig) -> None:
+    """Raise TaggingError if `config` cannot be served (before anything is stored or queued)."""
+    _category_requests(config)
+
+
+def _tags_ensure_embedded(requests: Sequence[CategoryRequest], model: str) -> None:
+    """Tags added since the last embedding pass are embedded now rather than silently left out."""
+    missing = list(
+        tags_needing_embedding(model=model, category_ids=[r.category.pk for r in requests])
+        .filter(active=True)
+        .values_list("id", flat=True)
+    )
+    if missing:
+        tags_embed(tag_ids=missing)
+
+
+def recipes_embed(*, recipes: Sequence[Recipe]) -> float:
+    """Give every recipe an embedding of the current model, reusing vectors of identical content.
+
+    Returns the seconds spent in the model.
+    """
+    model = embedding_model_name()
+    todo: list[Recipe] = []
+    for recipe in recipes:
+        if recipe.embedding is not None and recipe.embedding_model == model:
+            continue
+        cached = recipe_embedding_cached(content_hash=recipe.content_hash, model=model)
+        if cached is not None:
+            recipe.embedding, recipe.embedding_model = cached, model
+            Recipe.objects.filter(pk=recipe.pk).update(embedding=cached, embedding_model=model)
+        else:
+            todo.append(recipe)
+    if not todo:
+        return 0.0
+    batch = embeddings_create(texts=[_recipe_text(r).for_embedding() for r in todo])
+    for recipe, vector in zip(todo, batch.vectors, strict=True):
+        recipe.embedding, recipe.embedding_model = vector, batch.model
+    Recipe.objects.bulk_update(todo, ["embedding", "embedding_model"], batch_size=500)
+    return batch.seconds
+
+
+def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
+    return [
+        TagAssignment(run=run, tag_id=scored.tag_id, score=scored.score, rank=rank)
+        for tags in output.tags.values()
+        for rank, scored in enumerate(tags, start=1)
+    ]
+
+
+def _run_fail(run: TaggingRun, message: str) -> None:
+    run.status = RunStatus.FAILED
+    run.error = message
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+
+
+def run_create(
+    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+) -> TaggingRun:
+    requests = _category_requests(config)
+    return TaggingRun.objects.create(
+        recipe=recipe,
+        strategy=config.strategy,
+        # The categories actually tagged, so the run shows a category that got nothing as such.
+        config={**config.as_dict(), "category_slugs": [r.category.slug for r in requests]},
+        embedding_model=embedding_model_name(),
+        status=RunStatus.QUEUED,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+
+
+def run_execute(*, run_id: int) -> TaggingRun:
+    """Tag the run's recipe and store the assignments, all or nothing.
+
+    Running a finished run again changes nothing, so a re-delivered task is harmless. A failure is
+    recorded on the run (status `failed`, `error`) and re-raised as a TaggingError.
+    """
+    with transaction.atomic():
+        run = TaggingRun.objects.select_for_update().select_related("recipe").get(pk=run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            return run
+        run.status = RunStatus.RUNNING
+        run.started_at = timezone.now()
+        run.save(update_fields=["status", "started_at"])
+    started = time.perf_counter()
+    config = TaggingConfig.from_dict(run.config)
+    try:
+        requests = _category_requests(config)
+        model = embedding_model_name()
+        _tags_ensure_embedded(requests, model)
+        embed_seconds = recipes_embed(recipes=[run.recipe])
+        output = SimilarityTagger(model=model).tag(
+            recipe=_recipe_text(run.recipe), embedding=np.asarray(run.recipe.embedding), requests=requests
+        )
+    except TaggingError as exc:
+        _run_fail(run, exc.message)
+        raise
+    except EmbeddingError as exc:
+        logger.exception("Unable to embed recipe %s for run %s", run.recipe_id, run.pk)
+        _run_fail(run, str(exc))
+        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+    output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
+    with transaction.atomic():
+        TagAssignment.objects.bulk_create(_assignments(run, output))
+        run.status = RunStatus.SUCCEEDED
+        run.embedding_model = model
+        run.finished_at = timezone.now()
+        run.timings = {**output.timings_ms, "total_ms": round((time.perf_counter() - started) * 1000, 2)}
+        run.save(update_fields=["status", "embedding_model", "finished_at", "timings"])
+    return run
+
+
+def recipe_tag(
+    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+) -> TaggingRun:
+    """Tag `recipe` now and return the finished run."""
+    run = run_create(recipe=recipe, config=config, user=user)
+    return run_execute(run_id=run.pk)
+
+
+def recipe_tag_async(
+    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+) -> TaggingRun:
+    """Queue tagging of `recipe` on the Celery worker; the run is `queued` until the worker takes it."""
+    from tagging.tasks import run_execute_task
+
+    with transaction.atomic():
+        run = run_create(recipe=recipe, config=config, user=user)
+        transaction.on_commit(lambda: run_execute_task.delay(run_id=run.pk))
+    return run
+
+
+def recipe_tag_adhoc(
+    *,
+    title: str,
+    ingredients: Sequence[str],
+    instructions: str,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> TaggingRun:
+    """Store an ad-hoc recipe and tag it now. A config that cannot be served stores nothing."""
+    tagging_config_validate(config=config)
+    recipe = recipe_create(title=title, ingredients=ingredients, instructions=instructions)
+    return recipe_tag(recipe=recipe, config=config, user=user)
+
+
+def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> list[TaggingRun]:
+    """Tag many recipes in one pass: one batched embedding call, one scoring query per recipe, and
+    all runs and assignments written together."""
+    requests = _category_requests(config)
+    model = embedding_model_name()
+    _tags_ensure_embedded(requests, model)
+    started = time.perf_counter()
+    try:
+        recipes_embed(recipes=recipes)
+    except EmbeddingError as exc:
+        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+    tagger = SimilarityTagger(model=model)
+    now = timezone.now()
+    stored_config = {**config.as_dict(), "category_slugs": [r.category.slug for r in requests]}
+    with transaction.atomic():
+        runs = TaggingRun.objects.bulk_create(
+            [
+                TaggingRun(
+                    recipe=recipe,
+                    strategy=config.strategy,
+                    config=stored_config,
+                    embedding_model=model,
+                    status=RunStatus.SUCCEEDED,
+                    started_at=now,
+                    finished_at=now,
+                )
+                for recipe in recipes
+            ]
+        )
+        assignments: list[TagAssignment] = []
+        for run, recipe in zip(runs, recipes, strict=True):
+            output = tagger.tag(
+                recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests
+            )
+            assignments.extend(_assignments(run, output))
+        TagAssignment.objects.bulk_create(assignments, batch_size=1000)
+    logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
+    return runs

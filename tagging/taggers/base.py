@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taxonomy.models import Category
+
+
+@dataclass(frozen=True)
+class ScoredTag:
+    tag_id: int
+    slug: str
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class CategoryRequest:
+    """One category to tag: up to `k` tags scoring at least `threshold`."""
+
+    category: Category
+    k: int
+    threshold: float
+
+
+@dataclass
+class TaggerOutput:
+    tags: dict[int, list[ScoredTag]] = field(default_factory=dict)  # category id -> tags, best first
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from taxonomy.models import Category, Tag
+
+
+class TagOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "slug", "name", "description", "synonyms", "active"]
+
+
+class CategoryOutputSerializer(serializers.ModelSerializer):
+    tags = TagOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Category
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "default_max_tags",
+            "relevance_threshold",
+            "active",
+            "position",
+            "tags",
+        ]

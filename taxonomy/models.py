@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    default_max_tags = models.PositiveSmallIntegerField(
+        default=3, help_text="How many tags this category returns when a request does not set k."
+    )
+    relevance_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Score (0–1) a tag needs to be returned; empty uses the calibrated default.",
+    )
+    active = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_max_tags__gte=1) & Q(default_max_tags__lte=20),
+                name="taxonomy_category_default_max_tags_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(relevance_threshold__isnull=True)
+                | (Q(relevance_threshold__gte=0) & Q(relevance_threshold__lte=1)),
+                name="taxonomy_category_threshold_range",
+            ),
+            models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_category_slug_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    synonyms = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    active = models.BooleanField(default=True)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=200, blank=True, editable=False)
+    embedded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["category", "slug"], name="taxonomy_tag_unique_slug_per_category"),
+            models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_tag_slug_not_empty"),
+            models.CheckConstraint(condition=~Q(name=""), name="taxonomy_tag_name_not_empty"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="taxonomy_tag_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category.slug}/{self.slug}"
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded for this tag: the text a recipe of this tag tends to resemble."""
+        parts = [f"{self.name}: {self.description}".strip().rstrip(":")]
+        if self.synonyms:
+            parts.append("Also: " + ", ".join(self.synonyms) + ".")
+        return " ".join(parts)

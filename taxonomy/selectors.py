@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from taxonomy.models import Category, Tag
+
+
+def categories_list(*, active_only: bool = False) -> QuerySet[Category]:
+    categories = Category.objects.all()
+    if active_only:
+        categories = categories.filter(active=True)
+    tags = Tag.objects.order_by("name", "id")
+    if active_only:
+        tags = tags.filter(active=True)
+    return categories.prefetch_related(Prefetch("tags", queryset=tags)).order_by("position", "name", "id")
+
+
+def categories_by_slugs(*, slugs: Iterable[str]) -> tuple[list[Category], list[str]]:
+    """The active categories named by `slugs` (in taxonomy order) and the slugs that match none."""
+    wanted = list(dict.fromkeys(slugs))
+    found = list(Category.objects.filter(slug__in=wanted, active=True).order_by("position", "name", "id"))
+    known = {c.slug for c in found}
+    return found, [s for s in wanted if s not in known]
+
+
+def tags_needing_embedding(*, model: str, category_ids: Iterable[int] | None = None) -> QuerySet[Tag]:
+    tags = Tag.objects.exclude(embedding_model=model) | Tag.objects.filter(embedding__isnull=True)
+    if category_ids is not None:
+        tags = tags.filter(category_id__in=list(category_ids))
+    return tags.select_related("category").order_by("id")
+
+
+def taxonomy_export() -> dict[str, Any]:
+    """The whole taxonomy as the JSON document `taxonomy_import` reads back."""
+    return {
+        "format": "autotagger-taxonomy",
+        "version": 1,
+        "categories": [
+            {
+                "slug": category.slug,
+                "name": category.name,
+                "description": category.description,
+                "default_max_tags": category.default_max_tags,
+                "relevance_threshold": category.relevance_threshold,
+                "position": category.position,
+                "active": category.active,
+                "tags": [
+                    {
+                        "slug": tag.slug,
+                        "name": tag.name,
+                        "description": tag.description,
+                        "synonyms": list(tag.synonyms),
+                        "active": tag.active,
+                    }
+                    for tag in category.tags.all()
+                ],
+            }
+            for category in categories_list()
+        ],
+    }
