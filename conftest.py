@@ -23,6 +23,29 @@ DEMO_RECIPES = BASE_DIR / "tagging" / "data" / "demo_recipes.json"
 SHARED_DATASETS = BASE_DIR.parent / "shared" / "datasets"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    """Before the test database is created, drop those of earlier runs whose process is gone."""
+    import psutil
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    prefix = f"test_{db['NAME']}_"
+    dsn = {"dbname": "postgres", "user": db["USER"], "password": db.get("PASSWORD") or "", "host": db.get("HOST") or ""}
+    if db.get("PORT"):
+        dsn["port"] = str(db["PORT"])
+    try:
+        with psycopg.connect(**dsn, autocommit=True, connect_timeout=10) as conn:  # type: ignore[arg-type]
+            names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))]
+            for name in names:
+                suffix = name.removeprefix(prefix)
+                if suffix.isdigit() and not psutil.pid_exists(int(suffix)):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error:
+        # No maintenance database to clean up from (a server without "postgres"): nothing to drop.
+        pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def embedding_model() -> Any:
     """Load the embedding model once for the whole run (every test in this process shares it)."""

@@ -1,32 +1,53 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 from pgvector.django import CosineDistance
 
-from taxonomy.models import Category, Tag
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
+from taxonomy.models import Category, Tag
 
 
-def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], model: str) -> list[Tag]:
-    """Active tags of these categories with `similarity` (cosine, -1..1) to `embedding`, best first.
+@dataclass(frozen=True)
+class TagCandidate:
+    id: int
+    category_id: int
+    slug: str
+    name: str
+    synonyms: tuple[str, ...]
+    similarity: float  # cosine similarity to the recipe, -1..1
+
+
+def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], model: str) -> list[TagCandidate]:
+    """Active tags of these categories with their cosine similarity to `embedding`, best first.
 
     Only tags embedded by `model` are compared: vectors of different models are never mixed.
     """
-    tags = list(
+    rows = (
         Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
         .exclude(embedding__isnull=True)
         .annotate(distance=CosineDistance("embedding", embedding))
-        .select_related("category")
         # Not ORDER BY distance: that would let PostgreSQL use the HNSW index, whose approximate
         # scan stops after ef_search rows and would silently drop tags of the filtered categories.
         .order_by("id")
-        .defer("embedding")
+        .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
     )
-    tags.sort(key=lambda tag: (tag.distance, tag.pk))  # type: ignore[attr-defined]
-    return tags
+    candidates = [
+        TagCandidate(
+            id=tag_id,
+            category_id=category_id,
+            slug=slug,
+            name=name,
+            synonyms=tuple(synonyms),
+            similarity=1.0 - float(distance),
+        )
+        for tag_id, category_id, slug, name, synonyms, distance in rows
+    ]
+    candidates.sort(key=lambda c: (-c.similarity, c.id))
+    return candidates
 
 
 def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | None:
@@ -61,10 +82,7 @@ def recipes_list(*, tag_slug: str | None = None, category_slug: str | None = Non
 
 def recipe_latest_run(*, recipe: Recipe) -> TaggingRun | None:
     return (
-        runs_with_assignments()
-        .filter(recipe=recipe, status=RunStatus.SUCCEEDED)
-        .order_by("-created_at", "-id")
-        .first()
+        runs_with_assignments().filter(recipe=recipe, status=RunStatus.SUCCEEDED).order_by("-created_at", "-id").first()
     )
 
 
@@ -72,9 +90,7 @@ def runs_with_assignments() -> QuerySet[TaggingRun]:
     assignments = TagAssignment.objects.select_related("tag__category").order_by(
         "tag__category__position", "tag__category__id", "rank", "id"
     )
-    return TaggingRun.objects.select_related("recipe").prefetch_related(
-        Prefetch("assignments", queryset=assignments)
-    )
+    return TaggingRun.objects.select_related("recipe").prefetch_related(Prefetch("assignments", queryset=assignments))
 
 
 def run_get(*, run_id: int) -> TaggingRun | None:
@@ -82,9 +98,11 @@ def run_get(*, run_id: int) -> TaggingRun | None:
 
 
 def runs_recent(*, limit: int = 20) -> list[TaggingRun]:
+    """The latest runs with their recipe and `tag_count`."""
     return list(
         TaggingRun.objects.select_related("recipe")
         .defer("recipe__embedding")
+        .annotate(tag_count=Count("assignments"))
         .order_by("-created_at", "-id")[:limit]
     )
 
@@ -97,14 +115,24 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
     groups: dict[str, dict[str, object]] = {}
     for slug in slugs:
         if slug in categories:
-            groups[slug] = {"slug": slug, "name": categories[slug].name, "position": categories[slug].position, "tags": []}
+            groups[slug] = {
+                "slug": slug,
+                "name": categories[slug].name,
+                "position": categories[slug].position,
+                "tags": [],
+            }
     for assignment in run.assignments.all():
         category = assignment.tag.category
         group = groups.setdefault(
             category.slug, {"slug": category.slug, "name": category.name, "position": category.position, "tags": []}
         )
         group["tags"].append(  # type: ignore[attr-defined]
-            {"slug": assignment.tag.slug, "name": assignment.tag.name, "score": assignment.score, "rank": assignment.rank}
+            {
+                "slug": assignment.tag.slug,
+                "name": assignment.tag.name,
+                "score": assignment.score,
+                "rank": assignment.rank,
+            }
         )
     ordered = sorted(groups.values(), key=lambda g: (g["position"], g["slug"]))  # type: ignore[arg-type]
     for group in ordered:

@@ -183,15 +183,9 @@ EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
 
 # --- Tagging --------------------------------------------------------------------------------
-TAGGING_DEFAULT_K = env.int("TAGGING_DEFAULT_K", default=3)
 TAGGING_MAX_K = 20
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).
 TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
-
-# --- LLM (the llm and hybrid strategies) --------------------------------------------------------
-LLM_BASE_URL = env("LLM_BASE_URL", default="")
-LLM_MODEL = env("LLM_MODEL", default="")
-LLM_API_KEY = env("LLM_API_KEY", default="")
 
 # --- Bootstrap ------------------------------------------------------------------------------
 AUTOTAGGER_ADMIN_USER = env("AUTOTAGGER_ADMIN_USER", default="admin")

@@ -1,7 +1,12 @@
+import os
+
 from autotagger.settings.base import *  # noqa: F403
 from autotagger.settings.base import databases_from_env
 
 DATABASES = databases_from_env(allow_embedded=True)
+# One test database per pytest process, so two runs at once (two terminals, a helper) never collide;
+# conftest.py drops those left behind by runs that were killed.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tagging.models import Recipe, TaggingRun
+
+pytestmark = pytest.mark.django_db
+
+
+def _carbonara(demo_recipes: list[dict[str, Any]]) -> dict[str, Any]:
+    recipe = next(r for r in demo_recipes if r["title"] == "Spaghetti Carbonara")
+    return {
+        "title": recipe["title"],
+        "ingredients": "\n".join(recipe["ingredients"]),
+        "instructions": recipe["instructions"],
+        "strategy": "similarity",
+        "k": "",
+    }
+
+
+@pytest.fixture
+def staff_browser(client: Client, staff: Any) -> Client:
+    client.force_login(staff)
+    return client
+
+
+def test_it_sends_an_anonymous_visitor_to_the_login_page(client: Client) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+
+
+def test_it_renders_the_login_page_with_a_form(client: Client) -> None:
+    response = client.get("/accounts/login/?next=/")
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'name="username"' in content
+    assert 'name="password"' in content
+    assert '<input type="hidden" name="next" value="/">' in content
+
+
+def test_it_shows_an_error_for_wrong_credentials(client: Client, staff: Any) -> None:
+    response = client.post("/accounts/login/", {"username": "staff", "password": "wrong", "next": "/"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+
+
+def test_it_lands_on_the_dashboard_after_logging_in(client: Client, staff: Any, taxonomy: Any) -> None:
+    response = client.post(
+        "/accounts/login/", {"username": "staff", "password": "staff-password", "next": "/"}, follow=True
+    )
+
+    assert response.redirect_chain == [("/", 302)]
+    content = response.content.decode()
+    assert "Tag a recipe" in content
+    assert "Spaghetti Carbonara" in content  # the "Try an example" data
+    assert 'action="/accounts/logout/"' in content
+
+
+def test_it_tags_the_carbonara_and_redirects_to_the_run_page(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    response = staff_browser.post("/", _carbonara(demo_recipes))
+
+    run = TaggingRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/runs/{run.pk}/"
+    assert run.status == "succeeded"
+    assert run.recipe.ingredients[0] == "200 g spaghetti"
+    page = staff_browser.get(response["Location"]).content.decode()
+    assert "<h1>Spaghetti Carbonara</h1>" in page
+    assert '<span class="tag-name">Italian</span>' in page
+    assert 'class="score-bar" style="width: ' in page
+
+
+def test_it_shows_every_configured_category_even_without_tags(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    data = {**_carbonara(demo_recipes), "categories": ["cuisine", "occasion"]}
+
+    response = staff_browser.post("/", data, follow=True)
+
+    content = response.content.decode()
+    assert ">Cuisine</h3>" in content
+    assert ">Occasion</h3>" in content
+    assert ">Diet</h3>" not in content
+
+
+def test_it_shows_the_strategy_unavailable_message_and_stores_nothing_for_llm(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    response = staff_browser.post("/", {**_carbonara(demo_recipes), "strategy": "llm"})
+
+    content = response.content.decode()
+    assert response.status_code == 400
+    assert "needs a language model, and this deployment has none configured" in content
+    assert 'value="Spaghetti Carbonara"' in content
+    assert Recipe.objects.count() == 0
+
+
+def test_it_rejects_an_unknown_strategy_and_stores_nothing(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    response = staff_browser.post("/", {**_carbonara(demo_recipes), "strategy": "magic"})
+
+    assert response.status_code == 200
+    assert "Select a valid choice. magic is not one of the available choices." in response.content.decode()
+    assert Recipe.objects.count() == 0
+
+
+def test_it_shows_a_form_error_for_an_empty_title(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    response = staff_browser.post("/", {**_carbonara(demo_recipes), "title": ""})
+
+    content = response.content.decode()
+    assert '<ul class="errorlist" id="id_title_error"><li>This field is required.</li></ul>' in content
+    assert Recipe.objects.count() == 0
+
+
+def test_it_rejects_k_above_twenty(staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]) -> None:
+    response = staff_browser.post("/", {**_carbonara(demo_recipes), "k": "21"})
+
+    assert "Ensure this value is less than or equal to 20." in response.content.decode()
+    assert Recipe.objects.count() == 0
+
+
+def test_it_answers_404_for_an_unknown_run(staff_browser: Client) -> None:
+    response = staff_browser.get("/runs/999999/")
+
+    assert response.status_code == 404
+
+
+def test_it_links_to_the_run_from_the_recent_runs_list(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    staff_browser.post("/", _carbonara(demo_recipes))
+    run = TaggingRun.objects.get()
+
+    content = staff_browser.get("/").content.decode()
+
+    assert f'<a href="/runs/{run.pk}/">Spaghetti Carbonara</a>' in content
+    assert f'<a href="/runs/{run.pk}/">#{run.pk}</a>' in content
+    assert f'<td class="num">{run.assignments.count()}</td>' in content
+
+
+def test_it_lists_recent_runs_without_a_query_per_run(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]], django_assert_num_queries: Any
+) -> None:
+    for recipe in demo_recipes[:4]:
+        staff_browser.post("/", {**_carbonara(demo_recipes), "title": recipe["title"]})
+
+    with django_assert_num_queries(5):
+        content = staff_browser.get("/").content.decode()
+
+    assert content.count('<span class="badge badge-succeeded">') == 4

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from tagging import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+]
