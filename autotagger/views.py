@@ -45,4 +45,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "embedding_model": embeddings_status(),
     }
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )

@@ -5,3 +5,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development")
 
 application = get_wsgi_application()
+
+# Load the embedding model at worker start, not on the first request.
+if os.environ.get("AUTOTAGGER_PRELOAD_MODEL", "1") == "1":
+    from tagging.embeddings import embeddings_warm_up
+
+    embeddings_warm_up()

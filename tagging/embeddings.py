@@ -204,3 +204,11 @@ def embeddings_cache_clear() -> None:
     """Forget the in-process cache (benchmarks measure the model, not the cache)."""
     with _lock:
         _cache.clear()
+
+
+def embeddings_warm_up() -> None:
+    """Load the model now (at process start) so the first request does not pay for it."""
+    try:
+        embeddings_create(texts=["warm up"])
+    except EmbeddingError:
+        logger.exception("Unable to load the embedding model at start-up; /healthz will report it")

@@ -24,7 +24,8 @@ class Recipe(models.Model):
     title = models.CharField(max_length=500)
     ingredients = ArrayField(models.TextField(), default=list, blank=True)
     instructions = models.TextField(blank=True)
-    external_id = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "", for "no external id": the per-source uniqueness constraint skips NULLs.
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     source = models.CharField(max_length=100, default="api")
     content_hash = models.CharField(max_length=64, db_index=True, editable=False)
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
@@ -52,6 +52,11 @@ class InvalidTaggingConfig(TaggingError):
 
 class InvalidRecipe(TaggingError):
     code = "invalid_recipe"
+
+
+class RecipeConflict(TaggingError):
+    code = "conflict"
+    status = 409
 
 
 class EmbeddingUnavailable(TaggingError):
@@ -95,6 +100,19 @@ def _recipe_text(recipe: Recipe) -> RecipeText:
     return RecipeText(title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions)
 
 
+def _recipe_build(
+    *, title: str, ingredients: Sequence[str], instructions: str, external_id: str | None, source: str
+) -> Recipe:
+    return Recipe(
+        title=title.strip(),
+        ingredients=[i.strip() for i in ingredients if i.strip()],
+        instructions=instructions.strip(),
+        external_id=external_id or None,
+        source=source or "api",
+        content_hash=recipe_content_hash(title=title, ingredients=ingredients, instructions=instructions),
+    )
+
+
 def recipe_create(
     *,
     title: str,
@@ -103,14 +121,20 @@ def recipe_create(
     external_id: str | None = None,
     source: str = "api",
 ) -> Recipe:
-    return Recipe.objects.create(
-        title=title.strip(),
-        ingredients=[i.strip() for i in ingredients if i.strip()],
-        instructions=instructions.strip(),
-        external_id=external_id or None,
-        source=source or "api",
-        content_hash=recipe_content_hash(title=title, ingredients=ingredients, instructions=instructions),
+    recipe = _recipe_build(
+        title=title, ingredients=ingredients, instructions=instructions, external_id=external_id, source=source
     )
+    try:
+        with transaction.atomic():
+            recipe.save()
+    except IntegrityError as exc:
+        if recipe.external_id and Recipe.objects.filter(source=recipe.source, external_id=recipe.external_id).exists():
+            raise RecipeConflict(
+                f"A recipe with external_id {recipe.external_id!r} from source {recipe.source!r} already exists.",
+                details={"external_id": recipe.external_id, "source": recipe.source},
+            ) from exc
+        raise
+    return recipe
 
 
 def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
@@ -155,9 +179,7 @@ def _category_requests(config: TaggingConfig) -> list[CategoryRequest]:
             details={"strategy": config.strategy, "missing_settings": ["LLM_BASE_URL", "LLM_MODEL"]},
         )
     if config.k is not None and not 1 <= config.k <= settings.TAGGING_MAX_K:
-        raise InvalidTaggingConfig(
-            f"k must be between 1 and {settings.TAGGING_MAX_K}.", details={"k": config.k}
-        )
+        raise InvalidTaggingConfig(f"k must be between 1 and {settings.TAGGING_MAX_K}.", details={"k": config.k})
     if config.threshold is not None and not 0 <= config.threshold <= 1:
         raise InvalidTaggingConfig("threshold must be between 0 and 1.", details={"threshold": config.threshold})
     if config.categories is None:
@@ -204,29 +226,34 @@ def _tags_ensure_embedded(requests: Sequence[CategoryRequest], model: str) -> No
         tags_embed(tag_ids=missing)
 
 
-def recipes_embed(*, recipes: Sequence[Recipe]) -> float:
+def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
     """Give every recipe an embedding of the current model, reusing vectors of identical content.
 
-    Returns the seconds spent in the model.
+    With `save=False` the vectors are only set on the objects (the caller stores them in its own
+    transaction). Returns the seconds spent in the model.
     """
     model = embedding_model_name()
     todo: list[Recipe] = []
+    changed: list[Recipe] = []
     for recipe in recipes:
         if recipe.embedding is not None and recipe.embedding_model == model:
             continue
         cached = recipe_embedding_cached(content_hash=recipe.content_hash, model=model)
         if cached is not None:
             recipe.embedding, recipe.embedding_model = cached, model
-            Recipe.objects.filter(pk=recipe.pk).update(embedding=cached, embedding_model=model)
+            changed.append(recipe)
         else:
             todo.append(recipe)
-    if not todo:
-        return 0.0
-    batch = embeddings_create(texts=[_recipe_text(r).for_embedding() for r in todo])
-    for recipe, vector in zip(todo, batch.vectors, strict=True):
-        recipe.embedding, recipe.embedding_model = vector, batch.model
-    Recipe.objects.bulk_update(todo, ["embedding", "embedding_model"], batch_size=500)
-    return batch.seconds
+    seconds = 0.0
+    if todo:
+        batch = embeddings_create(texts=[_recipe_text(r).for_embedding() for r in todo])
+        for recipe, vector in zip(todo, batch.vectors, strict=True):
+            recipe.embedding, recipe.embedding_model = vector, batch.model
+        changed.extend(todo)
+        seconds = batch.seconds
+    if save and changed:
+        Recipe.objects.bulk_update([r for r in changed if r.pk], ["embedding", "embedding_model"], batch_size=500)
+    return seconds
 
 
 def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
@@ -237,30 +264,66 @@ def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
     ]
 
 
-def _run_fail(run: TaggingRun, message: str) -> None:
-    run.status = RunStatus.FAILED
-    run.error = message
+def _stored_config(config: TaggingConfig, requests: Sequence[CategoryRequest]) -> dict[str, Any]:
+    # The categories actually tagged, so a run shows a category that got nothing as such.
+    return {**config.as_dict(), "category_slugs": [r.category.slug for r in requests]}
+
+
+def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
+    """Score `recipe` (its embedding is computed if needed, but not saved). Raises EmbeddingUnavailable."""
+    started = time.perf_counter()
+    model = embedding_model_name()
+    try:
+        _tags_ensure_embedded(requests, model)
+        embed_seconds = recipes_embed(recipes=[recipe], save=False)
+    except EmbeddingError as exc:
+        logger.exception("Unable to embed recipe %r", recipe.title)
+        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+    output = SimilarityTagger(model=model).tag(
+        recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests
+    )
+    output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
+    output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return output
+
+
+def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
+    """Within the caller's transaction: the recipe's vector, the run's outcome and its assignments."""
+    recipe = run.recipe
+    if recipe.pk is None:
+        recipe.save()
+    else:
+        Recipe.objects.filter(pk=recipe.pk).update(embedding=recipe.embedding, embedding_model=recipe.embedding_model)
+    run.recipe = recipe
+    run.status = RunStatus.SUCCEEDED
+    run.embedding_model = recipe.embedding_model
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
+    run.timings = output.timings_ms
+    run.save()
+    TagAssignment.objects.bulk_create(_assignments(run, output))
 
 
 def run_create(
     *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
 ) -> TaggingRun:
+    """A queued run for the worker; raises TaggingError (and stores nothing) if `config` cannot be served."""
     requests = _category_requests(config)
     return TaggingRun.objects.create(
         recipe=recipe,
         strategy=config.strategy,
-        # The categories actually tagged, so the run shows a category that got nothing as such.
-        config={**config.as_dict(), "category_slugs": [r.category.slug for r in requests]},
+        config=_stored_config(config, requests),
         embedding_model=embedding_model_name(),
         status=RunStatus.QUEUED,
-        created_by=user if user is not None and user.is_authenticated else None,
+        created_by=_user_or_none(user),
     )
 
 
+def _user_or_none(user: AbstractBaseUser | AnonymousUser | None) -> Any:
+    return user if user is not None and user.is_authenticated else None
+
+
 def run_execute(*, run_id: int) -> TaggingRun:
-    """Tag the run's recipe and store the assignments, all or nothing.
+    """Execute a queued run and store its assignments, all or nothing.
 
     Running a finished run again changes nothing, so a re-delivered task is harmless. A failure is
     recorded on the run (status `failed`, `error`) and re-raised as a TaggingError.
@@ -272,40 +335,50 @@ def run_execute(*, run_id: int) -> TaggingRun:
         run.status = RunStatus.RUNNING
         run.started_at = timezone.now()
         run.save(update_fields=["status", "started_at"])
-    started = time.perf_counter()
-    config = TaggingConfig.from_dict(run.config)
     try:
-        requests = _category_requests(config)
-        model = embedding_model_name()
-        _tags_ensure_embedded(requests, model)
-        embed_seconds = recipes_embed(recipes=[run.recipe])
-        output = SimilarityTagger(model=model).tag(
-            recipe=_recipe_text(run.recipe), embedding=np.asarray(run.recipe.embedding), requests=requests
-        )
+        output = _tag(run.recipe, _category_requests(TaggingConfig.from_dict(run.config)))
     except TaggingError as exc:
-        _run_fail(run, exc.message)
-        raise
-    except EmbeddingError as exc:
-        logger.exception("Unable to embed recipe %s for run %s", run.recipe_id, run.pk)
-        _run_fail(run, str(exc))
-        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
-    output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
-    with transaction.atomic():
-        TagAssignment.objects.bulk_create(_assignments(run, output))
-        run.status = RunStatus.SUCCEEDED
-        run.embedding_model = model
+        run.status = RunStatus.FAILED
+        run.error = exc.message
         run.finished_at = timezone.now()
-        run.timings = {**output.timings_ms, "total_ms": round((time.perf_counter() - started) * 1000, 2)}
-        run.save(update_fields=["status", "embedding_model", "finished_at", "timings"])
+        run.save(update_fields=["status", "error", "finished_at"])
+        raise
+    with transaction.atomic():
+        # Lock again: a re-delivered copy of this task may have finished the run meanwhile.
+        if TaggingRun.objects.select_for_update().filter(pk=run_id, status=RunStatus.RUNNING).exists():
+            _run_store_success(run, output)
     return run
 
 
 def recipe_tag(
     *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
 ) -> TaggingRun:
-    """Tag `recipe` now and return the finished run."""
-    run = run_create(recipe=recipe, config=config, user=user)
-    return run_execute(run_id=run.pk)
+    """Tag `recipe` now and return the finished run.
+
+    A recipe not yet saved is saved with the run, in one transaction. If the embedding model fails,
+    the failure is stored as a failed run (of a saved recipe) and EmbeddingUnavailable is raised.
+    """
+    requests = _category_requests(config)
+    run = TaggingRun(
+        recipe=recipe,
+        strategy=config.strategy,
+        config=_stored_config(config, requests),
+        created_by=_user_or_none(user),
+        started_at=timezone.now(),
+    )
+    try:
+        output = _tag(recipe, requests)
+    except EmbeddingUnavailable as exc:
+        with transaction.atomic():
+            if recipe.pk is None:
+                recipe.save()
+            run.recipe = recipe
+            run.status, run.error, run.finished_at = RunStatus.FAILED, exc.message, timezone.now()
+            run.save()
+        raise
+    with transaction.atomic():
+        _run_store_success(run, output)
+    return run
 
 
 def recipe_tag_async(
@@ -328,9 +401,11 @@ def recipe_tag_adhoc(
     config: TaggingConfig,
     user: AbstractBaseUser | AnonymousUser | None = None,
 ) -> TaggingRun:
-    """Store an ad-hoc recipe and tag it now. A config that cannot be served stores nothing."""
-    tagging_config_validate(config=config)
-    recipe = recipe_create(title=title, ingredients=ingredients, instructions=instructions)
+    """Tag an ad-hoc recipe now; the recipe is stored with its run. A config that cannot be served
+    stores nothing."""
+    recipe = _recipe_build(
+        title=title, ingredients=ingredients, instructions=instructions, external_id=None, source="api"
+    )
     return recipe_tag(recipe=recipe, config=config, user=user)
 
 
@@ -347,7 +422,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
     tagger = SimilarityTagger(model=model)
     now = timezone.now()
-    stored_config = {**config.as_dict(), "category_slugs": [r.category.slug for r in requests]}
+    stored_config = _stored_config(config, requests)
     with transaction.atomic():
         runs = TaggingRun.objects.bulk_create(
             [
@@ -365,9 +440,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         )
         assignments: list[TagAssignment] = []
         for run, recipe in zip(runs, recipes, strict=True):
-            output = tagger.tag(
-                recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests
-            )
+            output = tagger.tag(recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests)
             assignments.extend(_assignments(run, output))
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)

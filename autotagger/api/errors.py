@@ -46,9 +46,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, TaxonomyError):
         return error_response(code="invalid_taxonomy", message=str(exc), details=exc.details, status_code=400)
     if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge(
-            f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
-        )
+        exc = PayloadTooLarge(f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

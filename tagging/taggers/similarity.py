@@ -24,9 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from tagging.selectors import tags_with_similarity
+from tagging.selectors import TagCandidate, tags_with_similarity
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
-from taxonomy.models import Tag
 
 SIM_FLOOR = 0.15
 SIM_CEILING = 0.55
@@ -60,7 +59,7 @@ def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w-])(?:" + "|".join(words) + r")(?:s|es)?(?![\w-])")
 
 
-def lexical_evidence(tag: Tag, fields: dict[str, str]) -> float:
+def lexical_evidence(tag: TagCandidate, fields: dict[str, str]) -> float:
     pattern = _phrase_pattern(tuple(sorted({tag.name, *tag.synonyms})))
     if pattern is None:
         return 0.0
@@ -76,11 +75,9 @@ class SimilarityTagger:
     def __init__(self, *, model: str) -> None:
         self.model = model
 
-    def tag(
-        self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]
-    ) -> TaggerOutput:
+    def tag(self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]) -> TaggerOutput:
         started = time.perf_counter()
-        by_category: dict[int, list[Tag]] = defaultdict(list)
+        by_category: dict[int, list[TagCandidate]] = defaultdict(list)
         for tag in tags_with_similarity(
             embedding=embedding, category_ids=[r.category.pk for r in requests], model=self.model
         ):
@@ -98,16 +95,15 @@ class SimilarityTagger:
             if not candidates:
                 output.tags[request.category.pk] = []
                 continue
-            best = max(1.0 - float(t.distance) for t in candidates)  # type: ignore[attr-defined]
+            best = candidates[0].similarity
             scored: list[ScoredTag] = []
             for tag in candidates:
-                similarity = 1.0 - float(tag.distance)  # type: ignore[attr-defined]
                 lexical = lexical_evidence(tag, fields)
-                if lexical == 0.0 and similarity < best - RELATIVE_MARGIN:
+                if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
                     continue
-                score = calibrated_score(similarity=similarity, lexical=lexical)
+                score = calibrated_score(similarity=tag.similarity, lexical=lexical)
                 if score >= request.threshold and score > 0.0:
-                    scored.append(ScoredTag(tag_id=tag.pk, slug=tag.slug, name=tag.name, score=score))
+                    scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
             scored.sort(key=lambda s: (-s.score, s.slug))
             output.tags[request.category.pk] = scored[: request.k]
         output.timings_ms = {
