@@ -29,8 +29,16 @@ RUN_RESPONSE = OpenApiExample(
         "started_at": "2026-11-26T12:00:00Z",
         "finished_at": "2026-11-26T12:00:00Z",
         "categories": [
-            {"slug": "cuisine", "name": "Cuisine", "tags": [{"slug": "italian", "name": "Italian", "score": 0.97, "rank": 1}]},
-            {"slug": "dish_type", "name": "Dish type", "tags": [{"slug": "pasta", "name": "Pasta", "score": 1.0, "rank": 1}]},
+            {
+                "slug": "cuisine",
+                "name": "Cuisine",
+                "tags": [{"slug": "italian", "name": "Italian", "score": 0.97, "rank": 1}],
+            },
+            {
+                "slug": "dish_type",
+                "name": "Dish type",
+                "tags": [{"slug": "pasta", "name": "Pasta", "score": 1.0, "rank": 1}],
+            },
         ],
     },
     response_only=True,
@@ -38,7 +46,14 @@ RUN_RESPONSE = OpenApiExample(
 
 QUEUED_RESPONSE = OpenApiExample(
     "Queued on the worker",
-    value={**RUN_RESPONSE.value, "status": "queued", "timings": {}, "started_at": None, "finished_at": None, "categories": []},
+    value={
+        **RUN_RESPONSE.value,
+        "status": "queued",
+        "timings": {},
+        "started_at": None,
+        "finished_at": None,
+        "categories": [],
+    },
     response_only=True,
     status_codes=["202"],
 )

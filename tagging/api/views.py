@@ -39,7 +39,9 @@ ERRORS = {
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such object")}
 
 
-def _run_response(run_id: int, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
+def _run_response(
+    run_id: int, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
+) -> Response:
     run = run_get(run_id=run_id)
     return Response(TaggingRunSerializer(run).data, status=status_code, headers=headers)
 
@@ -163,7 +165,7 @@ class RecipeTagView(APIView):
         operation_id="recipes_tag",
         summary="Tag a stored recipe",
         description=(
-            "Runs tagging now (200 with the finished run) or, with `\"async\": true`, on the Celery worker "
+            'Runs tagging now (200 with the finished run) or, with `"async": true`, on the Celery worker '
             "(202 with the queued run; poll `GET /api/v1/runs/{id}`)."
         ),
         request=RecipeTagRequestSerializer,
@@ -197,5 +199,3 @@ class RunDetailView(APIView):
         if run is None:
             raise NotFound(f"No tagging run with id {run_id}.")
         return Response(TaggingRunSerializer(run).data)
-
-

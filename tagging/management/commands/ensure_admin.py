@@ -34,4 +34,6 @@ class Command(BaseCommand):
                 )
             )
         else:
-            self.stdout.write(self.style.SUCCESS(f"Created admin user {username!r} (password from AUTOTAGGER_ADMIN_PASSWORD)."))
+            self.stdout.write(
+                self.style.SUCCESS(f"Created admin user {username!r} (password from AUTOTAGGER_ADMIN_PASSWORD).")
+            )
