@@ -1,0 +1,106 @@
+"""Admin for recipes and the record of tagging runs (runs are read-only: they are history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.postgres.forms import SimpleArrayField
+from django.db.models import Field, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from tagging.models import Recipe, TagAssignment, TaggingRun
+from tagging.services import recipe_update
+
+RECIPE_CONTENT_FIELDS = ("title", "ingredients", "instructions", "external_id", "source")
+
+
+class IngredientsField(SimpleArrayField):
+    """One ingredient per line: ingredients often contain commas, so the default comma list would split them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 10}))
+        super().__init__(forms.CharField(), delimiter="\n", **kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = "\n".join(line for line in value.splitlines() if line.strip())
+        return super().to_python(value)
+
+
+@admin.register(Recipe)
+class RecipeAdmin(admin.ModelAdmin):
+    list_display = ("title", "source", "external_id", "created_at")
+    list_filter = ("source",)
+    search_fields = ("title", "external_id")
+    ordering = ("-created_at", "-id")
+    exclude = ("embedding",)
+    readonly_fields = ("content_hash", "embedding_model", "created_at", "updated_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Recipe]:
+        return super().get_queryset(request).defer("embedding")
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
+        if db_field.name == "ingredients":
+            return IngredientsField(required=False, help_text="One ingredient per line.")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Recipe, form: ModelForm, change: bool) -> None:
+        # Through the service, so the content hash follows the text and a stale embedding is dropped.
+        changed = form.changed_data if change else RECIPE_CONTENT_FIELDS
+        recipe_update(recipe=obj, data={name: form.cleaned_data[name] for name in changed if name in form.cleaned_data})
+
+
+class TagAssignmentInline(admin.TabularInline):
+    model = TagAssignment
+    fields = ("tag", "score", "rank")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TagAssignment]:
+        return super().get_queryset(request).select_related("tag__category").order_by("rank", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TaggingRun)
+class TaggingRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "recipe", "strategy", "status", "embedding_model", "created_at")
+    list_filter = ("strategy", "status")
+    list_select_related = ("recipe",)
+    search_fields = ("recipe__title",)
+    ordering = ("-created_at", "-id")
+    fields = (
+        "recipe",
+        "strategy",
+        "status",
+        "config",
+        "embedding_model",
+        "error",
+        "timings",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+    inlines = (TagAssignmentInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaggingRun]:
+        return super().get_queryset(request).select_related("recipe", "created_by").defer("recipe__embedding")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

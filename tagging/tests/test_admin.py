@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.client import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from tagging.services import recipe_content_hash
+from taxonomy.models import Category, Tag
+
+pytestmark = pytest.mark.django_db
+
+RECIPE_CHANGELIST = reverse("admin:tagging_recipe_changelist")
+RUN_CHANGELIST = reverse("admin:tagging_taggingrun_changelist")
+
+
+def _recipe(title: str = "Spaghetti carbonara", **fields: Any) -> Recipe:
+    fields.setdefault("ingredients", ["spaghetti", "eggs", "guanciale"])
+    fields.setdefault(
+        "content_hash", recipe_content_hash(title=title, ingredients=fields["ingredients"], instructions="")
+    )
+    return Recipe.objects.create(title=title, **fields)
+
+
+def _run(recipe: Recipe, **fields: Any) -> TaggingRun:
+    fields.setdefault("strategy", Strategy.SIMILARITY)
+    fields.setdefault("status", RunStatus.SUCCEEDED)
+    fields.setdefault("embedding_model", "all-MiniLM-L6-v2")
+    return TaggingRun.objects.create(recipe=recipe, **fields)
+
+
+@pytest.fixture
+def admin_client_staff(client: Client, staff: Any) -> Client:
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def run() -> TaggingRun:
+    cuisine = Category.objects.create(name="Cuisine", slug="cuisine")
+    run = _run(_recipe())
+    TagAssignment.objects.create(
+        run=run, tag=Tag.objects.create(category=cuisine, slug="french", name="French"), score=0.61, rank=2
+    )
+    TagAssignment.objects.create(
+        run=run, tag=Tag.objects.create(category=cuisine, slug="italian", name="Italian"), score=0.93, rank=1
+    )
+    return run
+
+
+def _admin_urls(run: TaggingRun) -> list[str]:
+    return [
+        RECIPE_CHANGELIST,
+        reverse("admin:tagging_recipe_change", args=[run.recipe_id]),
+        reverse("admin:tagging_recipe_add"),
+        RUN_CHANGELIST,
+        reverse("admin:tagging_taggingrun_change", args=[run.pk]),
+    ]
+
+
+def _recipe_form(recipe: Recipe, **changes: Any) -> dict[str, Any]:
+    data = {
+        "title": recipe.title,
+        "ingredients": "\n".join(recipe.ingredients),
+        "instructions": recipe.instructions,
+        "external_id": recipe.external_id or "",
+        "source": recipe.source,
+        "_save": "Save",
+    }
+    return {**data, **changes}
+
+
+# --- Access ---------------------------------------------------------------------------------------
+
+
+def test_it_shows_recipes_and_runs_to_staff(admin_client_staff: Client, run: TaggingRun) -> None:
+    responses = {url: admin_client_staff.get(url) for url in _admin_urls(run)}
+
+    assert {url: r.status_code for url, r in responses.items()} == dict.fromkeys(responses, 200)
+    assert b"Spaghetti carbonara" in responses[RECIPE_CHANGELIST].content
+    assert b"Spaghetti carbonara" in responses[RUN_CHANGELIST].content
+
+
+def test_it_sends_anonymous_users_to_the_admin_login(client: Client, run: TaggingRun) -> None:
+    responses = [client.get(url) for url in _admin_urls(run)]
+
+    assert [r.status_code for r in responses] == [302] * len(responses)
+    assert all(r["Location"].startswith("/admin/login/") for r in responses)
+
+
+def test_it_keeps_a_non_staff_user_out(client: Client, api_client_user: Any, run: TaggingRun) -> None:
+    client.force_login(api_client_user)
+
+    responses = [client.get(url) for url in _admin_urls(run)]
+
+    assert [r.status_code for r in responses] == [302] * len(responses)
+    assert all(r["Location"].startswith("/admin/login/") for r in responses)
+
+
+# --- Runs ---------------------------------------------------------------------------------------
+
+
+def test_it_does_not_let_staff_add_or_edit_runs(admin_client_staff: Client, run: TaggingRun) -> None:
+    change_url = reverse("admin:tagging_taggingrun_change", args=[run.pk])
+
+    add = admin_client_staff.get(reverse("admin:tagging_taggingrun_add"))
+    edit = admin_client_staff.post(change_url, {"status": RunStatus.FAILED, "error": "edited", "_save": "Save"})
+    changelist = admin_client_staff.get(RUN_CHANGELIST)
+
+    assert (add.status_code, edit.status_code) == (403, 403)
+    assert reverse("admin:tagging_taggingrun_add").encode() not in changelist.content
+    run.refresh_from_db()
+    assert (run.status, run.error) == (RunStatus.SUCCEEDED, "")
+
+
+def test_it_shows_a_runs_tags_read_only_in_rank_order(admin_client_staff: Client, run: TaggingRun) -> None:
+    response = admin_client_staff.get(reverse("admin:tagging_taggingrun_change", args=[run.pk]))
+
+    (inline,) = response.context["inline_admin_formsets"]
+    rows = [(form.original.tag.slug, form.original.score, form.original.rank) for form in inline]
+    assert rows == [("italian", 0.93, 1), ("french", 0.61, 2)]
+    assert (inline.has_add_permission, inline.has_change_permission, inline.has_delete_permission) == (
+        False,
+        False,
+        False,
+    )
+    content = response.content.decode()
+    assert "cuisine/italian" in content
+    assert content.index("cuisine/italian") < content.index("cuisine/french")
+    assert 'name="_save"' not in content
+
+
+def test_it_lists_runs_in_a_fixed_number_of_queries(admin_client_staff: Client, run: TaggingRun) -> None:
+    def changelist_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client_staff.get(RUN_CHANGELIST).status_code == 200
+        return len(queries)
+
+    with_one = changelist_queries()
+    for index in range(5):
+        _run(_recipe(f"Recipe {index}"), status=RunStatus.FAILED)
+    with_six = changelist_queries()
+
+    assert with_six == with_one
+
+
+# --- Recipes --------------------------------------------------------------------------------------
+
+
+def test_it_rehashes_a_recipe_and_drops_its_embedding_when_staff_edit_its_text(
+    admin_client_staff: Client,
+) -> None:
+    recipe = _recipe(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
+    ingredients = "200 g spaghetti\n\n2 eggs, beaten\r\n100 g guanciale, diced\n"
+
+    response = admin_client_staff.post(
+        reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, ingredients=ingredients)
+    )
+
+    assert response.status_code == 302
+    recipe.refresh_from_db()
+    assert recipe.ingredients == ["200 g spaghetti", "2 eggs, beaten", "100 g guanciale, diced"]
+    assert recipe.content_hash == recipe_content_hash(
+        title="Spaghetti carbonara", ingredients=recipe.ingredients, instructions=""
+    )
+    assert (recipe.embedding, recipe.embedding_model) == (None, "")
+
+
+def test_it_keeps_a_recipes_embedding_when_staff_change_only_its_source(admin_client_staff: Client) -> None:
+    recipe = _recipe(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
+    original_hash = recipe.content_hash
+
+    response = admin_client_staff.post(
+        reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, source="import")
+    )
+
+    assert response.status_code == 302
+    recipe.refresh_from_db()
+    assert (recipe.source, recipe.content_hash, recipe.embedding_model) == ("import", original_hash, "all-MiniLM-L6-v2")
+    assert recipe.embedding is not None
+
+
+def test_it_gives_a_recipe_staff_add_its_content_hash(admin_client_staff: Client) -> None:
+    response = admin_client_staff.post(
+        reverse("admin:tagging_recipe_add"),
+        {
+            "title": " Pad thai ",
+            "ingredients": "rice noodles\ntamarind",
+            "instructions": "Stir-fry.",
+            "external_id": "",
+            "source": "admin",
+            "_save": "Save",
+        },
+    )
+
+    assert response.status_code == 302
+    recipe = Recipe.objects.get()
+    assert (recipe.title, recipe.ingredients, recipe.external_id) == ("Pad thai", ["rice noodles", "tamarind"], None)
+    assert recipe.content_hash == recipe_content_hash(
+        title="Pad thai", ingredients=["rice noodles", "tamarind"], instructions="Stir-fry."
+    )
+
+
+def test_it_refuses_a_recipe_without_ingredients_or_instructions(admin_client_staff: Client) -> None:
+    recipe = _recipe()
+
+    response = admin_client_staff.post(
+        reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, ingredients="\n \n")
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    recipe.refresh_from_db()
+    assert recipe.ingredients == ["spaghetti", "eggs", "guanciale"]
+
+
+def test_it_finds_recipes_by_title_or_external_id(admin_client_staff: Client) -> None:
+    _recipe("Spaghetti carbonara", external_id="abc-1")
+    _recipe("Pad thai", external_id="xyz-9")
+
+    by_title = admin_client_staff.get(RECIPE_CHANGELIST, {"q": "carbonara"})
+    by_external_id = admin_client_staff.get(RECIPE_CHANGELIST, {"q": "xyz-9"})
+
+    assert [r.title for r in by_title.context["cl"].result_list] == ["Spaghetti carbonara"]
+    assert [r.title for r in by_external_id.context["cl"].result_list] == ["Pad thai"]

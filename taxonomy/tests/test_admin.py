@@ -1,0 +1,571 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.client import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from taxonomy import tasks
+from taxonomy.models import Category, Tag
+from taxonomy.selectors import taxonomy_export
+from taxonomy.services import taxonomy_import
+
+pytestmark = pytest.mark.django_db
+
+CATEGORY_CHANGELIST = reverse("admin:taxonomy_category_changelist")
+TAG_CHANGELIST = reverse("admin:taxonomy_tag_changelist")
+EXPORT_URL = reverse("admin:taxonomy_category_export")
+IMPORT_URL = reverse("admin:taxonomy_category_import")
+
+
+def _category(slug: str, *, position: int = 0, active: bool = True) -> Category:
+    return Category.objects.create(name=slug.replace("_", " ").title(), slug=slug, position=position, active=active)
+
+
+def _tag(category: Category, slug: str, **fields: Any) -> Tag:
+    fields.setdefault("name", slug.replace("-", " ").title())
+    return Tag.objects.create(category=category, slug=slug, **fields)
+
+
+def _run(*, title: str = "Spaghetti") -> TaggingRun:
+    recipe = Recipe.objects.create(title=title, ingredients=["pasta"], content_hash=title)
+    return TaggingRun.objects.create(recipe=recipe, strategy=Strategy.SIMILARITY, status=RunStatus.SUCCEEDED)
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def _queued_tag_ids(callbacks: list[Callable[[], Any]], monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Run captured on-commit callbacks with the Celery enqueue recorded instead of sent."""
+    queued: list[list[int]] = []
+    monkeypatch.setattr(tasks.tags_embed_task, "delay", lambda *, tag_ids: queued.append(tag_ids))
+    for callback in callbacks:
+        callback()
+    return queued
+
+
+def _tag_form(tag: Tag, **changes: Any) -> dict[str, Any]:
+    """What the browser posts for an unchanged tag change form, with `changes` (None drops a field)."""
+    data = {
+        "category": tag.category_id,
+        "name": tag.name,
+        "slug": tag.slug,
+        "description": tag.description,
+        "synonyms": ",".join(tag.synonyms),
+        # The form renders this hidden initial (ArrayField has a callable default) to detect changes.
+        "initial-synonyms": ",".join(tag.synonyms),
+        "_save": "Save",
+    }
+    if tag.active:
+        data["active"] = "on"
+    data.update(changes)
+    return {name: value for name, value in data.items() if value is not None}
+
+
+@pytest.fixture
+def admin_client_staff(client: Client, staff: Any) -> Client:
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def cuisine() -> Category:
+    return _category("cuisine", position=1)
+
+
+@pytest.fixture
+def diet() -> Category:
+    return _category("diet", position=2)
+
+
+# --- Access ---------------------------------------------------------------------------------------
+
+
+def _admin_urls(category: Category, tag: Tag) -> list[str]:
+    return [
+        CATEGORY_CHANGELIST,
+        reverse("admin:taxonomy_category_change", args=[category.pk]),
+        reverse("admin:taxonomy_category_add"),
+        TAG_CHANGELIST,
+        reverse("admin:taxonomy_tag_change", args=[tag.pk]),
+        reverse("admin:taxonomy_tag_add"),
+        IMPORT_URL,
+    ]
+
+
+def test_it_shows_the_taxonomy_pages_to_staff(admin_client_staff: Client, cuisine: Category) -> None:
+    tag = _tag(cuisine, "italian", description="Pasta and pizza.", synonyms=["tuscan"])
+
+    responses = {url: admin_client_staff.get(url) for url in _admin_urls(cuisine, tag)}
+
+    assert {url: response.status_code for url, response in responses.items()} == dict.fromkeys(responses, 200)
+    assert b"Cuisine" in responses[CATEGORY_CHANGELIST].content
+    assert b"italian" in responses[TAG_CHANGELIST].content
+    assert b"tuscan" in responses[reverse("admin:taxonomy_category_change", args=[cuisine.pk])].content
+
+
+def test_it_sends_anonymous_users_to_the_admin_login(client: Client, cuisine: Category) -> None:
+    tag = _tag(cuisine, "italian")
+
+    responses = [client.get(url) for url in [*_admin_urls(cuisine, tag), EXPORT_URL]]
+
+    assert [response.status_code for response in responses] == [302] * len(responses)
+    assert all(response["Location"].startswith("/admin/login/") for response in responses)
+
+
+def test_it_keeps_a_non_staff_user_out(client: Client, api_client_user: Any, cuisine: Category) -> None:
+    tag = _tag(cuisine, "italian")
+    client.force_login(api_client_user)
+
+    responses = [client.get(url) for url in [*_admin_urls(cuisine, tag), EXPORT_URL]]
+
+    assert [response.status_code for response in responses] == [302] * len(responses)
+    assert all(response["Location"].startswith("/admin/login/") for response in responses)
+
+
+def test_it_forbids_import_and_export_to_staff_who_cannot_change_the_taxonomy(
+    client: Client, django_user_model: Any, cuisine: Category
+) -> None:
+    viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="taxonomy", codename__startswith="view_")
+    )
+    client.force_login(viewer)
+
+    changelist = client.get(CATEGORY_CHANGELIST)
+    export = client.get(EXPORT_URL)
+    upload = client.post(IMPORT_URL, {"file": SimpleUploadedFile("t.json", b'{"categories": []}')})
+
+    assert changelist.status_code == 200
+    assert EXPORT_URL.encode() not in changelist.content
+    assert IMPORT_URL.encode() not in changelist.content
+    assert (export.status_code, upload.status_code) == (403, 403)
+
+
+# --- Category list and actions ----------------------------------------------------------------------
+
+
+def test_it_counts_the_tags_of_each_category(admin_client_staff: Client, cuisine: Category, diet: Category) -> None:
+    for slug in ("italian", "french", "thai"):
+        _tag(cuisine, slug)
+    _tag(diet, "vegan")
+
+    response = admin_client_staff.get(CATEGORY_CHANGELIST)
+
+    assert {c.slug: c.tag_count for c in response.context["cl"].result_list} == {"cuisine": 3, "diet": 1}
+
+
+def test_it_lists_categories_in_a_fixed_number_of_queries(admin_client_staff: Client) -> None:
+    def changelist_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client_staff.get(CATEGORY_CHANGELIST).status_code == 200
+        return len(queries)
+
+    _tag(_category("cuisine"), "italian")
+    with_one = changelist_queries()
+    for index in range(5):
+        _tag(_category(f"extra_{index}"), f"tag-{index}")
+    with_six = changelist_queries()
+
+    assert with_six == with_one
+
+
+def test_it_lists_tags_in_a_fixed_number_of_queries(admin_client_staff: Client, cuisine: Category) -> None:
+    def changelist_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client_staff.get(TAG_CHANGELIST).status_code == 200
+        return len(queries)
+
+    _tag(cuisine, "italian")
+    with_one = changelist_queries()
+    for index in range(5):
+        _tag(_category(f"extra_{index}"), f"tag-{index}")
+    with_six = changelist_queries()
+
+    assert with_six == with_one
+
+
+def test_it_deactivates_and_reactivates_selected_categories(
+    admin_client_staff: Client, cuisine: Category, diet: Category
+) -> None:
+    untouched = _category("course")
+
+    deactivated = admin_client_staff.post(
+        CATEGORY_CHANGELIST, {"action": "deactivate", "_selected_action": [cuisine.pk, diet.pk], "index": 0}
+    )
+    after_deactivate = dict(Category.objects.values_list("slug", "active"))
+    reactivated = admin_client_staff.post(
+        CATEGORY_CHANGELIST, {"action": "activate", "_selected_action": [diet.pk], "index": 0}
+    )
+
+    assert deactivated.status_code == reactivated.status_code == 302
+    assert after_deactivate == {"cuisine": False, "diet": False, untouched.slug: True}
+    assert dict(Category.objects.values_list("slug", "active")) == {"cuisine": False, "diet": True, "course": True}
+    assert _messages(reactivated) == ["Deactivated 2 categories.", "Activated 1 category."]
+
+
+# --- Tag actions ------------------------------------------------------------------------------------
+
+
+def test_it_deactivates_and_reactivates_selected_tags(admin_client_staff: Client, cuisine: Category) -> None:
+    italian, french, _thai = (_tag(cuisine, slug) for slug in ("italian", "french", "thai"))
+
+    admin_client_staff.post(
+        TAG_CHANGELIST, {"action": "deactivate", "_selected_action": [italian.pk, french.pk], "index": 0}
+    )
+    after_deactivate = dict(Tag.objects.values_list("slug", "active"))
+    response = admin_client_staff.post(
+        TAG_CHANGELIST, {"action": "activate", "_selected_action": [french.pk], "index": 0}
+    )
+
+    assert after_deactivate == {"italian": False, "french": False, "thai": True}
+    assert dict(Tag.objects.values_list("slug", "active")) == {"italian": False, "french": True, "thai": True}
+    assert _messages(response) == ["Deactivated 2 tags.", "Activated 1 tag."]
+
+
+def test_it_queues_selected_tags_for_re_embedding_after_commit(
+    admin_client_staff: Client,
+    cuisine: Category,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    italian, french, _thai = (_tag(cuisine, slug) for slug in ("italian", "french", "thai"))
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(
+            TAG_CHANGELIST, {"action": "reembed", "_selected_action": [french.pk, italian.pk], "index": 0}
+        )
+
+    assert response.status_code == 302
+    assert _queued_tag_ids(callbacks, monkeypatch) == [sorted([italian.pk, french.pk])]
+    assert "Queued 2 tags for re-embedding" in _messages(response)[0]
+
+
+def test_it_asks_which_tag_to_keep_before_merging(admin_client_staff: Client, cuisine: Category) -> None:
+    pasta = _tag(cuisine, "pasta")
+    noodles = _tag(cuisine, "noodles")
+    TagAssignment.objects.create(run=_run(), tag=noodles, score=0.8, rank=1)
+
+    response = admin_client_staff.post(
+        TAG_CHANGELIST, {"action": "merge_tags", "_selected_action": [pasta.pk, noodles.pk], "index": 0}
+    )
+
+    assert response.status_code == 200
+    assert "admin/taxonomy/tag/merge.html" in [t.name for t in response.templates]
+    content = response.content.decode()
+    assert f'name="target" value="{pasta.pk}"' in content
+    assert f'name="target" value="{noodles.pk}"' in content
+    assert response.context["default_target_id"] == noodles.pk
+    assert Tag.objects.filter(pk__in=[pasta.pk, noodles.pk]).count() == 2
+
+
+def test_it_merges_the_other_tag_into_the_one_staff_keep(
+    admin_client_staff: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
+) -> None:
+    kept = _tag(cuisine, "pasta", synonyms=["spaghetti"])
+    merged = _tag(cuisine, "noodles", synonyms=["udon", "Spaghetti"], description="Long thin dough.")
+    only_merged, both = _run(title="Ramen"), _run(title="Carbonara")
+    TagAssignment.objects.create(run=only_merged, tag=merged, score=0.7, rank=1)
+    TagAssignment.objects.create(run=both, tag=kept, score=0.6, rank=1)
+    TagAssignment.objects.create(run=both, tag=merged, score=0.9, rank=2)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(
+            TAG_CHANGELIST,
+            {"action": "merge_tags", "_selected_action": [kept.pk, merged.pk], "post": "yes", "target": kept.pk},
+        )
+
+    assert response.status_code == 302
+    assert not Tag.objects.filter(pk=merged.pk).exists()
+    kept.refresh_from_db()
+    assert kept.synonyms == ["spaghetti", "Noodles", "udon"]
+    assert kept.description == "Long thin dough."
+    assert sorted(TagAssignment.objects.filter(tag=kept).values_list("run__recipe__title", "score")) == [
+        ("Carbonara", 0.9),
+        ("Ramen", 0.7),
+    ]
+    assert len(callbacks) == 1
+    assert _messages(response)[0].startswith("Merged “cuisine/noodles” into “cuisine/pasta”")
+
+
+def test_it_refuses_to_merge_tags_of_two_categories(
+    admin_client_staff: Client, cuisine: Category, diet: Category
+) -> None:
+    italian = _tag(cuisine, "italian")
+    vegan = _tag(diet, "vegan")
+    selection = {"action": "merge_tags", "_selected_action": [italian.pk, vegan.pk]}
+
+    asked = admin_client_staff.post(TAG_CHANGELIST, {**selection, "index": 0})
+    forced = admin_client_staff.post(TAG_CHANGELIST, {**selection, "post": "yes", "target": italian.pk})
+
+    assert (asked.status_code, forced.status_code) == (302, 302)
+    assert Tag.objects.filter(pk__in=[italian.pk, vegan.pk]).count() == 2
+    assert all("Only tags of the same category can be merged" in m for m in _messages(forced))
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_it_refuses_to_merge_anything_but_two_tags(admin_client_staff: Client, cuisine: Category, count: int) -> None:
+    tags = [_tag(cuisine, f"tag-{index}") for index in range(count)]
+
+    response = admin_client_staff.post(
+        TAG_CHANGELIST, {"action": "merge_tags", "_selected_action": [t.pk for t in tags], "index": 0}
+    )
+
+    assert response.status_code == 302
+    assert _messages(response) == ["Select exactly two tags to merge."]
+    assert Tag.objects.count() == count
+
+
+def test_it_asks_again_when_no_tag_to_keep_was_chosen(admin_client_staff: Client, cuisine: Category) -> None:
+    pasta, noodles = _tag(cuisine, "pasta"), _tag(cuisine, "noodles")
+
+    response = admin_client_staff.post(
+        TAG_CHANGELIST,
+        {"action": "merge_tags", "_selected_action": [pasta.pk, noodles.pk], "post": "yes", "target": "999999"},
+    )
+
+    assert response.status_code == 200
+    assert "admin/taxonomy/tag/merge.html" in [t.name for t in response.templates]
+    assert Tag.objects.count() == 2
+
+
+# --- Editing tags schedules embedding refreshes -----------------------------------------------------------
+
+
+def test_it_schedules_an_embedding_refresh_when_staff_edit_a_tag_description(
+    admin_client_staff: Client,
+    cuisine: Category,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan"])
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(
+            reverse("admin:taxonomy_tag_change", args=[tag.pk]), _tag_form(tag, description="Pasta and risotto.")
+        )
+
+    assert response.status_code == 302
+    tag.refresh_from_db()
+    assert tag.description == "Pasta and risotto."
+    assert _queued_tag_ids(callbacks, monkeypatch) == [[tag.pk]]
+
+
+def test_it_does_not_re_embed_a_tag_when_staff_only_change_active(
+    admin_client_staff: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
+) -> None:
+    tag = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan", "sicilian"])
+    page = admin_client_staff.get(reverse("admin:taxonomy_tag_change", args=[tag.pk]))
+    assert b'name="initial-synonyms" value="tuscan,sicilian"' in page.content  # what _tag_form relies on
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(
+            reverse("admin:taxonomy_tag_change", args=[tag.pk]), _tag_form(tag, active=None)
+        )
+
+    assert response.status_code == 302
+    tag.refresh_from_db()
+    assert tag.active is False
+    assert callbacks == []
+
+
+def test_it_schedules_embedding_of_a_tag_staff_add(
+    admin_client_staff: Client,
+    cuisine: Category,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(
+            reverse("admin:taxonomy_tag_add"),
+            {"category": cuisine.pk, "name": "Thai", "slug": "thai", "synonyms": "", "active": "on"},
+        )
+
+    assert response.status_code == 302
+    assert _queued_tag_ids(callbacks, monkeypatch) == [[Tag.objects.get(slug="thai").pk]]
+
+
+def test_it_schedules_embedding_of_inline_tags_that_are_new_or_reworded(
+    admin_client_staff: Client,
+    cuisine: Category,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reworded = _tag(cuisine, "french", description="Butter.", synonyms=["sauce"])
+    toggled = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan"])
+    data = {
+        "name": cuisine.name,
+        "slug": cuisine.slug,
+        "description": cuisine.description,
+        "default_max_tags": cuisine.default_max_tags,
+        "relevance_threshold": "",
+        "active": "on",
+        "position": cuisine.position,
+        "tags-TOTAL_FORMS": 3,
+        "tags-INITIAL_FORMS": 2,
+        "tags-MIN_NUM_FORMS": 0,
+        "tags-MAX_NUM_FORMS": 1000,
+        "tags-0-id": reworded.pk,
+        "tags-0-category": cuisine.pk,
+        "tags-0-name": "French",
+        "tags-0-slug": "french",
+        "tags-0-description": "Butter and cream.",
+        "tags-0-synonyms": "sauce",
+        "initial-tags-0-synonyms": "sauce",
+        "tags-0-active": "on",
+        "tags-1-id": toggled.pk,
+        "tags-1-category": cuisine.pk,
+        "tags-1-name": "Italian",
+        "tags-1-slug": "italian",
+        "tags-1-description": "Pasta.",
+        "tags-1-synonyms": "tuscan",
+        "initial-tags-1-synonyms": "tuscan",
+        "tags-2-category": cuisine.pk,
+        "tags-2-name": "Thai",
+        "tags-2-slug": "thai",
+        "tags-2-description": "Lemongrass.",
+        "tags-2-synonyms": "",
+        "tags-2-active": "on",
+        "_save": "Save",
+    }
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_staff.post(reverse("admin:taxonomy_category_change", args=[cuisine.pk]), data)
+
+    assert response.status_code == 302
+    assert dict(Tag.objects.values_list("slug", "active")) == {"french": True, "italian": False, "thai": True}
+    thai = Tag.objects.get(slug="thai")
+    assert _queued_tag_ids(callbacks, monkeypatch) == [sorted([reworded.pk, thai.pk])]
+
+
+# --- Import / export ----------------------------------------------------------------------------------
+
+
+def test_it_links_import_and_export_from_the_category_list(admin_client_staff: Client) -> None:
+    response = admin_client_staff.get(CATEGORY_CHANGELIST)
+
+    content = response.content.decode()
+    assert f'href="{EXPORT_URL}"' in content
+    assert f'href="{IMPORT_URL}"' in content
+    assert "Export taxonomy JSON" in content
+    assert "Import taxonomy JSON" in content
+
+
+def test_it_exports_the_taxonomy_as_a_json_file_that_imports_back(
+    admin_client_staff: Client, taxonomy: dict[str, Any]
+) -> None:
+    response = admin_client_staff.get(EXPORT_URL)
+    exported = json.loads(response.content)
+    Category.objects.all().delete()
+    result = taxonomy_import(data=exported)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == 'attachment; filename="taxonomy.json"'
+    assert [c["slug"] for c in exported["categories"]] == [c["slug"] for c in taxonomy["categories"]]
+    assert result.tags_created == sum(len(c["tags"]) for c in taxonomy["categories"])
+    assert taxonomy_export() == exported
+
+
+def test_it_imports_a_valid_taxonomy_file(admin_client_staff: Client, cuisine: Category) -> None:
+    _tag(cuisine, "italian", description="Pasta.")
+    document = {
+        "categories": [
+            {"slug": "cuisine", "name": "Cuisine", "tags": [{"slug": "italian", "name": "Italian"}]},
+            {
+                "slug": "diet",
+                "name": "Diet",
+                "default_max_tags": 2,
+                "tags": [
+                    {"slug": "vegan", "name": "Vegan", "synonyms": ["plant-based"]},
+                    {"slug": "gluten-free", "name": "Gluten-free"},
+                ],
+            },
+        ]
+    }
+    upload = SimpleUploadedFile("taxonomy.json", json.dumps(document).encode(), content_type="application/json")
+
+    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+
+    assert response.status_code == 302
+    assert response["Location"] == CATEGORY_CHANGELIST
+    assert sorted(Tag.objects.values_list("category__slug", "slug")) == [
+        ("cuisine", "italian"),
+        ("diet", "gluten-free"),
+        ("diet", "vegan"),
+    ]
+    assert Tag.objects.get(slug="vegan").synonyms == ["plant-based"]
+    assert Category.objects.get(slug="diet").default_max_tags == 2
+    assert _messages(response)[0].startswith(
+        "Imported the taxonomy: 1 categories created, 1 updated; 2 tags created, 1 updated."
+    )
+
+
+def _assert_nothing_imported(response: Any, error: str) -> None:
+    assert response.status_code == 200
+    assert "admin/taxonomy/category/import.html" in [t.name for t in response.templates]
+    assert error in response.content.decode()
+    assert any(m.startswith("Nothing was imported") for m in _messages(response))
+    assert sorted(Category.objects.values_list("slug", flat=True)) == ["cuisine"]
+    assert list(Tag.objects.values_list("slug", "description")) == [("italian", "Pasta.")]
+
+
+def test_it_rejects_a_file_that_is_not_json_and_changes_nothing(admin_client_staff: Client, cuisine: Category) -> None:
+    _tag(cuisine, "italian", description="Pasta.")
+    upload = SimpleUploadedFile("taxonomy.json", b'{"categories": [{"slug": "diet",')
+
+    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+
+    _assert_nothing_imported(response, "The file is not valid JSON (line 1")
+
+
+def test_it_rejects_a_document_the_taxonomy_refuses_and_changes_nothing(
+    admin_client_staff: Client, cuisine: Category
+) -> None:
+    _tag(cuisine, "italian", description="Pasta.")
+    document = {
+        "categories": [
+            {
+                "slug": "cuisine",
+                "name": "Cuisine",
+                "tags": [{"slug": "italian", "name": "Italian", "description": "X"}],
+            },
+            {"slug": "diet", "name": "Diet", "default_max_tags": 50},
+        ]
+    }
+    upload = SimpleUploadedFile("taxonomy.json", json.dumps(document).encode())
+
+    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+
+    _assert_nothing_imported(response, "&#x27;default_max_tags&#x27; must be a whole number from 1 to 20")
+
+
+def test_it_rejects_a_file_over_five_megabytes(admin_client_staff: Client, cuisine: Category) -> None:
+    _tag(cuisine, "italian", description="Pasta.")
+    padding = " " * (5 * 1024 * 1024)
+    upload = SimpleUploadedFile("taxonomy.json", ('{"categories": []}' + padding).encode())
+
+    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+
+    _assert_nothing_imported(response, "the limit is 5 MB")
+
+
+def test_it_finds_tags_by_name_or_synonym(admin_client_staff: Client, cuisine: Category) -> None:
+    _tag(cuisine, "italian", synonyms=["tuscan", "sicilian"])
+    _tag(cuisine, "thai", description="Lemongrass and fish sauce.")
+
+    by_synonym = admin_client_staff.get(TAG_CHANGELIST, {"q": "Tusc"})
+    by_description = admin_client_staff.get(TAG_CHANGELIST, {"q": "lemongrass"})
+
+    assert [t.slug for t in by_synonym.context["cl"].result_list] == ["italian"]
+    assert [t.slug for t in by_description.context["cl"].result_list] == ["thai"]
