@@ -36,7 +36,9 @@ def django_db_modify_db_settings() -> None:
         dsn["port"] = str(db["PORT"])
     try:
         with psycopg.connect(**dsn, autocommit=True, connect_timeout=10) as conn:  # type: ignore[arg-type]
-            names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))]
+            names = [
+                row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
+            ]
             for name in names:
                 suffix = name.removeprefix(prefix)
                 if suffix.isdigit() and not psutil.pid_exists(int(suffix)):
@@ -123,8 +125,10 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
         "DATABASE_URL": _worker_database_url(),
+        "AUTOTAGGER_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
     }
-    log = open(BASE_DIR / ".data" / "test-worker.log", "wb")  # noqa: SIM115 - closed at teardown
+    log_path = BASE_DIR / ".data" / f"test-worker-{os.getpid()}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
         [
             sys.executable,
@@ -149,14 +153,14 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
     deadline = time.monotonic() + 60
     ready = False
     while time.monotonic() < deadline and process.poll() is None:
-        if b"ready." in (BASE_DIR / ".data" / "test-worker.log").read_bytes():
+        if b"ready." in log_path.read_bytes():
             ready = True
             break
         time.sleep(0.2)
     if not ready:
         process.kill()
         log.close()
-        pytest.fail("The Celery worker did not start; see .data/test-worker.log")
+        pytest.fail(f"The Celery worker did not start; see {log_path}")
     yield process
     process.terminate()
     try:
@@ -165,6 +169,8 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
         process.kill()
         process.wait(timeout=5)
     log.close()
+    log_path.unlink(missing_ok=True)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 def wait_for(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> bool:

@@ -88,8 +88,13 @@ class TaggingConfig:
 
 
 def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions: str) -> str:
+    """The same for any two recipes that are stored the same (blank ingredient lines are dropped)."""
     canonical = json.dumps(
-        {"title": title.strip(), "ingredients": [i.strip() for i in ingredients], "instructions": instructions.strip()},
+        {
+            "title": title.strip(),
+            "ingredients": [i.strip() for i in ingredients if i.strip()],
+            "instructions": instructions.strip(),
+        },
         sort_keys=True,
         ensure_ascii=False,
     )
@@ -107,7 +112,7 @@ def _recipe_build(
         title=title.strip(),
         ingredients=[i.strip() for i in ingredients if i.strip()],
         instructions=instructions.strip(),
-        external_id=external_id or None,
+        external_id=(external_id or "").strip() or None,
         source=source or "api",
         content_hash=recipe_content_hash(title=title, ingredients=ingredients, instructions=instructions),
     )
@@ -128,21 +133,17 @@ def recipe_create(
         with transaction.atomic():
             recipe.save()
     except IntegrityError as exc:
-        if recipe.external_id and Recipe.objects.filter(source=recipe.source, external_id=recipe.external_id).exists():
-            raise RecipeConflict(
-                f"A recipe with external_id {recipe.external_id!r} from source {recipe.source!r} already exists.",
-                details={"external_id": recipe.external_id, "source": recipe.source},
-            ) from exc
-        raise
+        raise _conflict_or(exc, recipe) from exc
     return recipe
 
 
 def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
     """Change some of a recipe's fields; a change of content drops its stored embedding."""
-    for name in ("title", "instructions", "external_id", "source"):
+    for name in ("title", "instructions", "source"):
         if name in data:
-            value = data[name]
-            setattr(recipe, name, value.strip() if isinstance(value, str) else value)
+            setattr(recipe, name, data[name].strip())
+    if "external_id" in data:
+        recipe.external_id = (data["external_id"] or "").strip() or None
     if "ingredients" in data:
         recipe.ingredients = [i.strip() for i in data["ingredients"] if i.strip()]
     if not recipe.title:
@@ -159,8 +160,27 @@ def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
         recipe.content_hash = content_hash
         recipe.embedding = None
         recipe.embedding_model = ""
-    recipe.save()
+    try:
+        with transaction.atomic():
+            recipe.save()
+    except IntegrityError as exc:
+        raise _conflict_or(exc, recipe) from exc
     return recipe
+
+
+def _conflict_or(exc: IntegrityError, recipe: Recipe) -> Exception:
+    """A duplicate (source, external_id) as a 409; any other integrity error unchanged."""
+    duplicate = (
+        Recipe.objects.filter(source=recipe.source, external_id=recipe.external_id).exclude(pk=recipe.pk).exists()
+        if recipe.external_id
+        else False
+    )
+    if not duplicate:
+        return exc
+    return RecipeConflict(
+        f"A recipe with external_id {recipe.external_id!r} from source {recipe.source!r} already exists.",
+        details={"external_id": recipe.external_id, "source": recipe.source},
+    )
 
 
 def recipe_delete(*, recipe: Recipe) -> None:
@@ -389,8 +409,21 @@ def recipe_tag_async(
 
     with transaction.atomic():
         run = run_create(recipe=recipe, config=config, user=user)
-        transaction.on_commit(lambda: run_execute_task.delay(run_id=run.pk))
+        transaction.on_commit(lambda: _run_enqueue(run, run_execute_task))
     return run
+
+
+def _run_enqueue(run: TaggingRun, task: Any) -> None:
+    try:
+        task.delay(run_id=run.pk)
+    except Exception as exc:  # kombu raises several types for an unreachable broker
+        logger.exception("Unable to queue tagging run %s", run.pk)
+        run.status, run.error, run.finished_at = (
+            RunStatus.FAILED,
+            f"The task queue is unavailable: {exc}",
+            timezone.now(),
+        )
+        TaggingRun.objects.filter(pk=run.pk).update(status=run.status, error=run.error, finished_at=run.finished_at)
 
 
 def recipe_tag_adhoc(

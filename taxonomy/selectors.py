@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 
 from taxonomy.models import Category, Tag
 
@@ -27,7 +27,13 @@ def categories_by_slugs(*, slugs: Iterable[str]) -> tuple[list[Category], list[s
 
 
 def tags_needing_embedding(*, model: str, category_ids: Iterable[int] | None = None) -> QuerySet[Tag]:
-    tags = Tag.objects.exclude(embedding_model=model) | Tag.objects.filter(embedding__isnull=True)
+    """Tags with no vector, a vector of another model, or edits made after their vector was computed."""
+    tags = Tag.objects.filter(
+        Q(embedding__isnull=True)
+        | ~Q(embedding_model=model)
+        | Q(embedded_at__isnull=True)
+        | Q(embedded_at__lt=F("updated_at"))
+    )
     if category_ids is not None:
         tags = tags.filter(category_id__in=list(category_ids))
     return tags.select_related("category").order_by("id")

@@ -49,6 +49,7 @@ def tags_embed(*, tag_ids: list[int] | None = None) -> int:
     if not tags:
         return 0
     batch = embeddings_create(texts=[tag.embedding_text for tag in tags])
+    # Stamped after the read, so that the vector never looks older than the text it was made from.
     now = timezone.now()
     for tag, vector in zip(tags, batch.vectors, strict=True):
         tag.embedding = vector
@@ -66,7 +67,9 @@ def tags_schedule_embedding(*, tag_ids: list[int]) -> None:
     from taxonomy.tasks import tags_embed_task
 
     ids = sorted(set(tag_ids))
-    transaction.on_commit(lambda: tags_embed_task.delay(tag_ids=ids))
+    # robust: a broker outage must not turn a saved edit into an error page. The tags stay stale
+    # until the next tagging request or the periodic pass embeds them (see tags_needing_embedding).
+    transaction.on_commit(lambda: tags_embed_task.delay(tag_ids=ids), robust=True)
 
 
 def tag_changed_fields_need_embedding(*, changed_fields: list[str] | set[str]) -> bool:
@@ -133,6 +136,18 @@ def _clean_str(value: Any, *, where: str, name: str, required: bool = False, max
     return value
 
 
+def _clean_bool(value: Any, *, where: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TaxonomyError(f"{where}: '{name}' must be true or false.")
+    return value
+
+
+def _clean_position(value: Any, *, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TaxonomyError(f"{where}: 'position' must be a whole number, 0 or more.")
+    return value
+
+
 def _parse_document(data: Any) -> list[dict[str, Any]]:
     if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
         raise TaxonomyError("A taxonomy document is a JSON object with a 'categories' list.")
@@ -147,6 +162,8 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
         if slug in seen_categories:
             raise TaxonomyError(f"{where}: category slug '{slug}' appears twice.")
         seen_categories.add(slug)
+        if not slug:
+            raise TaxonomyError(f"{where}: no slug could be made from the name {name!r}; give a 'slug'.")
         max_tags = raw.get("default_max_tags", 3)
         if not isinstance(max_tags, int) or isinstance(max_tags, bool) or not 1 <= max_tags <= 20:
             raise TaxonomyError(f"{where}: 'default_max_tags' must be a whole number from 1 to 20.")
@@ -173,6 +190,8 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
             synonyms = raw_tag.get("synonyms", [])
             if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
                 raise TaxonomyError(f"{tag_where}: 'synonyms' must be a list of strings.")
+            if any(len(s.strip()) > 100 for s in synonyms):
+                raise TaxonomyError(f"{tag_where}: a synonym is longer than 100 characters.")
             tags.append(
                 {
                     "slug": tag_slug,
@@ -181,7 +200,7 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
                         raw_tag.get("description"), where=tag_where, name="description", max_length=2000
                     ),
                     "synonyms": [s.strip() for s in synonyms if s.strip()],
-                    "active": bool(raw_tag.get("active", True)),
+                    "active": _clean_bool(raw_tag.get("active", True), where=tag_where, name="active"),
                 }
             )
         categories.append(
@@ -191,8 +210,8 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
                 "description": _clean_str(raw.get("description"), where=where, name="description", max_length=2000),
                 "default_max_tags": max_tags,
                 "relevance_threshold": threshold,
-                "position": int(raw.get("position", index)),
-                "active": bool(raw.get("active", True)),
+                "position": _clean_position(raw.get("position", index), where=where),
+                "active": _clean_bool(raw.get("active", True), where=where, name="active"),
                 "tags": tags,
             }
         )
@@ -210,11 +229,17 @@ def taxonomy_import(*, data: Any, embed_now: bool = False) -> TaxonomyImportResu
     result = TaxonomyImportResult()
     for item in categories:
         tags = item.pop("tags")
-        category, created = Category.objects.update_or_create(slug=item["slug"], defaults=item)
-        if created:
+        category = Category.objects.filter(slug=item["slug"]).first()
+        if category is None:
+            category = Category.objects.create(**item)
             result.categories_created += 1
         else:
-            result.categories_updated += 1
+            changed = [name for name, value in item.items() if getattr(category, name) != value]
+            if changed:
+                for name in changed:
+                    setattr(category, name, item[name])
+                category.save()
+                result.categories_updated += 1
         existing = {tag.slug: tag for tag in Tag.objects.filter(category=category)}
         for tag_data in tags:
             tag = existing.get(tag_data["slug"])

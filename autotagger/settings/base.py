@@ -168,6 +168,14 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = 10
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="autotagger")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Synced into django-celery-beat's tables on start, where staff can change or disable them in admin.
+CELERY_BEAT_SCHEDULE = {
+    "taxonomy-embed-stale-tags": {
+        # Catches tags whose re-embedding could not be queued (broker down) or was lost.
+        "task": "taxonomy.tags_embed",
+        "schedule": env.float("TAXONOMY_EMBED_INTERVAL_SECONDS", default=600.0),
+    },
+}
 
 # --- Embeddings -----------------------------------------------------------------------------
 # `local`: sentence-transformers in this process; `openai`: any OpenAI-compatible /embeddings API.

@@ -1,7 +1,7 @@
 import os
 
 from autotagger.settings.base import *  # noqa: F403
-from autotagger.settings.base import databases_from_env
+from autotagger.settings.base import LOGGING, databases_from_env, env
 
 DATABASES = databases_from_env(allow_embedded=True)
 # One test database per pytest process, so two runs at once (two terminals, a helper) never collide;
@@ -11,12 +11,13 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{o
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests use their own Redis database and queue so that a running `make run` worker never takes their tasks.
-REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")  # noqa: F405
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
-CELERY_TASK_DEFAULT_QUEUE = "autotagger-test"
+# Per pytest process too; the test worker is told the name of its run's queue.
+CELERY_TASK_DEFAULT_QUEUE = env("AUTOTAGGER_TEST_QUEUE", default=f"autotagger-test-{os.getpid()}")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 LOG_FORMAT = "text"
-LOGGING["handlers"]["console"]["formatter"] = "text"  # noqa: F405
+LOGGING = {**LOGGING, "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}}}
