@@ -31,11 +31,9 @@ def django_db_modify_db_settings() -> None:
 
     db = settings.DATABASES["default"]
     prefix = f"test_{db['NAME']}_"
-    dsn = {"dbname": "postgres", "user": db["USER"], "password": db.get("PASSWORD") or "", "host": db.get("HOST") or ""}
-    if db.get("PORT"):
-        dsn["port"] = str(db["PORT"])
+    dsn = {**_connection_params(), "dbname": "postgres"}
     try:
-        with psycopg.connect(**dsn, autocommit=True, connect_timeout=10) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(**{**dsn, "autocommit": True, "connect_timeout": 10}) as conn:
             names = [
                 row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
             ]
@@ -105,12 +103,22 @@ def staff_client(staff: Any) -> APIClient:
     return client
 
 
+def _connection_params() -> dict[str, Any]:
+    """psycopg's view of the default database (the embedded server puts its socket folder in OPTIONS)."""
+    from django.db import connection
+
+    return connection.get_connection_params()
+
+
 def _worker_database_url() -> str:
-    db = settings.DATABASES["default"]
-    host = db.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgresql://{db['USER']}:{db.get('PASSWORD') or ''}@/{db['NAME']}?host={host}"
-    return f"postgresql://{db['USER']}:{db.get('PASSWORD') or ''}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
+    from urllib.parse import quote
+
+    params = _connection_params()
+    host = str(params.get("host") or "")
+    credentials = f"{quote(str(params.get('user') or ''))}:{quote(str(params.get('password') or ''))}"
+    if not host or host.startswith("/"):
+        return f"postgresql://{credentials}@/{params['dbname']}?host={quote(host)}"
+    return f"postgresql://{credentials}@{host}:{params.get('port') or 5432}/{params['dbname']}"
 
 
 @pytest.fixture(scope="session")
