@@ -40,6 +40,7 @@ class EmbeddingBatch:
 
 class _Backend(Protocol):
     model_name: str
+    cache_key: str  # what makes two backends' vectors interchangeable
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
@@ -51,6 +52,7 @@ class _LocalBackend:
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
+        self.cache_key = f"local:{model}"
         self.batch_size = batch_size
         path = _resolve_local_model(model)
         started = time.perf_counter()
@@ -93,6 +95,7 @@ class _OpenAIBackend:
         if not base_url:
             raise EmbeddingError("EMBEDDING_BACKEND is 'openai' but EMBEDDING_API_BASE_URL is not set")
         self.model_name = model
+        self.cache_key = f"openai:{base_url}:{model}"
         self.batch_size = batch_size
         self._client = OpenAI(
             base_url=base_url,
@@ -111,7 +114,13 @@ class _OpenAIBackend:
                 response = self._client.embeddings.create(model=self.model_name, input=chunk)
             except OpenAIError as exc:
                 raise EmbeddingError(f"Embedding API call failed: {exc}") from exc
+            if len(response.data) != len(chunk):
+                raise EmbeddingError(
+                    f"The embeddings API returned {len(response.data)} vectors for {len(chunk)} texts"
+                )
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        if len({len(row) for row in rows}) > 1:
+            raise EmbeddingError("The embeddings API returned vectors of different sizes")
         vectors = np.asarray(rows, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
@@ -119,7 +128,7 @@ class _OpenAIBackend:
 
 # Recently embedded texts, so that re-embedding an unchanged tag or recipe costs nothing.
 _CACHE_SIZE = 10_000
-_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (backend cache_key, text)
 
 _backend: _Backend | None = None
 _backend_key: tuple[str, ...] | None = None
@@ -132,7 +141,10 @@ def _get_backend() -> _Backend:
         settings.EMBEDDING_BACKEND,
         settings.EMBEDDING_MODEL,
         settings.EMBEDDING_API_BASE_URL,
+        settings.EMBEDDING_API_KEY,
         str(settings.EMBEDDING_BATCH_SIZE),
+        str(settings.EMBEDDING_TIMEOUT_SECONDS),
+        str(settings.EMBEDDING_MAX_RETRIES),
     )
     with _lock:
         if _backend is None or _backend_key != key:
@@ -165,7 +177,7 @@ def embeddings_create(*, texts: list[str]) -> EmbeddingBatch:
     dimensions = settings.EMBEDDING_DIMENSIONS
     vectors = np.zeros((len(texts), dimensions), dtype=np.float32)
     with _lock:
-        cached = [_cache.get((backend.model_name, text)) for text in texts]
+        cached = [_cache.get((backend.cache_key, text)) for text in texts]
     missing = [i for i, vector in enumerate(cached) if vector is None]
     if missing:
         fresh = backend.encode([texts[i] for i in missing])
@@ -176,8 +188,8 @@ def embeddings_create(*, texts: list[str]) -> EmbeddingBatch:
             )
         with _lock:
             for i, vector in zip(missing, fresh, strict=True):
-                _cache[(backend.model_name, texts[i])] = vector
-                _cache.move_to_end((backend.model_name, texts[i]))
+                _cache[(backend.cache_key, texts[i])] = vector
+                _cache.move_to_end((backend.cache_key, texts[i]))
             while len(_cache) > _CACHE_SIZE:
                 _cache.popitem(last=False)
         vectors[missing] = fresh

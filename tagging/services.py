@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
-from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from tagging.models import EmbeddingCacheEntry, Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
 from tagging.selectors import recipe_embedding_cached
 from tagging.taggers.base import CategoryRequest, TaggerOutput
 from tagging.taggers.similarity import RecipeText, SimilarityTagger
@@ -356,13 +356,18 @@ def run_execute(*, run_id: int) -> TaggingRun:
         run.started_at = timezone.now()
         run.save(update_fields=["status", "started_at"])
     try:
-        output = _tag(run.recipe, _category_requests(TaggingConfig.from_dict(run.config)))
-    except TaggingError as exc:
-        run.status = RunStatus.FAILED
-        run.error = exc.message
-        run.finished_at = timezone.now()
+        requests = _category_requests(TaggingConfig.from_dict(run.config))
+        output = _tag(run.recipe, requests)
+    except Exception as exc:
+        # Whatever went wrong, a polling client must see the run end rather than stay "running".
+        message = exc.message if isinstance(exc, TaggingError) else f"Unexpected error: {exc}"
+        if not isinstance(exc, TaggingError):
+            logger.exception("Unable to execute tagging run %s", run_id)
+        run.status, run.error, run.finished_at = RunStatus.FAILED, message, timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
         raise
+    # The categories tagged now, which may differ from those active when the run was queued.
+    run.config = _stored_config(TaggingConfig.from_dict(run.config), requests)
     with transaction.atomic():
         # Lock again: a re-delivered copy of this task may have finished the run meanwhile.
         if TaggingRun.objects.select_for_update().filter(pk=run_id, status=RunStatus.RUNNING).exists():
@@ -478,3 +483,31 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
     return runs
+
+
+def embeddings_cached(*, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of `texts` from the embedding cache table, embedding (and caching) only the new ones."""
+    model = embedding_model_name()
+    hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+    vectors = np.zeros((len(texts), settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
+    found: dict[str, np.ndarray] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 1000):
+        rows = EmbeddingCacheEntry.objects.filter(model=model, text_sha256__in=unique[start : start + 1000])
+        found.update((h, np.asarray(v, dtype=np.float32)) for h, v in rows.values_list("text_sha256", "embedding"))
+    missing = [i for i, h in enumerate(hashes) if h not in found]
+    first_of_hash = list({hashes[i]: i for i in reversed(missing)}.values())
+    for start in range(0, len(first_of_hash), 256):
+        chunk = first_of_hash[start : start + 256]
+        batch = embeddings_create(texts=[texts[i] for i in chunk])
+        EmbeddingCacheEntry.objects.bulk_create(
+            [
+                EmbeddingCacheEntry(model=model, text_sha256=hashes[i], embedding=vector)
+                for i, vector in zip(chunk, batch.vectors, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        found.update((hashes[i], vector) for i, vector in zip(chunk, batch.vectors, strict=True))
+    for i, h in enumerate(hashes):
+        vectors[i] = found[h]
+    return vectors

@@ -37,6 +37,7 @@ class Category(models.Model):
                 name="taxonomy_category_threshold_range",
             ),
             models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_category_slug_not_empty"),
+            models.CheckConstraint(condition=~Q(name=""), name="taxonomy_category_name_not_empty"),
         ]
 
     def __str__(self) -> str:

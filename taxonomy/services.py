@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +124,19 @@ def tag_merge(*, source: Tag, target: Tag) -> Tag:
     return target
 
 
+SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+
+def _clean_slug(value: str, *, where: str) -> str:
+    if not SLUG.match(value):
+        raise TaxonomyError(f"{where}: slug {value!r} may contain only letters, digits, hyphens and underscores.")
+    return value
+
+
 def _clean_str(value: Any, *, where: str, name: str, required: bool = False, max_length: int = 100) -> str:
-    if value is None and not required:
+    if value is None and required:
+        raise TaxonomyError(f"{where}: '{name}' is required.")
+    if value is None:
         return ""
     if not isinstance(value, str):
         raise TaxonomyError(f"{where}: '{name}' must be a string.")
@@ -164,6 +176,7 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
         seen_categories.add(slug)
         if not slug:
             raise TaxonomyError(f"{where}: no slug could be made from the name {name!r}; give a 'slug'.")
+        _clean_slug(slug, where=where)
         max_tags = raw.get("default_max_tags", 3)
         if not isinstance(max_tags, int) or isinstance(max_tags, bool) or not 1 <= max_tags <= 20:
             raise TaxonomyError(f"{where}: 'default_max_tags' must be a whole number from 1 to 20.")
@@ -184,6 +197,7 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
             tag_slug = _clean_str(raw_tag.get("slug") or slugify(tag_name), where=tag_where, name="slug")
             if not tag_slug:
                 raise TaxonomyError(f"{tag_where}: no slug could be made from the name {tag_name!r}.")
+            _clean_slug(tag_slug, where=tag_where)
             if tag_slug in seen_tags:
                 raise TaxonomyError(f"{tag_where}: tag slug '{tag_slug}' appears twice in '{slug}'.")
             seen_tags.add(tag_slug)

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from autotagger.api.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
-from tagging.models import Recipe, Strategy, TaggingRun
+from tagging.models import Recipe, RunStatus, Strategy, TaggingRun
 from tagging.selectors import run_tags_by_category
 from tagging.services import TaggingConfig
 
@@ -50,6 +50,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         child=serializers.SlugField(),
         required=False,
         allow_null=True,
+        allow_empty=False,
         max_length=100,
         help_text="Category slugs to tag; all active categories when omitted.",
     )
@@ -142,6 +143,9 @@ class TaggingRunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CategoryTagsSerializer(many=True))
     def get_categories(self, run: TaggingRun) -> list[dict[str, object]]:
+        """Empty until the run has succeeded, so "not done yet" never reads as "nothing relevant"."""
+        if run.status != RunStatus.SUCCEEDED:
+            return []
         return run_tags_by_category(run=run)
 
 

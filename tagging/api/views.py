@@ -122,14 +122,14 @@ class RecipeDetailView(APIView):
 
     @extend_schema(
         operation_id="recipes_update",
-        summary="Replace a recipe's fields",
-        request=RecipeUpdateSerializer,
+        summary="Replace a recipe",
+        request=RecipeCreateSerializer,
         responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
         examples=[examples.RECIPE_CREATE],
         tags=["recipes"],
     )
     def put(self, request: Request, recipe_id: int) -> Response:
-        return self._update(request, recipe_id)
+        return self._update(request, recipe_id, serializer_class=RecipeCreateSerializer)
 
     @extend_schema(
         operation_id="recipes_partial_update",
@@ -142,9 +142,15 @@ class RecipeDetailView(APIView):
     def patch(self, request: Request, recipe_id: int) -> Response:
         return self._update(request, recipe_id)
 
-    def _update(self, request: Request, recipe_id: int) -> Response:
+    def _update(
+        self,
+        request: Request,
+        recipe_id: int,
+        serializer_class: type[RecipeUpdateSerializer | RecipeCreateSerializer] = RecipeUpdateSerializer,
+    ) -> Response:
         recipe = self._recipe(recipe_id)
-        serializer = RecipeUpdateSerializer(data=request.data)
+        # PUT replaces the whole recipe (omitted optional fields take their defaults); PATCH changes some.
+        serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         recipe = recipe_update(recipe=recipe, data=serializer.validated_data)
         return Response(RecipeSerializer(recipe, context={"latest_run": recipe_latest_run(recipe=recipe)}).data)

@@ -40,6 +40,8 @@ class Command(BaseCommand):
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise CommandError(f"No such file: {path}") from exc
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from exc
         except ValueError as exc:
             raise CommandError(f"{path} is not valid JSON: {exc}") from exc
         try:
