@@ -134,7 +134,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "autotagger.api.errors.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["autotagger.api.parsers.LimitedJSONParser"],
+    # DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE caps it: 413 above the limit.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -170,6 +171,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables on start, where staff can change or disable them in admin.
 CELERY_BEAT_SCHEDULE = {
+    "tagging-refit-if-labels-changed": {
+        # A safety net for refits whose request was lost (broker down when labels changed).
+        "task": "tagging.tagger_refit",
+        "schedule": env.float("TAGGER_REFIT_CHECK_SECONDS", default=3600.0),
+    },
     "taxonomy-embed-stale-tags": {
         # Catches tags whose re-embedding could not be queued (broker down) or was lost.
         "task": "taxonomy.tags_embed",
@@ -194,6 +200,9 @@ EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
 TAGGING_MAX_K = 20
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).
 TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
+
+# Seconds a refit of the learned tagger waits after a change of gold labels (each change restarts it).
+TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", default=30.0)
 
 # --- Bootstrap ------------------------------------------------------------------------------
 AUTOTAGGER_ADMIN_USER = env("AUTOTAGGER_ADMIN_USER", default="admin")
