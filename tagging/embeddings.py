@@ -115,9 +115,7 @@ class _OpenAIBackend:
             except OpenAIError as exc:
                 raise EmbeddingError(f"Embedding API call failed: {exc}") from exc
             if len(response.data) != len(chunk):
-                raise EmbeddingError(
-                    f"The embeddings API returned {len(response.data)} vectors for {len(chunk)} texts"
-                )
+                raise EmbeddingError(f"The embeddings API returned {len(response.data)} vectors for {len(chunk)} texts")
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
         if len({len(row) for row in rows}) > 1:
             raise EmbeddingError("The embeddings API returned vectors of different sizes")

@@ -91,11 +91,80 @@ class TagAssignment(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["run", "tag"], name="tagging_assignment_unique_tag_per_run"),
-            models.CheckConstraint(
-                condition=Q(score__gte=0) & Q(score__lte=1), name="tagging_assignment_score_range"
-            ),
+            models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="tagging_assignment_score_range"),
             models.CheckConstraint(condition=Q(rank__gte=1), name="tagging_assignment_rank_positive"),
         ]
 
     def __str__(self) -> str:
         return f"{self.tag} {self.score:.2f}"
+
+
+class EmbeddingCacheEntry(models.Model):
+    """A vector for a text, by hash, so that evaluations and imports never embed the same text twice."""
+
+    model = models.CharField(max_length=200)
+    text_sha256 = models.CharField(max_length=64)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "text_sha256"], name="tagging_embedding_cache_unique_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.text_sha256[:12]}"
+
+
+class TaggerState(models.Model):
+    """What the similarity tagger learned from gold labels: per-category weights and thresholds, the
+    text model, and (in related rows) the labelled recipes it votes with and the tags' prototypes.
+
+    At most one state is active; refitting makes a new one and retires the previous.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(default=True)
+    embedding_model = models.CharField(max_length=200)
+    fitted_on = models.JSONField(help_text="The gold labels it was fitted on: counts, last label id, per category.")
+    parameters = models.JSONField(help_text="Per category: tag slugs, weights, bias, threshold, support, fit F1.")
+    # Pickled (zlib) numpy arrays and the fitted text model: prototypes, label matrices, TF-IDF weights.
+    # Only this project writes it, from its own database; it is never read from elsewhere.
+    artifacts = models.BinaryField()
+    duration_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=Q(active=True), name="tagging_one_active_tagger_state"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Tagger state {self.pk} ({'active' if self.active else 'retired'})"
+
+
+class TrainingExample(models.Model):
+    """A labelled recipe as the active tagger state knows it; its nearest neighbours vote for tags."""
+
+    state = models.ForeignKey(TaggerState, on_delete=models.CASCADE, related_name="examples")
+    recipe = models.ForeignKey(Recipe, null=True, on_delete=models.SET_NULL, related_name="+")
+    row = models.PositiveIntegerField(help_text="Position in the state's label matrices.")
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state", "row"], name="tagging_training_example_unique_row"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="tagging_example_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Example {self.row} of state {self.state_id}"

@@ -7,7 +7,7 @@ import numpy as np
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 from pgvector.django import CosineDistance
 
-from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun, TrainingExample
 from taxonomy.models import Category, Tag
 
 
@@ -138,3 +138,15 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
     for group in ordered:
         group.pop("position")
     return ordered
+
+
+def training_examples_nearest(*, state_id: int, embedding: np.ndarray, limit: int) -> list[tuple[int, float]]:
+    """(example id, cosine similarity) of the `limit` labelled recipes of a tagger state nearest to
+    `embedding`, best first. Only the active state has examples, so the HNSW index serves this."""
+    rows = (
+        TrainingExample.objects.filter(state_id=state_id)
+        .annotate(distance=CosineDistance("embedding", embedding))
+        .order_by("distance")
+        .values_list("id", "distance")[:limit]
+    )
+    return [(example_id, 1.0 - float(distance)) for example_id, distance in rows]

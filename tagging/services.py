@@ -15,10 +15,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
+from tagging.learning import RecipeText
 from tagging.models import EmbeddingCacheEntry, Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
 from tagging.selectors import recipe_embedding_cached
 from tagging.taggers.base import CategoryRequest, TaggerOutput
-from tagging.taggers.similarity import RecipeText, SimilarityTagger
+from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Category
 from taxonomy.selectors import categories_by_slugs, tags_needing_embedding
 from taxonomy.services import tags_embed
@@ -217,6 +218,7 @@ def _category_requests(config: TaggingConfig) -> list[CategoryRequest]:
             category=category,
             k=config.k or category.default_max_tags,
             threshold=_threshold(config, category),
+            override=config.threshold,
         )
         for category in categories
     ]
@@ -289,6 +291,12 @@ def _stored_config(config: TaggingConfig, requests: Sequence[CategoryRequest]) -
     return {**config.as_dict(), "category_slugs": [r.category.slug for r in requests]}
 
 
+def _learned_model() -> Any:
+    from tagging.training import learned_model_active
+
+    return learned_model_active()
+
+
 def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
     """Score `recipe` (its embedding is computed if needed, but not saved). Raises EmbeddingUnavailable."""
     started = time.perf_counter()
@@ -299,7 +307,7 @@ def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
     except EmbeddingError as exc:
         logger.exception("Unable to embed recipe %r", recipe.title)
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
-    output = SimilarityTagger(model=model).tag(
+    output = SimilarityTagger(model=model, learned=_learned_model()).tag(
         recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests
     )
     output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
@@ -458,7 +466,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         recipes_embed(recipes=recipes)
     except EmbeddingError as exc:
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
-    tagger = SimilarityTagger(model=model)
+    tagger = SimilarityTagger(model=model, learned=_learned_model())
     now = timezone.now()
     stored_config = _stored_config(config, requests)
     with transaction.atomic():
@@ -511,3 +519,20 @@ def embeddings_cached(*, texts: Sequence[str]) -> np.ndarray:
     for i, h in enumerate(hashes):
         vectors[i] = found[h]
     return vectors
+
+
+def recipes_predict(
+    *, texts: Sequence[RecipeText], embeddings: np.ndarray, category_slugs: Sequence[str], k: int
+) -> list[dict[str, list[tuple[str, float]]]]:
+    """What the similarity tagger would return for each recipe (category slug -> [(tag slug, score)]),
+    with nothing stored: for evaluating the tagger as deployed."""
+    requests = _category_requests(TaggingConfig(k=k, categories=tuple(category_slugs)))
+    model = embedding_model_name()
+    _tags_ensure_embedded(requests, model)
+    tagger = SimilarityTagger(model=model, learned=_learned_model())
+    slugs = {r.category.pk: r.category.slug for r in requests}
+    results = []
+    for text, embedding in zip(texts, embeddings, strict=True):
+        output = tagger.tag(recipe=text, embedding=np.asarray(embedding, dtype=np.float32), requests=requests)
+        results.append({slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()})
+    return results

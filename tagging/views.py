@@ -16,7 +16,13 @@ from tagging.services import TaggingError, recipe_tag_adhoc
 from taxonomy.selectors import categories_list
 
 DEMO_RECIPES = Path(__file__).resolve().parent / "data" / "demo_recipes.json"
-TIMING_LABELS = {"embed_ms": "Embed", "query_ms": "Query", "score_ms": "Score", "total_ms": "Total"}
+TIMING_LABELS = {
+    "embed_ms": "Embed",
+    "query_ms": "Query",
+    "learned_ms": "Learned signals",
+    "score_ms": "Score",
+    "total_ms": "Total",
+}
 
 
 @functools.cache

@@ -15,11 +15,13 @@ class ScoredTag:
 
 @dataclass(frozen=True)
 class CategoryRequest:
-    """One category to tag: up to `k` tags scoring at least `threshold`."""
+    """One category to tag: up to `k` tags scoring at least `threshold` (the zero-shot threshold), or
+    `override` when the request set one (it then applies to learned scores too)."""
 
     category: Category
     k: int
     threshold: float
+    override: float | None = None
 
 
 @dataclass

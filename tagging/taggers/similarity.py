@@ -1,12 +1,17 @@
-"""The LLM-free tagger: cosine similarity in pgvector between the recipe and each tag's description,
-sharpened by lexical evidence (a tag's name or synonym written in the recipe).
+"""The LLM-free tagger.
 
-Raw cosine similarities of a small sentence model sit in a narrow band (roughly 0.0–0.6 here) and
-are not comparable across recipes, so they are calibrated into a [0, 1] score before the
-per-category threshold is applied:
+Where the tagger has learned from gold labels (an active TaggerState, see tagging.learning), a
+category's tags are scored by its learned model: a calibrated probability from zero-shot similarity,
+the votes of the nearest labelled recipes (pgvector), tag prototypes, lexical evidence and a text
+model, with a threshold fitted on the labels.
+
+Elsewhere (no labels yet, a category without enough of them, a tag added since the fit) it is
+zero-shot: cosine similarity in pgvector between the recipe and each tag's description, sharpened by
+lexical evidence. Raw cosine similarities of a small sentence model sit in a narrow band (roughly
+0.0–0.6 here) and are not comparable across recipes, so they are calibrated into a [0, 1] score:
 - `semantic`: the similarity mapped linearly from [SIM_FLOOR, SIM_CEILING] onto [0, 1];
-- `lexical`: LEXICAL_WEIGHTS of the field the name or synonym was found in (title beats ingredients
-  beats instructions);
+- `lexical`: how strongly the tag's name or a synonym appears (title beats ingredients beats
+  instructions);
 - score = 1 - (1 - semantic) * (1 - LEXICAL_STRENGTH * lexical), a noisy-OR: either signal alone
   can carry a tag, and both together make it nearly certain.
 A tag whose similarity trails the category's best by more than RELATIVE_MARGIN, with no lexical
@@ -15,55 +20,20 @@ evidence, is dropped: a description that fits every recipe a little is not evide
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from tagging.learning import LearnedModel, RecipeText, lexical_evidence
 from tagging.selectors import TagCandidate, tags_with_similarity
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 
 SIM_FLOOR = 0.15
 SIM_CEILING = 0.55
 LEXICAL_STRENGTH = 0.6
-LEXICAL_WEIGHTS = {"title": 1.0, "ingredients": 0.75, "instructions": 0.4}
 RELATIVE_MARGIN = 0.08
-
-
-@dataclass(frozen=True)
-class RecipeText:
-    title: str
-    ingredients: Sequence[str]
-    instructions: str
-
-    def for_embedding(self) -> str:
-        ingredients = "; ".join(i.strip() for i in self.ingredients if i.strip())
-        parts = [self.title.strip() + "."]
-        if ingredients:
-            parts.append(f"Ingredients: {ingredients}.")
-        if self.instructions.strip():
-            parts.append(self.instructions.strip())
-        return " ".join(parts)
-
-
-@lru_cache(maxsize=4096)
-def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    words = [re.escape(p.lower()) for p in phrases if len(p.strip()) >= 3]
-    if not words:
-        return None
-    # Plural forms count ("lentils", "tomatoes"), longer words do not ("minced" is not "mince").
-    return re.compile(r"(?<![\w-])(?:" + "|".join(words) + r")(?:s|es)?(?![\w-])")
-
-
-def lexical_evidence(tag: TagCandidate, fields: dict[str, str]) -> float:
-    pattern = _phrase_pattern(tuple(sorted({tag.name, *tag.synonyms})))
-    if pattern is None:
-        return 0.0
-    return max((LEXICAL_WEIGHTS[name] for name, text in fields.items() if pattern.search(text)), default=0.0)
 
 
 def calibrated_score(*, similarity: float, lexical: float) -> float:
@@ -72,8 +42,9 @@ def calibrated_score(*, similarity: float, lexical: float) -> float:
 
 
 class SimilarityTagger:
-    def __init__(self, *, model: str) -> None:
+    def __init__(self, *, model: str, learned: LearnedModel | None = None) -> None:
         self.model = model
+        self.learned = learned
 
     def tag(self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]) -> TaggerOutput:
         started = time.perf_counter()
@@ -84,30 +55,71 @@ class SimilarityTagger:
             by_category[tag.category_id].append(tag)
         queried = time.perf_counter()
 
-        fields = {
-            "title": recipe.title.lower(),
-            "ingredients": "\n".join(recipe.ingredients).lower(),
-            "instructions": recipe.instructions.lower(),
-        }
+        learned_slugs = [
+            r.category.slug for r in requests if self.learned is not None and r.category.slug in self.learned.categories
+        ]
+        probabilities = (
+            self.learned.probabilities(embeddings=embedding[None, :], texts=[recipe], category_slugs=learned_slugs)
+            if self.learned is not None and learned_slugs
+            else {}
+        )
+        learned_at = time.perf_counter()
+
+        fields = recipe.lexical_fields()
         output = TaggerOutput()
         for request in requests:
             candidates = by_category.get(request.category.pk, [])
-            if not candidates:
-                output.tags[request.category.pk] = []
-                continue
-            best = candidates[0].similarity
-            scored: list[ScoredTag] = []
-            for tag in candidates:
-                lexical = lexical_evidence(tag, fields)
-                if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
-                    continue
-                score = calibrated_score(similarity=tag.similarity, lexical=lexical)
-                if score >= request.threshold and score > 0.0:
-                    scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
+            if request.category.slug in probabilities:
+                scored = self._learned(request, candidates, probabilities[request.category.slug][0], fields)
+            else:
+                scored = self._zero_shot(request, candidates, fields)
             scored.sort(key=lambda s: (-s.score, s.slug))
             output.tags[request.category.pk] = scored[: request.k]
         output.timings_ms = {
             "query_ms": round((queried - started) * 1000, 2),
-            "score_ms": round((time.perf_counter() - queried) * 1000, 2),
+            "learned_ms": round((learned_at - queried) * 1000, 2),
+            "score_ms": round((time.perf_counter() - learned_at) * 1000, 2),
         }
         return output
+
+    def _zero_shot(
+        self, request: CategoryRequest, candidates: list[TagCandidate], fields: dict[str, str]
+    ) -> list[ScoredTag]:
+        if not candidates:
+            return []
+        best = candidates[0].similarity
+        scored = []
+        for tag in candidates:
+            lexical = lexical_evidence(tag.name, tag.synonyms, fields)
+            if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
+                continue
+            score = calibrated_score(similarity=tag.similarity, lexical=lexical)
+            if score >= request.threshold and score > 0.0:
+                scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
+        return scored
+
+    def _learned(
+        self,
+        request: CategoryRequest,
+        candidates: list[TagCandidate],
+        probabilities: np.ndarray,
+        fields: dict[str, str],
+    ) -> list[ScoredTag]:
+        assert self.learned is not None
+        model = self.learned.categories[request.category.slug]
+        threshold = request.override if request.override is not None else model.threshold
+        position = {slug: j for j, slug in enumerate(model.tag_slugs)}
+        scored = []
+        unseen = []
+        for tag in candidates:  # only active tags embedded by the current model
+            j = position.get(tag.slug)
+            if j is None:
+                unseen.append(tag)
+            elif probabilities[j] >= threshold:
+                scored.append(
+                    ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=round(float(probabilities[j]), 4))
+                )
+        if unseen:
+            # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.
+            scored.extend(self._zero_shot(request, unseen, fields))
+        return scored

@@ -52,7 +52,7 @@ def test_it_answers_with_the_run_and_its_tags_grouped_by_category(
     assert body["status"] == "succeeded"
     assert body["model"] == "all-MiniLM-L6-v2"
     assert body["error"] == ""
-    assert set(body["timings"]) == {"embed_ms", "query_ms", "score_ms", "total_ms"}
+    assert set(body["timings"]) == {"embed_ms", "query_ms", "learned_ms", "score_ms", "total_ms"}
     assert all(isinstance(value, (int, float)) and value >= 0 for value in body["timings"].values())
     taxonomy_order = [c["slug"] for c in sorted(taxonomy["categories"], key=lambda c: c["position"])]
     assert [group["slug"] for group in body["categories"]] == taxonomy_order

@@ -1,0 +1,185 @@
+"""The similarity tagger learns from gold labels: fitting, storing, using, and refitting on the worker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from conftest import wait_for
+from feedback.models import GoldLabel, GoldLabelSource
+from tagging.models import Recipe, TaggerState, TrainingExample
+from tagging.services import TaggingConfig, recipe_create, recipe_tag
+from tagging.training import learned_model_active, tagger_fit, tagger_fit_is_current, tagger_refit
+from taxonomy.models import Category, Tag
+
+# A verdict no tag description can reveal: only labelled examples teach it.
+KIDS = [
+    ("Macaroni cheese bake", ["macaroni", "cheddar", "milk", "butter"]),
+    ("Mini cheese pizzas", ["pizza dough", "mozzarella", "tomato sauce"]),
+    ("Chocolate banana pancakes", ["flour", "banana", "chocolate chips", "milk"]),
+    ("Fish fingers with peas", ["white fish", "breadcrumbs", "peas"]),
+    ("Cheesy pasta shells", ["pasta shells", "cheddar", "cream"]),
+    ("Strawberry yoghurt pots", ["strawberries", "yoghurt", "honey"]),
+    ("Sweet corn fritters", ["sweetcorn", "flour", "egg"]),
+    ("Chicken nuggets", ["chicken breast", "breadcrumbs", "egg"]),
+    ("Jam sandwiches", ["white bread", "strawberry jam", "butter"]),
+    ("Vanilla cupcakes with sprinkles", ["flour", "sugar", "butter", "sprinkles"]),
+    ("Buttered noodles", ["egg noodles", "butter", "parmesan"]),
+    ("Banana milkshake", ["banana", "milk", "vanilla ice cream"]),
+]
+GROWN_UPS = [
+    ("Anchovy and caper puttanesca", ["anchovies", "capers", "olives", "chilli flakes"]),
+    ("Devilled kidneys", ["lamb kidneys", "mustard", "cayenne"]),
+    ("Bitter radicchio salad", ["radicchio", "blue cheese", "walnuts"]),
+    ("Vindaloo with extra chillies", ["pork shoulder", "dried chillies", "vinegar"]),
+    ("Oysters with shallot vinegar", ["oysters", "shallots", "red wine vinegar"]),
+    ("Black coffee granita", ["espresso", "sugar"]),
+    ("Steak tartare", ["beef fillet", "capers", "raw egg yolk", "cornichons"]),
+    ("Negroni poached pears", ["pears", "gin", "campari", "vermouth"]),
+    ("Pickled herring", ["herring", "vinegar", "onion", "dill"]),
+    ("Liver and bacon", ["calf liver", "bacon", "onions"]),
+    ("Blue cheese and port soufflé", ["stilton", "port", "eggs"]),
+    ("Szechuan peppercorn chicken", ["chicken thighs", "szechuan peppercorns", "dried chillies"]),
+]
+NEW_KIDS = ("Cheese and tomato pizza slices", ["pizza base", "mozzarella", "tomato sauce", "cheddar"])
+NEW_GROWN_UPS = ("Anchovy toast with capers", ["anchovies", "capers", "sourdough", "chilli flakes"])
+
+
+@pytest.fixture
+def verdicts(db: None) -> Category:
+    category = Category.objects.create(name="Family verdict", slug="family_verdict", default_max_tags=1)
+    Tag.objects.create(category=category, name="Kids love it", slug="kids", description="")
+    Tag.objects.create(category=category, name="Grown-ups only", slug="grown-ups", description="")
+    return category
+
+
+def _label(recipes: list[tuple[str, list[str]]], tag: Tag) -> None:
+    for title, ingredients in recipes:
+        recipe = recipe_create(title=title, ingredients=ingredients, instructions="")
+        GoldLabel.objects.create(recipe=recipe, tag=tag, source=GoldLabelSource.IMPORT)
+
+
+@pytest.fixture
+def labelled(verdicts: Category) -> Category:
+    _label(KIDS, Tag.objects.get(category=verdicts, slug="kids"))
+    _label(GROWN_UPS, Tag.objects.get(category=verdicts, slug="grown-ups"))
+    return verdicts
+
+
+def _verdict(title: str, ingredients: list[str], **config: Any) -> list[str]:
+    recipe = recipe_create(title=title, ingredients=ingredients, instructions="")
+    run = recipe_tag(recipe=recipe, config=TaggingConfig(categories=("family_verdict",), k=1, **config))
+    return list(run.assignments.order_by("rank").values_list("tag__slug", flat=True))
+
+
+def test_it_stays_zero_shot_without_gold_labels(verdicts: Category) -> None:
+    state = tagger_fit()
+
+    assert state is None
+    assert learned_model_active() is None
+    assert TaggerState.objects.count() == 0
+
+
+def test_it_learns_what_no_description_says_from_labelled_recipes(labelled: Category) -> None:
+    before = [_verdict(*NEW_KIDS), _verdict(*NEW_GROWN_UPS)]
+
+    tagger_fit()
+
+    assert before != [["kids"], ["grown-ups"]]
+    assert _verdict(*NEW_KIDS) == ["kids"]
+    assert _verdict(*NEW_GROWN_UPS) == ["grown-ups"]
+
+
+def test_it_records_what_it_was_fitted_on_and_the_fitted_thresholds(labelled: Category) -> None:
+    state = tagger_fit()
+
+    assert state is not None
+    assert state.active
+    assert state.fitted_on["labels"] == 24
+    assert state.fitted_on["labelled_recipes"] == 24
+    assert state.fitted_on["last_label_id"] == GoldLabel.objects.order_by("-id").first().pk
+    parameters = state.parameters["family_verdict"]
+    assert sorted(parameters["tag_slugs"]) == ["grown-ups", "kids"]
+    assert 0.0 < parameters["threshold"] < 1.0
+    assert parameters["labelled"] == 24
+    assert TrainingExample.objects.filter(state=state).count() == 24
+
+
+def test_it_uses_the_fitted_threshold_unless_the_request_overrides_it(labelled: Category) -> None:
+    state = tagger_fit()
+    assert state is not None
+
+    strict = _verdict(*NEW_KIDS, threshold=0.999999)
+    lenient = _verdict(*NEW_KIDS, threshold=0.0)
+
+    assert strict == []
+    assert lenient == ["kids"]
+
+
+def test_a_new_fit_retires_the_previous_state_and_its_examples(labelled: Category) -> None:
+    first = tagger_fit()
+    GoldLabel.objects.filter(recipe__title="Jam sandwiches").delete()
+
+    second = tagger_fit()
+
+    assert first is not None
+    assert second is not None
+    first.refresh_from_db()
+    assert not first.active
+    assert second.active
+    assert not TrainingExample.objects.filter(state=first).exists()
+    assert TrainingExample.objects.filter(state=second).count() == 23
+
+
+def test_a_refit_is_skipped_when_the_state_already_reflects_the_labels(labelled: Category) -> None:
+    tagger_fit()
+    assert tagger_fit_is_current()
+
+    assert tagger_refit() is None
+    assert TaggerState.objects.count() == 1
+
+    GoldLabel.objects.filter(recipe__title="Jam sandwiches").delete()
+    assert not tagger_fit_is_current()
+    assert tagger_refit() is not None
+
+
+def test_a_refit_request_superseded_by_a_later_one_does_nothing(labelled: Category) -> None:
+    import redis
+    from django.conf import settings
+
+    from tagging.training import REFIT_KEY
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.set(REFIT_KEY, "2000.0")
+
+    result = tagger_refit(requested_at=1000.0)
+
+    client.delete(REFIT_KEY)
+    assert result is None
+    assert TaggerState.objects.count() == 0
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_refits_after_gold_labels_are_imported(
+    celery_worker_process: Any, verdicts: Category, settings: Any
+) -> None:
+    from feedback.services import recipes_import
+
+    settings.TAGGER_REFIT_DEBOUNCE_SECONDS = 0.5
+    examples = [(t, ing, "kids") for t, ing in KIDS] + [(t, ing, "grown-ups") for t, ing in GROWN_UPS]
+    lines = [
+        json.dumps({"id": str(i), "title": title, "ingredients": ingredients, "tags": {"family_verdict": [verdict]}})
+        for i, (title, ingredients, verdict) in enumerate(examples)
+    ]
+
+    with transaction.atomic():
+        recipes_import(lines=lines, source="verdicts", labeled=True, create_taxonomy=False, mapping=None)
+
+    assert wait_for(lambda: TaggerState.objects.filter(active=True).exists(), timeout=90)
+    state = TaggerState.objects.get(active=True)
+    assert state.fitted_on["labels"] == 24
+    assert Recipe.objects.filter(source="verdicts").count() == 24

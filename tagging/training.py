@@ -1,0 +1,304 @@
+"""Fitting the similarity tagger on gold labels, storing what it learned, and loading it back.
+
+`tagger_fit` reads every gold label, fits `tagging.learning` on the labelled recipes and stores a new
+active TaggerState: its parameters (readable JSON), its labelled recipes as TrainingExamples (pgvector,
+HNSW: a new recipe's nearest ones vote), and its arrays. `tagger_refit_schedule` is how a change of
+labels asks for a refit: debounced, so that a burst of reviews makes one fit.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import threading
+import time
+import zlib
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from tagging import learning
+from tagging.embeddings import embedding_model_name
+from tagging.models import Recipe, TaggerState, TrainingExample
+from tagging.selectors import training_examples_nearest
+from tagging.services import recipes_embed
+from taxonomy.models import Category, Tag
+from taxonomy.selectors import tags_needing_embedding
+from taxonomy.services import tags_embed
+
+logger = logging.getLogger(__name__)
+
+REFIT_KEY = "autotagger:tagger-refit:requested-at"
+
+
+class PgvectorNeighbours:
+    """Nearest TrainingExamples of a state, found by pgvector (the HNSW index on their embeddings)."""
+
+    def __init__(self, state_id: int, rows_by_example: dict[int, int]) -> None:
+        self.state_id = state_id
+        self.rows_by_example = rows_by_example
+
+    def nearest(self, embeddings: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self.rows_by_example))
+        indices = np.zeros((len(embeddings), k), dtype=np.int64)
+        sims = np.full((len(embeddings), k), -1.0, dtype=np.float32)
+        for i, embedding in enumerate(embeddings):
+            for j, (example_id, similarity) in enumerate(
+                training_examples_nearest(state_id=self.state_id, embedding=embedding, limit=k)
+            ):
+                indices[i, j] = self.rows_by_example[example_id]
+                sims[i, j] = similarity
+        return indices, sims
+
+
+def _category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
+    model = embedding_model_name()
+    stale = list(
+        tags_needing_embedding(model=model, category_ids=[c.pk for c in categories])
+        .filter(active=True)
+        .values_list("id", flat=True)
+    )
+    if stale:
+        tags_embed(tag_ids=stale)
+    specs = []
+    for category in categories:
+        tags = Tag.objects.filter(category=category, active=True, embedding_model=model).order_by("id")
+        specs.append(
+            learning.CategorySpec(
+                slug=category.slug,
+                tags=tuple(
+                    learning.TagSpec(
+                        slug=t.slug,
+                        name=t.name,
+                        synonyms=tuple(t.synonyms),
+                        embedding=np.asarray(t.embedding, dtype=np.float32),
+                    )
+                    for t in tags
+                ),
+            )
+        )
+    return specs
+
+
+def _recipe_text(recipe: Recipe) -> learning.RecipeText:
+    return learning.RecipeText(title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions)
+
+
+def labelled_data() -> tuple[list[Recipe], learning.LabelledSet, list[learning.CategorySpec]] | None:
+    """Every recipe with gold labels (embedded), as the learner reads them, with the active categories;
+    None when there are no gold labels."""
+    from feedback.selectors import gold_labels_by_recipe
+
+    labels_by_recipe = gold_labels_by_recipe()
+    if not labels_by_recipe:
+        return None
+    recipes = list(Recipe.objects.filter(pk__in=list(labels_by_recipe)).order_by("id"))
+    recipes_embed(recipes=recipes)
+    categories = list(Category.objects.filter(active=True).order_by("position", "id"))
+    data = learning.LabelledSet(
+        embeddings=np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes]),
+        texts=[_recipe_text(r) for r in recipes],
+        labels=[labels_by_recipe[r.pk] for r in recipes],
+    )
+    return recipes, data, _category_specs(categories)
+
+
+def tagger_fit(*, k: int = 3) -> TaggerState | None:
+    """Fit on every gold label and make the result the active state; with no labels, retire the active
+    state so that the tagger is zero-shot again. Returns the new state, or None."""
+    from feedback.selectors import gold_label_stats
+
+    started = time.perf_counter()
+    stats = gold_label_stats()
+    labelled = labelled_data()
+    if labelled is None:
+        with transaction.atomic():
+            TaggerState.objects.filter(active=True).update(active=False)
+            TrainingExample.objects.all().delete()
+        logger.info("No gold labels: the similarity tagger is zero-shot")
+        return None
+    recipes, data, specs = labelled
+    model = learning.fit(data=data, categories=specs, k=k, progress=lambda message: logger.info("%s", message))
+    artifacts = {
+        "prototypes": {slug: m.prototypes for slug, m in model.categories.items()},
+        "support": {slug: m.support for slug, m in model.categories.items()},
+        "neighbour_labels": {slug: model.neighbour_labels[slug] for slug in model.categories},
+        "text_model": model.text_model,
+    }
+    with transaction.atomic():
+        TaggerState.objects.filter(active=True).update(active=False)
+        # Retired states keep their parameters for the record, not their examples.
+        TrainingExample.objects.all().delete()
+        state = TaggerState.objects.create(
+            active=True,
+            embedding_model=embedding_model_name(),
+            fitted_on={**stats, "k": k},
+            parameters={slug: m.to_parameters() for slug, m in model.categories.items()},
+            artifacts=zlib.compress(pickle.dumps(artifacts, protocol=pickle.HIGHEST_PROTOCOL)),
+            duration_seconds=round(time.perf_counter() - started, 2),
+        )
+        TrainingExample.objects.bulk_create(
+            [
+                TrainingExample(state=state, recipe=recipe, row=row, embedding=data.embeddings[row])
+                for row, recipe in enumerate(recipes)
+            ],
+            batch_size=1000,
+        )
+    logger.info(
+        "Fitted tagger state %s on %d labelled recipes (%d categories) in %.1fs",
+        state.pk,
+        len(recipes),
+        len(model.categories),
+        state.duration_seconds,
+    )
+    return state
+
+
+def tagger_fit_is_current() -> bool:
+    """Whether the active state was fitted on the gold labels as they are now."""
+    from feedback.selectors import gold_label_stats
+
+    state = TaggerState.objects.filter(active=True).first()
+    stats = gold_label_stats()
+    if state is None:
+        return not stats["labels"]
+    return {key: value for key, value in state.fitted_on.items() if key != "k"} == stats
+
+
+def tagger_refit_schedule() -> None:
+    """Ask for a refit after the current transaction commits, debounced by TAGGER_REFIT_DEBOUNCE_SECONDS:
+    each request pushes the fit back, so a burst of label changes makes one fit."""
+    from tagging.tasks import tagger_refit_task
+
+    def enqueue() -> None:
+        import redis
+
+        requested_at = time.time()
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
+        client.set(REFIT_KEY, str(requested_at), ex=24 * 3600)
+        tagger_refit_task.apply_async(
+            kwargs={"requested_at": requested_at}, countdown=settings.TAGGER_REFIT_DEBOUNCE_SECONDS
+        )
+
+    # robust: a broker outage must not undo a saved label; the periodic check refits later.
+    transaction.on_commit(enqueue, robust=True)
+
+
+def tagger_refit(*, requested_at: float | None = None) -> TaggerState | None:
+    """The task's work: fit unless a later request superseded this one or the state is already current."""
+    if requested_at is not None:
+        import redis
+
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
+        latest = client.get(REFIT_KEY)
+        if latest is not None and float(latest) > requested_at:
+            logger.info("Refit skipped: a later request will fit")
+            return None
+    if tagger_fit_is_current():
+        logger.info("Refit skipped: the tagger state already reflects the gold labels")
+        return None
+    return tagger_fit()
+
+
+# --- Loading the active state -------------------------------------------------------------------
+
+_loaded: dict[str, Any] = {}
+_load_lock = threading.Lock()
+
+
+def learned_model_active() -> learning.LearnedModel | None:
+    """The active state as a LearnedModel (loaded once per process per state), or None when the tagger
+    has learned nothing (or learned with another embedding model)."""
+    state = (
+        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name())
+        .defer("artifacts")
+        .order_by("-id")
+        .first()
+    )
+    if state is None:
+        return None
+    # Tags re-embedded since the load (an edited description) must reach the zero-shot signal.
+    version = (state.pk, Tag.objects.aggregate(latest=Max("embedded_at"))["latest"])
+    with _load_lock:
+        if _loaded.get("version") != version:
+            _loaded.clear()
+            _loaded.update(version=version, model=_load(state.pk))
+        model: learning.LearnedModel = _loaded["model"]
+        return model
+
+
+class _Unpickler(pickle.Unpickler):
+    """Loads only numpy, scipy, scikit-learn and our own learning classes: the blob is ours, and
+    nothing else belongs in it."""
+
+    MODULES = frozenset({"numpy", "scipy", "sklearn", "collections", "builtins", "copyreg", "_codecs", "re"})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] in self.MODULES or module == "tagging.learning":
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a tagger state")
+
+
+def _load(state_id: int) -> learning.LearnedModel:
+    state = TaggerState.objects.get(pk=state_id)
+    artifacts = _Unpickler(io.BytesIO(zlib.decompress(bytes(state.artifacts)))).load()
+    rows_by_example = dict(TrainingExample.objects.filter(state=state).values_list("id", "row"))
+    categories = list(Category.objects.filter(slug__in=list(state.parameters)))
+    specs = {
+        spec.slug: spec
+        for spec in _stored_specs(categories, {slug: p["tag_slugs"] for slug, p in state.parameters.items()})
+    }
+    models = {}
+    for slug, parameters in state.parameters.items():
+        if slug not in specs:
+            continue  # the category was deleted since the fit
+        models[slug] = learning.CategoryModel(
+            slug=slug,
+            tag_slugs=parameters["tag_slugs"],
+            weights=np.asarray(parameters["weights"], dtype=np.float32),
+            bias=parameters["bias"],
+            threshold=parameters["threshold"],
+            prototypes=artifacts["prototypes"][slug],
+            support=artifacts["support"][slug],
+            labelled=parameters["labelled"],
+            fit_f1=parameters["fit_f1"],
+            signals=parameters.get("signals", "all"),
+        )
+    return learning.LearnedModel(
+        categories=models,
+        specs=specs,
+        neighbours=PgvectorNeighbours(state.pk, rows_by_example),
+        neighbour_labels=artifacts["neighbour_labels"],
+        text_model=artifacts["text_model"],
+    )
+
+
+def _stored_specs(categories: list[Category], tag_slugs: dict[str, list[str]]) -> list[learning.CategorySpec]:
+    """Specs in the tag order the state was fitted with; a tag deleted since then keeps a zero vector
+    (its learned signals still work, and the tagger drops it when it maps slugs back to tags)."""
+    specs = []
+    for category in categories:
+        tags = {t.slug: t for t in Tag.objects.filter(category=category)}
+        specs.append(
+            learning.CategorySpec(
+                slug=category.slug,
+                tags=tuple(
+                    learning.TagSpec(
+                        slug=slug,
+                        name=tags[slug].name if slug in tags else slug,
+                        synonyms=tuple(tags[slug].synonyms) if slug in tags else (),
+                        embedding=(
+                            np.asarray(tags[slug].embedding, dtype=np.float32)
+                            if slug in tags and tags[slug].embedding is not None
+                            else np.zeros(settings.EMBEDDING_DIMENSIONS, dtype=np.float32)
+                        ),
+                    )
+                    for slug in tag_slugs[category.slug]
+                ),
+            )
+        )
+    return specs
