@@ -1,0 +1,299 @@
+"""Runs an evaluation: the learned similarity tagger and the reference baselines on the same folds,
+scored by the same metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from feedback.evaluation import metrics
+from feedback.evaluation.baselines import BASELINES, Split
+from feedback.evaluation.datasets import Dataset, DatasetRecipe, fold_of
+from tagging import learning
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class EvaluationResult:
+    dataset: str
+    dataset_sha256: str
+    strategy: str
+    k: int
+    recipes: int
+    categories: list[str]
+    report: metrics.Report
+    baselines: dict[str, metrics.Report]
+    latency_ms: dict[str, float]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "strategy": self.strategy,
+            "k": self.k,
+            "recipes": self.recipes,
+            "overall": {
+                "precision": round(self.report.overall_precision, 4),
+                "recall": round(self.report.overall_recall, 4),
+                "f1": round(self.report.overall_f1, 4),
+            },
+            "categories": {slug: self.report.categories[slug].as_dict() for slug in self.categories},
+            "baselines": {
+                name: {
+                    slug: {
+                        key: value
+                        for key, value in report.categories[slug].as_dict().items()
+                        if key in ("precision", "recall", "f1")
+                    }
+                    for slug in self.categories
+                }
+                for name, report in self.baselines.items()
+            },
+            "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
+            "adherence": {"unknown_tags": self.report.unknown_tags, "over_k": self.report.over_k},
+        }
+
+
+def category_specs(
+    *, vocabulary: dict[str, dict[str, str]], categories: Sequence[str], embed: Embed
+) -> list[learning.CategorySpec]:
+    """The taxonomy of a dataset: its category names as slugs, each tag embedded by its name."""
+    specs = []
+    for slug in categories:
+        words = vocabulary.get(slug, {})
+        tag_slugs = list(words)
+        vectors = embed([words[s] for s in tag_slugs]) if tag_slugs else np.zeros((0, 1), dtype=np.float32)
+        specs.append(
+            learning.CategorySpec(
+                slug=slug,
+                tags=tuple(
+                    learning.TagSpec(slug=s, name=words[s], synonyms=(), embedding=v)
+                    for s, v in zip(tag_slugs, vectors, strict=True)
+                ),
+            )
+        )
+    return specs
+
+
+def _split(recipes: Sequence[DatasetRecipe], embeddings: np.ndarray, specs: Sequence[learning.CategorySpec]) -> Split:
+    labels = {}
+    for spec in specs:
+        index = {t.slug: j for j, t in enumerate(spec.tags)}
+        matrix = np.zeros((len(recipes), len(spec.tags)), dtype=np.float32)
+        for i, recipe in enumerate(recipes):
+            for slug in recipe.labels.get(spec.slug, ()):
+                if slug in index:
+                    matrix[i, index[slug]] = 1.0
+        labels[spec.slug] = matrix
+    return Split(embeddings=embeddings, texts=[r.text for r in recipes], labels=labels)
+
+
+def _learned_predictions(
+    train: Split, train_labels: list[dict[str, set[str]]], test: Split, specs: Sequence[learning.CategorySpec], k: int
+) -> tuple[list[dict[str, set[str]]], list[float]]:
+    model = learning.fit(
+        data=learning.LabelledSet(embeddings=train.embeddings, texts=train.texts, labels=train_labels),
+        categories=specs,
+        k=k,
+    )
+    slugs = [s.slug for s in specs]
+    predictions: list[dict[str, set[str]]] = []
+    latencies: list[float] = []
+    # One recipe at a time, as the service tags them, so the latency is per recipe.
+    for i in range(len(test.texts)):
+        started = time.perf_counter()
+        result = model.predict(
+            embeddings=test.embeddings[i : i + 1], texts=test.texts[i : i + 1], category_slugs=slugs, k=k
+        )
+        latencies.append((time.perf_counter() - started) * 1000)
+        predictions.append({slug: {tag for tag, _ in tags} for slug, tags in result[0].items()})
+    return predictions, latencies
+
+
+def evaluate(
+    *,
+    test: Dataset,
+    train: Dataset | None,
+    folds: int | None,
+    k: int,
+    categories: Sequence[str] | None,
+    embed: Embed,
+    progress: Progress | None = None,
+) -> EvaluationResult:
+    """With `folds`, cross-validate on `test` (folds by a hash of the id: a fold's recipes never reach
+    the tagger that scores them); with `train`, learn from it and score `test`."""
+    if (folds is None) == (train is None):
+        raise ValueError("give folds or a training dataset, not both")
+    say = progress or (lambda message: None)
+    vocabulary = {slug: dict(words) for slug, words in test.vocabulary.items()}
+    if train is not None:
+        for slug, words in train.vocabulary.items():
+            vocabulary.setdefault(slug, {}).update(
+                {s: n for s, n in words.items() if s not in vocabulary.get(slug, {})}
+            )
+    slugs = list(categories) if categories else list(vocabulary)
+    specs = category_specs(vocabulary=vocabulary, categories=slugs, embed=embed)
+
+    started = time.perf_counter()
+    test_embeddings = embed([r.text.for_embedding() for r in test.recipes])
+    say(f"Embedded {len(test.recipes)} recipes in {time.perf_counter() - started:.1f}s")
+    predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": [{} for _ in test.recipes]}
+    predictions.update({b.name: [{} for _ in test.recipes] for b in BASELINES})
+    latencies: list[float] = []
+
+    if train is not None:
+        train_embeddings = embed([r.text.for_embedding() for r in train.recipes])
+        plans = [(list(range(len(train.recipes))), list(range(len(test.recipes))), train.recipes, train_embeddings)]
+    else:
+        assert folds is not None
+        fold = np.array([fold_of(r.id, folds) for r in test.recipes])
+        plans = [
+            (
+                list(np.flatnonzero(fold != f)),
+                list(np.flatnonzero(fold == f)),
+                test.recipes,
+                test_embeddings,
+            )
+            for f in range(folds)
+        ]
+    for number, (train_rows, test_rows, source, source_embeddings) in enumerate(plans, start=1):
+        train_recipes = [source[i] for i in train_rows]
+        train_split = _split(train_recipes, source_embeddings[train_rows], specs)
+        test_recipes = [test.recipes[i] for i in test_rows]
+        test_split = _split(test_recipes, test_embeddings[test_rows], specs)
+        learned, fold_latencies = _learned_predictions(
+            train_split, [r.labels for r in train_recipes], test_split, specs, k
+        )
+        latencies.extend(fold_latencies)
+        for row, prediction in zip(test_rows, learned, strict=True):
+            predictions["tagger"][row] = prediction
+        for baseline_class in BASELINES:
+            baseline = baseline_class()
+            baseline.fit(train_split, specs, k)
+            for row, prediction in zip(test_rows, baseline.predict(test_split, k), strict=True):
+                predictions[baseline_class.name][row] = prediction
+        say(f"Fold {number}/{len(plans)}: trained on {len(train_rows)}, scored {len(test_rows)}")
+
+    gold = [r.labels for r in test.recipes]
+    taxonomy = {spec.slug: {t.slug for t in spec.tags} for spec in specs}
+    reports = {
+        name: metrics.score(gold=gold, predicted=predicted, categories=slugs, k=k, taxonomy=taxonomy)
+        for name, predicted in predictions.items()
+    }
+    return EvaluationResult(
+        dataset=test.name,
+        dataset_sha256=test.sha256,
+        strategy="similarity",
+        k=k,
+        recipes=len(test.recipes),
+        categories=slugs,
+        report=reports.pop("tagger"),
+        baselines=reports,
+        latency_ms=_percentiles(latencies),
+        config={"folds": folds, "train": train.name if train else None, "categories": slugs},
+    )
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0}
+    ordered = np.sort(np.asarray(values))
+    return {"p50": float(np.percentile(ordered, 50)), "p95": float(np.percentile(ordered, 95))}
+
+
+def _database_labels(recipe: DatasetRecipe, tags_by_name: dict[str, dict[str, str]]) -> dict[str, set[str]]:
+    """The recipe's dataset labels in the database's tag slugs where a tag matches (slug, name or
+    synonym); a label no tag matches keeps its own slug, so it counts as missed."""
+    labels = {}
+    for category, slugs in recipe.labels.items():
+        known = tags_by_name.get(category, {})
+        labels[category] = {known.get(slug, slug) for slug in slugs}
+    return labels
+
+
+def evaluate_with_database(
+    *,
+    test: Dataset,
+    k: int,
+    categories: Sequence[str] | None,
+    embed: Embed,
+    progress: Progress | None = None,
+) -> EvaluationResult:
+    """Tag `test` with the tagger as deployed (the database's taxonomy and what it learned from the gold
+    labels); the file's labels are only compared, never learned from. The baselines learn from the
+    database's gold labels. Dataset categories are matched to taxonomy categories by slug."""
+    from django.utils.text import slugify
+
+    from tagging.services import recipes_predict
+    from tagging.training import labelled_data
+    from taxonomy.models import Category, Tag
+
+    say = progress or (lambda message: None)
+    wanted = list(categories) if categories else list(test.vocabulary)
+    present = set(Category.objects.filter(slug__in=wanted, active=True).values_list("slug", flat=True))
+    missing = [slug for slug in wanted if slug not in present]
+    if missing:
+        say(f"Not in the taxonomy, so not scored: {', '.join(missing)}")
+    slugs = [slug for slug in wanted if slug in present]
+    if not slugs:
+        raise ValueError("none of the dataset's categories is an active category of the taxonomy")
+    tags_by_name: dict[str, dict[str, str]] = {}
+    for tag in Tag.objects.filter(category__slug__in=slugs).select_related("category"):
+        names = tags_by_name.setdefault(tag.category.slug, {})
+        for word in [*tag.synonyms, tag.name, tag.slug]:
+            names[slugify(word) or word] = tag.slug
+
+    started = time.perf_counter()
+    embeddings = embed([r.text.for_embedding() for r in test.recipes])
+    say(f"Embedded {len(test.recipes)} recipes in {time.perf_counter() - started:.1f}s")
+    latencies: list[float] = []
+    tagger: list[dict[str, set[str]]] = []
+    for recipe, embedding in zip(test.recipes, embeddings, strict=True):
+        started = time.perf_counter()
+        result = recipes_predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
+        latencies.append((time.perf_counter() - started) * 1000)
+        tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
+    gold = [_database_labels(r, tags_by_name) for r in test.recipes]
+
+    predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": tagger}
+    labelled = labelled_data()
+    specs = {s.slug: s for s in labelled[2]} if labelled else {}
+    if labelled is not None and all(slug in specs for slug in slugs):
+        _, data, _ = labelled
+        scored_specs = [specs[slug] for slug in slugs]
+        train_split = Split(
+            embeddings=data.embeddings,
+            texts=data.texts,
+            labels=learning.TrainingLabels.build(data, scored_specs).matrices,
+        )
+        test_split = Split(embeddings=embeddings, texts=[r.text for r in test.recipes], labels={})
+        for baseline_class in BASELINES:
+            baseline = baseline_class()
+            baseline.fit(train_split, scored_specs, k)
+            predictions[baseline_class.name] = baseline.predict(test_split, k)
+    else:
+        say("No gold labels in the database: the baselines, which learn from them, are not run")
+
+    taxonomy = {slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs}
+    reports = {
+        name: metrics.score(gold=gold, predicted=predicted, categories=slugs, k=k, taxonomy=taxonomy)
+        for name, predicted in predictions.items()
+    }
+    return EvaluationResult(
+        dataset=test.name,
+        dataset_sha256=test.sha256,
+        strategy="similarity",
+        k=k,
+        recipes=len(test.recipes),
+        categories=slugs,
+        report=reports.pop("tagger"),
+        baselines=reports,
+        latency_ms=_percentiles(latencies),
+        config={"folds": None, "train": "database", "categories": slugs},
+    )

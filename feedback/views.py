@@ -1,0 +1,216 @@
+"""Staff pages of evaluation runs: the list, one run's report, and two runs side by side."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from feedback.models import EvaluationRun
+
+RUNS_PER_PAGE = 50
+BASELINE_LABELS = {
+    "majority": "Majority",
+    "zero_shot": "Zero-shot",
+    "knn15": "k-NN (15)",
+    "tfidf_logreg": "TF-IDF + LR",
+}
+# config["train"] of a run that used the database's taxonomy and gold labels (see runner.evaluate_with_database).
+DATABASE = "database"
+# Differences smaller than this print as 0.000: not coloured as a gain or a loss.
+NEGLIGIBLE = 0.0005
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(view: View) -> View:
+    """Anonymous users go to the login page; signed-in users who are not staff get 403."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _runs() -> QuerySet[EvaluationRun]:
+    # The per-category metrics are only read on a run's own page.
+    return EvaluationRun.objects.defer("metrics").order_by("-created_at", "-id")
+
+
+class RunChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return (
+            f"#{obj.pk} · {obj.dataset} · {obj.strategy} k={obj.config.get('k')} · "
+            f"F1 {obj.overall_f1:.3f} · {obj.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+class EvaluationCompareForm(forms.Form):
+    a = RunChoiceField(queryset=_runs(), label="Run A", empty_label=None)
+    b = RunChoiceField(queryset=_runs(), label="Run B", empty_label=None)
+
+    def __init__(self, *args: Any, choices: QuerySet[EvaluationRun] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if choices is not None:
+            # Only for the selects of the list page: what the user sees there.
+            for name in ("a", "b"):
+                cast(RunChoiceField, self.fields[name]).queryset = choices
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("a") is not None and cleaned.get("a") == cleaned.get("b"):
+            raise ValidationError("Pick two different runs.", code="same_run")
+        return cleaned
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    slug: str
+    support: int
+    precision: float
+    recall: float
+    f1: float
+    macro_f1: float
+    coverage: float
+    baselines: list[float]  # F1, in the order of the page's baseline columns
+    beats_all: bool
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    slug: str
+    a: float | None
+    b: float | None
+    difference: str
+    tone: str  # the badge class: a gain, a loss, or neither
+
+
+def _baseline_names(metrics: dict[str, Any]) -> list[str]:
+    # PostgreSQL's jsonb keeps no key order: the known baselines in a fixed order, any others after.
+    names = metrics.get("baselines", {})
+    return [name for name in BASELINE_LABELS if name in names] + sorted(set(names) - set(BASELINE_LABELS))
+
+
+def _category_slugs(run: EvaluationRun) -> list[str]:
+    """In the order the run scored them (its config keeps the list; jsonb does not keep key order)."""
+    scored = run.metrics.get("categories", {})
+    return [slug for slug in run.config.get("categories", []) if slug in scored] + sorted(
+        set(scored) - set(run.config.get("categories", []))
+    )
+
+
+def _category_rows(run: EvaluationRun, baseline_names: list[str]) -> list[CategoryRow]:
+    categories, baselines = run.metrics.get("categories", {}), run.metrics.get("baselines", {})
+    rows = []
+    for slug in _category_slugs(run):
+        values = categories[slug]
+        baseline_f1 = [float(baselines[name].get(slug, {}).get("f1", 0.0)) for name in baseline_names]
+        rows.append(
+            CategoryRow(
+                slug=slug,
+                support=int(values["support"]),
+                precision=float(values["precision"]),
+                recall=float(values["recall"]),
+                f1=float(values["f1"]),
+                macro_f1=float(values["macro_f1"]),
+                coverage=float(values["coverage"]),
+                baselines=baseline_f1,
+                beats_all=bool(baseline_f1) and all(values["f1"] > f1 for f1 in baseline_f1),
+            )
+        )
+    return rows
+
+
+def _mode(config: dict[str, Any]) -> str:
+    if config.get("folds"):
+        return f"{config['folds']}-fold cross-validation"
+    if config.get("train") == DATABASE:
+        return "the tagger as deployed (the file's tags only compared)"
+    if config.get("train"):
+        return f"a tagger trained on {config['train']}"
+    return "—"
+
+
+def _difference(a: float | None, b: float | None) -> tuple[str, str]:
+    if a is None or b is None:
+        return "—", "badge"
+    change = b - a
+    if abs(change) < NEGLIGIBLE:
+        return "0.000", "badge"
+    return f"{change:+.3f}", "badge badge-succeeded" if change > 0 else "badge badge-failed"
+
+
+def _compare_row(slug: str, a: float | None, b: float | None) -> CompareRow:
+    difference, tone = _difference(a, b)
+    return CompareRow(slug=slug, a=a, b=b, difference=difference, tone=tone)
+
+
+@staff_required
+@require_GET
+def evaluation_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(_runs().select_related("created_by"), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    runs = list(page.object_list)
+    initial = {"a": runs[1].pk, "b": runs[0].pk} if len(runs) >= 2 else {}
+    form = EvaluationCompareForm(initial=initial, choices=_runs().filter(pk__in=[run.pk for run in runs]))
+    return render(request, "feedback/evaluation_list.html", {"page": page, "runs": runs, "form": form})
+
+
+@staff_required
+@require_GET
+def evaluation_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EvaluationRun.objects.select_related("created_by"), pk=run_id)
+    baseline_names = _baseline_names(run.metrics)
+    context = {
+        "run": run,
+        "metrics": run.metrics,
+        "rows": _category_rows(run, baseline_names),
+        "baseline_labels": [BASELINE_LABELS.get(name, name) for name in baseline_names],
+        "mode": _mode(run.config),
+        "adherence_ok": not any(run.metrics.get("adherence", {}).values()),
+    }
+    return render(request, "feedback/evaluation_detail.html", context)
+
+
+@staff_required
+@require_GET
+def evaluation_compare(request: HttpRequest) -> HttpResponse:
+    form = EvaluationCompareForm(request.GET)
+    if not form.is_valid():
+        return render(request, "feedback/evaluation_compare.html", {"form": form}, status=400)
+    a: EvaluationRun = form.cleaned_data["a"]
+    b: EvaluationRun = form.cleaned_data["b"]
+    a_categories, b_categories = a.metrics.get("categories", {}), b.metrics.get("categories", {})
+    slugs = list(dict.fromkeys([*_category_slugs(a), *_category_slugs(b)]))
+    rows = [
+        _compare_row(
+            slug,
+            a_categories[slug]["f1"] if slug in a_categories else None,
+            b_categories[slug]["f1"] if slug in b_categories else None,
+        )
+        for slug in slugs
+    ]
+    overall = [
+        _compare_row(key, a.metrics["overall"][key], b.metrics["overall"][key]) for key in ("precision", "recall", "f1")
+    ]
+    context = {
+        "form": form,
+        "a": a,
+        "b": b,
+        "rows": rows,
+        "overall": overall,
+        "same_dataset": a.dataset_sha256 == b.dataset_sha256,
+    }
+    return render(request, "feedback/evaluation_compare.html", context)
