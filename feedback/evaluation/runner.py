@@ -180,10 +180,32 @@ def evaluate(
                 predictions[baseline_class.name][row] = prediction
         say(f"Fold {number}/{len(plans)}: trained on {len(train_rows)}, scored {len(test_rows)}")
 
-    gold = [r.labels for r in test.recipes]
-    taxonomy = {spec.slug: {t.slug for t in spec.tags} for spec in specs}
+    return _result(
+        test=test,
+        k=k,
+        categories=slugs,
+        gold=[r.labels for r in test.recipes],
+        predictions=predictions,
+        taxonomy={spec.slug: {t.slug for t in spec.tags} for spec in specs},
+        latencies=latencies,
+        config={"folds": folds, "train": train.name if train else None, "categories": slugs},
+    )
+
+
+def _result(
+    *,
+    test: Dataset,
+    k: int,
+    categories: list[str],
+    gold: list[dict[str, set[str]]],
+    predictions: dict[str, list[dict[str, set[str]]]],
+    taxonomy: dict[str, set[str]],
+    latencies: list[float],
+    config: dict[str, Any],
+) -> EvaluationResult:
+    """Score the tagger's (`predictions["tagger"]`) and each baseline's predictions against `gold`."""
     reports = {
-        name: metrics.score(gold=gold, predicted=predicted, categories=slugs, k=k, taxonomy=taxonomy)
+        name: metrics.score(gold=gold, predicted=predicted, categories=categories, k=k, taxonomy=taxonomy)
         for name, predicted in predictions.items()
     }
     return EvaluationResult(
@@ -192,11 +214,11 @@ def evaluate(
         strategy="similarity",
         k=k,
         recipes=len(test.recipes),
-        categories=slugs,
+        categories=categories,
         report=reports.pop("tagger"),
         baselines=reports,
         latency_ms=_percentiles(latencies),
-        config={"folds": folds, "train": train.name if train else None, "categories": slugs},
+        config=config,
     )
 
 
@@ -280,20 +302,13 @@ def evaluate_with_database(
     else:
         say("No gold labels in the database: the baselines, which learn from them, are not run")
 
-    taxonomy = {slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs}
-    reports = {
-        name: metrics.score(gold=gold, predicted=predicted, categories=slugs, k=k, taxonomy=taxonomy)
-        for name, predicted in predictions.items()
-    }
-    return EvaluationResult(
-        dataset=test.name,
-        dataset_sha256=test.sha256,
-        strategy="similarity",
+    return _result(
+        test=test,
         k=k,
-        recipes=len(test.recipes),
         categories=slugs,
-        report=reports.pop("tagger"),
-        baselines=reports,
-        latency_ms=_percentiles(latencies),
+        gold=gold,
+        predictions=predictions,
+        taxonomy={slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs},
+        latencies=latencies,
         config={"folds": None, "train": "database", "categories": slugs},
     )
