@@ -85,9 +85,9 @@ def main() -> None:
     from rest_framework.authtoken.models import Token
 
     from tagging.embeddings import _get_backend, embeddings_cache_clear, embeddings_create
+    from tagging.learning import RecipeText
     from tagging.models import Recipe, TaggingRun
     from tagging.services import TaggingConfig, recipe_create, recipes_tag_bulk
-    from tagging.learning import RecipeText
 
     call_command("migrate", verbosity=0)
     call_command("taxonomy_import", "--default", "--if-empty", "--embed-now", verbosity=0)

@@ -93,7 +93,8 @@ class RecipeTagRequestSerializer(TaggingConfigInputSerializer):
 
 class RecipeCreateSerializer(RecipeContentInputSerializer):
     external_id = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
-    source = StrictCharField(max_length=100, required=False, default="api")
+    # `source` shadows Field.source in the stubs; it is a field name here, as DRF allows.
+    source = StrictCharField(max_length=100, required=False, default="api")  # type: ignore[assignment]
 
 
 class RecipeUpdateSerializer(serializers.Serializer):
@@ -103,7 +104,7 @@ class RecipeUpdateSerializer(serializers.Serializer):
     )
     instructions = StrictCharField(max_length=50_000, allow_blank=True, required=False)
     external_id = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
-    source = StrictCharField(max_length=100, required=False)
+    source = StrictCharField(max_length=100, required=False)  # type: ignore[assignment]
 
 
 class ScoredTagSerializer(serializers.Serializer):
