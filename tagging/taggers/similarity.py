@@ -47,6 +47,19 @@ class SimilarityTagger:
         self.learned = learned
 
     def tag(self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]) -> TaggerOutput:
+        """Up to k tags per category, each at or above its threshold, best first."""
+        return self._run(recipe=recipe, embedding=embedding, requests=requests, everything=False)
+
+    def score_all(
+        self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]
+    ) -> TaggerOutput:
+        """Every active tag of each category with its score, best first: no threshold, no k (the hybrid
+        tagger decides what to do with each)."""
+        return self._run(recipe=recipe, embedding=embedding, requests=requests, everything=True)
+
+    def _run(
+        self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest], everything: bool
+    ) -> TaggerOutput:
         started = time.perf_counter()
         by_category: dict[int, list[TagCandidate]] = defaultdict(list)
         for tag in tags_with_similarity(
@@ -70,11 +83,13 @@ class SimilarityTagger:
         for request in requests:
             candidates = by_category.get(request.category.pk, [])
             if request.category.slug in probabilities:
-                scored = self._learned(request, candidates, probabilities[request.category.slug][0], fields)
+                scored = self._learned(
+                    request, candidates, probabilities[request.category.slug][0], fields, everything=everything
+                )
             else:
-                scored = self._zero_shot(request, candidates, fields)
+                scored = self._zero_shot(request, candidates, fields, everything=everything)
             scored.sort(key=lambda s: (-s.score, s.slug))
-            output.tags[request.category.pk] = scored[: request.k]
+            output.tags[request.category.pk] = scored if everything else scored[: request.k]
         output.timings_ms = {
             "query_ms": round((queried - started) * 1000, 2),
             "learned_ms": round((learned_at - queried) * 1000, 2),
@@ -83,17 +98,25 @@ class SimilarityTagger:
         return output
 
     def _zero_shot(
-        self, request: CategoryRequest, candidates: list[TagCandidate], fields: dict[str, str]
+        self,
+        request: CategoryRequest,
+        candidates: list[TagCandidate],
+        fields: dict[str, str],
+        *,
+        everything: bool = False,
     ) -> list[ScoredTag]:
         if not candidates:
             return []
-        best = candidates[0].similarity
+        best = max(tag.similarity for tag in candidates)
         scored = []
         for tag in candidates:
             lexical = lexical_evidence(tag.name, tag.synonyms, fields)
+            score = calibrated_score(similarity=tag.similarity, lexical=lexical)
+            if everything:
+                scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
+                continue
             if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
                 continue
-            score = calibrated_score(similarity=tag.similarity, lexical=lexical)
             if score >= request.threshold and score > 0.0:
                 scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
         return scored
@@ -104,10 +127,14 @@ class SimilarityTagger:
         candidates: list[TagCandidate],
         probabilities: np.ndarray,
         fields: dict[str, str],
+        *,
+        everything: bool = False,
     ) -> list[ScoredTag]:
         assert self.learned is not None
         model = self.learned.categories[request.category.slug]
         threshold = request.override if request.override is not None else model.threshold
+        if everything:
+            threshold = 0.0
         position = {slug: j for j, slug in enumerate(model.tag_slugs)}
         scored = []
         unseen = []
@@ -121,5 +148,5 @@ class SimilarityTagger:
                 )
         if unseen:
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.
-            scored.extend(self._zero_shot(request, unseen, fields))
+            scored.extend(self._zero_shot(request, unseen, fields, everything=everything))
         return scored
