@@ -104,3 +104,7 @@ class TaggingRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# The LLM sources and the accounting of LLM calls live in their own module.
+from tagging import admin_llm  # noqa: E402, F401

@@ -7,7 +7,7 @@ import numpy as np
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 from pgvector.django import CosineDistance
 
-from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun, TrainingExample
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingJob, TaggingRun, TrainingExample
 from taxonomy.models import Category, Tag
 
 
@@ -150,3 +150,44 @@ def training_examples_nearest(*, state_id: int, embedding: np.ndarray, limit: in
         .values_list("id", "distance")[:limit]
     )
     return [(example_id, 1.0 - float(distance)) for example_id, distance in rows]
+
+
+def recipes_for_job(*, recipe_ids: Sequence[int] | None, filters: dict[str, object] | None, limit: int) -> list[Recipe]:
+    """The recipes a tagging job covers: by id, or by filter (`source`, `tag` slug of the latest
+    tagging, `untagged`: never successfully tagged). At most `limit`, oldest first."""
+    if recipe_ids is not None:
+        recipes = Recipe.objects.filter(pk__in=list(recipe_ids))
+    else:
+        filters = filters or {}
+        recipes = recipes_list(tag_slug=str(filters["tag"]) if filters.get("tag") else None)
+        if filters.get("source"):
+            recipes = recipes.filter(source=filters["source"])
+        if filters.get("untagged"):
+            recipes = recipes.filter(latest_run_id__isnull=True)
+    return list(recipes.defer("embedding").order_by("id")[:limit])
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    total: int
+    done: int
+    failed: int
+    pending: int
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0
+
+    @property
+    def percent(self) -> int:
+        return round(100 * (self.done + self.failed) / self.total) if self.total else 100
+
+
+def job_progress(*, job: TaggingJob) -> JobProgress:
+    counts = dict(job.runs.values_list("status").annotate(n=Count("id")).order_by())
+    done, failed = counts.get(RunStatus.SUCCEEDED, 0), counts.get(RunStatus.FAILED, 0)
+    return JobProgress(total=job.total, done=done, failed=failed, pending=max(job.total - done - failed, 0))
+
+
+def jobs_recent(*, limit: int = 10) -> list[tuple[TaggingJob, JobProgress]]:
+    return [(job, job_progress(job=job)) for job in TaggingJob.objects.order_by("-created_at", "-id")[:limit]]

@@ -16,11 +16,19 @@ from django.utils import timezone
 
 from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
 from tagging.learning import RecipeText
-from tagging.models import EmbeddingCacheEntry, Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from tagging.models import (
+    EmbeddingCacheEntry,
+    Recipe,
+    RunStatus,
+    Strategy,
+    TagAssignment,
+    TaggingJob,
+    TaggingRun,
+)
 from tagging.selectors import recipe_embedding_cached
-from tagging.taggers.base import CategoryRequest, TaggerOutput
+from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.similarity import SimilarityTagger
-from taxonomy.models import Category
+from taxonomy.models import Category, Tag
 from taxonomy.selectors import categories_by_slugs, tags_needing_embedding
 from taxonomy.services import tags_embed
 
@@ -39,8 +47,15 @@ class TaggingError(Exception):
         self.details = details or {}
 
 
-class StrategyUnavailable(TaggingError):
-    code = "strategy_unavailable"
+class LLMNotConfiguredError(TaggingError):
+    code = "llm_not_configured"
+
+
+class LLMFailed(TaggingError):
+    """The language model could not give a usable answer (after the bounded retries)."""
+
+    code = "llm_failed"
+    status = 502
 
 
 class UnknownCategories(TaggingError):
@@ -71,6 +86,7 @@ class TaggingConfig:
     k: int | None = None
     categories: tuple[str, ...] | None = None
     threshold: float | None = None
+    source: str | None = None  # the LLM source for llm and hybrid; None: LLM_DEFAULT_SOURCE
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,7 +101,12 @@ class TaggingConfig:
             k=data.get("k"),
             categories=tuple(categories) if categories is not None else None,
             threshold=data.get("threshold"),
+            source=data.get("source"),
         )
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.strategy in (Strategy.LLM, Strategy.HYBRID)
 
 
 def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions: str) -> str:
@@ -193,12 +214,8 @@ def _category_requests(config: TaggingConfig) -> list[CategoryRequest]:
         raise InvalidTaggingConfig(
             f"Unknown strategy {config.strategy!r}.", details={"strategy": [f"Choose one of {Strategy.values}."]}
         )
-    if config.strategy != Strategy.SIMILARITY:
-        raise StrategyUnavailable(
-            f"The {config.strategy!r} strategy needs a language model, and this deployment has none "
-            "configured (LLM_BASE_URL and LLM_MODEL are not set). Use strategy 'similarity'.",
-            details={"strategy": config.strategy, "missing_settings": ["LLM_BASE_URL", "LLM_MODEL"]},
-        )
+    if config.uses_llm:
+        _llm_source(config)
     if config.k is not None and not 1 <= config.k <= settings.TAGGING_MAX_K:
         raise InvalidTaggingConfig(f"k must be between 1 and {settings.TAGGING_MAX_K}.", details={"k": config.k})
     if config.threshold is not None and not 0 <= config.threshold <= 1:
@@ -230,6 +247,18 @@ def _threshold(config: TaggingConfig, category: Category) -> float:
     if category.relevance_threshold is not None:
         return category.relevance_threshold
     return float(settings.TAGGING_DEFAULT_THRESHOLD)
+
+
+def _llm_source(config: TaggingConfig) -> Any:
+    from tagging.llm import LLMNotConfigured, llm_source_get
+
+    try:
+        return llm_source_get(name=config.source)
+    except LLMNotConfigured as exc:
+        raise LLMNotConfiguredError(
+            f"The {config.strategy!r} strategy needs a language model: {exc.message}",
+            details={"strategy": config.strategy, **exc.details},
+        ) from exc
 
 
 def tagging_config_validate(*, config: TaggingConfig) -> None:
@@ -315,6 +344,92 @@ def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
     return output
 
 
+def _taxonomy_version(requests: Sequence[CategoryRequest]) -> str:
+    """Changes whenever a tag the requests could return is added, edited, (de)activated or removed."""
+    rows = (
+        Tag.objects.filter(category_id__in=[r.category.pk for r in requests])
+        .order_by("id")
+        .values_list("id", "slug", "active", "updated_at")
+    )
+    return hashlib.sha256(repr(list(rows)).encode()).hexdigest()
+
+
+def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[CategoryRequest], source: Any) -> str:
+    from tagging.taggers.llm_prompt import PROMPT_VERSION
+
+    parts = {
+        "content": recipe.content_hash,
+        "prompt": PROMPT_VERSION,
+        "taxonomy": _taxonomy_version(requests),
+        "model": f"{source.base_url}|{source.model}",
+        "strategy": config.strategy,
+        "k": {r.category.slug: r.k for r in requests},
+        "threshold": config.threshold,
+        "hybrid": [settings.HYBRID_ACCEPT, settings.HYBRID_FLOOR] if config.strategy == Strategy.HYBRID else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _llm_cached(key: str, run: TaggingRun, requests: Sequence[CategoryRequest]) -> TaggerOutput | None:
+    """The tags of an earlier successful run with the same cache key: same recipe content, prompt
+    version, taxonomy version, model and settings, so the LLM would be asked the same question."""
+    earlier = (
+        TaggingRun.objects.filter(status=RunStatus.SUCCEEDED, stats__cache_key=key)
+        .exclude(pk=run.pk)
+        .order_by("-id")
+        .first()
+    )
+    if earlier is None:
+        return None
+    output = TaggerOutput(tags={r.category.pk: [] for r in requests})
+    for assignment in earlier.assignments.select_related("tag").order_by("rank", "id"):
+        if assignment.tag.category_id in output.tags:
+            output.tags[assignment.tag.category_id].append(
+                ScoredTag(
+                    tag_id=assignment.tag_id, slug=assignment.tag.slug, name=assignment.tag.name, score=assignment.score
+                )
+            )
+    return output
+
+
+def _tag_with_llm(
+    run: TaggingRun, config: TaggingConfig, requests: Sequence[CategoryRequest]
+) -> tuple[TaggerOutput, dict[str, Any]]:
+    """Tag with the llm or hybrid strategy (on the worker: this waits on the model). Raises TaggingError."""
+    from tagging.llm import LLMError
+    from tagging.taggers.hybrid import HybridTagger
+    from tagging.taggers.llm import LLMTagger
+    from tagging.taggers.llm_prompt import PROMPT_VERSION
+
+    started = time.perf_counter()
+    source = _llm_source(config)
+    recipe = run.recipe
+    key = _llm_cache_key(recipe, config, requests, source)
+    described = {"cache_key": key, "prompt_version": PROMPT_VERSION, "source": source.name, "llm_model": source.model}
+    cached = _llm_cached(key, run, requests)
+    if cached is not None:
+        cached.timings_ms = {"total_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return cached, {**described, "cache_hit": True, "llm_calls": 0}
+    try:
+        if config.strategy == Strategy.HYBRID:
+            model = embedding_model_name()
+            try:
+                _tags_ensure_embedded(requests, model)
+                recipes_embed(recipes=[recipe], save=False)
+            except EmbeddingError as exc:
+                raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+            similarity = SimilarityTagger(model=model, learned=_learned_model())
+            output, stats = HybridTagger(similarity=similarity, source=source).tag(
+                recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests, run_id=run.pk
+            )
+        else:
+            output, stats = LLMTagger(source=source).tag(recipe=_recipe_text(recipe), requests=requests, run_id=run.pk)
+    except LLMError as exc:
+        raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc
+    output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return output, {**described, **stats.as_dict(), "cache_hit": False}
+
+
 def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
     """Within the caller's transaction: the recipe's vector, the run's outcome and its assignments."""
     recipe = run.recipe
@@ -363,9 +478,13 @@ def run_execute(*, run_id: int) -> TaggingRun:
         run.status = RunStatus.RUNNING
         run.started_at = timezone.now()
         run.save(update_fields=["status", "started_at"])
+    config = TaggingConfig.from_dict(run.config)
     try:
-        requests = _category_requests(TaggingConfig.from_dict(run.config))
-        output = _tag(run.recipe, requests)
+        requests = _category_requests(config)
+        if config.uses_llm:
+            output, stats = _tag_with_llm(run, config, requests)
+        else:
+            output, stats = _tag(run.recipe, requests), {}
     except Exception as exc:
         # Whatever went wrong, a polling client must see the run end rather than stay "running".
         message = exc.message if isinstance(exc, TaggingError) else f"Unexpected error: {exc}"
@@ -375,7 +494,8 @@ def run_execute(*, run_id: int) -> TaggingRun:
         run.save(update_fields=["status", "error", "finished_at"])
         raise
     # The categories tagged now, which may differ from those active when the run was queued.
-    run.config = _stored_config(TaggingConfig.from_dict(run.config), requests)
+    run.config = _stored_config(config, requests)
+    run.stats = stats
     with transaction.atomic():
         # Lock again: a re-delivered copy of this task may have finished the run meanwhile.
         if TaggingRun.objects.select_for_update().filter(pk=run_id, status=RunStatus.RUNNING).exists():
@@ -446,13 +566,46 @@ def recipe_tag_adhoc(
     instructions: str,
     config: TaggingConfig,
     user: AbstractBaseUser | AnonymousUser | None = None,
+    wait: float = 0.0,
 ) -> TaggingRun:
-    """Tag an ad-hoc recipe now; the recipe is stored with its run. A config that cannot be served
-    stores nothing."""
+    """Tag an ad-hoc recipe; the recipe is stored with its run. A config that cannot be served stores
+    nothing. Strategies that use the LLM run on the worker (see recipe_tag_request)."""
     recipe = _recipe_build(
         title=title, ingredients=ingredients, instructions=instructions, external_id=None, source="api"
     )
-    return recipe_tag(recipe=recipe, config=config, user=user)
+    if config.uses_llm:
+        tagging_config_validate(config=config)
+        recipe.save()
+    return recipe_tag_request(recipe=recipe, config=config, user=user, run_async=False, wait=wait)
+
+
+def recipe_tag_request(
+    *,
+    recipe: Recipe,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    run_async: bool,
+    wait: float = 0.0,
+) -> TaggingRun:
+    """Tag as a client asked: in this process for similarity (unless `run_async`), on the worker for
+    the strategies that use the LLM (they wait on a remote model), waiting up to `wait` seconds
+    (bounded by TAGGING_MAX_WAIT_SECONDS) for the worker to finish."""
+    if not config.uses_llm and not run_async:
+        return recipe_tag(recipe=recipe, config=config, user=user)
+    run = recipe_tag_async(recipe=recipe, config=config, user=user)
+    if wait > 0:
+        return run_wait(run_id=run.pk, seconds=wait)
+    return run
+
+
+def run_wait(*, run_id: int, seconds: float) -> TaggingRun:
+    """The run once it has finished, or as it is after `seconds` (at most TAGGING_MAX_WAIT_SECONDS)."""
+    deadline = time.monotonic() + min(max(seconds, 0.0), settings.TAGGING_MAX_WAIT_SECONDS)
+    while True:
+        run = TaggingRun.objects.get(pk=run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.1)
 
 
 def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> list[TaggingRun]:
@@ -536,3 +689,64 @@ def recipes_predict(
         output = tagger.tag(recipe=text, embedding=np.asarray(embedding, dtype=np.float32), requests=requests)
         results.append({slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()})
     return results
+
+
+MAX_JOB_RECIPES = 10_000
+
+
+class InvalidJob(TaggingError):
+    code = "invalid_job"
+
+
+def recipes_tag_job(
+    *,
+    recipe_ids: Sequence[int] | None,
+    filters: dict[str, Any] | None,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> TaggingJob:
+    """Tag many recipes on the worker: a job with one queued run per recipe, chosen by id or by filter
+    (source, tag slug, untagged). Nothing is created if the selection or config is invalid."""
+    from tagging.selectors import recipes_for_job
+    from tagging.tasks import run_execute_task
+
+    requests = _category_requests(config)
+    if (recipe_ids is None) == (filters is None):
+        raise InvalidJob("Give either recipe_ids or filter.", details={"recipe_ids": recipe_ids, "filter": filters})
+    recipes = recipes_for_job(recipe_ids=recipe_ids, filters=filters, limit=MAX_JOB_RECIPES + 1)
+    if recipe_ids is not None:
+        missing = sorted(set(recipe_ids) - {r.pk for r in recipes})
+        if missing:
+            raise InvalidJob(f"No recipes with ids {missing[:20]}.", details={"recipe_ids": missing})
+    if not recipes:
+        raise InvalidJob("No recipe matches the selection.", details={"filter": filters})
+    if len(recipes) > MAX_JOB_RECIPES:
+        raise InvalidJob(
+            f"A job tags at most {MAX_JOB_RECIPES} recipes; narrow the selection.", details={"limit": MAX_JOB_RECIPES}
+        )
+    stored_config = _stored_config(config, requests)
+    with transaction.atomic():
+        job = TaggingJob.objects.create(
+            strategy=config.strategy,
+            config=stored_config,
+            selection={"recipe_ids": list(recipe_ids)} if recipe_ids is not None else {"filter": filters},
+            total=len(recipes),
+            created_by=_user_or_none(user),
+        )
+        runs = TaggingRun.objects.bulk_create(
+            [
+                TaggingRun(
+                    recipe=recipe,
+                    job=job,
+                    strategy=config.strategy,
+                    config=stored_config,
+                    embedding_model=embedding_model_name(),
+                    status=RunStatus.QUEUED,
+                    created_by=_user_or_none(user),
+                )
+                for recipe in recipes
+            ],
+            batch_size=1000,
+        )
+        transaction.on_commit(lambda: [_run_enqueue(run, run_execute_task) for run in runs])
+    return job

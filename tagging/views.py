@@ -20,6 +20,8 @@ TIMING_LABELS = {
     "embed_ms": "Embed",
     "query_ms": "Query",
     "learned_ms": "Learned signals",
+    "llm_ms": "LLM",
+    "hybrid_ms": "Hybrid",
     "score_ms": "Score",
     "total_ms": "Total",
 }

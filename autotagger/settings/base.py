@@ -201,6 +201,32 @@ TAGGING_MAX_K = 20
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).
 TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
 
+# --- LLM (the llm and hybrid strategies) -------------------------------------------------------
+# The source named "default", from these; staff add more in admin (a DB source of the same name wins).
+LLM_DEFAULT_SOURCE = env("LLM_DEFAULT_SOURCE", default="default")
+LLM_BASE_URL = env("LLM_BASE_URL", default="")
+LLM_MODEL = env("LLM_MODEL", default="")
+LLM_API_KEY = env("LLM_API_KEY", default="")
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=4)
+LLM_PRICE_INPUT_PER_1K = env.float("LLM_PRICE_INPUT_PER_1K", default=0.0)
+LLM_PRICE_OUTPUT_PER_1K = env.float("LLM_PRICE_OUTPUT_PER_1K", default=0.0)
+LLM_SUPPORTS_JSON_SCHEMA = env.bool("LLM_SUPPORTS_JSON_SCHEMA", default=True)
+LLM_SUPPORTS_BATCH = env.bool("LLM_SUPPORTS_BATCH", default=False)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+LLM_RETRY_BASE_SECONDS = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
+LLM_RETRY_MAX_SECONDS = env.float("LLM_RETRY_MAX_SECONDS", default=8.0)
+LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=30.0)
+# USD per day across all sources; new LLM calls stop with a clear error once reached. 0: no cap.
+LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
+
+# Hybrid strategy: similarity scores at or above ACCEPT are taken without the LLM, below FLOOR dropped;
+# the LLM decides the middle.
+HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.85)
+HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.2)
+# Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
+TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
+
 # Seconds a refit of the learned tagger waits after a change of gold labels (each change restarts it).
 TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", default=30.0)
 

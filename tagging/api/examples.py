@@ -80,3 +80,9 @@ RECIPE_CREATE = OpenApiExample(
 RECIPE_TAG_REQUEST = OpenApiExample(
     "Tag on the worker", value={"strategy": "similarity", "k": 3, "async": True}, request_only=True
 )
+
+JOB_REQUEST = OpenApiExample(
+    "Tag every untagged recipe of a source with the hybrid strategy",
+    value={"strategy": "hybrid", "k": 3, "filter": {"source": "catalogue", "untagged": True}},
+    request_only=True,
+)

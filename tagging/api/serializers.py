@@ -62,6 +62,19 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         help_text="Override every category's relevance threshold (0–1) for this request.",
     )
 
+    source = serializers.SlugField(
+        required=False,
+        allow_null=True,
+        help_text="For llm and hybrid: an LLM source name (staff manage them in admin); the default when omitted.",
+    )
+    wait = StrictFloatField(
+        min_value=0.0,
+        max_value=settings.TAGGING_MAX_WAIT_SECONDS,
+        required=False,
+        allow_null=True,
+        help_text="For work on the worker: seconds to wait for the result before answering 202.",
+    )
+
     def to_config(self) -> TaggingConfig:
         data = self.validated_data
         categories = data.get("categories")
@@ -70,6 +83,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
             k=data.get("k"),
             categories=tuple(categories) if categories is not None else None,
             threshold=data.get("threshold"),
+            source=data.get("source"),
         )
 
 
@@ -135,6 +149,7 @@ class TaggingRunSerializer(serializers.ModelSerializer):
             "model",
             "config",
             "timings",
+            "stats",
             "error",
             "created_at",
             "started_at",
@@ -180,3 +195,35 @@ class RecipeListItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = Recipe
         fields = ["id", "title", "ingredients", "instructions", "external_id", "source", "created_at", "latest_run_id"]
+
+
+class JobFilterSerializer(serializers.Serializer):
+    source = StrictCharField(max_length=100, required=False)
+    tag = serializers.SlugField(required=False, help_text="Recipes whose latest tagging assigned this tag.")
+    untagged = StrictBooleanField(required=False, default=False, help_text="Only recipes never tagged successfully.")
+
+
+class JobRequestSerializer(TaggingConfigInputSerializer):
+    recipe_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=10_000
+    )
+    filter = JobFilterSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("recipe_ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError({"recipe_ids": ["Give either recipe_ids or filter."]})
+        return attrs
+
+
+class TaggingJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    strategy = serializers.CharField()
+    config = serializers.JSONField()
+    selection = serializers.JSONField()
+    total = serializers.IntegerField()
+    done = serializers.IntegerField(help_text="Runs that succeeded.")
+    failed = serializers.IntegerField(help_text="Runs that failed (see each run's error).")
+    pending = serializers.IntegerField(help_text="Runs queued or running.")
+    percent = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["running", "finished"])
+    created_at = serializers.DateTimeField()

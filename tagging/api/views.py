@@ -12,23 +12,25 @@ from rest_framework.views import APIView
 from autotagger.api.schema import ErrorSerializer
 from tagging.api import examples
 from tagging.api.serializers import (
+    JobRequestSerializer,
     RecipeCreateSerializer,
     RecipeListItemSerializer,
     RecipeSerializer,
     RecipeTagRequestSerializer,
     RecipeUpdateSerializer,
+    TaggingJobSerializer,
     TaggingRunSerializer,
     TagRequestSerializer,
 )
-from tagging.models import Recipe
-from tagging.selectors import recipe_latest_run, recipes_list, run_get
+from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
+from tagging.selectors import job_progress, recipe_latest_run, recipes_list, run_get
 from tagging.services import (
     recipe_create,
     recipe_delete,
-    recipe_tag,
     recipe_tag_adhoc,
-    recipe_tag_async,
+    recipe_tag_request,
     recipe_update,
+    recipes_tag_job,
 )
 
 ERRORS = {
@@ -39,20 +41,27 @@ ERRORS = {
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such object")}
 
 
-def _run_response(
-    run_id: int, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
-) -> Response:
-    run = run_get(run_id=run_id)
-    return Response(TaggingRunSerializer(run).data, status=status_code, headers=headers)
+def _run_answer(run: TaggingRun) -> Response:
+    """200 with a finished run; 202 with a run still queued or running, to poll at its Location."""
+    finished = run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+    data = TaggingRunSerializer(run_get(run_id=run.pk)).data
+    if finished:
+        return Response(data)
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.pk}"})
 
 
 class TagView(APIView):
     @extend_schema(
         operation_id="tag_recipe",
         summary="Tag an ad-hoc recipe",
-        description="Stores the recipe and a tagging run, and returns up to `k` relevant tags per category.",
+        description=(
+            "Stores the recipe and a tagging run, and returns up to `k` relevant tags per category. "
+            "`similarity` answers at once (200). `llm` and `hybrid` run on the worker: 202 with the queued "
+            "run (poll `GET /api/v1/runs/{id}`), or 200 once finished if `wait` (seconds) is given and "
+            "the run finishes within it."
+        ),
         request=TagRequestSerializer,
-        responses={200: TaggingRunSerializer, **ERRORS, 503: ErrorSerializer},
+        responses={200: TaggingRunSerializer, 202: TaggingRunSerializer, **ERRORS, 503: ErrorSerializer},
         examples=[examples.TAG_REQUEST, examples.RUN_RESPONSE],
         tags=["tagging"],
     )
@@ -66,8 +75,9 @@ class TagView(APIView):
             instructions=data["instructions"],
             config=serializer.to_config(),
             user=request.user,
+            wait=data.get("wait") or 0.0,
         )
-        return _run_response(run.pk)
+        return _run_answer(run)
 
 
 class RecipeListView(APIView):
@@ -183,12 +193,14 @@ class RecipeTagView(APIView):
         recipe = get_object_or_404(Recipe, pk=recipe_id)
         serializer = RecipeTagRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        config = serializer.to_config()
-        if serializer.validated_data["async"]:
-            run = recipe_tag_async(recipe=recipe, config=config, user=request.user)
-            return _run_response(run.pk, status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.pk}"})
-        run = recipe_tag(recipe=recipe, config=config, user=request.user)
-        return _run_response(run.pk)
+        run = recipe_tag_request(
+            recipe=recipe,
+            config=serializer.to_config(),
+            user=request.user,
+            run_async=serializer.validated_data["async"],
+            wait=serializer.validated_data.get("wait") or 0.0,
+        )
+        return _run_answer(run)
 
 
 class RunDetailView(APIView):
@@ -205,3 +217,62 @@ class RunDetailView(APIView):
         if run is None:
             raise NotFound(f"No tagging run with id {run_id}.")
         return Response(TaggingRunSerializer(run).data)
+
+
+def _job_data(job: TaggingJob) -> dict[str, object]:
+    progress = job_progress(job=job)
+    return TaggingJobSerializer(
+        {
+            "id": job.pk,
+            "strategy": job.strategy,
+            "config": job.config,
+            "selection": job.selection,
+            "total": progress.total,
+            "done": progress.done,
+            "failed": progress.failed,
+            "pending": progress.pending,
+            "percent": progress.percent,
+            "status": "finished" if progress.finished else "running",
+            "created_at": job.created_at,
+        }
+    ).data
+
+
+class RecipesTagJobView(APIView):
+    @extend_schema(
+        operation_id="recipes_tag_batch",
+        summary="Tag many recipes on the worker",
+        description=(
+            "Creates a job with one run per recipe (by `recipe_ids`, or by `filter`: `source`, `tag`, "
+            "`untagged`), executed on the Celery worker. Poll `GET /api/v1/jobs/{id}` for done/failed/total."
+        ),
+        request=JobRequestSerializer,
+        responses={202: TaggingJobSerializer, **ERRORS},
+        examples=[examples.JOB_REQUEST],
+        tags=["tagging"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = JobRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = recipes_tag_job(
+            recipe_ids=data.get("recipe_ids"),
+            filters=dict(data["filter"]) if "filter" in data else None,
+            config=serializer.to_config(),
+            user=request.user,
+        )
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/jobs/{job.pk}"})
+
+
+class JobDetailView(APIView):
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="Get a tagging job's progress",
+        responses={200: TaggingJobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["tagging"],
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        job = TaggingJob.objects.filter(pk=job_id).first()
+        if job is None:
+            raise NotFound(f"No tagging job with id {job_id}.")
+        return Response(_job_data(job))

@@ -416,7 +416,7 @@ def test_it_tags_a_stored_recipe_now(
     ("request_body", "code"),
     [
         ({"categories": ["spaceship"]}, "unknown_category"),
-        ({"strategy": "llm"}, "strategy_unavailable"),
+        ({"strategy": "llm"}, "llm_not_configured"),
         ({"async": "yes"}, "invalid"),
         ({"k": 0}, "invalid"),
     ],

@@ -189,7 +189,7 @@ def test_it_explains_that_an_llm_strategy_needs_llm_settings(
 ) -> None:
     response = token_client.post(URL, {**carbonara, "strategy": strategy}, format="json")
 
-    error = _assert_error(response, status=400, code="strategy_unavailable")
+    error = _assert_error(response, status=400, code="llm_not_configured")
     assert "LLM_BASE_URL" in error["message"]
     assert error["details"]["strategy"] == strategy
     assert "LLM_BASE_URL" in error["details"]["missing_settings"]

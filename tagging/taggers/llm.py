@@ -1,0 +1,153 @@
+"""The `llm` strategy: an OpenAI-compatible chat model picks tags, constrained to the taxonomy.
+
+The reply is constrained by a strict JSON schema (one array per category whose items are an enum of
+that category's allowed slugs) where the provider supports it, and always validated here: unknown
+slugs are dropped and counted, duplicates removed, at most k kept. Scores come from the tokens'
+log-probabilities where the provider returns them, otherwise LLM_FIXED_SCORE; never from a number
+the model wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tagging.learning import RecipeText
+from tagging.llm import LLMSourceConfig, chat_json
+from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
+from tagging.taggers.llm_prompt import (
+    PROMPT_VERSION,
+    CategoryChoice,
+    TagChoice,
+    prompt_messages,
+    reply_schema,
+    reply_scores,
+    reply_validate,
+    schema_within_limits,
+)
+from taxonomy.models import Tag
+
+
+@dataclass
+class LLMStats:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    unknown_dropped: int = 0
+    over_k_dropped: int = 0
+    duplicates_dropped: int = 0
+    mode: str = ""
+    tags_offered: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "llm_calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost": round(self.cost, 6),
+            "unknown_dropped": self.unknown_dropped,
+            "over_k_dropped": self.over_k_dropped,
+            "duplicates_dropped": self.duplicates_dropped,
+            "mode": self.mode,
+            "tags_offered": self.tags_offered,
+            **self.extra,
+        }
+
+
+def category_choices(
+    requests: Sequence[CategoryRequest], tags: dict[int, Sequence[Tag]], slots: dict[int, int] | None = None
+) -> list[CategoryChoice]:
+    """What the model is offered per category: its allowed tags and how many it may pick."""
+    return [
+        CategoryChoice(
+            slug=r.category.slug,
+            name=r.category.name,
+            description=r.category.description,
+            k=(slots or {}).get(r.category.pk, r.k),
+            tags=tuple(TagChoice(slug=t.slug, name=t.name, description=t.description) for t in tags[r.category.pk]),
+        )
+        for r in requests
+        if tags.get(r.category.pk)
+    ]
+
+
+def llm_pick(
+    *,
+    recipe: RecipeText,
+    requests: Sequence[CategoryRequest],
+    tags: dict[int, Sequence[Tag]],
+    source: LLMSourceConfig,
+    run_id: int | None,
+    slots: dict[int, int] | None = None,
+) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
+    """One call: the model picks among `tags` (per category id) for `recipe`. Raises LLMError."""
+    choices = category_choices(requests, tags, slots)
+    stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices))
+    if not choices:
+        return {}, stats
+    system, user = prompt_messages(recipe=recipe, categories=choices)
+    schema = reply_schema(categories=choices)
+    strict = source.supports_json_schema and schema_within_limits(schema)
+    result = chat_json(
+        source=source,
+        system=system,
+        user=user,
+        schema=schema if strict else None,
+        schema_name="recipe_tags",
+        want_logprobs=True,
+        prompt_version=PROMPT_VERSION,
+        run_id=run_id,
+    )
+    validated = reply_validate(data=result.data, categories=choices)
+    scores = reply_scores(text=result.text, token_logprobs=result.token_logprobs, tags=validated.tags)
+    stats.calls = result.attempts
+    stats.input_tokens, stats.output_tokens, stats.cached_tokens = (
+        result.input_tokens,
+        result.output_tokens,
+        result.cached_tokens,
+    )
+    stats.cost = result.cost
+    stats.unknown_dropped = validated.unknown_dropped
+    stats.over_k_dropped = validated.over_k_dropped
+    stats.duplicates_dropped = validated.duplicates_dropped
+    stats.mode = result.mode
+    picked: dict[int, list[ScoredTag]] = {}
+    for request in requests:
+        by_slug = {t.slug: t for t in tags.get(request.category.pk, ())}
+        picked[request.category.pk] = [
+            ScoredTag(
+                tag_id=by_slug[slug].pk,
+                slug=slug,
+                name=by_slug[slug].name,
+                score=scores[(request.category.slug, slug)],
+            )
+            for slug in validated.tags.get(request.category.slug, [])
+        ]
+    return picked, stats
+
+
+class LLMTagger:
+    def __init__(self, *, source: LLMSourceConfig) -> None:
+        self.source = source
+
+    def tag(
+        self, *, recipe: RecipeText, requests: Sequence[CategoryRequest], run_id: int | None
+    ) -> tuple[TaggerOutput, LLMStats]:
+        started = time.perf_counter()
+        tags: dict[int, list[Tag]] = {r.category.pk: [] for r in requests}
+        for tag in Tag.objects.filter(category_id__in=list(tags), active=True).order_by("name", "id"):
+            tags[tag.category_id].append(tag)
+        picked, stats = llm_pick(recipe=recipe, requests=requests, tags=tags, source=self.source, run_id=run_id)
+        output = TaggerOutput()
+        for request in requests:
+            chosen = picked.get(request.category.pk, [])
+            if request.override is not None:
+                chosen = [t for t in chosen if t.score >= request.override]
+            output.tags[request.category.pk] = chosen[: request.k]
+        output.timings_ms = {"llm_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return output, stats
