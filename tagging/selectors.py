@@ -163,7 +163,7 @@ def recipes_for_job(*, recipe_ids: Sequence[int] | None, filters: dict[str, obje
         if filters.get("source"):
             recipes = recipes.filter(source=filters["source"])
         if filters.get("untagged"):
-            recipes = recipes.filter(latest_run_id__isnull=True)
+            recipes = recipes.filter(latest_run_id__isnull=True)  # type: ignore[misc]  # an annotation
     return list(recipes.defer("embedding").order_by("id")[:limit])
 
 

@@ -546,6 +546,11 @@ def recipe_tag_async(
     return run
 
 
+def _runs_enqueue(runs: Sequence[TaggingRun], task: Any) -> None:
+    for run in runs:
+        _run_enqueue(run, task)
+
+
 def _run_enqueue(run: TaggingRun, task: Any) -> None:
     try:
         task.delay(run_id=run.pk)
@@ -748,5 +753,5 @@ def recipes_tag_job(
             ],
             batch_size=1000,
         )
-        transaction.on_commit(lambda: [_run_enqueue(run, run_execute_task) for run in runs])
+        transaction.on_commit(lambda: _runs_enqueue(runs, run_execute_task))
     return job

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from tagging.forms import RecipeTagForm
-from tagging.selectors import run_get, run_tags_by_category, runs_recent
+from tagging.selectors import jobs_recent, run_get, run_tags_by_category, runs_recent
 from tagging.services import TaggingError, recipe_tag_adhoc
 from taxonomy.selectors import categories_list
 
@@ -57,7 +57,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("dashboard:run-detail", run_id=run.pk)
     runs = runs_recent(limit=20)
-    context = {"form": form, "runs": runs, "examples": _demo_examples()}
+    jobs = jobs_recent(limit=5)
+    context = {
+        "form": form,
+        "runs": runs,
+        "jobs": jobs,
+        "jobs_running": any(not progress.finished for _, progress in jobs),
+        "examples": _demo_examples(),
+    }
     return render(request, "tagging/dashboard.html", context, status=status)
 
 

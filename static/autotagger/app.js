@@ -57,3 +57,24 @@
   initExamplePicker();
   initBusyForms();
 })();
+
+// Batch jobs still running: poll their progress (the API accepts the browser session) and move the bars.
+(function () {
+  "use strict";
+  function poll(row) {
+    fetch(row.dataset.jobUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (job) {
+        if (!job) { return; }
+        row.querySelector("[data-job-counts]").textContent =
+          job.done + " done · " + job.failed + " failed · " + job.total + " total";
+        row.querySelector("[data-job-bar]").style.width = job.percent + "%";
+        row.querySelector("[data-job-percent]").textContent = job.percent + "%";
+        var bar = row.querySelector("[role=progressbar]");
+        if (bar) { bar.setAttribute("aria-valuenow", job.percent); }
+        if (job.status !== "finished") { window.setTimeout(function () { poll(row); }, 2000); }
+      })
+      .catch(function () { /* the page keeps the last known progress */ });
+  }
+  document.querySelectorAll("[data-job-url]").forEach(function (row) { poll(row); });
+})();

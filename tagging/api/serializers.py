@@ -62,7 +62,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         help_text="Override every category's relevance threshold (0–1) for this request.",
     )
 
-    source = serializers.SlugField(
+    source = serializers.SlugField(  # type: ignore[assignment]  # a field named "source", as DRF allows
         required=False,
         allow_null=True,
         help_text="For llm and hybrid: an LLM source name (staff manage them in admin); the default when omitted.",
@@ -198,7 +198,7 @@ class RecipeListItemSerializer(serializers.ModelSerializer):
 
 
 class JobFilterSerializer(serializers.Serializer):
-    source = StrictCharField(max_length=100, required=False)
+    source = StrictCharField(max_length=100, required=False)  # type: ignore[assignment]
     tag = serializers.SlugField(required=False, help_text="Recipes whose latest tagging assigned this tag.")
     untagged = StrictBooleanField(required=False, default=False, help_text="Only recipes never tagged successfully.")
 

@@ -10,7 +10,7 @@ the model wrote.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tagging.learning import RecipeText
@@ -60,7 +60,7 @@ class LLMStats:
 
 
 def category_choices(
-    requests: Sequence[CategoryRequest], tags: dict[int, Sequence[Tag]], slots: dict[int, int] | None = None
+    requests: Sequence[CategoryRequest], tags: Mapping[int, Sequence[Tag]], slots: dict[int, int] | None = None
 ) -> list[CategoryChoice]:
     """What the model is offered per category: its allowed tags and how many it may pick."""
     return [
@@ -80,7 +80,7 @@ def llm_pick(
     *,
     recipe: RecipeText,
     requests: Sequence[CategoryRequest],
-    tags: dict[int, Sequence[Tag]],
+    tags: Mapping[int, Sequence[Tag]],
     source: LLMSourceConfig,
     run_id: int | None,
     slots: dict[int, int] | None = None,

@@ -157,7 +157,20 @@ def test_it_lists_recent_runs_without_a_query_per_run(
     for recipe in demo_recipes[:4]:
         staff_browser.post("/", {**_carbonara(demo_recipes), "title": recipe["title"]})
 
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         content = staff_browser.get("/").content.decode()
 
     assert content.count('<span class="badge badge-succeeded">') == 4
+
+
+def test_it_shows_batch_jobs_with_their_progress(staff_browser: Client, taxonomy: Any) -> None:
+    from tagging.services import TaggingConfig, recipe_create, recipes_tag_job
+
+    recipes = [recipe_create(title=f"Toast {i}", ingredients=["bread"], instructions="") for i in range(2)]
+    job = recipes_tag_job(recipe_ids=[r.pk for r in recipes], filters=None, config=TaggingConfig())
+
+    content = staff_browser.get("/").content.decode()
+
+    assert f"Job #{job.pk}" in content
+    assert "0 done · 0 failed · 2 total" in content
+    assert f'data-job-url="/api/v1/jobs/{job.pk}"' in content
