@@ -6,12 +6,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from tagging.embeddings import EmbeddingError, embedding_model_name, embeddings_create
@@ -22,6 +24,7 @@ from tagging.models import (
     RunStatus,
     Strategy,
     TagAssignment,
+    TaggerState,
     TaggingJob,
     TaggingRun,
 )
@@ -345,13 +348,12 @@ def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
 
 
 def _taxonomy_version(requests: Sequence[CategoryRequest]) -> str:
-    """Changes whenever a tag the requests could return is added, edited, (de)activated or removed."""
-    rows = (
-        Tag.objects.filter(category_id__in=[r.category.pk for r in requests])
-        .order_by("id")
-        .values_list("id", "slug", "active", "updated_at")
-    )
-    return hashlib.sha256(repr(list(rows)).encode()).hexdigest()
+    """Changes whenever a category the requests cover or a tag they could return is edited, added,
+    (de)activated or removed: everything the prompt shows of the taxonomy."""
+    category_ids = [r.category.pk for r in requests]
+    categories = Category.objects.filter(pk__in=category_ids).order_by("id").values_list("id", "updated_at")
+    tags = Tag.objects.filter(category_id__in=category_ids).order_by("id").values_list("id", "updated_at", "active")
+    return hashlib.sha256(repr((list(categories), list(tags))).encode()).hexdigest()
 
 
 def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[CategoryRequest], source: Any) -> str:
@@ -365,7 +367,15 @@ def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[Cat
         "strategy": config.strategy,
         "k": {r.category.slug: r.k for r in requests},
         "threshold": config.threshold,
-        "hybrid": [settings.HYBRID_ACCEPT, settings.HYBRID_FLOOR] if config.strategy == Strategy.HYBRID else None,
+        # Hybrid's shortlist also depends on the similarity tagger: its model and what it learned.
+        "hybrid": [
+            settings.HYBRID_ACCEPT,
+            settings.HYBRID_FLOOR,
+            embedding_model_name(),
+            TaggerState.objects.filter(active=True).values_list("id", flat=True).first(),
+        ]
+        if config.strategy == Strategy.HYBRID
+        else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -427,7 +437,22 @@ def _tag_with_llm(
     except LLMError as exc:
         raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    return output, {**described, **stats.as_dict(), "cache_hit": False}
+    # What every attempt used and cost (a retried call pays for each try), from the call records.
+    spent = run.llm_calls.aggregate(
+        calls=Count("id"),
+        input=Sum("input_tokens"),
+        output=Sum("output_tokens"),
+        cached=Sum("cached_tokens"),
+        cost=Sum("cost"),
+    )
+    usage = {
+        "llm_calls": spent["calls"] or 0,
+        "input_tokens": spent["input"] or 0,
+        "output_tokens": spent["output"] or 0,
+        "cached_tokens": spent["cached"] or 0,
+        "cost": round(spent["cost"] or 0.0, 6),
+    }
+    return output, {**described, **stats.as_dict(), **usage, "cache_hit": False}
 
 
 def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
@@ -465,6 +490,10 @@ def _user_or_none(user: AbstractBaseUser | AnonymousUser | None) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
+# How long a started run belongs to the task copy that started it: the run task's hard time limit.
+RUN_CLAIM = timedelta(seconds=180)
+
+
 def run_execute(*, run_id: int) -> TaggingRun:
     """Execute a queued run and store its assignments, all or nothing.
 
@@ -474,6 +503,10 @@ def run_execute(*, run_id: int) -> TaggingRun:
     with transaction.atomic():
         run = TaggingRun.objects.select_for_update().select_related("recipe").get(pk=run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            return run
+        if run.status == RunStatus.RUNNING and run.started_at and run.started_at > timezone.now() - RUN_CLAIM:
+            # Another copy of the task holds the run (a re-delivery while it works): asking the model
+            # twice would pay twice. A copy that died is taken over once its claim has expired.
             return run
         run.status = RunStatus.RUNNING
         run.started_at = timezone.now()
@@ -491,7 +524,10 @@ def run_execute(*, run_id: int) -> TaggingRun:
         if not isinstance(exc, TaggingError):
             logger.exception("Unable to execute tagging run %s", run_id)
         run.status, run.error, run.finished_at = RunStatus.FAILED, message, timezone.now()
-        run.save(update_fields=["status", "error", "finished_at"])
+        # Only while still ours: a copy that finished meanwhile keeps its outcome.
+        TaggingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=run.status, error=run.error, finished_at=run.finished_at
+        )
         raise
     # The categories tagged now, which may differ from those active when the run was queued.
     run.config = _stored_config(config, requests)

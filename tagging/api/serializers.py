@@ -202,6 +202,11 @@ class JobFilterSerializer(serializers.Serializer):
     tag = serializers.SlugField(required=False, help_text="Recipes whose latest tagging assigned this tag.")
     untagged = StrictBooleanField(required=False, default=False, help_text="Only recipes never tagged successfully.")
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("source") and not attrs.get("tag") and not attrs.get("untagged"):
+            raise serializers.ValidationError("A filter needs source, tag or untagged (or give recipe_ids).")
+        return attrs
+
 
 class JobRequestSerializer(TaggingConfigInputSerializer):
     recipe_ids = serializers.ListField(
