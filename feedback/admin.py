@@ -3,7 +3,6 @@ evaluation runs, read-only, linking to their pages."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
+from autotagger.uploads import json_upload_load
 from feedback.models import EvaluationRun, GoldLabel
 from feedback.services import ImportConfigError, ImportReport, recipes_import
 
@@ -74,16 +74,7 @@ class RecipeImportForm(forms.Form):
             return None
         if upload.size > MAPPING_MAX_BYTES:
             raise ValidationError("The mapping file is over 1 MB.", code="too_large")
-        try:
-            return json.loads(upload.read().decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ValidationError("The mapping file is not UTF-8 text.", code="encoding") from exc
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                "The mapping file is not valid JSON (line %(line)d, column %(column)d: %(reason)s).",
-                params={"line": exc.lineno, "column": exc.colno, "reason": exc.msg},
-                code="invalid_json",
-            ) from exc
+        return json_upload_load(upload, label="The mapping file")
 
     def source_name(self) -> str:
         return self.cleaned_data["source"].strip() or Path(self.cleaned_data["file"].name).stem

@@ -6,7 +6,6 @@ here is scheduling a re-embedding (after commit) of tags whose embedded text sta
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -20,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from autotagger.uploads import json_upload_load
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import taxonomy_export
 from taxonomy.services import (
@@ -74,16 +74,7 @@ class TaxonomyImportForm(forms.Form):
                 params={"size": upload.size / (1024 * 1024)},
                 code="too_large",
             )
-        try:
-            return json.loads(upload.read().decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ValidationError("The file is not UTF-8 text.", code="encoding") from exc
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                "The file is not valid JSON (line %(line)d, column %(column)d: %(reason)s).",
-                params={"line": exc.lineno, "column": exc.colno, "reason": exc.msg},
-                code="invalid_json",
-            ) from exc
+        return json_upload_load(upload, label="The file")
 
 
 class TagInline(admin.TabularInline):
