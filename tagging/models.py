@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import HnswIndex, VectorField
 
+from tagging.learning import RecipeText
+
 
 class Strategy(models.TextChoices):
     SIMILARITY = "similarity", "Similarity (no LLM)"
@@ -59,6 +61,11 @@ class Recipe(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def text(self) -> RecipeText:
+        """What the taggers read of this recipe."""
+        return RecipeText(title=self.title, ingredients=self.ingredients, instructions=self.instructions)
 
 
 class TaggingJob(models.Model):

@@ -126,10 +126,6 @@ def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _recipe_text(recipe: Recipe) -> RecipeText:
-    return RecipeText(title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions)
-
-
 def _recipe_build(
     *, title: str, ingredients: Sequence[str], instructions: str, external_id: str | None, source: str
 ) -> Recipe:
@@ -300,7 +296,7 @@ def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
             todo.append(recipe)
     seconds = 0.0
     if todo:
-        batch = embeddings_create(texts=[_recipe_text(r).for_embedding() for r in todo])
+        batch = embeddings_create(texts=[r.text.for_embedding() for r in todo])
         for recipe, vector in zip(todo, batch.vectors, strict=True):
             recipe.embedding, recipe.embedding_model = vector, batch.model
         changed.extend(todo)
@@ -340,7 +336,7 @@ def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
         logger.exception("Unable to embed recipe %r", recipe.title)
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
     output = SimilarityTagger(model=model, learned=_learned_model()).tag(
-        recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests
+        recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests
     )
     output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -430,10 +426,10 @@ def _tag_with_llm(
                 raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
             similarity = SimilarityTagger(model=model, learned=_learned_model())
             output, stats = HybridTagger(similarity=similarity, source=source).tag(
-                recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests, run_id=run.pk
+                recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests, run_id=run.pk
             )
         else:
-            output, stats = LLMTagger(source=source).tag(recipe=_recipe_text(recipe), requests=requests, run_id=run.pk)
+            output, stats = LLMTagger(source=source).tag(recipe=recipe.text, requests=requests, run_id=run.pk)
     except LLMError as exc:
         raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -680,7 +676,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         )
         assignments: list[TagAssignment] = []
         for run, recipe in zip(runs, recipes, strict=True):
-            output = tagger.tag(recipe=_recipe_text(recipe), embedding=np.asarray(recipe.embedding), requests=requests)
+            output = tagger.tag(recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests)
             assignments.extend(_assignments(run, output))
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)

@@ -84,10 +84,6 @@ def _category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
     return specs
 
 
-def _recipe_text(recipe: Recipe) -> learning.RecipeText:
-    return learning.RecipeText(title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions)
-
-
 def labelled_data() -> tuple[list[Recipe], learning.LabelledSet, list[learning.CategorySpec]] | None:
     """Every recipe with gold labels (embedded), as the learner reads them, with the active categories;
     None when there are no gold labels."""
@@ -101,7 +97,7 @@ def labelled_data() -> tuple[list[Recipe], learning.LabelledSet, list[learning.C
     categories = list(Category.objects.filter(active=True).order_by("position", "id"))
     data = learning.LabelledSet(
         embeddings=np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes]),
-        texts=[_recipe_text(r) for r in recipes],
+        texts=[r.text for r in recipes],
         labels=[labels_by_recipe[r.pk] for r in recipes],
     )
     return recipes, data, _category_specs(categories)
