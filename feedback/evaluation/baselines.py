@@ -106,8 +106,8 @@ class NearestNeighbours(Baseline):
 
 
 class TfidfLogisticRegression(Baseline):
-    """TF-IDF of word 1–2-grams, one-vs-rest logistic regression per category (the same text model
-    the learned tagger uses as one of its signals)."""
+    """TF-IDF of word 1–2-grams, one-vs-rest logistic regression per category (the learned tagger's
+    text model reads the recipe's structure beside these words)."""
 
     name = "tfidf_logreg"
 

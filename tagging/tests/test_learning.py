@@ -1,0 +1,101 @@
+"""The learned tagger's own model (tagging/learning.py), without the database: what it reads of a recipe
+and how it combines its signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagging import learning
+from tagging.learning import CategorySpec, LabelledSet, RecipeText, TagSpec, TextClassifier
+
+# Both kinds are written with the same words, as many of them: only the recipe's structure (one line of
+# ingredients and one paragraph of method, or a list and numbered steps) tells the quick ones apart.
+WORDS = ["onion", "garlic", "tomato", "rice", "beans", "pepper", "oil", "salt", "stock", "herbs"]
+
+
+def _recipe(rng: np.random.Generator, *, quick: bool) -> RecipeText:
+    items = [str(w) for w in rng.choice(WORDS, size=6)]
+    steps = [f"Cook the {rng.choice(WORDS)} with the {rng.choice(WORDS)}." for _ in range(6)]
+    return RecipeText(
+        title=f"{rng.choice(WORDS).title()} dish",
+        ingredients=["; ".join(items)] if quick else items,
+        instructions=" ".join(steps) if quick else "\n".join(steps),
+    )
+
+
+@pytest.fixture
+def recipes() -> tuple[list[RecipeText], np.ndarray]:
+    rng = np.random.default_rng(7)
+    quick = rng.random(120) < 0.5
+    return [_recipe(rng, quick=bool(q)) for q in quick], quick.astype(np.float32)
+
+
+def _accuracy(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    return float(((probabilities[:, 0] >= 0.5) == (truth == 1)).mean())
+
+
+def test_structure_grows_with_the_ingredient_list_and_the_method() -> None:
+    short = RecipeText(title="Toast", ingredients=["bread"], instructions="Toast it.")
+    long = RecipeText(
+        title="Cassoulet",
+        ingredients=["beans", "duck", "sausage", "pork belly", "garlic", "thyme", "stock", "breadcrumbs"],
+        instructions="\n".join(["Soak the beans.", "Brown the meat.", "Layer everything.", "Bake for hours."] * 3),
+    )
+
+    features = learning.structure([short, long])
+
+    assert features.shape == (2, 3)
+    assert (features[1] > features[0]).all()
+    assert (features >= 0).all()
+    assert (features <= 1.5).all()
+
+
+def test_the_text_model_learns_a_tag_that_only_the_recipes_structure_reveals(
+    recipes: tuple[list[RecipeText], np.ndarray],
+) -> None:
+    texts, quick = recipes
+    documents = [t.for_embedding() for t in texts]
+    labels = {"speed": quick[:, None]}
+
+    with_structure = TextClassifier().fit(documents, labels, learning.structure(texts))["speed"]
+    words_only = TextClassifier().fit(documents, labels)["speed"]
+
+    assert _accuracy(with_structure, quick) > 0.95
+    assert _accuracy(words_only, quick) < 0.75
+
+
+def test_a_text_model_fitted_with_structure_needs_it_to_predict(recipes: tuple[list[RecipeText], np.ndarray]) -> None:
+    texts, quick = recipes
+    model = TextClassifier()
+    model.fit([t.for_embedding() for t in texts], {"speed": quick[:, None]}, learning.structure(texts))
+
+    with pytest.raises(ValueError, match="dense features"):
+        model.probabilities(["Rice dish. Ingredients: rice."])
+
+
+def test_the_learned_tagger_tags_a_new_short_recipe_quick(recipes: tuple[list[RecipeText], np.ndarray]) -> None:
+    texts, quick = recipes
+    rng = np.random.default_rng(11)
+    # Embeddings that know nothing of speed: the structure has to carry it.
+    embeddings = rng.normal(size=(len(texts), 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    tag_vectors = np.eye(16, dtype=np.float32)[:2]
+    speed = CategorySpec(
+        slug="speed",
+        tags=(
+            TagSpec(slug="quick", name="Quick", synonyms=(), embedding=tag_vectors[0]),
+            TagSpec(slug="slow", name="Slow cooked", synonyms=(), embedding=tag_vectors[1]),
+        ),
+    )
+    labels = [{"speed": {"quick" if q else "slow"}} for q in quick]
+    model = learning.fit(data=LabelledSet(embeddings=embeddings, texts=texts, labels=labels), categories=[speed], k=1)
+    new = [_recipe(rng, quick=i % 2 == 0) for i in range(20)]
+    new_embeddings = rng.normal(size=(len(new), 16)).astype(np.float32)
+    new_embeddings /= np.linalg.norm(new_embeddings, axis=1, keepdims=True)
+
+    predicted = model.predict(embeddings=new_embeddings, texts=new, category_slugs=["speed"], k=1)
+
+    expected = [["quick"] if i % 2 == 0 else ["slow"] for i in range(len(new))]
+    assert [[tag for tag, _ in p["speed"]] for p in predicted] == expected
+    assert model.categories["speed"].signals in {*learning.SIGNAL_GROUPS, "average"}
