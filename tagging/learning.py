@@ -281,7 +281,11 @@ def fit_threshold(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[float,
     floored = candidates[precision[candidates] >= PRECISION_FLOOR]
     pool = floored if len(floored) else candidates
     best = pool[np.argmax(f1[pool])]
-    return float(sorted_scores[best]), float(f1[best])
+    # Cut halfway to the next score down, or at the lowest score of all when every candidate is kept:
+    # the edge of the kept scores is where new recipes, scored by a model fitted on all of them, fall
+    # just short.
+    below = sorted_scores[best + 1] if best + 1 < len(sorted_scores) else scores.min()
+    return float((sorted_scores[best] + below) / 2), float(f1[best])
 
 
 def structure(texts: Sequence[RecipeText]) -> np.ndarray:
