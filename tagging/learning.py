@@ -11,7 +11,9 @@ For a recipe r and a tag t of category c it computes a few signals:
 - prior: how common t is among labelled recipes;
 - text model: a TF-IDF (word 1–2-grams) logistic regression per tag, which learns the words that
   signal a tag (cheese and eggs for "cheesefare", not just the tag's own name), and reads the
-  recipe's structure too (how many ingredients, how long the method: "quick" is in no word).
+  recipe's structure too (how many ingredients, how long the method: "quick" is in no word) and the
+  kinds of ingredient it names (meat, seafood, dairy, eggs, ...: a diet learned on beef recipes
+  carries to pork ones).
 A logistic regression per category (or the average of several, see _fit_stack) turns them into one
 calibrated probability per tag, and a
 threshold per category, fitted to maximise F1 (with a floor under precision), decides what is
@@ -30,6 +32,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# What a fitted model reads of a recipe. A stored state fitted with another version is refitted by the
+# periodic check; versions in COMPATIBLE_VERSIONS serve meanwhile (version 1's text model read words only,
+# which this code still serves), others leave the tagger zero-shot until then.
+MODEL_VERSION = 2
+COMPATIBLE_VERSIONS = frozenset({1, 2})
 NEIGHBOURS = 25
 NEIGHBOUR_SHARPNESS = 20.0  # weight of a neighbour: exp(SHARPNESS * (similarity - 1))
 PRECISION_FLOOR = 0.35
@@ -288,6 +295,63 @@ def fit_threshold(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[float,
     return float((sorted_scores[best] + below) / 2), float(f1[best])
 
 
+def text_document(text: RecipeText) -> str:
+    """What the text model reads of a recipe."""
+    return text.for_embedding()
+
+
+# Kinds of ingredient that decide many tags (a diet is mostly which of these are absent), so the text
+# model learns one weight per kind rather than one per word it happened to see.
+INGREDIENT_KINDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(words.split())
+    for kind, words in {
+        "meat": "beef pork lamb mutton veal bacon ham sausage chorizo salami pancetta prosciutto mince steak "
+        "ribs goat venison meat meatball pepperoni lard gelatin keema oxtail brisket chicken turkey duck "
+        "goose quail liver",
+        "seafood": "fish salmon tuna cod haddock anchovy anchovies sardine mackerel trout prawn shrimp crab "
+        "lobster mussel clam oyster squid scallop tilapia pomfret herring seafood",
+        "dairy": "milk cheese butter cream yogurt yoghurt ghee paneer curd mozzarella parmesan cheddar feta "
+        "ricotta mascarpone buttermilk khoya kefir",
+        "egg": "egg eggs yolk yolks",
+        "sweet": "sugar honey chocolate syrup jaggery cocoa jam vanilla caramel",
+        "hot": "chili chilli chile chillies jalapeno cayenne chipotle sriracha habanero",
+        "grain": "flour bread pasta spaghetti macaroni penne wheat noodles maida semolina couscous barley rice oats",
+        "legume": "beans lentils lentil chickpeas dal tofu peas",
+    }.items()
+}
+
+
+# Plant milks and butters are not dairy: a vegan curry with coconut milk must not read as one with cream.
+_NOT_ANIMAL = re.compile(
+    r"\b(?:coconut|almond|soy|soya|oat|rice|cashew|peanut|cocoa|nut|apple)\s+(?:milk|butter|cream)\b"
+)
+
+
+@lru_cache(maxsize=1)
+def _kind_patterns() -> tuple[re.Pattern[str], ...]:
+    return tuple(
+        re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?:s|es)?(?![\w-])")
+        for words in INGREDIENT_KINDS.values()
+    )
+
+
+def ingredient_kinds(texts: Sequence[RecipeText]) -> np.ndarray:
+    """(m, len(INGREDIENT_KINDS)): for each kind, 0 when no ingredient line (nor the title) names it, else
+    0.5 plus a little more for each further line that does (up to about 1 for eight lines)."""
+    patterns = _kind_patterns()
+    rows = []
+    for t in texts:
+        lines = [_NOT_ANIMAL.sub(" ", line.lower()) for line in (t.title, *t.ingredients)]
+        rows.append([sum(1 for line in lines if p.search(line)) for p in patterns])
+    counts = np.asarray(rows, dtype=np.float32).reshape(len(texts), len(patterns))
+    return np.minimum(counts, 1.0) * 0.5 + np.log1p(counts) / 4
+
+
+def dense_features(texts: Sequence[RecipeText]) -> np.ndarray:
+    """The columns the text model reads beside the words: structure and ingredient kinds."""
+    return np.hstack([structure(texts), ingredient_kinds(texts)])
+
+
 def structure(texts: Sequence[RecipeText]) -> np.ndarray:
     """(m, 3): how long the ingredient list, the instructions and their steps are, log-scaled to about
     0..1. Quick, basic and everyday recipes are short; the words alone do not say so."""
@@ -330,6 +394,7 @@ class TextClassifier:
             ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=self.max_features
         )
         self.uses_dense = dense is not None
+        self.dense_width = 0 if dense is None else int(np.asarray(dense).shape[1])
         x = self._join(self.vectorizer.fit_transform(documents), dense)
         fold = np.arange(len(documents)) % self.folds
         out_of_fold = {slug: np.zeros(y.shape, dtype=np.float32) for slug, y in labels.items()}
@@ -352,6 +417,9 @@ class TextClassifier:
 
         if dense is None:
             raise ValueError("this text model was fitted with dense features: give them")
+        if dense.shape[1] != self.dense_width:
+            # A state fitted by an older release reads other columns: it needs a refit, not a guess.
+            raise ValueError(f"this text model was fitted with {self.dense_width} dense features, not {dense.shape[1]}")
         return sparse.hstack([tfidf, sparse.csr_matrix(np.asarray(dense, dtype=np.float64))]).tocsr()
 
     def _fit_columns(self, x: Any, y: np.ndarray) -> list[Any]:
@@ -387,7 +455,7 @@ class LearnedModel:
     ) -> dict[str, np.ndarray]:
         """Category slug -> (m, T) calibrated probabilities, columns in the category model's tag order."""
         indices, sims = self.neighbours.nearest(embeddings, NEIGHBOURS, exclude_self=False)
-        text_probs = self.text_model.probabilities([t.for_embedding() for t in texts], structure(texts))
+        text_probs = self.text_model.probabilities([text_document(t) for t in texts], dense_features(texts))
         result = {}
         for slug in category_slugs:
             model = self.categories.get(slug)
@@ -448,9 +516,9 @@ def fit(
         for c in categories
         if int((labels.matrices[c.slug].sum(axis=1) > 0).sum()) >= min_labelled and c.tags
     }
-    documents = [t.for_embedding() for t in data.texts]
+    documents = [text_document(t) for t in data.texts]
     text_model = TextClassifier()
-    text_oof = text_model.fit(documents, fitted, structure(data.texts))
+    text_oof = text_model.fit(documents, fitted, dense_features(data.texts))
     models: dict[str, CategoryModel] = {}
     for category in categories:
         y = labels.matrices[category.slug]

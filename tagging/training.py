@@ -132,7 +132,7 @@ def tagger_fit(*, k: int = 3) -> TaggerState | None:
         state = TaggerState.objects.create(
             active=True,
             embedding_model=embedding_model_name(),
-            fitted_on={**stats, "k": k},
+            fitted_on={**stats, "k": k, "version": learning.MODEL_VERSION},
             parameters={slug: m.to_parameters() for slug, m in model.categories.items()},
             artifacts=zlib.compress(pickle.dumps(artifacts, protocol=pickle.HIGHEST_PROTOCOL)),
             duration_seconds=round(time.perf_counter() - started, 2),
@@ -162,7 +162,9 @@ def tagger_fit_is_current() -> bool:
     stats = gold_label_stats()
     if state is None:
         return not stats["labels"]
-    return {key: value for key, value in state.fitted_on.items() if key != "k"} == stats
+    if state.fitted_on.get("version", 1) != learning.MODEL_VERSION:
+        return False
+    return {key: value for key, value in state.fitted_on.items() if key not in ("k", "version")} == stats
 
 
 def tagger_refit_schedule() -> None:
@@ -216,6 +218,9 @@ def learned_model_active() -> learning.LearnedModel | None:
         .first()
     )
     if state is None:
+        return None
+    if state.fitted_on.get("version", 1) not in learning.COMPATIBLE_VERSIONS:
+        logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
         return None
     # Tags re-embedded since the load (an edited description) must reach the zero-shot signal.
     version = (state.pk, Tag.objects.aggregate(latest=Max("embedded_at"))["latest"])

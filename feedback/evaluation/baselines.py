@@ -107,7 +107,7 @@ class NearestNeighbours(Baseline):
 
 class TfidfLogisticRegression(Baseline):
     """TF-IDF of word 1–2-grams, one-vs-rest logistic regression per category (the learned tagger's
-    text model reads the recipe's structure beside these words)."""
+    text model reads the recipe's structure and kinds of ingredient beside these words)."""
 
     name = "tfidf_logreg"
 

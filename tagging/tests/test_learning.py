@@ -99,3 +99,53 @@ def test_the_learned_tagger_tags_a_new_short_recipe_quick(recipes: tuple[list[Re
     expected = [["quick"] if i % 2 == 0 else ["slow"] for i in range(len(new))]
     assert [[tag for tag, _ in p["speed"]] for p in predicted] == expected
     assert model.categories["speed"].signals in {*learning.SIGNAL_GROUPS, "average"}
+
+
+def test_ingredient_kinds_name_what_a_recipe_is_made_of() -> None:
+    kinds = list(learning.INGREDIENT_KINDS)
+    carbonara = RecipeText(
+        title="Carbonara", ingredients=["200 g spaghetti", "100 g pancetta", "3 eggs", "Parmesan"], instructions=""
+    )
+    vegan_curry = RecipeText(
+        title="Aubergine curry",
+        ingredients=["1 can coconut milk", "2 eggplants", "2 red chillies", "1 butternut squash", "peanut butter"],
+        instructions="",
+    )
+
+    features = learning.ingredient_kinds([carbonara, vegan_curry])
+
+    assert features.shape == (2, len(kinds))
+    made_of = [{kind for kind, value in zip(kinds, row, strict=True) if value > 0} for row in features]
+    assert made_of == [{"meat", "egg", "dairy", "grain"}, {"hot"}]
+
+
+# Meat-free recipes and recipes with one of a few meats, written with the same vegetables.
+VEGETABLES = ["onion", "carrot", "celery", "potato", "leek", "cabbage", "spinach", "courgette"]
+
+
+def _stew(rng: np.random.Generator, meat: str | None) -> RecipeText:
+    items = [f"1 {v}" for v in rng.choice(VEGETABLES, size=4, replace=False)]
+    if meat:
+        items.insert(int(rng.integers(0, 4)), f"500 g {meat}")
+    return RecipeText(title="Winter stew", ingredients=items, instructions="Simmer everything for an hour.")
+
+
+def test_the_text_model_carries_a_diet_learned_on_some_meats_to_meats_it_never_saw() -> None:
+    rng = np.random.default_rng(5)
+    meat_free = rng.random(120) < 0.5
+    training = [_stew(rng, None if free else str(rng.choice(["beef", "chicken", "lamb"]))) for free in meat_free]
+    labels = {"diet": meat_free.astype(np.float32)[:, None]}
+    unseen = [_stew(rng, str(rng.choice(["pork", "bacon", "venison"]))) for _ in range(20)]
+    documents = [t.for_embedding() for t in training]
+
+    with_kinds = TextClassifier()
+    with_kinds.fit(documents, labels, learning.dense_features(training))
+    words_only = TextClassifier()
+    words_only.fit(documents, labels)
+
+    vegetarian_with_kinds = with_kinds.probabilities(
+        [t.for_embedding() for t in unseen], learning.dense_features(unseen)
+    )["diet"][:, 0]
+    vegetarian_words_only = words_only.probabilities([t.for_embedding() for t in unseen])["diet"][:, 0]
+    assert (vegetarian_with_kinds < 0.5).all()
+    assert (vegetarian_words_only >= 0.5).mean() > 0.5

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from conftest import wait_for
 from feedback.models import GoldLabel, GoldLabelSource
+from tagging import learning
 from tagging.models import Recipe, TaggerState, TrainingExample
 from tagging.services import TaggingConfig, recipe_create, recipe_tag
 from tagging.training import learned_model_active, tagger_fit, tagger_fit_is_current, tagger_refit
@@ -144,6 +145,34 @@ def test_a_refit_is_skipped_when_the_state_already_reflects_the_labels(labelled:
     GoldLabel.objects.filter(recipe__title="Jam sandwiches").delete()
     assert not tagger_fit_is_current()
     assert tagger_refit() is not None
+
+
+def test_a_state_fitted_by_an_older_release_serves_until_the_periodic_check_refits_it(
+    labelled: Category,
+) -> None:
+    old = tagger_fit()
+    assert old is not None
+    old.fitted_on = {key: value for key, value in old.fitted_on.items() if key != "version"}  # as release 1 stored it
+    old.save(update_fields=["fitted_on"])
+
+    assert learned_model_active() is not None
+    assert not tagger_fit_is_current()
+    new = tagger_refit()
+
+    assert new is not None
+    assert new.fitted_on["version"] == learning.MODEL_VERSION
+    assert tagger_fit_is_current()
+
+
+def test_a_state_fitted_by_an_incompatible_release_leaves_the_tagger_zero_shot(labelled: Category) -> None:
+    state = tagger_fit()
+    assert state is not None
+    state.fitted_on = {**state.fitted_on, "version": max(learning.COMPATIBLE_VERSIONS) + 1}
+    state.save(update_fields=["fitted_on"])
+
+    assert learned_model_active() is None
+    assert set(_verdict(*NEW_KIDS)) <= {"kids", "grown-ups"}  # zero-shot still answers
+    assert not tagger_fit_is_current()
 
 
 def test_a_refit_request_superseded_by_a_later_one_does_nothing(labelled: Category) -> None:
