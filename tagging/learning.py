@@ -15,11 +15,10 @@ For a recipe r and a tag t of category c it computes a few signals:
   kinds of ingredient it names (meat, seafood, dairy, eggs, ...: a diet learned on beef recipes
   carries to pork ones).
 A logistic regression per category (or the average of several, see _fit_stack) turns them into one
-calibrated probability per tag, and a
-threshold per category, fitted to maximise F1 (with a floor under precision), decides what is
-returned. Training signals are computed without the recipe itself (it is left out of its own
-neighbours, prototypes and prior), so that the weights and thresholds are fitted on the kind of
-evidence the tagger will see for new recipes.
+calibrated probability per tag, and a threshold per category, fitted to maximise F1 (with a floor
+under precision), decides what is returned. Training signals are computed without the recipe itself
+(it is left out of its own neighbours, prototypes and prior), so that the weights and thresholds are
+fitted on the kind of evidence the tagger will see for new recipes.
 """
 
 from __future__ import annotations
@@ -295,11 +294,6 @@ def fit_threshold(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[float,
     return float((sorted_scores[best] + below) / 2), float(f1[best])
 
 
-def text_document(text: RecipeText) -> str:
-    """What the text model reads of a recipe."""
-    return text.for_embedding()
-
-
 # Kinds of ingredient that decide many tags (a diet is mostly which of these are absent), so the text
 # model learns one weight per kind rather than one per word it happened to see.
 INGREDIENT_KINDS: dict[str, tuple[str, ...]] = {
@@ -455,7 +449,7 @@ class LearnedModel:
     ) -> dict[str, np.ndarray]:
         """Category slug -> (m, T) calibrated probabilities, columns in the category model's tag order."""
         indices, sims = self.neighbours.nearest(embeddings, NEIGHBOURS, exclude_self=False)
-        text_probs = self.text_model.probabilities([text_document(t) for t in texts], dense_features(texts))
+        text_probs = self.text_model.probabilities([t.for_embedding() for t in texts], dense_features(texts))
         result = {}
         for slug in category_slugs:
             model = self.categories.get(slug)
@@ -516,7 +510,7 @@ def fit(
         for c in categories
         if int((labels.matrices[c.slug].sum(axis=1) > 0).sum()) >= min_labelled and c.tags
     }
-    documents = [text_document(t) for t in data.texts]
+    documents = [t.for_embedding() for t in data.texts]
     text_model = TextClassifier()
     text_oof = text_model.fit(documents, fitted, dense_features(data.texts))
     models: dict[str, CategoryModel] = {}
