@@ -206,6 +206,7 @@ def tagger_refit(*, requested_at: float | None = None) -> TaggerState | None:
 
 _loaded: dict[str, Any] = {}
 _load_lock = threading.Lock()
+_warned_incompatible: set[int] = set()  # once per state and process, not on every request
 
 
 def learned_model_active() -> learning.LearnedModel | None:
@@ -220,7 +221,9 @@ def learned_model_active() -> learning.LearnedModel | None:
     if state is None:
         return None
     if state.fitted_on.get("version", 1) not in learning.COMPATIBLE_VERSIONS:
-        logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
+        if state.pk not in _warned_incompatible:
+            _warned_incompatible.add(state.pk)
+            logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
         return None
     # Tags re-embedded since the load (an edited description) must reach the zero-shot signal.
     version = (state.pk, Tag.objects.aggregate(latest=Max("embedded_at"))["latest"])
