@@ -162,9 +162,14 @@ def tagger_fit_is_current() -> bool:
     stats = gold_label_stats()
     if state is None:
         return not stats["labels"]
-    if state.fitted_on.get("version", 1) != learning.MODEL_VERSION:
+    if _fitted_version(state) != learning.MODEL_VERSION:
         return False
     return {key: value for key, value in state.fitted_on.items() if key not in ("k", "version")} == stats
+
+
+def _fitted_version(state: TaggerState) -> int:
+    # States from before the version was recorded are version 1.
+    return int(state.fitted_on.get("version", 1))
 
 
 def tagger_refit_schedule() -> None:
@@ -220,7 +225,7 @@ def learned_model_active() -> learning.LearnedModel | None:
     )
     if state is None:
         return None
-    if state.fitted_on.get("version", 1) not in learning.COMPATIBLE_VERSIONS:
+    if _fitted_version(state) not in learning.COMPATIBLE_VERSIONS:
         if state.pk not in _warned_incompatible:
             _warned_incompatible.add(state.pk)
             logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
