@@ -8,14 +8,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
+from django.test.client import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from prompts.tests.openai_server import OpenAIServer
 
 BASE_DIR = Path(__file__).resolve().parent
 DEFAULT_TAXONOMY = BASE_DIR / "taxonomy" / "data" / "default_taxonomy.json"
@@ -49,20 +53,61 @@ def django_db_modify_db_settings() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def embedding_model() -> Any:
     """Load the embedding model once for the whole run (every test in this process shares it)."""
-    from tagging.embeddings import _get_backend
+    from autotagger.embeddings import _get_backend
 
     return _get_backend()
 
 
-@pytest.fixture
-def taxonomy(db: None) -> dict[str, Any]:
-    """The default recipe taxonomy, loaded and embedded (vectors come from the in-process cache after
-    the first test, so this stays cheap)."""
-    from taxonomy.services import taxonomy_import
+@dataclass(frozen=True)
+class _TaxonomyRows:
+    """The rows that importing the default taxonomy (embedded) writes, without ids or timestamps."""
 
-    document = json.loads(DEFAULT_TAXONOMY.read_text())
-    taxonomy_import(data=document, embed_now=True)
-    return document
+    categories: list[dict[str, Any]]
+    tags: list[tuple[str, dict[str, Any]]]  # (category slug, field values), in the order they were created
+
+
+_ROW_FIELDS_NOT_COPIED = {"id", "category", "created_at", "updated_at", "embedded_at"}
+
+
+def _field_values(row: Any) -> dict[str, Any]:
+    return {
+        field.attname: getattr(row, field.attname)
+        for field in row._meta.concrete_fields
+        if field.name not in _ROW_FIELDS_NOT_COPIED
+    }
+
+
+@pytest.fixture(scope="session")
+def default_taxonomy_rows(django_db_setup: None, django_db_blocker: Any, embedding_model: Any) -> _TaxonomyRows:
+    """Import and embed the default taxonomy once per run, in a transaction that is rolled back, and keep
+    the rows it wrote in memory."""
+    from django.db import transaction
+
+    from taxonomy.models import Category, Tag
+    from taxonomy.services.documents import taxonomy_import
+
+    with django_db_blocker.unblock(), transaction.atomic():
+        taxonomy_import(data=json.loads(DEFAULT_TAXONOMY.read_text()), embed_now=True)
+        categories = [_field_values(c) for c in Category.objects.order_by("id")]
+        tags = [(t.category.slug, _field_values(t)) for t in Tag.objects.select_related("category").order_by("id")]
+        transaction.set_rollback(True)
+    return _TaxonomyRows(categories=categories, tags=tags)
+
+
+@pytest.fixture
+def taxonomy(default_taxonomy_rows: _TaxonomyRows, db: None) -> dict[str, Any]:
+    """The default recipe taxonomy, loaded and embedded: the same rows `taxonomy_import(embed_now=True)`
+    writes, inserted in two statements from the copy `default_taxonomy_rows` keeps."""
+    from django.utils import timezone
+
+    from taxonomy.models import Category, Tag
+
+    categories = Category.objects.bulk_create([Category(**row) for row in default_taxonomy_rows.categories])
+    ids = {category.slug: category.pk for category in categories}
+    tags = Tag.objects.bulk_create([Tag(category_id=ids[slug], **row) for slug, row in default_taxonomy_rows.tags])
+    # Stamped after the tags were saved, as the import does: a vector older than its tag counts as stale.
+    Tag.objects.filter(pk__in=[tag.pk for tag in tags]).update(embedded_at=timezone.now())
+    return json.loads(DEFAULT_TAXONOMY.read_text())
 
 
 @pytest.fixture
@@ -75,6 +120,12 @@ def staff(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(
         username="staff", password="staff-password", is_staff=True, is_superuser=True
     )
+
+
+@pytest.fixture
+def reviewer(django_user_model: Any) -> Any:
+    """A person who signs in to review tags, without staff rights."""
+    return django_user_model.objects.create_user(username="reviewer", password="reviewer-password")
 
 
 @pytest.fixture
@@ -101,6 +152,40 @@ def staff_client(staff: Any) -> APIClient:
     client = APIClient()
     client.force_login(staff)
     return client
+
+
+@pytest.fixture
+def staff_browser(client: Client, staff: Any) -> Client:
+    """Django's test client (pages and forms, not the API), signed in as staff."""
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    server = OpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm_settings(settings: Any, openai_server: OpenAIServer) -> Any:
+    """The "default" LLM source at the test server, with quick retries and prices that make costs visible."""
+    settings.LLM_BASE_URL = openai_server.url
+    settings.LLM_MODEL = "test-model"
+    settings.LLM_API_KEY = "test-key"
+    settings.LLM_DEFAULT_SOURCE = "default"
+    settings.LLM_TIMEOUT_SECONDS = 5.0
+    settings.LLM_MAX_CONCURRENCY = 4
+    settings.LLM_PRICE_INPUT_PER_1K = 0.5
+    settings.LLM_PRICE_OUTPUT_PER_1K = 1.5
+    settings.LLM_SUPPORTS_JSON_SCHEMA = True
+    settings.LLM_MAX_RETRIES = 3
+    settings.LLM_RETRY_BASE_SECONDS = 0.01
+    settings.LLM_RETRY_MAX_SECONDS = 0.05
+    settings.LLM_SLOT_WAIT_SECONDS = 2.0
+    settings.LLM_DAILY_SPEND_CAP = 0.0
+    return settings
 
 
 def _connection_params() -> dict[str, Any]:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
+    path("api/v1/", include("feedback.api.urls")),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/", include("taxonomy.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

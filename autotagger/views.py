@@ -8,7 +8,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from tagging.embeddings import embeddings_status
+from autotagger.embeddings import embeddings_status
+from autotagger.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,7 @@ def _database_status() -> dict[str, object]:
 
 def _broker_status() -> dict[str, object]:
     try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
-        client.ping()
+        redis_client().ping()
     except redis.RedisError as exc:
         logger.warning("Health check: broker unreachable: %s", exc)
         return {"ok": False, "error": str(exc)}

@@ -38,7 +38,7 @@ def tokenizer() -> tuple[str, Callable[[str], int]]:
         encoding = tiktoken.get_encoding("o200k_base")
         return "tiktoken o200k_base", lambda text: len(encoding.encode(text))
     except Exception:  # offline: the vocabulary cannot be fetched
-        from tagging.embeddings import _get_backend
+        from autotagger.embeddings import _get_backend
 
         model = _get_backend()._model  # type: ignore[attr-defined]
         return (
@@ -53,21 +53,21 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from tagging.embeddings import embedding_create
-    from tagging.learning import RecipeText
-    from tagging.services import TaggingConfig, _category_requests
+    from autotagger.embeddings import embedding_create
+    from autotagger.recipe_text import RecipeText
+    from prompts.rendering import prompt_messages
+    from tagging.services.config import TaggingConfig, category_requests
+    from tagging.services.tagger_state import learned_model_active
     from tagging.taggers.hybrid import hybrid_plan
     from tagging.taggers.llm import category_choices
-    from tagging.taggers.llm_prompt import prompt_messages
     from tagging.taggers.similarity import SimilarityTagger
-    from tagging.training import learned_model_active
     from taxonomy.models import Tag
 
     call_command("migrate", verbosity=0)
     call_command("taxonomy_import", "--default", "--if-empty", "--embed-now", verbosity=0)
     name, count = tokenizer()
     demo = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
-    requests = _category_requests(TaggingConfig(strategy="similarity"))
+    requests = category_requests(TaggingConfig(strategy="similarity"))
     all_tags = {
         r.category.pk: list(Tag.objects.filter(category=r.category, active=True).order_by("name")) for r in requests
     }

@@ -84,10 +84,12 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from tagging.embeddings import _get_backend, embeddings_cache_clear, embeddings_create
-    from tagging.learning import RecipeText
+    from autotagger.embeddings import _get_backend, embeddings_cache_clear, embeddings_create
+    from autotagger.recipe_text import RecipeText
     from tagging.models import Recipe, TaggingRun
-    from tagging.services import TaggingConfig, recipe_create, recipes_tag_bulk
+    from tagging.services.config import TaggingConfig
+    from tagging.services.recipes import recipe_create
+    from tagging.services.runs import recipes_tag_bulk
 
     call_command("migrate", verbosity=0)
     call_command("taxonomy_import", "--default", "--if-empty", "--embed-now", verbosity=0)

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from autotagger.uploads import json_upload_load
 from feedback.models import EvaluationRun, GoldLabel
-from feedback.services import ImportConfigError, ImportReport, recipes_import
+from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
 MAPPING_MAX_BYTES = 1024 * 1024

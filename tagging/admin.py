@@ -12,7 +12,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from tagging.models import Recipe, TagAssignment, TaggingRun
-from tagging.services import recipe_update
+from tagging.services.recipes import recipe_update
 
 RECIPE_CONTENT_FIELDS = ("title", "ingredients", "instructions", "external_id", "source")
 
@@ -107,4 +107,3 @@ class TaggingRunAdmin(admin.ModelAdmin):
 
 
 # The LLM sources and the accounting of LLM calls live in their own module.
-from tagging import admin_llm  # noqa: E402, F401

@@ -4,10 +4,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
-from django.conf import settings
 
 from tagging.models import Strategy
-from tagging.services import TaggingConfig
+from tagging.services.config import TaggingConfig
+from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Category
 
 
@@ -30,7 +30,7 @@ class RecipeTagForm(forms.Form):
         label="Tags per category (k)",
         required=False,
         min_value=1,
-        max_value=settings.TAGGING_MAX_K,
+        max_value=MAX_TAGS_PER_CATEGORY,
         help_text="Leave blank to use each category's default.",
     )
     categories = forms.MultipleChoiceField(

@@ -14,7 +14,7 @@ For a recipe r and a tag t of category c it computes a few signals:
   recipe's structure too (how many ingredients, how long the method: "quick" is in no word) and the
   kinds of ingredient it names (meat, seafood, dairy, eggs, ...: a diet learned on beef recipes
   carries to pork ones).
-A logistic regression per category (or the average of several, see _fit_stack) turns them into one
+A logistic regression per category (or the average of several, see tagging.stacking) turns them into one
 calibrated probability per tag, and a threshold per category, fitted to maximise F1 (with a floor
 under precision), decides what is returned. Training signals are computed without the recipe itself
 (it is left out of its own neighbours, prototypes and prior), so that the weights and thresholds are
@@ -23,75 +23,21 @@ fitted on the kind of evidence the tagger will see for new recipes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
 
-# What a fitted model reads of a recipe. A stored state fitted with another version is refitted by the
-# periodic check; versions in COMPATIBLE_VERSIONS serve meanwhile (version 1's text model read words only,
-# which this code still serves), others leave the tagger zero-shot until then.
+from autotagger.recipe_text import RecipeText
+from tagging.features import dense_features, lexical_evidence
+from tagging.stacking import fit_stack, sigmoid
+
+# What a fitted model reads of a recipe. A stored state fitted with another version leaves the tagger
+# zero-shot until the periodic check refits it.
 MODEL_VERSION = 2
-COMPATIBLE_VERSIONS = frozenset({1, 2})
 NEIGHBOURS = 25
 NEIGHBOUR_SHARPNESS = 20.0  # weight of a neighbour: exp(SHARPNESS * (similarity - 1))
-PRECISION_FLOOR = 0.35
-LEXICAL_WEIGHTS = {"title": 1.0, "ingredients": 0.75, "instructions": 0.4}
-FEATURES = (
-    "zero_shot",
-    "zero_shot_gap",
-    "neighbour_vote",
-    "neighbour_mass",
-    "prototype",
-    "prototype_gap",
-    "lexical",
-    "prior",
-    "text_model",
-    "text_model_gap",
-)
-
-
-@dataclass(frozen=True)
-class RecipeText:
-    title: str
-    ingredients: Sequence[str]
-    instructions: str
-
-    def for_embedding(self) -> str:
-        ingredients = "; ".join(i.strip() for i in self.ingredients if i.strip())
-        parts = [self.title.strip() + "."]
-        if ingredients:
-            parts.append(f"Ingredients: {ingredients}.")
-        if self.instructions.strip():
-            parts.append(self.instructions.strip())
-        return " ".join(parts)
-
-    def lexical_fields(self) -> dict[str, str]:
-        return {
-            "title": self.title.lower(),
-            "ingredients": "\n".join(self.ingredients).lower(),
-            "instructions": self.instructions.lower(),
-        }
-
-
-@lru_cache(maxsize=8192)
-def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    words = [re.escape(p.lower()) for p in phrases if len(p.strip()) >= 3]
-    if not words:
-        return None
-    # Plural forms count ("lentils", "tomatoes"), longer words do not ("minced" is not "mince").
-    return re.compile(r"(?<![\w-])(?:" + "|".join(words) + r")(?:s|es)?(?![\w-])")
-
-
-def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> float:
-    """LEXICAL_WEIGHTS of the best field that mentions the tag's name or a synonym; 0 if none does."""
-    pattern = phrase_pattern(tuple(sorted({name, *synonyms})))
-    if pattern is None:
-        return 0.0
-    return max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -261,107 +207,6 @@ def _prior(support: np.ndarray, labelled: int | np.ndarray) -> np.ndarray:
     return np.log((support + 1.0) / (np.asarray(labelled, dtype=np.float32)[..., None] + len(support) + 1.0))
 
 
-def fit_threshold(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[float, float]:
-    """The threshold that maximises micro-F1 of "scores >= threshold, at most k per recipe", among
-    those keeping precision at or above PRECISION_FLOOR when any does. Returns (threshold, F1)."""
-    m, t = scores.shape
-    if m == 0 or t == 0:
-        return 1.0, 0.0
-    k = min(k, t)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1).ravel()
-    top_truth = np.take_along_axis(truth, top, axis=1).ravel()
-    order = np.argsort(-top_scores, kind="stable")
-    sorted_scores, sorted_truth = top_scores[order], top_truth[order]
-    true_positives = np.cumsum(sorted_truth)
-    predicted = np.arange(1, len(sorted_scores) + 1)
-    positives = truth.sum()
-    if positives == 0:
-        return 1.0, 0.0
-    precision = true_positives / predicted
-    recall = true_positives / positives
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12), 0.0)
-    # Only cut between distinct scores, so that equal scores are always kept or dropped together.
-    last_of_run = np.append(sorted_scores[1:] < sorted_scores[:-1], True)
-    candidates = np.flatnonzero(last_of_run)
-    floored = candidates[precision[candidates] >= PRECISION_FLOOR]
-    pool = floored if len(floored) else candidates
-    best = pool[np.argmax(f1[pool])]
-    # Cut halfway to the next score down, or at the lowest score of all when every candidate is kept:
-    # the edge of the kept scores is where new recipes, scored by a model fitted on all of them, fall
-    # just short.
-    below = sorted_scores[best + 1] if best + 1 < len(sorted_scores) else scores.min()
-    return float((sorted_scores[best] + below) / 2), float(f1[best])
-
-
-# Kinds of ingredient that decide many tags (a diet is mostly which of these are absent), so the text
-# model learns one weight per kind rather than one per word it happened to see.
-INGREDIENT_KINDS: dict[str, tuple[str, ...]] = {
-    kind: tuple(words.split())
-    for kind, words in {
-        "meat": "beef pork lamb mutton veal bacon ham sausage chorizo salami pancetta prosciutto mince steak "
-        "ribs goat venison meat meatball pepperoni lard gelatin keema oxtail brisket chicken turkey duck "
-        "goose quail liver",
-        "seafood": "fish salmon tuna cod haddock anchovy anchovies sardine mackerel trout prawn shrimp crab "
-        "lobster mussel clam oyster squid scallop tilapia pomfret herring seafood",
-        "dairy": "milk cheese butter cream yogurt yoghurt ghee paneer curd mozzarella parmesan cheddar feta "
-        "ricotta mascarpone buttermilk khoya kefir",
-        "egg": "egg eggs yolk yolks",
-        "sweet": "sugar honey chocolate syrup jaggery cocoa jam vanilla caramel",
-        "hot": "chili chilli chile chillies jalapeno cayenne chipotle sriracha habanero",
-        "grain": "flour bread pasta spaghetti macaroni penne wheat noodles maida semolina couscous barley rice oats",
-        "legume": "beans lentils lentil chickpeas dal tofu peas",
-    }.items()
-}
-
-
-# Plant milks and butters are not dairy: a vegan curry with coconut milk must not read as one with cream.
-_NOT_ANIMAL = re.compile(
-    r"\b(?:coconut|almond|soy|soya|oat|rice|cashew|peanut|cocoa|nut|apple)\s+(?:milk|butter|cream)\b"
-)
-
-
-@lru_cache(maxsize=1)
-def _kind_patterns() -> tuple[re.Pattern[str], ...]:
-    return tuple(
-        re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?:s|es)?(?![\w-])")
-        for words in INGREDIENT_KINDS.values()
-    )
-
-
-def ingredient_kinds(texts: Sequence[RecipeText]) -> np.ndarray:
-    """(m, len(INGREDIENT_KINDS)): for each kind, 0 when no ingredient line (nor the title) names it, else
-    0.5 plus a little more for each further line that does (up to about 1 for eight lines)."""
-    patterns = _kind_patterns()
-    rows = []
-    for t in texts:
-        lines = [_NOT_ANIMAL.sub(" ", line.lower()) for line in (t.title, *t.ingredients)]
-        rows.append([sum(1 for line in lines if p.search(line)) for p in patterns])
-    counts = np.asarray(rows, dtype=np.float32).reshape(len(texts), len(patterns))
-    return np.minimum(counts, 1.0) * 0.5 + np.log1p(counts) / 4
-
-
-def dense_features(texts: Sequence[RecipeText]) -> np.ndarray:
-    """The columns the text model reads beside the words: structure and ingredient kinds."""
-    return np.hstack([structure(texts), ingredient_kinds(texts)])
-
-
-def structure(texts: Sequence[RecipeText]) -> np.ndarray:
-    """(m, 3): how long the ingredient list, the instructions and their steps are, log-scaled to about
-    0..1. Quick, basic and everyday recipes are short; the words alone do not say so."""
-    return np.array(
-        [
-            [
-                np.log1p(len(t.ingredients)) / 3,
-                np.log1p(len(t.instructions)) / 8,
-                np.log1p(t.instructions.count("\n") + 1) / 3,
-            ]
-            for t in texts
-        ],
-        dtype=np.float32,
-    ).reshape(len(texts), 3)
-
-
 class TextClassifier:
     """TF-IDF of word 1–2-grams with one logistic regression per tag (one-vs-rest), per category.
 
@@ -375,6 +220,8 @@ class TextClassifier:
         self.c = c
         self.vectorizer: Any = None
         self.models: dict[str, list[Any]] = {}
+        self.uses_dense = False
+        self.dense_width = 0
 
     def fit(
         self, documents: Sequence[str], labels: dict[str, np.ndarray], dense: np.ndarray | None = None
@@ -405,7 +252,7 @@ class TextClassifier:
         return {slug: self._predict_columns(columns, x) for slug, columns in self.models.items()}
 
     def _join(self, tfidf: Any, dense: np.ndarray | None) -> Any:
-        if not getattr(self, "uses_dense", False):
+        if not self.uses_dense:
             return tfidf
         from scipy import sparse
 
@@ -468,7 +315,7 @@ class LearnedModel:
                 prior=_prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )
-            result[slug] = _sigmoid(features @ model.weights + model.bias)
+            result[slug] = sigmoid(features @ model.weights + model.bias)
         return result
 
     def predict(
@@ -486,15 +333,11 @@ class LearnedModel:
         return results
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
-
-
 def fit(
     *,
     data: LabelledSet,
     categories: Sequence[CategorySpec],
-    k: int = 3,
+    k: int,
     min_labelled: int = 5,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedModel:
@@ -543,7 +386,7 @@ def fit(
         target = y.ravel()
         if target.min() == target.max():
             continue
-        weights, bias, threshold, f1, signals = _fit_stack(features, y, k)
+        weights, bias, threshold, f1, signals = fit_stack(features, y, k)
         models[category.slug] = CategoryModel(
             slug=category.slug,
             tag_slugs=[t.slug for t in category.tags],
@@ -568,86 +411,6 @@ def fit(
         neighbour_labels=labels.matrices,
         text_model=text_model,
     )
-
-
-# Groups of signals the stacking regression may use. Which one serves a category best depends on its
-# labels (a diet that only ingredient words reveal, a cuisine its neighbours know), so each category
-# takes the group, or the average of all groups, with the best cross-validated F1 on its training recipes.
-SIGNAL_GROUPS: dict[str, tuple[str, ...]] = {
-    "all": FEATURES,
-    "text_model": ("text_model",),
-    "text": ("text_model", "text_model_gap", "lexical", "prior"),
-    "embedding": (
-        "zero_shot",
-        "zero_shot_gap",
-        "neighbour_vote",
-        "neighbour_mass",
-        "prototype",
-        "prototype_gap",
-        "prior",
-    ),
-    "text+neighbours": ("text_model", "text_model_gap", "neighbour_vote", "neighbour_mass", "lexical", "prior"),
-}
-# Five folds, not three, each time on two assignments of recipes to folds: the choice between groups was
-# the noisiest step on small label sets.
-STACK_FOLDS = 5
-STACK_REPEATS = 2
-# Inverse regularisation of the stacking regression: its few signals are on different scales, and
-# C=1 shrank the informative ones (cross-validated on the shared datasets, 10 beat 0.05, 1, 100, 1000).
-STACK_C = 10.0
-
-
-def _fit_stack(features: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, float, float, float, str]:
-    """(weights over FEATURES, bias, threshold, cross-validated F1, signals) for one category.
-
-    The candidates are a regression on each group of signals and the average of all of them (in log-odds,
-    so still one linear model); the one with the best cross-validated F1, over STACK_REPEATS assignments
-    of recipes to folds, wins. On a few dozen labelled recipes the choice of one group is noisy, and the
-    average often generalises better."""
-    from sklearn.linear_model import LogisticRegression
-
-    n, t, _ = features.shape
-    rng = np.random.default_rng(0)
-    folds = [np.arange(n) % STACK_FOLDS] + [rng.permutation(n) % STACK_FOLDS for _ in range(STACK_REPEATS - 1)]
-    # group -> logits (repeats * n, t): cross-validated on each fold assignment, stacked.
-    logits_by_group: dict[str, np.ndarray] = {}
-    for group, names in SIGNAL_GROUPS.items():
-        columns = [FEATURES.index(name) for name in names]
-        stacked = []
-        for fold in folds:
-            logits = np.zeros((n, t), dtype=np.float64)
-            for f in range(STACK_FOLDS):
-                inside, outside = fold != f, fold == f
-                y_in = y[inside].ravel()
-                if y_in.min() == y_in.max():
-                    continue
-                model = LogisticRegression(C=STACK_C, max_iter=500).fit(
-                    features[inside][:, :, columns].reshape(-1, len(columns)), y_in
-                )
-                logits[outside] = model.decision_function(
-                    features[outside][:, :, columns].reshape(-1, len(columns))
-                ).reshape(-1, t)
-            stacked.append(logits)
-        logits_by_group[group] = np.concatenate(stacked)
-    y_repeated = np.concatenate([y] * len(folds))
-    scored = [(fit_threshold(logits, y_repeated, k)[1], group) for group, logits in logits_by_group.items()]
-    best_f1, best_group = max(scored)
-    average = np.mean(list(logits_by_group.values()), axis=0)
-    chosen = list(logits_by_group) if fit_threshold(average, y_repeated, k)[1] > best_f1 + 1e-9 else [best_group]
-    weights = np.zeros(len(FEATURES), dtype=np.float64)
-    bias = 0.0
-    for group in chosen:
-        columns = [FEATURES.index(name) for name in SIGNAL_GROUPS[group]]
-        model = LogisticRegression(C=STACK_C, max_iter=500).fit(
-            features[:, :, columns].reshape(-1, len(columns)), y.ravel()
-        )
-        weights[columns] += model.coef_[0] / len(chosen)
-        bias += float(model.intercept_[0]) / len(chosen)
-    # The threshold comes from the cross-validated scores: in-sample ones would be optimistic.
-    scores = _sigmoid(np.mean([logits_by_group[group] for group in chosen], axis=0))
-    threshold, f1 = fit_threshold(scores, y_repeated, k)
-    signals = "average" if len(chosen) > 1 else best_group
-    return weights.astype(np.float32), bias, threshold, f1, signals
 
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:

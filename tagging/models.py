@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from pgvector.django import HnswIndex, VectorField
 
-from tagging.learning import RecipeText
+from autotagger.recipe_text import RecipeText
 
 
 class Strategy(models.TextChoices):
@@ -196,121 +195,3 @@ class TrainingExample(models.Model):
 
     def __str__(self) -> str:
         return f"Example {self.row} of state {self.state_id}"
-
-
-class LLMSource(models.Model):
-    """An OpenAI-compatible chat endpoint that staff can add or retune without a deploy.
-
-    The API key is never stored: `api_key_env` names the environment variable that holds it, so the
-    secret stays in the deployment's environment and a database dump leaks nothing.
-    """
-
-    name = models.SlugField(
-        max_length=50,
-        unique=True,
-        help_text='How code and tagging configs refer to this source. "default" replaces the LLM_* settings.',
-    )
-    base_url = models.CharField(max_length=500, help_text="The API's base URL, e.g. https://api.openai.com/v1.")
-    model = models.CharField(max_length=200)
-    api_key_env = models.CharField(
-        "API key environment variable",
-        max_length=100,
-        blank=True,
-        validators=[
-            RegexValidator(
-                r"^[A-Za-z_][A-Za-z0-9_]*$", "Enter the NAME of an environment variable, e.g. OPENAI_API_KEY."
-            )
-        ],
-        help_text=(
-            "The NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY), never the key "
-            "itself. It must be set in the web and worker processes. Leave blank for an endpoint without a key."
-        ),
-    )
-    timeout_seconds = models.FloatField(default=30.0, help_text="Timeout of one request, in seconds.")
-    max_concurrency = models.PositiveSmallIntegerField(
-        default=4, help_text="Requests in flight at once to this source, across all processes."
-    )
-    price_input_per_1k = models.DecimalField(
-        max_digits=12, decimal_places=6, default=0, help_text="USD per 1,000 input (prompt) tokens."
-    )
-    price_output_per_1k = models.DecimalField(
-        max_digits=12, decimal_places=6, default=0, help_text="USD per 1,000 output (completion) tokens."
-    )
-    supports_json_schema = models.BooleanField(
-        "Supports strict JSON schema",
-        default=True,
-        help_text='Send response_format "json_schema" (strict); otherwise "json_object" and validate the reply.',
-    )
-    supports_batch = models.BooleanField(default=False, help_text="The provider offers a batch API.")
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name = "LLM source"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(base_url__startswith="http://") | Q(base_url__startswith="https://"),
-                name="tagging_llm_source_base_url_http",
-            ),
-            models.CheckConstraint(condition=~Q(model=""), name="tagging_llm_source_model_not_empty"),
-            models.CheckConstraint(condition=Q(timeout_seconds__gt=0), name="tagging_llm_source_timeout_positive"),
-            models.CheckConstraint(condition=Q(max_concurrency__gte=1), name="tagging_llm_source_concurrency_min_1"),
-            models.CheckConstraint(
-                condition=Q(price_input_per_1k__gte=0) & Q(price_output_per_1k__gte=0),
-                name="tagging_llm_source_prices_not_negative",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class LLMCallOutcome(models.TextChoices):
-    OK = "ok", "OK"
-    TIMEOUT = "timeout", "Timeout"
-    CONNECTION = "connection", "Connection error"
-    RATE_LIMITED = "rate_limited", "Rate limited (429)"
-    SERVER_ERROR = "server_error", "Server error (5xx)"
-    BAD_REPLY = "bad_reply", "Bad reply"
-    REFUSED = "refused", "Refused"
-    CLIENT_ERROR = "client_error", "Client error (4xx)"
-
-
-class LLMCall(models.Model):
-    """One HTTP attempt at an LLM (a retried call leaves one row per attempt): the usage and cost ledger.
-
-    `source` is the source's name, not a foreign key, so the ledger outlives a deleted or renamed source
-    and covers the settings-defined "default" source too.
-    """
-
-    source = models.CharField(max_length=50)
-    model = models.CharField(max_length=200)
-    prompt_version = models.CharField(max_length=100, blank=True)
-    run = models.ForeignKey(TaggingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="llm_calls")
-    attempt = models.PositiveSmallIntegerField(default=1)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
-    latency_ms = models.FloatField(default=0.0)
-    cost = models.FloatField(default=0.0, help_text="USD, from the source's prices at the time of the call.")
-    outcome = models.CharField(max_length=20, choices=LLMCallOutcome.choices)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name = "LLM call"
-        constraints = [
-            models.CheckConstraint(condition=Q(cost__gte=0), name="tagging_llm_call_cost_not_negative"),
-            models.CheckConstraint(condition=Q(latency_ms__gte=0), name="tagging_llm_call_latency_not_negative"),
-            models.CheckConstraint(
-                condition=Q(outcome__in=LLMCallOutcome.values), name="tagging_llm_call_outcome_valid"
-            ),
-        ]
-        indexes = [
-            # The daily spend cap sums today's cost before every call; admin totals group by day and source.
-            models.Index(fields=["created_at", "source"], name="tagging_llm_call_day_source"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.source}/{self.model} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M:%S}"

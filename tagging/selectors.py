@@ -30,8 +30,8 @@ def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], 
         Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
         .exclude(embedding__isnull=True)
         .annotate(distance=CosineDistance("embedding", embedding))
-        # Not ORDER BY distance: that would let PostgreSQL use the HNSW index, whose approximate
-        # scan stops after ef_search rows and would silently drop tags of the filtered categories.
+        # Every tag of the categories is scored, exactly: a taxonomy is small enough for a sequential scan,
+        # and an approximate index would stop after ef_search rows and drop tags of the filtered categories.
         .order_by("id")
         .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
     )

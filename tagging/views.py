@@ -10,9 +10,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from prompts.selectors import llm_calls_of_run
+from tagging.dispatch import recipe_tag_adhoc
 from tagging.forms import RecipeTagForm
 from tagging.selectors import jobs_recent, run_get, run_tags_by_category, runs_recent
-from tagging.services import TaggingError, recipe_tag_adhoc
+from tagging.services.config import TaggingError
 from taxonomy.selectors import categories_list
 
 DEMO_RECIPES = Path(__file__).resolve().parent / "data" / "demo_recipes.json"
@@ -76,5 +78,11 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         raise Http404("No such tagging run.")
     groups = run_tags_by_category(run=run)
     timings = [(label, run.timings[key]) for key, label in TIMING_LABELS.items() if key in run.timings]
-    context = {"run": run, "recipe": run.recipe, "groups": groups, "timings": timings}
+    context = {
+        "run": run,
+        "recipe": run.recipe,
+        "groups": groups,
+        "timings": timings,
+        "llm_calls": llm_calls_of_run(run_id=run.pk),
+    }
     return render(request, "tagging/run_detail.html", context)

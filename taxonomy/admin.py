@@ -22,15 +22,15 @@ from django.urls import URLPattern, path, reverse
 from autotagger.uploads import json_upload_load
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import taxonomy_export
-from taxonomy.services import (
+from taxonomy.services.changes import (
     TaxonomyError,
     categories_set_active,
     tag_changed_fields_need_embedding,
     tag_merge,
     tags_schedule_embedding,
     tags_set_active,
-    taxonomy_import,
 )
+from taxonomy.services.documents import taxonomy_import
 
 TAXONOMY_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 

@@ -4,7 +4,9 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import VectorField
+
+from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
 
 class Category(models.Model):
@@ -12,7 +14,8 @@ class Category(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     default_max_tags = models.PositiveSmallIntegerField(
-        default=3, help_text="How many tags this category returns when a request does not set k."
+        default=DEFAULT_TAGS_PER_CATEGORY,
+        help_text="How many tags this category returns when a request does not set k.",
     )
     relevance_threshold = models.FloatField(
         null=True,
@@ -28,7 +31,7 @@ class Category(models.Model):
         verbose_name_plural = "categories"
         constraints = [
             models.CheckConstraint(
-                condition=Q(default_max_tags__gte=1) & Q(default_max_tags__lte=20),
+                condition=Q(default_max_tags__gte=1) & Q(default_max_tags__lte=MAX_TAGS_PER_CATEGORY),
                 name="taxonomy_category_default_max_tags_range",
             ),
             models.CheckConstraint(
@@ -62,15 +65,6 @@ class Tag(models.Model):
             models.UniqueConstraint(fields=["category", "slug"], name="taxonomy_tag_unique_slug_per_category"),
             models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_tag_slug_not_empty"),
             models.CheckConstraint(condition=~Q(name=""), name="taxonomy_tag_name_not_empty"),
-        ]
-        indexes = [
-            HnswIndex(
-                name="taxonomy_tag_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
         ]
 
     def __str__(self) -> str:

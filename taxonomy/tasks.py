@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from taxonomy.services import tags_embed
+from taxonomy.embedding import tags_embed
 
 
 @shared_task(

@@ -12,8 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from tagging.services import TaggingError
-from taxonomy.services import TaxonomyError
+from autotagger.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +40,8 @@ def error_response(*, code: str, message: str, details: Any, status_code: int, h
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, TaggingError):
+    if isinstance(exc, DomainError):
         return error_response(code=exc.code, message=exc.message, details=exc.details, status_code=exc.status)
-    if isinstance(exc, TaxonomyError):
-        return error_response(code="invalid_taxonomy", message=str(exc), details=exc.details, status_code=400)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     if isinstance(exc, Http404):

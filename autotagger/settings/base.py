@@ -197,7 +197,6 @@ EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
 
 # --- Tagging --------------------------------------------------------------------------------
-TAGGING_MAX_K = 20
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).
 TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
 
@@ -212,7 +211,6 @@ LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=4)
 LLM_PRICE_INPUT_PER_1K = env.float("LLM_PRICE_INPUT_PER_1K", default=0.0)
 LLM_PRICE_OUTPUT_PER_1K = env.float("LLM_PRICE_OUTPUT_PER_1K", default=0.0)
 LLM_SUPPORTS_JSON_SCHEMA = env.bool("LLM_SUPPORTS_JSON_SCHEMA", default=True)
-LLM_SUPPORTS_BATCH = env.bool("LLM_SUPPORTS_BATCH", default=False)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 LLM_RETRY_BASE_SECONDS = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 LLM_RETRY_MAX_SECONDS = env.float("LLM_RETRY_MAX_SECONDS", default=8.0)
@@ -224,6 +222,9 @@ LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
 # the LLM decides the middle.
 HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.85)
 HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.2)
+# Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
+# longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
+TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)
 # Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
 TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tagging.learning import ArrayNeighbours, CategorySpec, RecipeText, TextClassifier, fit_threshold
+from autotagger.recipe_text import RecipeText
+from tagging.learning import ArrayNeighbours, CategorySpec, TextClassifier
+from tagging.stacking import fit_threshold
 
 
 @dataclass

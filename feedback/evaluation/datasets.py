@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.utils.text import slugify
-
-from tagging.learning import RecipeText
+from autotagger.recipe_text import RecipeText
+from feedback.jsonl import BadLine, recipe_line_parse, tag_slug
 
 
 class DatasetError(Exception):
@@ -33,12 +31,9 @@ class Dataset:
     vocabulary: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def tag_slug(name: str) -> str:
-    return slugify(name) or hashlib.sha1(name.encode()).hexdigest()[:10]
-
-
 def dataset_read(path: Path) -> Dataset:
-    """Read a labelled JSONL file. Category names are kept as slugs verbatim (`main_ingredient`)."""
+    """Read a labelled JSONL file (feedback.jsonl reads each line, as for the import). Category names are kept
+    as slugs verbatim (`main_ingredient`); tag names become slugs by feedback.jsonl.tag_slug."""
     digest = hashlib.sha256()
     recipes: list[DatasetRecipe] = []
     vocabulary: dict[str, dict[str, str]] = {}
@@ -49,47 +44,22 @@ def dataset_read(path: Path) -> Dataset:
             if not raw.strip():
                 continue
             try:
-                item = json.loads(raw)
-            except ValueError as exc:
-                raise DatasetError(f"{path.name} line {number}: not valid JSON ({exc})") from exc
-            recipe = _recipe(item, where=f"{path.name} line {number}", vocabulary=vocabulary)
-            if recipe.id in seen:
-                raise DatasetError(f"{path.name} line {number}: id {recipe.id!r} appears twice")
-            seen.add(recipe.id)
-            recipes.append(recipe)
+                line = recipe_line_parse(raw, line=number, labeled=True)
+            except BadLine as exc:
+                raise DatasetError(f"{path.name} line {number}: {exc}") from exc
+            if line.external_id in seen:
+                raise DatasetError(f"{path.name} line {number}: id {line.external_id!r} appears twice")
+            seen.add(line.external_id)
+            labels: dict[str, set[str]] = {}
+            for category, names in line.tags.items():
+                words = vocabulary.setdefault(category, {})
+                for name in names:
+                    slug = tag_slug(name)
+                    words.setdefault(slug, name)
+                    labels.setdefault(category, set()).add(slug)
+            text = RecipeText(title=line.title, ingredients=line.ingredients, instructions=line.instructions)
+            recipes.append(DatasetRecipe(id=line.external_id, text=text, labels=labels))
     return Dataset(name=path.stem, sha256=digest.hexdigest(), recipes=recipes, vocabulary=vocabulary)
-
-
-def _recipe(item: object, *, where: str, vocabulary: dict[str, dict[str, str]]) -> DatasetRecipe:
-    if not isinstance(item, dict):
-        raise DatasetError(f"{where}: a recipe must be a JSON object")
-    recipe_id, title = item.get("id"), item.get("title")
-    ingredients, instructions = item.get("ingredients", []), item.get("instructions", "")
-    if not isinstance(recipe_id, (str, int)) or not str(recipe_id).strip():
-        raise DatasetError(f"{where}: 'id' is missing")
-    if not isinstance(title, str) or not title.strip():
-        raise DatasetError(f"{where}: 'title' is missing or empty")
-    if not isinstance(ingredients, list) or not all(isinstance(i, str) for i in ingredients):
-        raise DatasetError(f"{where}: 'ingredients' must be a list of strings")
-    if not isinstance(instructions, str):
-        raise DatasetError(f"{where}: 'instructions' must be a string")
-    tags = item.get("tags") or {}
-    if not isinstance(tags, dict):
-        raise DatasetError(f"{where}: 'tags' must be an object of category -> list of tags")
-    labels: dict[str, set[str]] = {}
-    for category, names in tags.items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise DatasetError(f"{where}: tags of {category!r} must be a list of strings")
-        words = vocabulary.setdefault(category, {})
-        for name in names:
-            slug = tag_slug(name)
-            words.setdefault(slug, name)
-            labels.setdefault(category, set()).add(slug)
-    return DatasetRecipe(
-        id=str(recipe_id),
-        text=RecipeText(title=title, ingredients=ingredients, instructions=instructions),
-        labels=labels,
-    )
 
 
 def fold_of(recipe_id: str, folds: int) -> int:

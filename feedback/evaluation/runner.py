@@ -9,14 +9,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.utils.text import slugify
 
 from feedback.evaluation import metrics
 from feedback.evaluation.baselines import BASELINES, Split
 from feedback.evaluation.datasets import Dataset, DatasetRecipe, fold_of
 from tagging import learning
+from taxonomy.models import Category, Tag
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 Progress = Callable[[str], None]
+# What the tagger as deployed returns for each recipe: category slug -> [(tag slug, score)].
+Predict = Callable[..., list[dict[str, list[tuple[str, float]]]]]
+# The database's labelled recipes as the learner reads them (feedback.training.labelled_data).
+Labelled = tuple[Sequence[Any], learning.LabelledSet, Sequence[learning.CategorySpec]]
 
 
 @dataclass
@@ -245,17 +251,14 @@ def evaluate_with_database(
     k: int,
     categories: Sequence[str] | None,
     embed: Embed,
+    predict: Predict,
+    labelled: Labelled | None,
     progress: Progress | None = None,
 ) -> EvaluationResult:
     """Tag `test` with the tagger as deployed (the database's taxonomy and what it learned from the gold
     labels); the file's labels are only compared, never learned from. The baselines learn from the
-    database's gold labels. Dataset categories are matched to taxonomy categories by slug."""
-    from django.utils.text import slugify
-
-    from tagging.services import recipes_predict
-    from tagging.training import labelled_data
-    from taxonomy.models import Category, Tag
-
+    database's gold labels (`labelled`, None when there are none). `predict` is the tagger as deployed
+    (tagging.services.runs.recipes_predict). Dataset categories are matched to taxonomy categories by slug."""
     say = progress or (lambda message: None)
     wanted = list(categories) if categories else list(test.vocabulary)
     present = set(Category.objects.filter(slug__in=wanted, active=True).values_list("slug", flat=True))
@@ -278,13 +281,12 @@ def evaluate_with_database(
     tagger: list[dict[str, set[str]]] = []
     for recipe, embedding in zip(test.recipes, embeddings, strict=True):
         started = time.perf_counter()
-        result = recipes_predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
+        result = predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
         latencies.append((time.perf_counter() - started) * 1000)
         tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
     gold = [_database_labels(r, tags_by_name) for r in test.recipes]
 
     predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": tagger}
-    labelled = labelled_data()
     specs = {s.slug: s for s in labelled[2]} if labelled else {}
     if labelled is not None and all(slug in specs for slug in slugs):
         _, data, _ = labelled

@@ -12,8 +12,10 @@ from django.test.client import Client
 from django.urls import reverse
 
 from feedback.models import GoldLabel, GoldLabelSource
+from feedback.tests.conftest import GoldLabelFactory
 from tagging.models import Recipe
-from taxonomy.models import Category, Tag
+from tagging.tests.conftest import RecipeFactory
+from taxonomy.models import Category
 
 pytestmark = pytest.mark.django_db
 
@@ -39,29 +41,15 @@ def _messages(response: Any) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
 
 
-@pytest.fixture
-def admin_client_staff(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def cuisine() -> Category:
-    category = Category.objects.create(name="Cuisine", slug="cuisine")
-    Tag.objects.create(category=category, name="Italian", slug="italian")
-    Tag.objects.create(category=category, name="Mexican", slug="mexican")
-    return category
-
-
 def test_the_changelist_lists_the_labels_and_links_to_the_import(
-    admin_client_staff: Client, cuisine: Category, django_assert_max_num_queries: Any
+    staff_browser: Client, cuisine: Category, django_assert_max_num_queries: Any
 ) -> None:
     for n in range(5):
-        recipe = Recipe.objects.create(title=f"Soup {n}", ingredients=["water"], content_hash=str(n))
-        GoldLabel.objects.create(recipe=recipe, tag=cuisine.tags.get(slug="italian"), source=GoldLabelSource.IMPORT)
+        recipe = RecipeFactory(title=f"Soup {n}", ingredients=["water"], content_hash=str(n))
+        GoldLabelFactory(recipe=recipe, tag=cuisine.tags.get(slug="italian"), source=GoldLabelSource.IMPORT)
 
     with django_assert_max_num_queries(12):
-        response = admin_client_staff.get(CHANGELIST)
+        response = staff_browser.get(CHANGELIST)
 
     assert response.status_code == 200
     content = response.content.decode()
@@ -71,8 +59,8 @@ def test_the_changelist_lists_the_labels_and_links_to_the_import(
     assert "Import labelled recipes (JSONL)" in content
 
 
-def test_the_import_page_offers_the_upload_form(admin_client_staff: Client) -> None:
-    response = admin_client_staff.get(IMPORT_URL)
+def test_the_import_page_offers_the_upload_form(staff_browser: Client) -> None:
+    response = staff_browser.get(IMPORT_URL)
 
     assert response.status_code == 200
     content = response.content.decode()
@@ -80,9 +68,7 @@ def test_the_import_page_offers_the_upload_form(admin_client_staff: Client) -> N
         assert f'name="{name}"' in content
 
 
-def test_uploading_a_file_imports_it_and_shows_the_report(
-    admin_client_staff: Client, staff: Any, cuisine: Category
-) -> None:
+def test_uploading_a_file_imports_it_and_shows_the_report(staff_browser: Client, staff: Any, cuisine: Category) -> None:
     upload = _upload(
         "themealdb.jsonl",
         [
@@ -92,7 +78,7 @@ def test_uploading_a_file_imports_it_and_shows_the_report(
         ],
     )
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload, "labeled": "on", "source": ""})
+    response = staff_browser.post(IMPORT_URL, {"file": upload, "labeled": "on", "source": ""})
 
     assert response.status_code == 200
     assert _messages(response) == [
@@ -108,10 +94,10 @@ def test_uploading_a_file_imports_it_and_shows_the_report(
     assert list(GoldLabel.objects.values_list("tag__slug", "created_by")) == [("italian", staff.pk)]
 
 
-def test_create_taxonomy_and_a_source_name_are_applied(admin_client_staff: Client, cuisine: Category) -> None:
+def test_create_taxonomy_and_a_source_name_are_applied(staff_browser: Client, cuisine: Category) -> None:
     upload = _upload("data.jsonl", [json.dumps(_recipe("1", tags={"main_ingredient": ["Beef"]}))])
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         IMPORT_URL, {"file": upload, "labeled": "on", "create_taxonomy": "on", "source": "catalogue"}
     )
 
@@ -121,20 +107,20 @@ def test_create_taxonomy_and_a_source_name_are_applied(admin_client_staff: Clien
     assert list(GoldLabel.objects.values_list("tag__category__slug", "tag__slug")) == [("main_ingredient", "beef")]
 
 
-def test_a_mapping_file_sends_tags_where_it_says(admin_client_staff: Client, cuisine: Category) -> None:
+def test_a_mapping_file_sends_tags_where_it_says(staff_browser: Client, cuisine: Category) -> None:
     upload = _upload("data.jsonl", [json.dumps(_recipe("1", tags={"area": ["Tex-Mex"]}))])
     mapping = SimpleUploadedFile("map.json", json.dumps({"area": {"Tex-Mex": "cuisine/mexican"}}).encode())
 
-    admin_client_staff.post(IMPORT_URL, {"file": upload, "labeled": "on", "mapping": mapping})
+    staff_browser.post(IMPORT_URL, {"file": upload, "labeled": "on", "mapping": mapping})
 
     assert list(GoldLabel.objects.values_list("tag__slug", flat=True)) == ["mexican"]
 
 
-def test_a_mapping_naming_a_missing_tag_imports_nothing(admin_client_staff: Client, cuisine: Category) -> None:
+def test_a_mapping_naming_a_missing_tag_imports_nothing(staff_browser: Client, cuisine: Category) -> None:
     upload = _upload("data.jsonl", [json.dumps(_recipe("1", tags={"area": ["Tex-Mex"]}))])
     mapping = SimpleUploadedFile("map.json", json.dumps({"area": {"Tex-Mex": "cuisine/texmex"}}).encode())
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload, "labeled": "on", "mapping": mapping})
+    response = staff_browser.post(IMPORT_URL, {"file": upload, "labeled": "on", "mapping": mapping})
 
     assert response.status_code == 200
     assert _messages(response) == [
@@ -143,21 +129,21 @@ def test_a_mapping_naming_a_missing_tag_imports_nothing(admin_client_staff: Clie
     assert Recipe.objects.count() == 0
 
 
-def test_a_mapping_file_that_is_not_json_is_refused(admin_client_staff: Client) -> None:
+def test_a_mapping_file_that_is_not_json_is_refused(staff_browser: Client) -> None:
     upload = _upload("data.jsonl", [json.dumps(_recipe("1"))])
     mapping = SimpleUploadedFile("map.json", b"{nope")
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload, "mapping": mapping})
+    response = staff_browser.post(IMPORT_URL, {"file": upload, "mapping": mapping})
 
     assert response.status_code == 200
     assert "The mapping file is not valid JSON (line 1, column 2" in response.content.decode()
     assert Recipe.objects.count() == 0
 
 
-def test_a_file_over_20_mb_is_refused(admin_client_staff: Client) -> None:
+def test_a_file_over_20_mb_is_refused(staff_browser: Client) -> None:
     upload = SimpleUploadedFile("big.jsonl", b"\n" * (20 * 1024 * 1024 + 1))
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload, "labeled": "on"})
+    response = staff_browser.post(IMPORT_URL, {"file": upload, "labeled": "on"})
 
     assert response.status_code == 200
     assert _messages(response) == ["Nothing was imported: please correct the errors below."]

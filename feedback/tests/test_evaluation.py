@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from conftest import SHARED_DATASETS
 from feedback.evaluation.datasets import fold_of
 from feedback.models import EvaluationRun, GoldLabel
-from feedback.services import EvaluationError, evaluation_run
+from feedback.services.evaluation import EvaluationError, evaluation_run
 from tagging.models import Recipe
 
 pytestmark = pytest.mark.django_db
@@ -402,7 +402,7 @@ def test_train_mode_learns_from_one_file_and_scores_another(
     train = _write(tmp_path / "train.jsonl", rows[0::2])
     test = _write(tmp_path / "test.jsonl", rows[1::2])
     # Where there is no Git checkout (the Docker image) the package version stands in for the commit.
-    monkeypatch.setattr("feedback.services.subprocess.run", _no_git)
+    monkeypatch.setattr("feedback.services.evaluation.subprocess.run", _no_git)
     messages: list[str] = []
 
     run = evaluation_run(
@@ -471,8 +471,8 @@ def _bad_json(tmp_path: Path) -> str:
         (["--folds", "1"], "folds must be at least 2, not 1"),
         (["--folds", "41"], "folds (41) cannot exceed the dataset's 40 recipes"),
         (["--folds", "2", "--train", "{tiny}"], "not allowed with argument"),
-        (["--strategy", "llm", "--folds", "2"], "The llm strategy needs an LLM"),
-        (["--strategy", "hybrid", "--folds", "2"], "The hybrid strategy needs an LLM"),
+        (["--strategy", "llm", "--folds", "2"], "does not run the llm strategy yet"),
+        (["--strategy", "hybrid", "--folds", "2"], "does not run the hybrid strategy yet"),
         (["--strategy", "magic", "--folds", "2"], "invalid choice: 'magic'"),
         (["--categories", "cuisine,diet", "--folds", "2"], "The dataset tiny has no tags in diet"),
         (["--categories", " , ", "--folds", "2"], "Name at least one category"),
@@ -498,7 +498,7 @@ def test_a_missing_dataset_is_a_command_error(tmp_path: Path) -> None:
 
 
 def test_a_line_that_is_no_recipe_is_a_command_error_naming_the_line(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match=r"broken.jsonl line 2: not valid JSON"):
+    with pytest.raises(CommandError, match=r"broken.jsonl line 2: invalid JSON"):
         _evaluate(_bad_json(tmp_path), "--folds", "2")
 
     assert not EvaluationRun.objects.exists()

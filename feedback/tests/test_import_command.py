@@ -15,7 +15,7 @@ from conftest import SHARED_DATASETS
 from feedback.models import GoldLabel
 from feedback.selectors import gold_label_stats
 from tagging.models import Recipe
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category
 
 pytestmark = pytest.mark.django_db
 
@@ -39,14 +39,6 @@ def _call(*args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command("import_recipes", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def cuisine() -> Category:
-    category = Category.objects.create(name="Cuisine", slug="cuisine")
-    Tag.objects.create(category=category, name="Italian", slug="italian")
-    Tag.objects.create(category=category, name="Mexican", slug="mexican")
-    return category
 
 
 def test_it_imports_the_file_and_prints_the_counts(tmp_path: Path, cuisine: Category) -> None:

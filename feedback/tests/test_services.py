@@ -12,15 +12,14 @@ from django.db import IntegrityError
 
 from feedback.models import GoldLabel, GoldLabelSource
 from feedback.selectors import gold_label_stats, gold_labels_by_recipe
-from feedback.services import (
-    ImportConfigError,
-    gold_labels_replace,
-    recipes_import,
-)
+from feedback.services.imports import ImportConfigError, recipes_import
+from feedback.services.labels import gold_labels_replace
 from tagging.models import Recipe
-from tagging.services import recipe_content_hash
+from tagging.services.recipes import recipe_content_hash
+from tagging.tests.conftest import RecipeFactory
 from taxonomy import tasks
 from taxonomy.models import Category, Tag
+from taxonomy.tests.conftest import CategoryFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -55,14 +54,14 @@ def _labels(source: str = "testset") -> dict[str, dict[str, set[str]]]:
 
 @pytest.fixture
 def small_taxonomy() -> dict[str, Category]:
-    cuisine = Category.objects.create(name="Cuisine", slug="cuisine", position=0)
-    course = Category.objects.create(name="Course", slug="course", position=1)
-    dish_type = Category.objects.create(name="Dish type", slug="dish_type", position=4)
-    Tag.objects.create(category=cuisine, name="Italian", slug="italian", synonyms=["Italiano"])
-    Tag.objects.create(category=cuisine, name="Mexican", slug="mexican")
-    Tag.objects.create(category=course, name="Main course", slug="main")
-    Tag.objects.create(category=course, name="Dessert", slug="dessert")
-    Tag.objects.create(category=dish_type, name="Pasta", slug="pasta")
+    cuisine = CategoryFactory(name="Cuisine", slug="cuisine", position=0)
+    course = CategoryFactory(name="Course", slug="course", position=1)
+    dish_type = CategoryFactory(name="Dish type", slug="dish_type", position=4)
+    TagFactory(category=cuisine, name="Italian", slug="italian", synonyms=["Italiano"])
+    TagFactory(category=cuisine, name="Mexican", slug="mexican")
+    TagFactory(category=course, name="Main course", slug="main")
+    TagFactory(category=course, name="Dessert", slug="dessert")
+    TagFactory(category=dish_type, name="Pasta", slug="pasta")
     return {"cuisine": cuisine, "course": course, "dish_type": dish_type}
 
 
@@ -179,7 +178,7 @@ def test_reimporting_replaces_the_imported_labels_and_keeps_the_reviewed_ones(
 def test_gold_labels_replace_makes_the_labels_of_one_source_exactly_the_tags_given(
     small_taxonomy: dict[str, Category], staff: Any
 ) -> None:
-    recipe = Recipe.objects.create(title="Carbonara", ingredients=["pasta"], content_hash="x")
+    recipe = RecipeFactory(title="Carbonara", ingredients=["pasta"], content_hash="x")
     italian, mexican, pasta, dessert = (Tag.objects.get(slug=s) for s in ("italian", "mexican", "pasta", "dessert"))
     gold_labels_replace(recipe=recipe, tags=[italian, mexican], source=GoldLabelSource.IMPORT)
     gold_labels_replace(recipe=recipe, tags=[dessert], source=GoldLabelSource.REVIEW, user=staff)

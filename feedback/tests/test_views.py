@@ -78,12 +78,6 @@ def _run(
     return EvaluationRun.objects.create(**values)
 
 
-@pytest.fixture
-def staff_browser(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
-
-
 def _text(response: Any) -> str:
     """The page's text with tags dropped and whitespace squeezed, to assert on what a reader sees."""
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))

@@ -9,7 +9,8 @@ from rest_framework import serializers
 from autotagger.api.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
 from tagging.models import Recipe, RunStatus, Strategy, TaggingRun
 from tagging.selectors import run_tags_by_category
-from tagging.services import TaggingConfig
+from tagging.services.config import TaggingConfig
+from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 
 MAX_INGREDIENTS = 200
 
@@ -41,7 +42,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.SIMILARITY)
     k = StrictIntegerField(
         min_value=1,
-        max_value=settings.TAGGING_MAX_K,
+        max_value=MAX_TAGS_PER_CATEGORY,
         required=False,
         allow_null=True,
         help_text="At most this many tags per category (1–20); each category's default when omitted.",

@@ -1,6 +1,5 @@
 from django.urls import path
 
-from tagging.api.import_views import RecipeImportView
 from tagging.api.views import (
     JobDetailView,
     RecipeDetailView,
@@ -14,7 +13,6 @@ from tagging.api.views import (
 urlpatterns = [
     path("tag", TagView.as_view(), name="api-tag"),
     path("recipes", RecipeListView.as_view(), name="api-recipes"),
-    path("recipes/import", RecipeImportView.as_view(), name="api-recipes-import"),
     path("recipes/tag", RecipesTagJobView.as_view(), name="api-recipes-tag-batch"),
     path("jobs/<int:job_id>", JobDetailView.as_view(), name="api-job"),
     path("recipes/<int:recipe_id>", RecipeDetailView.as_view(), name="api-recipe"),

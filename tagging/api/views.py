@@ -22,16 +22,10 @@ from tagging.api.serializers import (
     TaggingRunSerializer,
     TagRequestSerializer,
 )
+from tagging.dispatch import recipe_tag_adhoc, recipe_tag_request, recipes_tag_job
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
 from tagging.selectors import job_progress, recipe_latest_run, recipes_list, run_get
-from tagging.services import (
-    recipe_create,
-    recipe_delete,
-    recipe_tag_adhoc,
-    recipe_tag_request,
-    recipe_update,
-    recipes_tag_job,
-)
+from tagging.services.recipes import recipe_create, recipe_delete, recipe_update
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input", examples=[examples.ERROR_RESPONSE]),

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from tagging.learning import RecipeText
-from tagging.llm import LLMSourceConfig
+from autotagger.recipe_text import RecipeText
+from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.llm import LLMStats, llm_pick
 from tagging.taggers.similarity import SimilarityTagger

@@ -13,10 +13,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tagging.learning import RecipeText
-from tagging.llm import LLMSourceConfig, chat_json
-from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
-from tagging.taggers.llm_prompt import (
+from autotagger.recipe_text import RecipeText
+from prompts.gateway import chat_json
+from prompts.rendering import (
     PROMPT_VERSION,
     CategoryChoice,
     TagChoice,
@@ -26,6 +25,8 @@ from tagging.taggers.llm_prompt import (
     reply_validate,
     schema_within_limits,
 )
+from prompts.sources import LLMSourceConfig
+from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from taxonomy.models import Tag
 
 

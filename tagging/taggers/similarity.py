@@ -26,7 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tagging.learning import LearnedModel, RecipeText, lexical_evidence
+from autotagger.recipe_text import RecipeText
+from tagging.features import lexical_evidence
+from tagging.learning import LearnedModel
 from tagging.selectors import TagCandidate, tags_with_similarity
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 

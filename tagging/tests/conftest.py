@@ -1,38 +1,68 @@
-"""Fixtures of the tagging app's tests: a real OpenAI-compatible server and the LLM settings pointing at it."""
+"""Factories for the tagging models and the fixtures the tagging tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
 from typing import Any
 
+import factory
 import pytest
+from factory.django import DjangoModelFactory
 
-from tagging.tests.openai_server import OpenAIServer
+from tagging.models import Recipe, Strategy, TagAssignment, TaggingRun
+from tagging.services.recipes import recipe_content_hash, recipe_create
+from taxonomy.tests.conftest import TagFactory
+
+
+class RecipeFactory(DjangoModelFactory):
+    """A stored recipe, written directly (no embedding); `recipe_create` is the service's way in."""
+
+    class Meta:
+        model = Recipe
+
+    title = "Spaghetti carbonara"
+    ingredients = factory.LazyFunction(lambda: ["spaghetti", "eggs", "guanciale"])
+    instructions = ""
+    content_hash = factory.LazyAttribute(
+        lambda recipe: recipe_content_hash(
+            title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions
+        )
+    )
+
+
+class TaggingRunFactory(DjangoModelFactory):
+    class Meta:
+        model = TaggingRun
+
+    recipe = factory.SubFactory(RecipeFactory)
+    strategy = Strategy.SIMILARITY
+
+
+class TagAssignmentFactory(DjangoModelFactory):
+    class Meta:
+        model = TagAssignment
+
+    run = factory.SubFactory(TaggingRunFactory)
+    tag = factory.SubFactory(TagFactory)
+    score = 0.5
+    rank = 1
+
+
+def demo_recipe(demo_recipes: list[dict[str, Any]], title: str, **fields: Any) -> Recipe:
+    """The demo recipe called `title`, stored through `recipe_create`."""
+    data = next(r for r in demo_recipes if r["title"] == title)
+    return recipe_create(
+        title=data["title"], ingredients=data["ingredients"], instructions=data["instructions"], **fields
+    )
 
 
 @pytest.fixture
-def openai_server() -> Iterator[OpenAIServer]:
-    server = OpenAIServer().start()
-    yield server
-    server.stop()
+def carbonara(db: None, demo_recipes: list[dict[str, Any]]) -> Recipe:
+    return demo_recipe(demo_recipes, "Spaghetti Carbonara")
 
 
 @pytest.fixture
-def llm_settings(settings: Any, openai_server: OpenAIServer) -> Any:
-    """The "default" LLM source at the test server, with quick retries and prices that make costs visible."""
-    settings.LLM_BASE_URL = openai_server.url
-    settings.LLM_MODEL = "test-model"
-    settings.LLM_API_KEY = "test-key"
-    settings.LLM_DEFAULT_SOURCE = "default"
-    settings.LLM_TIMEOUT_SECONDS = 5.0
-    settings.LLM_MAX_CONCURRENCY = 4
-    settings.LLM_PRICE_INPUT_PER_1K = 0.5
-    settings.LLM_PRICE_OUTPUT_PER_1K = 1.5
-    settings.LLM_SUPPORTS_JSON_SCHEMA = True
-    settings.LLM_SUPPORTS_BATCH = False
-    settings.LLM_MAX_RETRIES = 3
-    settings.LLM_RETRY_BASE_SECONDS = 0.01
-    settings.LLM_RETRY_MAX_SECONDS = 0.05
-    settings.LLM_SLOT_WAIT_SECONDS = 2.0
-    settings.LLM_DAILY_SPEND_CAP = 0.0
-    return settings
+def worker(celery_worker_process: subprocess.Popen[bytes], taxonomy: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """The worker, with the taxonomy committed where it can see it."""
+    assert celery_worker_process.poll() is None, "the Celery worker has exited; see the test-worker log in .data/"
+    return celery_worker_process

@@ -9,9 +9,10 @@ from django.test.client import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
-from tagging.services import recipe_content_hash
-from taxonomy.models import Category, Tag
+from tagging.models import Recipe, RunStatus, TaggingRun
+from tagging.services.recipes import recipe_content_hash
+from tagging.tests.conftest import RecipeFactory, TagAssignmentFactory, TaggingRunFactory
+from taxonomy.tests.conftest import CategoryFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,37 +20,19 @@ RECIPE_CHANGELIST = reverse("admin:tagging_recipe_changelist")
 RUN_CHANGELIST = reverse("admin:tagging_taggingrun_changelist")
 
 
-def _recipe(title: str = "Spaghetti carbonara", **fields: Any) -> Recipe:
-    fields.setdefault("ingredients", ["spaghetti", "eggs", "guanciale"])
-    fields.setdefault(
-        "content_hash", recipe_content_hash(title=title, ingredients=fields["ingredients"], instructions="")
-    )
-    return Recipe.objects.create(title=title, **fields)
-
-
 def _run(recipe: Recipe, **fields: Any) -> TaggingRun:
-    fields.setdefault("strategy", Strategy.SIMILARITY)
+    """A finished similarity run of `recipe`."""
     fields.setdefault("status", RunStatus.SUCCEEDED)
     fields.setdefault("embedding_model", "all-MiniLM-L6-v2")
-    return TaggingRun.objects.create(recipe=recipe, **fields)
-
-
-@pytest.fixture
-def admin_client_staff(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
+    return TaggingRunFactory(recipe=recipe, **fields)
 
 
 @pytest.fixture
 def run() -> TaggingRun:
-    cuisine = Category.objects.create(name="Cuisine", slug="cuisine")
-    run = _run(_recipe())
-    TagAssignment.objects.create(
-        run=run, tag=Tag.objects.create(category=cuisine, slug="french", name="French"), score=0.61, rank=2
-    )
-    TagAssignment.objects.create(
-        run=run, tag=Tag.objects.create(category=cuisine, slug="italian", name="Italian"), score=0.93, rank=1
-    )
+    cuisine = CategoryFactory(slug="cuisine")
+    run = _run(RecipeFactory())
+    TagAssignmentFactory(run=run, tag=TagFactory(category=cuisine, slug="french"), score=0.61, rank=2)
+    TagAssignmentFactory(run=run, tag=TagFactory(category=cuisine, slug="italian"), score=0.93, rank=1)
     return run
 
 
@@ -78,8 +61,8 @@ def _recipe_form(recipe: Recipe, **changes: Any) -> dict[str, Any]:
 # --- Access ---------------------------------------------------------------------------------------
 
 
-def test_it_shows_recipes_and_runs_to_staff(admin_client_staff: Client, run: TaggingRun) -> None:
-    responses = {url: admin_client_staff.get(url) for url in _admin_urls(run)}
+def test_it_shows_recipes_and_runs_to_staff(staff_browser: Client, run: TaggingRun) -> None:
+    responses = {url: staff_browser.get(url) for url in _admin_urls(run)}
 
     assert {url: r.status_code for url, r in responses.items()} == dict.fromkeys(responses, 200)
     assert b"Spaghetti carbonara" in responses[RECIPE_CHANGELIST].content
@@ -105,12 +88,12 @@ def test_it_keeps_a_non_staff_user_out(client: Client, api_client_user: Any, run
 # --- Runs ---------------------------------------------------------------------------------------
 
 
-def test_it_does_not_let_staff_add_or_edit_runs(admin_client_staff: Client, run: TaggingRun) -> None:
+def test_it_does_not_let_staff_add_or_edit_runs(staff_browser: Client, run: TaggingRun) -> None:
     change_url = reverse("admin:tagging_taggingrun_change", args=[run.pk])
 
-    add = admin_client_staff.get(reverse("admin:tagging_taggingrun_add"))
-    edit = admin_client_staff.post(change_url, {"status": RunStatus.FAILED, "error": "edited", "_save": "Save"})
-    changelist = admin_client_staff.get(RUN_CHANGELIST)
+    add = staff_browser.get(reverse("admin:tagging_taggingrun_add"))
+    edit = staff_browser.post(change_url, {"status": RunStatus.FAILED, "error": "edited", "_save": "Save"})
+    changelist = staff_browser.get(RUN_CHANGELIST)
 
     assert (add.status_code, edit.status_code) == (403, 403)
     assert reverse("admin:tagging_taggingrun_add").encode() not in changelist.content
@@ -118,8 +101,8 @@ def test_it_does_not_let_staff_add_or_edit_runs(admin_client_staff: Client, run:
     assert (run.status, run.error) == (RunStatus.SUCCEEDED, "")
 
 
-def test_it_shows_a_runs_tags_read_only_in_rank_order(admin_client_staff: Client, run: TaggingRun) -> None:
-    response = admin_client_staff.get(reverse("admin:tagging_taggingrun_change", args=[run.pk]))
+def test_it_shows_a_runs_tags_read_only_in_rank_order(staff_browser: Client, run: TaggingRun) -> None:
+    response = staff_browser.get(reverse("admin:tagging_taggingrun_change", args=[run.pk]))
 
     (inline,) = response.context["inline_admin_formsets"]
     rows = [(form.original.tag.slug, form.original.score, form.original.rank) for form in inline]
@@ -135,15 +118,15 @@ def test_it_shows_a_runs_tags_read_only_in_rank_order(admin_client_staff: Client
     assert 'name="_save"' not in content
 
 
-def test_it_lists_runs_in_a_fixed_number_of_queries(admin_client_staff: Client, run: TaggingRun) -> None:
+def test_it_lists_runs_in_a_fixed_number_of_queries(staff_browser: Client, run: TaggingRun) -> None:
     def changelist_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
-            assert admin_client_staff.get(RUN_CHANGELIST).status_code == 200
+            assert staff_browser.get(RUN_CHANGELIST).status_code == 200
         return len(queries)
 
     with_one = changelist_queries()
     for index in range(5):
-        _run(_recipe(f"Recipe {index}"), status=RunStatus.FAILED)
+        _run(RecipeFactory(title=f"Recipe {index}"), status=RunStatus.FAILED)
     with_six = changelist_queries()
 
     assert with_six == with_one
@@ -153,12 +136,12 @@ def test_it_lists_runs_in_a_fixed_number_of_queries(admin_client_staff: Client, 
 
 
 def test_it_rehashes_a_recipe_and_drops_its_embedding_when_staff_edit_its_text(
-    admin_client_staff: Client,
+    staff_browser: Client,
 ) -> None:
-    recipe = _recipe(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
+    recipe = RecipeFactory(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
     ingredients = "200 g spaghetti\n\n2 eggs, beaten\r\n100 g guanciale, diced\n"
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, ingredients=ingredients)
     )
 
@@ -171,11 +154,11 @@ def test_it_rehashes_a_recipe_and_drops_its_embedding_when_staff_edit_its_text(
     assert (recipe.embedding, recipe.embedding_model) == (None, "")
 
 
-def test_it_keeps_a_recipes_embedding_when_staff_change_only_its_source(admin_client_staff: Client) -> None:
-    recipe = _recipe(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
+def test_it_keeps_a_recipes_embedding_when_staff_change_only_its_source(staff_browser: Client) -> None:
+    recipe = RecipeFactory(embedding=[0.1] * settings.EMBEDDING_DIMENSIONS, embedding_model="all-MiniLM-L6-v2")
     original_hash = recipe.content_hash
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, source="import")
     )
 
@@ -185,8 +168,8 @@ def test_it_keeps_a_recipes_embedding_when_staff_change_only_its_source(admin_cl
     assert recipe.embedding is not None
 
 
-def test_it_gives_a_recipe_staff_add_its_content_hash(admin_client_staff: Client) -> None:
-    response = admin_client_staff.post(
+def test_it_gives_a_recipe_staff_add_its_content_hash(staff_browser: Client) -> None:
+    response = staff_browser.post(
         reverse("admin:tagging_recipe_add"),
         {
             "title": " Pad thai ",
@@ -206,10 +189,10 @@ def test_it_gives_a_recipe_staff_add_its_content_hash(admin_client_staff: Client
     )
 
 
-def test_it_refuses_a_recipe_without_ingredients_or_instructions(admin_client_staff: Client) -> None:
-    recipe = _recipe()
+def test_it_refuses_a_recipe_without_ingredients_or_instructions(staff_browser: Client) -> None:
+    recipe = RecipeFactory()
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         reverse("admin:tagging_recipe_change", args=[recipe.pk]), _recipe_form(recipe, ingredients="\n \n")
     )
 
@@ -219,12 +202,12 @@ def test_it_refuses_a_recipe_without_ingredients_or_instructions(admin_client_st
     assert recipe.ingredients == ["spaghetti", "eggs", "guanciale"]
 
 
-def test_it_finds_recipes_by_title_or_external_id(admin_client_staff: Client) -> None:
-    _recipe("Spaghetti carbonara", external_id="abc-1")
-    _recipe("Pad thai", external_id="xyz-9")
+def test_it_finds_recipes_by_title_or_external_id(staff_browser: Client) -> None:
+    RecipeFactory(title="Spaghetti carbonara", external_id="abc-1")
+    RecipeFactory(title="Pad thai", external_id="xyz-9")
 
-    by_title = admin_client_staff.get(RECIPE_CHANGELIST, {"q": "carbonara"})
-    by_external_id = admin_client_staff.get(RECIPE_CHANGELIST, {"q": "xyz-9"})
+    by_title = staff_browser.get(RECIPE_CHANGELIST, {"q": "carbonara"})
+    by_external_id = staff_browser.get(RECIPE_CHANGELIST, {"q": "xyz-9"})
 
     assert [r.title for r in by_title.context["cl"].result_list] == ["Spaghetti carbonara"]
     assert [r.title for r in by_external_id.context["cl"].result_list] == ["Pad thai"]

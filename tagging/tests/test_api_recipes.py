@@ -8,7 +8,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from tagging.models import Recipe, RunStatus, TaggingRun
-from tagging.services import TaggingConfig, recipe_content_hash, recipe_create, recipe_tag
+from tagging.services.config import TaggingConfig
+from tagging.services.recipes import recipe_content_hash, recipe_create
+from tagging.services.runs import recipe_tag
+from tagging.tests.conftest import demo_recipe
+from tagging.tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -17,26 +21,6 @@ LIST_URL = "/api/v1/recipes"
 
 def _url(recipe_id: int) -> str:
     return f"{LIST_URL}/{recipe_id}"
-
-
-def _demo(demo_recipes: list[dict[str, Any]], title: str) -> dict[str, Any]:
-    data = next(r for r in demo_recipes if r["title"] == title)
-    return {"title": data["title"], "ingredients": data["ingredients"], "instructions": data["instructions"]}
-
-
-@pytest.fixture
-def carbonara(demo_recipes: list[dict[str, Any]]) -> Recipe:
-    return recipe_create(**_demo(demo_recipes, "Spaghetti Carbonara"))
-
-
-def _assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def _tag_slugs(run: dict[str, Any], category: str) -> list[str]:
@@ -94,14 +78,14 @@ def test_it_lists_recipes_newest_first_twenty_to_a_page(
 def test_it_lists_only_recipes_whose_latest_successful_run_assigned_the_tag(
     token_client: APIClient, taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    tagged = recipe_create(**_demo(demo_recipes, "Spaghetti Carbonara"))
+    tagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     run = recipe_tag(recipe=tagged, config=TaggingConfig())
     TaggingRun.objects.create(recipe=tagged, strategy="similarity", status=RunStatus.FAILED, error="boom")
-    retagged = recipe_create(**_demo(demo_recipes, "Spaghetti Carbonara"))
+    retagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     recipe_tag(recipe=retagged, config=TaggingConfig())
     recipe_tag(recipe=retagged, config=TaggingConfig(categories=("diet",)))
-    recipe_create(**_demo(demo_recipes, "Spaghetti Carbonara"))
-    recipe_tag(recipe=recipe_create(**_demo(demo_recipes, "Beef Tacos")), config=TaggingConfig())
+    demo_recipe(demo_recipes, "Spaghetti Carbonara")
+    recipe_tag(recipe=demo_recipe(demo_recipes, "Beef Tacos"), config=TaggingConfig())
 
     response = token_client.get(LIST_URL, {"tag": "italian"})
 
@@ -126,13 +110,13 @@ def test_it_narrows_the_tag_filter_to_a_category(
 def test_it_answers_404_for_a_page_past_the_end(token_client: APIClient, carbonara: Recipe) -> None:
     response = token_client.get(LIST_URL, {"page": 2})
 
-    _assert_error(response, status=404, code="not_found")
+    assert_error(response, status=404, code="not_found")
 
 
 def test_it_refuses_an_anonymous_caller(anonymous: APIClient, carbonara: Recipe) -> None:
     response = anonymous.get(LIST_URL)
 
-    _assert_error(response, status=401, code="not_authenticated")
+    assert_error(response, status=401, code="not_authenticated")
 
 
 # --- Create -----------------------------------------------------------------------------------------
@@ -168,7 +152,7 @@ def test_it_refuses_an_external_id_the_same_source_already_used(token_client: AP
 
     response = token_client.post(LIST_URL, {**request, "title": "Other toast"}, format="json")
 
-    error = _assert_error(response, status=409, code="conflict")
+    error = assert_error(response, status=409, code="conflict")
     assert error["details"] == {"external_id": "sku-1", "source": "catalogue"}
     assert "sku-1" in error["message"]
     assert list(Recipe.objects.values_list("title", flat=True)) == ["Toast"]
@@ -187,7 +171,7 @@ def test_it_accepts_the_same_external_id_from_another_source(token_client: APICl
 def test_it_refuses_to_create_a_recipe_with_neither_ingredients_nor_instructions(token_client: APIClient) -> None:
     response = token_client.post(LIST_URL, {"title": "Toast", "ingredients": [" "]}, format="json")
 
-    error = _assert_error(response, status=400, code="invalid")
+    error = assert_error(response, status=400, code="invalid")
     assert list(error["details"]) == ["ingredients"]
     assert Recipe.objects.count() == 0
 
@@ -290,7 +274,7 @@ def test_it_refuses_a_patch_that_empties_the_recipe_and_keeps_it_unchanged(
 
     response = token_client.patch(_url(carbonara.pk), patch, format="json")
 
-    error = _assert_error(response, status=400, code=code)
+    error = assert_error(response, status=400, code=code)
     assert field in error["details"]
     assert _stored(carbonara) == before
 
@@ -300,7 +284,7 @@ def test_it_refuses_a_patch_with_a_wrongly_typed_field(token_client: APIClient, 
 
     response = token_client.patch(_url(carbonara.pk), {"ingredients": "eggs, pasta"}, format="json")
 
-    error = _assert_error(response, status=400, code="invalid")
+    error = assert_error(response, status=400, code="invalid")
     assert list(error["details"]) == ["ingredients"]
     assert _stored(carbonara) == before
 
@@ -330,7 +314,7 @@ def test_it_refuses_a_put_that_leaves_out_the_title(token_client: APIClient, car
 
     response = token_client.put(_url(carbonara.pk), {"ingredients": ["eggs"]}, format="json")
 
-    error = _assert_error(response, status=400, code="invalid")
+    error = assert_error(response, status=400, code="invalid")
     assert list(error["details"]) == ["title"]
     assert _stored(carbonara) == before
 
@@ -341,7 +325,7 @@ def test_it_refuses_to_change_external_id_to_one_the_source_already_uses(token_c
 
     response = token_client.patch(_url(other.pk), {"external_id": "sku-1"}, format="json")
 
-    _assert_error(response, status=409, code="conflict")
+    assert_error(response, status=409, code="conflict")
     assert _stored(other)["external_id"] == "sku-2"
 
 
@@ -368,8 +352,8 @@ def test_it_deletes_a_recipe_and_its_runs(token_client: APIClient, taxonomy: dic
     assert response.content == b""
     assert not Recipe.objects.filter(pk=carbonara.pk).exists()
     assert not TaggingRun.objects.filter(recipe_id=carbonara.pk).exists()
-    _assert_error(token_client.get(_url(carbonara.pk)), status=404, code="not_found")
-    _assert_error(token_client.delete(_url(carbonara.pk)), status=404, code="not_found")
+    assert_error(token_client.get(_url(carbonara.pk)), status=404, code="not_found")
+    assert_error(token_client.delete(_url(carbonara.pk)), status=404, code="not_found")
 
 
 @pytest.mark.parametrize(
@@ -386,7 +370,7 @@ def test_it_deletes_a_recipe_and_its_runs(token_client: APIClient, taxonomy: dic
 def test_it_answers_404_with_the_error_shape_for_an_unknown_id(token_client: APIClient, method: str, path: str) -> None:
     response = getattr(token_client, method)(path, {"title": "Toast"}, format="json")
 
-    error = _assert_error(response, status=404, code="not_found")
+    error = assert_error(response, status=404, code="not_found")
     assert error["details"] == {}
 
 
@@ -426,5 +410,5 @@ def test_it_refuses_to_tag_a_stored_recipe_with_an_invalid_request_and_stores_no
 ) -> None:
     response = token_client.post(f"{_url(carbonara.pk)}/tag", request_body, format="json")
 
-    _assert_error(response, status=400, code=code)
+    assert_error(response, status=400, code=code)
     assert TaggingRun.objects.count() == 0

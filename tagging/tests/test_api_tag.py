@@ -19,7 +19,8 @@ URL = "/api/v1/tag"
 
 
 @pytest.fixture
-def carbonara(demo_recipes: list[dict[str, Any]]) -> dict[str, Any]:
+def carbonara_payload(demo_recipes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a client posts to tag Spaghetti Carbonara."""
     recipe = next(r for r in demo_recipes if r["title"] == "Spaghetti Carbonara")
     return {"title": recipe["title"], "ingredients": recipe["ingredients"], "instructions": recipe["instructions"]}
 
@@ -40,9 +41,9 @@ def _assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
 
 
 def test_it_answers_with_the_run_and_its_tags_grouped_by_category(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = token_client.post(URL, carbonara, format="json")
+    response = token_client.post(URL, carbonara_payload, format="json")
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -70,15 +71,15 @@ def test_it_answers_with_the_run_and_its_tags_grouped_by_category(
 
 
 def test_it_stores_the_recipe_and_the_run(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any], api_client_user: Any
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any], api_client_user: Any
 ) -> None:
-    response = token_client.post(URL, {**carbonara, "k": 1, "categories": ["diet", "cuisine"]}, format="json")
+    response = token_client.post(URL, {**carbonara_payload, "k": 1, "categories": ["diet", "cuisine"]}, format="json")
 
     body = response.json()
     recipe = Recipe.objects.get(pk=body["recipe_id"])
     assert recipe.title == "Spaghetti Carbonara"
-    assert recipe.ingredients == carbonara["ingredients"]
-    assert recipe.instructions == carbonara["instructions"]
+    assert recipe.ingredients == carbonara_payload["ingredients"]
+    assert recipe.instructions == carbonara_payload["instructions"]
     assert recipe.source == "api"
     assert recipe.embedding is not None
     run = TaggingRun.objects.get(pk=body["id"])
@@ -93,9 +94,9 @@ def test_it_stores_the_recipe_and_the_run(
 
 
 def test_it_applies_k_categories_and_threshold_from_the_request(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    request = {**carbonara, "k": 1, "categories": ["dish_type", "occasion"], "threshold": 0.7}
+    request = {**carbonara_payload, "k": 1, "categories": ["dish_type", "occasion"], "threshold": 0.7}
 
     response = token_client.post(URL, request, format="json")
 
@@ -149,9 +150,9 @@ def test_it_refuses_an_invalid_request_naming_the_field(
 
 
 def test_it_refuses_an_unknown_category_and_lists_it(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    request = {**carbonara, "categories": ["cuisine", "spaceship", "diet", "time_machine"]}
+    request = {**carbonara_payload, "categories": ["cuisine", "spaceship", "diet", "time_machine"]}
 
     response = token_client.post(URL, request, format="json")
 
@@ -162,9 +163,9 @@ def test_it_refuses_an_unknown_category_and_lists_it(
 
 
 def test_it_refuses_an_empty_category_list_instead_of_tagging_nothing(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = token_client.post(URL, {**carbonara, "categories": []}, format="json")
+    response = token_client.post(URL, {**carbonara_payload, "categories": []}, format="json")
 
     error = _assert_error(response, status=400, code="invalid")
     assert list(error["details"]) == ["categories"]
@@ -172,11 +173,11 @@ def test_it_refuses_an_empty_category_list_instead_of_tagging_nothing(
 
 
 def test_it_refuses_an_inactive_category_like_an_unknown_one(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
     Category.objects.filter(slug="occasion").update(active=False)
 
-    response = token_client.post(URL, {**carbonara, "categories": ["cuisine", "occasion"]}, format="json")
+    response = token_client.post(URL, {**carbonara_payload, "categories": ["cuisine", "occasion"]}, format="json")
 
     error = _assert_error(response, status=400, code="unknown_category")
     assert error["details"] == {"categories": ["occasion"]}
@@ -185,9 +186,9 @@ def test_it_refuses_an_inactive_category_like_an_unknown_one(
 
 @pytest.mark.parametrize("strategy", ["llm", "hybrid"])
 def test_it_explains_that_an_llm_strategy_needs_llm_settings(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any], strategy: str
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any], strategy: str
 ) -> None:
-    response = token_client.post(URL, {**carbonara, "strategy": strategy}, format="json")
+    response = token_client.post(URL, {**carbonara_payload, "strategy": strategy}, format="json")
 
     error = _assert_error(response, status=400, code="llm_not_configured")
     assert "LLM_BASE_URL" in error["message"]
@@ -204,9 +205,9 @@ def test_it_refuses_malformed_json(token_client: APIClient, taxonomy: dict[str, 
 
 
 def test_it_refuses_a_json_array_body(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = token_client.post(URL, json.dumps([carbonara]), content_type="application/json")
+    response = token_client.post(URL, json.dumps([carbonara_payload]), content_type="application/json")
 
     error = _assert_error(response, status=400, code="invalid")
     assert list(error["details"]) == ["non_field_errors"]
@@ -214,9 +215,9 @@ def test_it_refuses_a_json_array_body(
 
 
 def test_it_refuses_a_body_over_100_kb_with_413(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    body = json.dumps({**carbonara, "instructions": "Stir. " * 20_000})
+    body = json.dumps({**carbonara_payload, "instructions": "Stir. " * 20_000})
     assert len(body.encode()) > 100 * 1024
 
     response = token_client.post(URL, body, content_type="application/json")
@@ -237,9 +238,9 @@ def test_it_refuses_a_body_that_is_not_json(token_client: APIClient, taxonomy: d
 
 
 def test_it_refuses_an_anonymous_caller_with_401(
-    anonymous: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    anonymous: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = anonymous.post(URL, carbonara, format="json")
+    response = anonymous.post(URL, carbonara_payload, format="json")
 
     error = _assert_error(response, status=401, code="not_authenticated")
     assert error["details"] == {}
@@ -248,42 +249,42 @@ def test_it_refuses_an_anonymous_caller_with_401(
 
 
 def test_it_refuses_a_wrong_token_with_401(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token 0000000000000000000000000000000000000000")
 
-    response = client.post(URL, carbonara, format="json")
+    response = client.post(URL, carbonara_payload, format="json")
 
     _assert_error(response, status=401, code="authentication_failed")
     assert Recipe.objects.count() == 0
 
 
 def test_it_tags_for_a_caller_with_a_token(
-    token_client: APIClient, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    token_client: APIClient, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = token_client.post(URL, carbonara, format="json")
+    response = token_client.post(URL, carbonara_payload, format="json")
 
     assert response.status_code == 200
     assert response.json()["status"] == "succeeded"
 
 
 def test_it_tags_for_staff_logged_in_with_a_session(
-    staff_client: APIClient, staff: Any, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    staff_client: APIClient, staff: Any, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
-    response = staff_client.post(URL, carbonara, format="json")
+    response = staff_client.post(URL, carbonara_payload, format="json")
 
     assert response.status_code == 200
     assert TaggingRun.objects.get(pk=response.json()["id"]).created_by == staff
 
 
 def test_it_requires_a_csrf_token_from_a_session_caller(
-    staff: Any, taxonomy: dict[str, Any], carbonara: dict[str, Any]
+    staff: Any, taxonomy: dict[str, Any], carbonara_payload: dict[str, Any]
 ) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(staff)
 
-    response = browser.post(URL, json.dumps(carbonara), content_type="application/json")
+    response = browser.post(URL, json.dumps(carbonara_payload), content_type="application/json")
 
     error = _assert_error(response, status=403, code="permission_denied")
     assert "CSRF" in error["message"]

@@ -21,12 +21,6 @@ def _carbonara(demo_recipes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def staff_browser(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
-
-
 def test_it_sends_an_anonymous_visitor_to_the_login_page(client: Client) -> None:
     response = client.get("/")
 
@@ -164,7 +158,9 @@ def test_it_lists_recent_runs_without_a_query_per_run(
 
 
 def test_it_shows_batch_jobs_with_their_progress(staff_browser: Client, taxonomy: Any) -> None:
-    from tagging.services import TaggingConfig, recipe_create, recipes_tag_job
+    from tagging.dispatch import recipes_tag_job
+    from tagging.services.config import TaggingConfig
+    from tagging.services.recipes import recipe_create
 
     recipes = [recipe_create(title=f"Toast {i}", ingredients=["bread"], instructions="") for i in range(2)]
     job = recipes_tag_job(recipe_ids=[r.pk for r in recipes], filters=None, config=TaggingConfig())

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagging import learning
-from tagging.learning import CategorySpec, LabelledSet, RecipeText, TagSpec, TextClassifier
+from autotagger.recipe_text import RecipeText
+from tagging import features as text_features
+from tagging import learning, stacking
+from tagging.learning import CategorySpec, LabelledSet, TagSpec, TextClassifier
 
 # Both kinds are written with the same words, as many of them: only the recipe's structure (one line of
 # ingredients and one paragraph of method, or a list and numbered steps) tells the quick ones apart.
@@ -43,7 +45,7 @@ def test_structure_grows_with_the_ingredient_list_and_the_method() -> None:
         instructions="\n".join(["Soak the beans.", "Brown the meat.", "Layer everything.", "Bake for hours."] * 3),
     )
 
-    features = learning.structure([short, long])
+    features = text_features.structure([short, long])
 
     assert features.shape == (2, 3)
     assert (features[1] > features[0]).all()
@@ -58,7 +60,7 @@ def test_the_text_model_learns_a_tag_that_only_the_recipes_structure_reveals(
     documents = [t.for_embedding() for t in texts]
     labels = {"speed": quick[:, None]}
 
-    with_structure = TextClassifier().fit(documents, labels, learning.structure(texts))["speed"]
+    with_structure = TextClassifier().fit(documents, labels, text_features.structure(texts))["speed"]
     words_only = TextClassifier().fit(documents, labels)["speed"]
 
     assert _accuracy(with_structure, quick) > 0.95
@@ -68,7 +70,7 @@ def test_the_text_model_learns_a_tag_that_only_the_recipes_structure_reveals(
 def test_a_text_model_fitted_with_structure_needs_it_to_predict(recipes: tuple[list[RecipeText], np.ndarray]) -> None:
     texts, quick = recipes
     model = TextClassifier()
-    model.fit([t.for_embedding() for t in texts], {"speed": quick[:, None]}, learning.structure(texts))
+    model.fit([t.for_embedding() for t in texts], {"speed": quick[:, None]}, text_features.structure(texts))
 
     with pytest.raises(ValueError, match="dense features"):
         model.probabilities(["Rice dish. Ingredients: rice."])
@@ -98,11 +100,11 @@ def test_the_learned_tagger_tags_a_new_short_recipe_quick(recipes: tuple[list[Re
 
     expected = [["quick"] if i % 2 == 0 else ["slow"] for i in range(len(new))]
     assert [[tag for tag, _ in p["speed"]] for p in predicted] == expected
-    assert model.categories["speed"].signals in {*learning.SIGNAL_GROUPS, "average"}
+    assert model.categories["speed"].signals in {*stacking.SIGNAL_GROUPS, "average"}
 
 
 def test_ingredient_kinds_name_what_a_recipe_is_made_of() -> None:
-    kinds = list(learning.INGREDIENT_KINDS)
+    kinds = list(text_features.INGREDIENT_KINDS)
     carbonara = RecipeText(
         title="Carbonara", ingredients=["200 g spaghetti", "100 g pancetta", "3 eggs", "Parmesan"], instructions=""
     )
@@ -112,7 +114,7 @@ def test_ingredient_kinds_name_what_a_recipe_is_made_of() -> None:
         instructions="",
     )
 
-    features = learning.ingredient_kinds([carbonara, vegan_curry])
+    features = text_features.ingredient_kinds([carbonara, vegan_curry])
 
     assert features.shape == (2, len(kinds))
     made_of = [{kind for kind, value in zip(kinds, row, strict=True) if value > 0} for row in features]
@@ -139,12 +141,12 @@ def test_the_text_model_carries_a_diet_learned_on_some_meats_to_meats_it_never_s
     documents = [t.for_embedding() for t in training]
 
     with_kinds = TextClassifier()
-    with_kinds.fit(documents, labels, learning.dense_features(training))
+    with_kinds.fit(documents, labels, text_features.dense_features(training))
     words_only = TextClassifier()
     words_only.fit(documents, labels)
 
     vegetarian_with_kinds = with_kinds.probabilities(
-        [t.for_embedding() for t in unseen], learning.dense_features(unseen)
+        [t.for_embedding() for t in unseen], text_features.dense_features(unseen)
     )["diet"][:, 0]
     vegetarian_words_only = words_only.probabilities([t.for_embedding() for t in unseen])["diet"][:, 0]
     assert (vegetarian_with_kinds < 0.5).all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from unittest.mock import Mock
 
@@ -11,13 +10,15 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from conftest import DEFAULT_TAXONOMY, DEMO_RECIPES
-from tagging import services
+from conftest import DEMO_RECIPES
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.selectors import run_get, run_tags_by_category
-from tagging.services import TaggingConfig, recipe_create, recipe_tag
+from tagging.services import recipes as recipe_services
+from tagging.services.config import TaggingConfig
+from tagging.services.recipes import recipe_create
+from tagging.services.runs import recipe_tag
+from tagging.tests.conftest import demo_recipe
 from taxonomy.models import Category, Tag
-from taxonomy.services import taxonomy_import
 
 pytestmark = pytest.mark.django_db
 
@@ -26,28 +27,9 @@ Scored = tuple[str, float, int]  # (tag slug, score, rank)
 DEMO = json.loads(DEMO_RECIPES.read_text())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _taxonomy_committed_for_this_module(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Commit the default taxonomy once for the ~130 tests below.
-
-    The `taxonomy` fixture then finds every tag unchanged and re-imports it in a few queries, instead of
-    inserting and re-embedding 193 tags per test; each test's own changes still roll back with it.
-    """
-    with django_db_blocker.unblock():
-        taxonomy_import(data=json.loads(DEFAULT_TAXONOMY.read_text()), embed_now=True)
-    yield
-    with django_db_blocker.unblock():
-        Category.objects.all().delete()
-
-
 @pytest.fixture(params=[r["title"] for r in DEMO], ids=[r["external_id"].removeprefix("demo-") for r in DEMO])
 def recipe(request: pytest.FixtureRequest, taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]) -> Recipe:
-    return _recipe(demo_recipes, request.param)
-
-
-def _recipe(demo_recipes: list[dict[str, Any]], title: str) -> Recipe:
-    data = next(r for r in demo_recipes if r["title"] == title)
-    return recipe_create(title=data["title"], ingredients=data["ingredients"], instructions=data["instructions"])
+    return demo_recipe(demo_recipes, request.param)
 
 
 def _tags(run: TaggingRun) -> dict[str, list[Scored]]:
@@ -145,7 +127,7 @@ def test_it_never_returns_an_inactive_tag(recipe: Recipe) -> None:
 def test_it_drops_italian_from_the_carbonara_once_italian_is_deactivated(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    carbonara = _recipe(demo_recipes, "Spaghetti Carbonara")
+    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     assert "italian" in _slugs(_tags(recipe_tag(recipe=carbonara, config=TaggingConfig()))["cuisine"])
     Tag.objects.filter(category__slug="cuisine", slug="italian").update(active=False)
 
@@ -200,7 +182,7 @@ def test_it_applies_each_categorys_own_threshold_when_the_request_sets_none(reci
 def test_it_lets_the_requests_threshold_admit_a_tag_below_the_categorys_own(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    curry = _recipe(demo_recipes, "Vegan Red Lentil Curry with Coconut Milk")
+    curry = demo_recipe(demo_recipes, "Vegan Red Lentil Curry with Coconut Milk")
     cuisine = Category.objects.get(slug="cuisine")
     default = _tags(recipe_tag(recipe=curry, config=TaggingConfig(k=3, categories=("cuisine",))))["cuisine"]
     assert "indian" not in _slugs(default)
@@ -214,7 +196,7 @@ def test_it_lets_the_requests_threshold_admit_a_tag_below_the_categorys_own(
 def test_it_lets_the_requests_threshold_remove_a_tag_above_the_categorys_own(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    carbonara = _recipe(demo_recipes, "Spaghetti Carbonara")
+    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     default = _tags(recipe_tag(recipe=carbonara, config=TaggingConfig(categories=("dish_type",))))["dish_type"]
     sauce = next(score for slug, score, _ in default if slug == "sauce")
     assert 0.7 <= sauce < 0.75
@@ -230,7 +212,7 @@ def test_it_lets_the_requests_threshold_remove_a_tag_above_the_categorys_own(
 def test_it_returns_an_empty_list_for_every_category_when_nothing_reaches_the_threshold(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    pancakes = _recipe(demo_recipes, "Blueberry Pancakes")
+    pancakes = demo_recipe(demo_recipes, "Blueberry Pancakes")
     assert max(score for tags in _candidates(pancakes).values() for _, score, _ in tags) < 0.99
 
     run = recipe_tag(recipe=pancakes, config=TaggingConfig(threshold=0.99))
@@ -247,7 +229,7 @@ def test_it_returns_an_empty_list_for_every_category_when_nothing_reaches_the_th
 def test_it_still_lists_a_category_that_got_no_tags_beside_one_that_did(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    carbonara = _recipe(demo_recipes, "Spaghetti Carbonara")
+    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara")
 
     run = recipe_tag(recipe=carbonara, config=TaggingConfig(categories=("cuisine", "occasion")))
 
@@ -263,7 +245,7 @@ def test_it_still_lists_a_category_that_got_no_tags_beside_one_that_did(
 def test_it_tags_the_carbonara_italian_and_pasta_and_not_japanese(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    carbonara = _recipe(demo_recipes, "Spaghetti Carbonara")
+    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara")
 
     tags = _tags(recipe_tag(recipe=carbonara, config=TaggingConfig()))
 
@@ -275,7 +257,7 @@ def test_it_tags_the_carbonara_italian_and_pasta_and_not_japanese(
 def test_it_tags_the_red_lentil_curry_vegan_and_not_beef(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
 ) -> None:
-    curry = _recipe(demo_recipes, "Vegan Red Lentil Curry with Coconut Milk")
+    curry = demo_recipe(demo_recipes, "Vegan Red Lentil Curry with Coconut Milk")
 
     tags = _tags(recipe_tag(recipe=curry, config=TaggingConfig()))
 
@@ -285,7 +267,7 @@ def test_it_tags_the_red_lentil_curry_vegan_and_not_beef(
 
 
 def test_it_tags_the_beef_tacos_mexican_and_beef(taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]) -> None:
-    tacos = _recipe(demo_recipes, "Beef Tacos")
+    tacos = demo_recipe(demo_recipes, "Beef Tacos")
 
     tags = _tags(recipe_tag(recipe=tacos, config=TaggingConfig()))
 
@@ -294,7 +276,7 @@ def test_it_tags_the_beef_tacos_mexican_and_beef(taxonomy: dict[str, Any], demo_
 
 
 def test_it_tags_the_miso_ramen_japanese(taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]) -> None:
-    ramen = _recipe(demo_recipes, "Miso Ramen")
+    ramen = demo_recipe(demo_recipes, "Miso Ramen")
 
     tags = _tags(recipe_tag(recipe=ramen, config=TaggingConfig()))
 
@@ -307,12 +289,12 @@ def test_it_tags_the_miso_ramen_japanese(taxonomy: dict[str, Any], demo_recipes:
 def test_it_reuses_the_stored_embedding_of_identical_content_without_calling_the_model(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = _recipe(demo_recipes, "Miso Ramen")
+    first = demo_recipe(demo_recipes, "Miso Ramen")
     first_run = recipe_tag(recipe=first, config=TaggingConfig())
-    second = _recipe(demo_recipes, "Miso Ramen")
+    second = demo_recipe(demo_recipes, "Miso Ramen")
     assert second.content_hash == first.content_hash
-    model = Mock(wraps=services.embeddings_create)
-    monkeypatch.setattr(services, "embeddings_create", model)
+    model = Mock(wraps=recipe_services.embeddings_create)
+    monkeypatch.setattr(recipe_services, "embeddings_create", model)
 
     second_run = recipe_tag(recipe=second, config=TaggingConfig())
 
@@ -329,13 +311,13 @@ def test_it_reuses_the_stored_embedding_of_identical_content_without_calling_the
 def test_it_embeds_changed_content_afresh(
     taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ramen = _recipe(demo_recipes, "Miso Ramen")
+    ramen = demo_recipe(demo_recipes, "Miso Ramen")
     recipe_tag(recipe=ramen, config=TaggingConfig())
     variant = recipe_create(
         title="Miso Ramen with Corn", ingredients=ramen.ingredients, instructions=ramen.instructions
     )
-    model = Mock(wraps=services.embeddings_create)
-    monkeypatch.setattr(services, "embeddings_create", model)
+    model = Mock(wraps=recipe_services.embeddings_create)
+    monkeypatch.setattr(recipe_services, "embeddings_create", model)
 
     recipe_tag(recipe=variant, config=TaggingConfig())
 

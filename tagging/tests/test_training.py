@@ -6,14 +6,17 @@ import json
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from conftest import wait_for
 from feedback.models import GoldLabel, GoldLabelSource
+from feedback.training import tagger_fit, tagger_fit_is_current, tagger_refit
 from tagging import learning
 from tagging.models import Recipe, TaggerState, TrainingExample
-from tagging.services import TaggingConfig, recipe_create, recipe_tag
-from tagging.training import learned_model_active, tagger_fit, tagger_fit_is_current, tagger_refit
+from tagging.services.config import TaggingConfig
+from tagging.services.recipes import recipe_create
+from tagging.services.runs import recipe_tag
+from tagging.services.tagger_state import learned_model_active
 from taxonomy.models import Category, Tag
 
 # A verdict no tag description can reveal: only labelled examples teach it.
@@ -147,7 +150,7 @@ def test_a_refit_is_skipped_when_the_state_already_reflects_the_labels(labelled:
     assert tagger_refit() is not None
 
 
-def test_a_state_fitted_by_an_older_release_serves_until_the_periodic_check_refits_it(
+def test_a_state_fitted_by_an_older_release_is_zero_shot_until_the_periodic_check_refits_it(
     labelled: Category,
 ) -> None:
     old = tagger_fit()
@@ -155,33 +158,34 @@ def test_a_state_fitted_by_an_older_release_serves_until_the_periodic_check_refi
     old.fitted_on = {key: value for key, value in old.fitted_on.items() if key != "version"}  # as release 1 stored it
     old.save(update_fields=["fitted_on"])
 
-    assert learned_model_active() is not None
+    assert learned_model_active() is None
     assert not tagger_fit_is_current()
     new = tagger_refit()
 
     assert new is not None
     assert new.fitted_on["version"] == learning.MODEL_VERSION
     assert tagger_fit_is_current()
+    assert learned_model_active() is not None
 
 
 def test_a_state_fitted_by_an_incompatible_release_leaves_the_tagger_zero_shot(labelled: Category) -> None:
+    zero_shot = _verdict(*NEW_GROWN_UPS)
     state = tagger_fit()
     assert state is not None
-    state.fitted_on = {**state.fitted_on, "version": max(learning.COMPATIBLE_VERSIONS) + 1}
+    assert _verdict(*NEW_GROWN_UPS) != zero_shot, "the premise: the fitted state changes this verdict"
+    state.fitted_on = {**state.fitted_on, "version": learning.MODEL_VERSION + 1}
     state.save(update_fields=["fitted_on"])
 
     assert learned_model_active() is None
-    assert set(_verdict(*NEW_KIDS)) <= {"kids", "grown-ups"}  # zero-shot still answers
+    assert _verdict(*NEW_GROWN_UPS) == zero_shot
     assert not tagger_fit_is_current()
 
 
 def test_a_refit_request_superseded_by_a_later_one_does_nothing(labelled: Category) -> None:
-    import redis
-    from django.conf import settings
+    from autotagger.redis import redis_client
+    from feedback.training import REFIT_KEY
 
-    from tagging.training import REFIT_KEY
-
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client = redis_client()
     client.set(REFIT_KEY, "2000.0")
 
     result = tagger_refit(requested_at=1000.0)
@@ -196,7 +200,7 @@ def test_a_refit_request_superseded_by_a_later_one_does_nothing(labelled: Catego
 def test_the_worker_refits_after_gold_labels_are_imported(
     celery_worker_process: Any, verdicts: Category, settings: Any
 ) -> None:
-    from feedback.services import recipes_import
+    from feedback.services.imports import recipes_import
 
     settings.TAGGER_REFIT_DEBOUNCE_SECONDS = 0.5
     examples = [(t, ing, "kids") for t, ing in KIDS] + [(t, ing, "grown-ups") for t, ing in GROWN_UPS]
@@ -212,3 +216,18 @@ def test_the_worker_refits_after_gold_labels_are_imported(
     state = TaggerState.objects.get(active=True)
     assert state.fitted_on["labels"] == 24
     assert Recipe.objects.filter(source="verdicts").count() == 24
+
+
+@pytest.mark.django_db
+def test_labelled_recipes_are_searched_through_an_hnsw_index_for_cosine_distance() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes WHERE indexname = %s", ["tagging_example_embedding_hnsw"]
+        )
+        rows = cursor.fetchall()
+
+    assert len(rows) == 1
+    table, definition = rows[0]
+    assert table == "tagging_trainingexample"
+    assert "USING hnsw" in definition
+    assert "(embedding vector_cosine_ops)" in definition

@@ -13,11 +13,13 @@ from django.test.client import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingRun
+from tagging.models import RunStatus, TagAssignment, TaggingRun
+from tagging.tests.conftest import RecipeFactory, TagAssignmentFactory, TaggingRunFactory
 from taxonomy import tasks
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import taxonomy_export
-from taxonomy.services import taxonomy_import
+from taxonomy.services.documents import taxonomy_import
+from taxonomy.tests.conftest import CategoryFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +29,9 @@ EXPORT_URL = reverse("admin:taxonomy_category_export")
 IMPORT_URL = reverse("admin:taxonomy_category_import")
 
 
-def _category(slug: str, *, position: int = 0, active: bool = True) -> Category:
-    return Category.objects.create(name=slug.replace("_", " ").title(), slug=slug, position=position, active=active)
-
-
-def _tag(category: Category, slug: str, **fields: Any) -> Tag:
-    fields.setdefault("name", slug.replace("-", " ").title())
-    return Tag.objects.create(category=category, slug=slug, **fields)
-
-
 def _run(*, title: str = "Spaghetti") -> TaggingRun:
-    recipe = Recipe.objects.create(title=title, ingredients=["pasta"], content_hash=title)
-    return TaggingRun.objects.create(recipe=recipe, strategy=Strategy.SIMILARITY, status=RunStatus.SUCCEEDED)
+    recipe = RecipeFactory(title=title, ingredients=["pasta"], content_hash=title)
+    return TaggingRunFactory(recipe=recipe, status=RunStatus.SUCCEEDED)
 
 
 def _messages(response: Any) -> list[str]:
@@ -72,22 +65,6 @@ def _tag_form(tag: Tag, **changes: Any) -> dict[str, Any]:
     return {name: value for name, value in data.items() if value is not None}
 
 
-@pytest.fixture
-def admin_client_staff(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def cuisine() -> Category:
-    return _category("cuisine", position=1)
-
-
-@pytest.fixture
-def diet() -> Category:
-    return _category("diet", position=2)
-
-
 # --- Access ---------------------------------------------------------------------------------------
 
 
@@ -103,10 +80,10 @@ def _admin_urls(category: Category, tag: Tag) -> list[str]:
     ]
 
 
-def test_it_shows_the_taxonomy_pages_to_staff(admin_client_staff: Client, cuisine: Category) -> None:
-    tag = _tag(cuisine, "italian", description="Pasta and pizza.", synonyms=["tuscan"])
+def test_it_shows_the_taxonomy_pages_to_staff(staff_browser: Client, cuisine: Category) -> None:
+    tag = TagFactory(category=cuisine, slug="italian", description="Pasta and pizza.", synonyms=["tuscan"])
 
-    responses = {url: admin_client_staff.get(url) for url in _admin_urls(cuisine, tag)}
+    responses = {url: staff_browser.get(url) for url in _admin_urls(cuisine, tag)}
 
     assert {url: response.status_code for url, response in responses.items()} == dict.fromkeys(responses, 200)
     assert b"Cuisine" in responses[CATEGORY_CHANGELIST].content
@@ -115,7 +92,7 @@ def test_it_shows_the_taxonomy_pages_to_staff(admin_client_staff: Client, cuisin
 
 
 def test_it_sends_anonymous_users_to_the_admin_login(client: Client, cuisine: Category) -> None:
-    tag = _tag(cuisine, "italian")
+    tag = TagFactory(category=cuisine, slug="italian")
 
     responses = [client.get(url) for url in [*_admin_urls(cuisine, tag), EXPORT_URL]]
 
@@ -124,7 +101,7 @@ def test_it_sends_anonymous_users_to_the_admin_login(client: Client, cuisine: Ca
 
 
 def test_it_keeps_a_non_staff_user_out(client: Client, api_client_user: Any, cuisine: Category) -> None:
-    tag = _tag(cuisine, "italian")
+    tag = TagFactory(category=cuisine, slug="italian")
     client.force_login(api_client_user)
 
     responses = [client.get(url) for url in [*_admin_urls(cuisine, tag), EXPORT_URL]]
@@ -155,56 +132,56 @@ def test_it_forbids_import_and_export_to_staff_who_cannot_change_the_taxonomy(
 # --- Category list and actions ----------------------------------------------------------------------
 
 
-def test_it_counts_the_tags_of_each_category(admin_client_staff: Client, cuisine: Category, diet: Category) -> None:
+def test_it_counts_the_tags_of_each_category(staff_browser: Client, cuisine: Category, diet: Category) -> None:
     for slug in ("italian", "french", "thai"):
-        _tag(cuisine, slug)
-    _tag(diet, "vegan")
+        TagFactory(category=cuisine, slug=slug)
+    TagFactory(category=diet, slug="vegan")
 
-    response = admin_client_staff.get(CATEGORY_CHANGELIST)
+    response = staff_browser.get(CATEGORY_CHANGELIST)
 
     assert {c.slug: c.tag_count for c in response.context["cl"].result_list} == {"cuisine": 3, "diet": 1}
 
 
-def test_it_lists_categories_in_a_fixed_number_of_queries(admin_client_staff: Client) -> None:
+def test_it_lists_categories_in_a_fixed_number_of_queries(staff_browser: Client) -> None:
     def changelist_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
-            assert admin_client_staff.get(CATEGORY_CHANGELIST).status_code == 200
+            assert staff_browser.get(CATEGORY_CHANGELIST).status_code == 200
         return len(queries)
 
-    _tag(_category("cuisine"), "italian")
+    TagFactory(category=CategoryFactory(slug="cuisine"), slug="italian")
     with_one = changelist_queries()
     for index in range(5):
-        _tag(_category(f"extra_{index}"), f"tag-{index}")
+        TagFactory(category=CategoryFactory(slug=f"extra_{index}"), slug=f"tag-{index}")
     with_six = changelist_queries()
 
     assert with_six == with_one
 
 
-def test_it_lists_tags_in_a_fixed_number_of_queries(admin_client_staff: Client, cuisine: Category) -> None:
+def test_it_lists_tags_in_a_fixed_number_of_queries(staff_browser: Client, cuisine: Category) -> None:
     def changelist_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
-            assert admin_client_staff.get(TAG_CHANGELIST).status_code == 200
+            assert staff_browser.get(TAG_CHANGELIST).status_code == 200
         return len(queries)
 
-    _tag(cuisine, "italian")
+    TagFactory(category=cuisine, slug="italian")
     with_one = changelist_queries()
     for index in range(5):
-        _tag(_category(f"extra_{index}"), f"tag-{index}")
+        TagFactory(category=CategoryFactory(slug=f"extra_{index}"), slug=f"tag-{index}")
     with_six = changelist_queries()
 
     assert with_six == with_one
 
 
 def test_it_deactivates_and_reactivates_selected_categories(
-    admin_client_staff: Client, cuisine: Category, diet: Category
+    staff_browser: Client, cuisine: Category, diet: Category
 ) -> None:
-    untouched = _category("course")
+    untouched = CategoryFactory(slug="course")
 
-    deactivated = admin_client_staff.post(
+    deactivated = staff_browser.post(
         CATEGORY_CHANGELIST, {"action": "deactivate", "_selected_action": [cuisine.pk, diet.pk], "index": 0}
     )
     after_deactivate = dict(Category.objects.values_list("slug", "active"))
-    reactivated = admin_client_staff.post(
+    reactivated = staff_browser.post(
         CATEGORY_CHANGELIST, {"action": "activate", "_selected_action": [diet.pk], "index": 0}
     )
 
@@ -217,16 +194,14 @@ def test_it_deactivates_and_reactivates_selected_categories(
 # --- Tag actions ------------------------------------------------------------------------------------
 
 
-def test_it_deactivates_and_reactivates_selected_tags(admin_client_staff: Client, cuisine: Category) -> None:
-    italian, french, _thai = (_tag(cuisine, slug) for slug in ("italian", "french", "thai"))
+def test_it_deactivates_and_reactivates_selected_tags(staff_browser: Client, cuisine: Category) -> None:
+    italian, french, _thai = (TagFactory(category=cuisine, slug=slug) for slug in ("italian", "french", "thai"))
 
-    admin_client_staff.post(
+    staff_browser.post(
         TAG_CHANGELIST, {"action": "deactivate", "_selected_action": [italian.pk, french.pk], "index": 0}
     )
     after_deactivate = dict(Tag.objects.values_list("slug", "active"))
-    response = admin_client_staff.post(
-        TAG_CHANGELIST, {"action": "activate", "_selected_action": [french.pk], "index": 0}
-    )
+    response = staff_browser.post(TAG_CHANGELIST, {"action": "activate", "_selected_action": [french.pk], "index": 0})
 
     assert after_deactivate == {"italian": False, "french": False, "thai": True}
     assert dict(Tag.objects.values_list("slug", "active")) == {"italian": False, "french": True, "thai": True}
@@ -234,15 +209,15 @@ def test_it_deactivates_and_reactivates_selected_tags(admin_client_staff: Client
 
 
 def test_it_queues_selected_tags_for_re_embedding_after_commit(
-    admin_client_staff: Client,
+    staff_browser: Client,
     cuisine: Category,
     django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    italian, french, _thai = (_tag(cuisine, slug) for slug in ("italian", "french", "thai"))
+    italian, french, _thai = (TagFactory(category=cuisine, slug=slug) for slug in ("italian", "french", "thai"))
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(
+        response = staff_browser.post(
             TAG_CHANGELIST, {"action": "reembed", "_selected_action": [french.pk, italian.pk], "index": 0}
         )
 
@@ -251,12 +226,12 @@ def test_it_queues_selected_tags_for_re_embedding_after_commit(
     assert "Queued 2 tags for re-embedding" in _messages(response)[0]
 
 
-def test_it_asks_which_tag_to_keep_before_merging(admin_client_staff: Client, cuisine: Category) -> None:
-    pasta = _tag(cuisine, "pasta")
-    noodles = _tag(cuisine, "noodles")
-    TagAssignment.objects.create(run=_run(), tag=noodles, score=0.8, rank=1)
+def test_it_asks_which_tag_to_keep_before_merging(staff_browser: Client, cuisine: Category) -> None:
+    pasta = TagFactory(category=cuisine, slug="pasta")
+    noodles = TagFactory(category=cuisine, slug="noodles")
+    TagAssignmentFactory(run=_run(), tag=noodles, score=0.8, rank=1)
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         TAG_CHANGELIST, {"action": "merge_tags", "_selected_action": [pasta.pk, noodles.pk], "index": 0}
     )
 
@@ -270,17 +245,19 @@ def test_it_asks_which_tag_to_keep_before_merging(admin_client_staff: Client, cu
 
 
 def test_it_merges_the_other_tag_into_the_one_staff_keep(
-    admin_client_staff: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
+    staff_browser: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
 ) -> None:
-    kept = _tag(cuisine, "pasta", synonyms=["spaghetti"])
-    merged = _tag(cuisine, "noodles", synonyms=["udon", "Spaghetti"], description="Long thin dough.")
+    kept = TagFactory(category=cuisine, slug="pasta", synonyms=["spaghetti"])
+    merged = TagFactory(
+        category=cuisine, slug="noodles", synonyms=["udon", "Spaghetti"], description="Long thin dough."
+    )
     only_merged, both = _run(title="Ramen"), _run(title="Carbonara")
-    TagAssignment.objects.create(run=only_merged, tag=merged, score=0.7, rank=1)
-    TagAssignment.objects.create(run=both, tag=kept, score=0.6, rank=1)
-    TagAssignment.objects.create(run=both, tag=merged, score=0.9, rank=2)
+    TagAssignmentFactory(run=only_merged, tag=merged, score=0.7, rank=1)
+    TagAssignmentFactory(run=both, tag=kept, score=0.6, rank=1)
+    TagAssignmentFactory(run=both, tag=merged, score=0.9, rank=2)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(
+        response = staff_browser.post(
             TAG_CHANGELIST,
             {"action": "merge_tags", "_selected_action": [kept.pk, merged.pk], "post": "yes", "target": kept.pk},
         )
@@ -298,15 +275,13 @@ def test_it_merges_the_other_tag_into_the_one_staff_keep(
     assert _messages(response)[0].startswith("Merged “cuisine/noodles” into “cuisine/pasta”")
 
 
-def test_it_refuses_to_merge_tags_of_two_categories(
-    admin_client_staff: Client, cuisine: Category, diet: Category
-) -> None:
-    italian = _tag(cuisine, "italian")
-    vegan = _tag(diet, "vegan")
+def test_it_refuses_to_merge_tags_of_two_categories(staff_browser: Client, cuisine: Category, diet: Category) -> None:
+    italian = TagFactory(category=cuisine, slug="italian")
+    vegan = TagFactory(category=diet, slug="vegan")
     selection = {"action": "merge_tags", "_selected_action": [italian.pk, vegan.pk]}
 
-    asked = admin_client_staff.post(TAG_CHANGELIST, {**selection, "index": 0})
-    forced = admin_client_staff.post(TAG_CHANGELIST, {**selection, "post": "yes", "target": italian.pk})
+    asked = staff_browser.post(TAG_CHANGELIST, {**selection, "index": 0})
+    forced = staff_browser.post(TAG_CHANGELIST, {**selection, "post": "yes", "target": italian.pk})
 
     assert (asked.status_code, forced.status_code) == (302, 302)
     assert Tag.objects.filter(pk__in=[italian.pk, vegan.pk]).count() == 2
@@ -314,10 +289,10 @@ def test_it_refuses_to_merge_tags_of_two_categories(
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_it_refuses_to_merge_anything_but_two_tags(admin_client_staff: Client, cuisine: Category, count: int) -> None:
-    tags = [_tag(cuisine, f"tag-{index}") for index in range(count)]
+def test_it_refuses_to_merge_anything_but_two_tags(staff_browser: Client, cuisine: Category, count: int) -> None:
+    tags = [TagFactory(category=cuisine, slug=f"tag-{index}") for index in range(count)]
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         TAG_CHANGELIST, {"action": "merge_tags", "_selected_action": [t.pk for t in tags], "index": 0}
     )
 
@@ -326,10 +301,10 @@ def test_it_refuses_to_merge_anything_but_two_tags(admin_client_staff: Client, c
     assert Tag.objects.count() == count
 
 
-def test_it_asks_again_when_no_tag_to_keep_was_chosen(admin_client_staff: Client, cuisine: Category) -> None:
-    pasta, noodles = _tag(cuisine, "pasta"), _tag(cuisine, "noodles")
+def test_it_asks_again_when_no_tag_to_keep_was_chosen(staff_browser: Client, cuisine: Category) -> None:
+    pasta, noodles = TagFactory(category=cuisine, slug="pasta"), TagFactory(category=cuisine, slug="noodles")
 
-    response = admin_client_staff.post(
+    response = staff_browser.post(
         TAG_CHANGELIST,
         {"action": "merge_tags", "_selected_action": [pasta.pk, noodles.pk], "post": "yes", "target": "999999"},
     )
@@ -343,15 +318,15 @@ def test_it_asks_again_when_no_tag_to_keep_was_chosen(admin_client_staff: Client
 
 
 def test_it_schedules_an_embedding_refresh_when_staff_edit_a_tag_description(
-    admin_client_staff: Client,
+    staff_browser: Client,
     cuisine: Category,
     django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tag = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan"])
+    tag = TagFactory(category=cuisine, slug="italian", description="Pasta.", synonyms=["tuscan"])
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(
+        response = staff_browser.post(
             reverse("admin:taxonomy_tag_change", args=[tag.pk]), _tag_form(tag, description="Pasta and risotto.")
         )
 
@@ -362,16 +337,14 @@ def test_it_schedules_an_embedding_refresh_when_staff_edit_a_tag_description(
 
 
 def test_it_does_not_re_embed_a_tag_when_staff_only_change_active(
-    admin_client_staff: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
+    staff_browser: Client, cuisine: Category, django_capture_on_commit_callbacks: Any
 ) -> None:
-    tag = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan", "sicilian"])
-    page = admin_client_staff.get(reverse("admin:taxonomy_tag_change", args=[tag.pk]))
+    tag = TagFactory(category=cuisine, slug="italian", description="Pasta.", synonyms=["tuscan", "sicilian"])
+    page = staff_browser.get(reverse("admin:taxonomy_tag_change", args=[tag.pk]))
     assert b'name="initial-synonyms" value="tuscan,sicilian"' in page.content  # what _tag_form relies on
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(
-            reverse("admin:taxonomy_tag_change", args=[tag.pk]), _tag_form(tag, active=None)
-        )
+        response = staff_browser.post(reverse("admin:taxonomy_tag_change", args=[tag.pk]), _tag_form(tag, active=None))
 
     assert response.status_code == 302
     tag.refresh_from_db()
@@ -380,13 +353,13 @@ def test_it_does_not_re_embed_a_tag_when_staff_only_change_active(
 
 
 def test_it_schedules_embedding_of_a_tag_staff_add(
-    admin_client_staff: Client,
+    staff_browser: Client,
     cuisine: Category,
     django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(
+        response = staff_browser.post(
             reverse("admin:taxonomy_tag_add"),
             {"category": cuisine.pk, "name": "Thai", "slug": "thai", "synonyms": "", "active": "on"},
         )
@@ -396,13 +369,13 @@ def test_it_schedules_embedding_of_a_tag_staff_add(
 
 
 def test_it_schedules_embedding_of_inline_tags_that_are_new_or_reworded(
-    admin_client_staff: Client,
+    staff_browser: Client,
     cuisine: Category,
     django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reworded = _tag(cuisine, "french", description="Butter.", synonyms=["sauce"])
-    toggled = _tag(cuisine, "italian", description="Pasta.", synonyms=["tuscan"])
+    reworded = TagFactory(category=cuisine, slug="french", description="Butter.", synonyms=["sauce"])
+    toggled = TagFactory(category=cuisine, slug="italian", description="Pasta.", synonyms=["tuscan"])
     data = {
         "name": cuisine.name,
         "slug": cuisine.slug,
@@ -440,7 +413,7 @@ def test_it_schedules_embedding_of_inline_tags_that_are_new_or_reworded(
     }
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin_client_staff.post(reverse("admin:taxonomy_category_change", args=[cuisine.pk]), data)
+        response = staff_browser.post(reverse("admin:taxonomy_category_change", args=[cuisine.pk]), data)
 
     assert response.status_code == 302
     assert dict(Tag.objects.values_list("slug", "active")) == {"french": True, "italian": False, "thai": True}
@@ -451,8 +424,8 @@ def test_it_schedules_embedding_of_inline_tags_that_are_new_or_reworded(
 # --- Import / export ----------------------------------------------------------------------------------
 
 
-def test_it_links_import_and_export_from_the_category_list(admin_client_staff: Client) -> None:
-    response = admin_client_staff.get(CATEGORY_CHANGELIST)
+def test_it_links_import_and_export_from_the_category_list(staff_browser: Client) -> None:
+    response = staff_browser.get(CATEGORY_CHANGELIST)
 
     content = response.content.decode()
     assert f'href="{EXPORT_URL}"' in content
@@ -462,9 +435,9 @@ def test_it_links_import_and_export_from_the_category_list(admin_client_staff: C
 
 
 def test_it_exports_the_taxonomy_as_a_json_file_that_imports_back(
-    admin_client_staff: Client, taxonomy: dict[str, Any]
+    staff_browser: Client, taxonomy: dict[str, Any]
 ) -> None:
-    response = admin_client_staff.get(EXPORT_URL)
+    response = staff_browser.get(EXPORT_URL)
     exported = json.loads(response.content)
     Category.objects.all().delete()
     result = taxonomy_import(data=exported)
@@ -477,8 +450,8 @@ def test_it_exports_the_taxonomy_as_a_json_file_that_imports_back(
     assert taxonomy_export() == exported
 
 
-def test_it_imports_a_valid_taxonomy_file(admin_client_staff: Client, cuisine: Category) -> None:
-    _tag(cuisine, "italian", description="Pasta.")
+def test_it_imports_a_valid_taxonomy_file(staff_browser: Client, cuisine: Category) -> None:
+    TagFactory(category=cuisine, slug="italian", description="Pasta.")
     document = {
         "categories": [
             {"slug": "cuisine", "name": "Cuisine", "tags": [{"slug": "italian", "name": "Italian"}]},
@@ -495,7 +468,7 @@ def test_it_imports_a_valid_taxonomy_file(admin_client_staff: Client, cuisine: C
     }
     upload = SimpleUploadedFile("taxonomy.json", json.dumps(document).encode(), content_type="application/json")
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+    response = staff_browser.post(IMPORT_URL, {"file": upload})
 
     assert response.status_code == 302
     assert response["Location"] == CATEGORY_CHANGELIST
@@ -520,19 +493,19 @@ def _assert_nothing_imported(response: Any, error: str) -> None:
     assert list(Tag.objects.values_list("slug", "description")) == [("italian", "Pasta.")]
 
 
-def test_it_rejects_a_file_that_is_not_json_and_changes_nothing(admin_client_staff: Client, cuisine: Category) -> None:
-    _tag(cuisine, "italian", description="Pasta.")
+def test_it_rejects_a_file_that_is_not_json_and_changes_nothing(staff_browser: Client, cuisine: Category) -> None:
+    TagFactory(category=cuisine, slug="italian", description="Pasta.")
     upload = SimpleUploadedFile("taxonomy.json", b'{"categories": [{"slug": "diet",')
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+    response = staff_browser.post(IMPORT_URL, {"file": upload})
 
     _assert_nothing_imported(response, "The file is not valid JSON (line 1")
 
 
 def test_it_rejects_a_document_the_taxonomy_refuses_and_changes_nothing(
-    admin_client_staff: Client, cuisine: Category
+    staff_browser: Client, cuisine: Category
 ) -> None:
-    _tag(cuisine, "italian", description="Pasta.")
+    TagFactory(category=cuisine, slug="italian", description="Pasta.")
     document = {
         "categories": [
             {
@@ -545,27 +518,27 @@ def test_it_rejects_a_document_the_taxonomy_refuses_and_changes_nothing(
     }
     upload = SimpleUploadedFile("taxonomy.json", json.dumps(document).encode())
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+    response = staff_browser.post(IMPORT_URL, {"file": upload})
 
     _assert_nothing_imported(response, "&#x27;default_max_tags&#x27; must be a whole number from 1 to 20")
 
 
-def test_it_rejects_a_file_over_five_megabytes(admin_client_staff: Client, cuisine: Category) -> None:
-    _tag(cuisine, "italian", description="Pasta.")
+def test_it_rejects_a_file_over_five_megabytes(staff_browser: Client, cuisine: Category) -> None:
+    TagFactory(category=cuisine, slug="italian", description="Pasta.")
     padding = " " * (5 * 1024 * 1024)
     upload = SimpleUploadedFile("taxonomy.json", ('{"categories": []}' + padding).encode())
 
-    response = admin_client_staff.post(IMPORT_URL, {"file": upload})
+    response = staff_browser.post(IMPORT_URL, {"file": upload})
 
     _assert_nothing_imported(response, "the limit is 5 MB")
 
 
-def test_it_finds_tags_by_name_or_synonym(admin_client_staff: Client, cuisine: Category) -> None:
-    _tag(cuisine, "italian", synonyms=["tuscan", "sicilian"])
-    _tag(cuisine, "thai", description="Lemongrass and fish sauce.")
+def test_it_finds_tags_by_name_or_synonym(staff_browser: Client, cuisine: Category) -> None:
+    TagFactory(category=cuisine, slug="italian", synonyms=["tuscan", "sicilian"])
+    TagFactory(category=cuisine, slug="thai", description="Lemongrass and fish sauce.")
 
-    by_synonym = admin_client_staff.get(TAG_CHANGELIST, {"q": "Tusc"})
-    by_description = admin_client_staff.get(TAG_CHANGELIST, {"q": "lemongrass"})
+    by_synonym = staff_browser.get(TAG_CHANGELIST, {"q": "Tusc"})
+    by_description = staff_browser.get(TAG_CHANGELIST, {"q": "lemongrass"})
 
     assert [t.slug for t in by_synonym.context["cl"].result_list] == ["italian"]
     assert [t.slug for t in by_description.context["cl"].result_list] == ["thai"]

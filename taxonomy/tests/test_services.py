@@ -12,10 +12,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from tagging.models import Recipe, Strategy, TagAssignment, TaggingRun
+from tagging.models import TagAssignment, TaggingRun
+from tagging.tests.conftest import TagAssignmentFactory, TaggingRunFactory
+from taxonomy.embedding import tags_embed
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import taxonomy_export
-from taxonomy.services import TaxonomyError, tag_merge, tags_embed, taxonomy_import
+from taxonomy.services.changes import TaxonomyError, tag_merge
+from taxonomy.services.documents import taxonomy_import
 
 pytestmark = pytest.mark.django_db
 
@@ -55,10 +58,9 @@ def _tag(category: str, slug: str) -> Tag:
 
 
 def _run_with(*scored: tuple[Tag, float]) -> TaggingRun:
-    recipe = Recipe.objects.create(title="Risotto", ingredients=["rice"], instructions="Stir.")
-    run = TaggingRun.objects.create(recipe=recipe, strategy=Strategy.SIMILARITY)
+    run = TaggingRunFactory(recipe__title="Risotto", recipe__ingredients=["rice"], recipe__instructions="Stir.")
     for rank, (tag, score) in enumerate(scored, start=1):
-        TagAssignment.objects.create(run=run, tag=tag, score=score, rank=rank)
+        TagAssignmentFactory(run=run, tag=tag, score=score, rank=rank)
     return run
 
 

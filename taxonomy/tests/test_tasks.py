@@ -12,10 +12,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from autotagger.embeddings import embedding_create
 from conftest import wait_for
-from tagging.embeddings import embedding_create
 from taxonomy.models import Tag
-from taxonomy.services import tags_schedule_embedding
+from taxonomy.services.changes import tags_schedule_embedding
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 

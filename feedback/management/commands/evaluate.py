@@ -8,8 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feedback.evaluation.datasets import DatasetError
 from feedback.models import EvaluationRun
-from feedback.services import MAX_EVALUATION_K, EvaluationError, evaluation_run
+from feedback.services.evaluation import EvaluationError, evaluation_run
 from tagging.models import Strategy
+from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
 # Marks a category where the tagger's F1 is above every baseline's.
 BEATS_ALL = "*"
@@ -89,7 +90,10 @@ class Command(BaseCommand):
             "--strategy", choices=Strategy.values, default=Strategy.SIMILARITY, help="The tagging strategy."
         )
         parser.add_argument(
-            "--k", type=int, default=3, help=f"Tags per category at most (1 to {MAX_EVALUATION_K}; default 3)."
+            "--k",
+            type=int,
+            default=DEFAULT_TAGS_PER_CATEGORY,
+            help=f"Tags per category at most (1 to {MAX_TAGS_PER_CATEGORY}; default {DEFAULT_TAGS_PER_CATEGORY}).",
         )
         parser.add_argument(
             "--categories", metavar="A,B", help="Dataset categories to score, comma-separated (default: all)."

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from tqdm import tqdm
 
-from feedback.services import ImportConfigError, ImportReport, recipes_import
+from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
 
 MAX_ERRORS_SHOWN = 50
 

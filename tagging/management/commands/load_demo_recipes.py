@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from tagging.models import Recipe
-from tagging.services import recipe_create
+from tagging.services.recipes import recipe_create
 
 DEMO_RECIPES = Path(__file__).resolve().parent.parent.parent / "data" / "demo_recipes.json"
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from taxonomy.embedding import tags_embed
 from taxonomy.models import Tag
-from taxonomy.services import tags_embed
 
 
 class Command(BaseCommand):

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from taxonomy.models import Category
-from taxonomy.services import TaxonomyError, taxonomy_import
+from taxonomy.services.changes import TaxonomyError
+from taxonomy.services.documents import taxonomy_import
 
 DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent.parent / "data" / "default_taxonomy.json"
 

@@ -1,9 +1,9 @@
-"""Fitting the similarity tagger on gold labels, storing what it learned, and loading it back.
+"""What the similarity tagger learned, as stored: the active TaggerState, loaded once per process per
+state, and stored anew by a fit (feedback.training fits it on the gold labels).
 
-`tagger_fit` reads every gold label, fits `tagging.learning` on the labelled recipes and stores a new
-active TaggerState: its parameters (readable JSON), its labelled recipes as TrainingExamples (pgvector,
-HNSW: a new recipe's nearest ones vote), and its arrays. `tagger_refit_schedule` is how a change of
-labels asks for a refit: debounced, so that a burst of reviews makes one fit.
+A state holds its parameters (readable JSON), its labelled recipes as TrainingExamples (pgvector, HNSW:
+a new recipe's nearest ones vote), and its arrays (pickled, read back by an unpickler that admits only
+numpy, scipy, scikit-learn and tagging.learning).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import io
 import logging
 import pickle
 import threading
-import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,18 +21,15 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from autotagger.embeddings import embedding_model_name
 from tagging import learning
-from tagging.embeddings import embedding_model_name
 from tagging.models import Recipe, TaggerState, TrainingExample
 from tagging.selectors import training_examples_nearest
-from tagging.services import recipes_embed
+from taxonomy.embedding import tags_embed
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import tags_needing_embedding
-from taxonomy.services import tags_embed
 
 logger = logging.getLogger(__name__)
-
-REFIT_KEY = "autotagger:tagger-refit:requested-at"
 
 
 class PgvectorNeighbours:
@@ -55,7 +52,7 @@ class PgvectorNeighbours:
         return indices, sims
 
 
-def _category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
+def category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
     model = embedding_model_name()
     stale = list(
         tags_needing_embedding(model=model, category_ids=[c.pk for c in categories])
@@ -84,41 +81,29 @@ def _category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
     return specs
 
 
-def labelled_data() -> tuple[list[Recipe], learning.LabelledSet, list[learning.CategorySpec]] | None:
-    """Every recipe with gold labels (embedded), as the learner reads them, with the active categories;
-    None when there are no gold labels."""
-    from feedback.selectors import gold_labels_by_recipe
-
-    labels_by_recipe = gold_labels_by_recipe()
-    if not labels_by_recipe:
-        return None
-    recipes = list(Recipe.objects.filter(pk__in=list(labels_by_recipe)).order_by("id"))
-    recipes_embed(recipes=recipes)
-    categories = list(Category.objects.filter(active=True).order_by("position", "id"))
-    data = learning.LabelledSet(
-        embeddings=np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes]),
-        texts=[r.text for r in recipes],
-        labels=[labels_by_recipe[r.pk] for r in recipes],
-    )
-    return recipes, data, _category_specs(categories)
+def tagger_state_fitted_version(*, state: TaggerState) -> int | None:
+    """The version of what the state's model reads (learning.MODEL_VERSION when it was fitted)."""
+    version = state.fitted_on.get("version")
+    return int(version) if version is not None else None
 
 
-def tagger_fit(*, k: int = 3) -> TaggerState | None:
-    """Fit on every gold label and make the result the active state; with no labels, retire the active
-    state so that the tagger is zero-shot again. Returns the new state, or None."""
-    from feedback.selectors import gold_label_stats
+def tagger_state_retire() -> None:
+    """No active state: the similarity tagger is zero-shot again."""
+    with transaction.atomic():
+        TaggerState.objects.filter(active=True).update(active=False)
+        # Retired states keep their parameters for the record, not their examples.
+        TrainingExample.objects.all().delete()
 
-    started = time.perf_counter()
-    stats = gold_label_stats()
-    labelled = labelled_data()
-    if labelled is None:
-        with transaction.atomic():
-            TaggerState.objects.filter(active=True).update(active=False)
-            TrainingExample.objects.all().delete()
-        logger.info("No gold labels: the similarity tagger is zero-shot")
-        return None
-    recipes, data, specs = labelled
-    model = learning.fit(data=data, categories=specs, k=k, progress=lambda message: logger.info("%s", message))
+
+def tagger_state_store(
+    *,
+    model: learning.LearnedModel,
+    recipes: Sequence[Recipe],
+    data: learning.LabelledSet,
+    fitted_on: dict[str, Any],
+    seconds: float,
+) -> TaggerState:
+    """Store what `model` learned from `recipes` (rows of `data`) as the one active state."""
     artifacts = {
         "prototypes": {slug: m.prototypes for slug, m in model.categories.items()},
         "support": {slug: m.support for slug, m in model.categories.items()},
@@ -126,16 +111,14 @@ def tagger_fit(*, k: int = 3) -> TaggerState | None:
         "text_model": model.text_model,
     }
     with transaction.atomic():
-        TaggerState.objects.filter(active=True).update(active=False)
-        # Retired states keep their parameters for the record, not their examples.
-        TrainingExample.objects.all().delete()
+        tagger_state_retire()
         state = TaggerState.objects.create(
             active=True,
             embedding_model=embedding_model_name(),
-            fitted_on={**stats, "k": k, "version": learning.MODEL_VERSION},
+            fitted_on={**fitted_on, "version": learning.MODEL_VERSION},
             parameters={slug: m.to_parameters() for slug, m in model.categories.items()},
             artifacts=zlib.compress(pickle.dumps(artifacts, protocol=pickle.HIGHEST_PROTOCOL)),
-            duration_seconds=round(time.perf_counter() - started, 2),
+            duration_seconds=round(seconds, 2),
         )
         TrainingExample.objects.bulk_create(
             [
@@ -144,67 +127,7 @@ def tagger_fit(*, k: int = 3) -> TaggerState | None:
             ],
             batch_size=1000,
         )
-    logger.info(
-        "Fitted tagger state %s on %d labelled recipes (%d categories) in %.1fs",
-        state.pk,
-        len(recipes),
-        len(model.categories),
-        state.duration_seconds,
-    )
     return state
-
-
-def tagger_fit_is_current() -> bool:
-    """Whether the active state was fitted on the gold labels as they are now."""
-    from feedback.selectors import gold_label_stats
-
-    state = TaggerState.objects.filter(active=True).first()
-    stats = gold_label_stats()
-    if state is None:
-        return not stats["labels"]
-    if _fitted_version(state) != learning.MODEL_VERSION:
-        return False
-    return {key: value for key, value in state.fitted_on.items() if key not in ("k", "version")} == stats
-
-
-def _fitted_version(state: TaggerState) -> int:
-    # States from before the version was recorded are version 1.
-    return int(state.fitted_on.get("version", 1))
-
-
-def tagger_refit_schedule() -> None:
-    """Ask for a refit after the current transaction commits, debounced by TAGGER_REFIT_DEBOUNCE_SECONDS:
-    each request pushes the fit back, so a burst of label changes makes one fit."""
-    from tagging.tasks import tagger_refit_task
-
-    def enqueue() -> None:
-        import redis
-
-        requested_at = time.time()
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
-        client.set(REFIT_KEY, str(requested_at), ex=24 * 3600)
-        tagger_refit_task.apply_async(
-            kwargs={"requested_at": requested_at}, countdown=settings.TAGGER_REFIT_DEBOUNCE_SECONDS
-        )
-
-    # robust: a broker outage must not undo a saved label; the periodic check refits later.
-    transaction.on_commit(enqueue, robust=True)
-
-
-def tagger_refit(*, requested_at: float | None = None) -> TaggerState | None:
-    """The task's work: fit unless a later request superseded this one or the state is already current."""
-    if requested_at is not None:
-        import redis
-
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5)
-        latest = client.get(REFIT_KEY)
-        if latest is not None and float(latest) > requested_at:
-            logger.info("Refit skipped: a later request will fit")
-            return None
-    if tagger_fit_is_current():
-        logger.info("Refit skipped: the tagger state already reflects the gold labels")
-        return None
-    return tagger_fit()
 
 
 # --- Loading the active state -------------------------------------------------------------------
@@ -225,7 +148,7 @@ def learned_model_active() -> learning.LearnedModel | None:
     )
     if state is None:
         return None
-    if _fitted_version(state) not in learning.COMPATIBLE_VERSIONS:
+    if tagger_state_fitted_version(state=state) != learning.MODEL_VERSION:
         if state.pk not in _warned_incompatible:
             _warned_incompatible.add(state.pk)
             logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
@@ -275,7 +198,7 @@ def _load(state_id: int) -> learning.LearnedModel:
             support=artifacts["support"][slug],
             labelled=parameters["labelled"],
             fit_f1=parameters["fit_f1"],
-            signals=parameters.get("signals", "all"),
+            signals=parameters["signals"],
         )
     return learning.LearnedModel(
         categories=models,

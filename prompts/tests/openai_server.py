@@ -43,7 +43,13 @@ class OpenAIServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a test's delayed reply must not hold up the next test
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
+        # shutdown() waits for serve_forever to notice, which it checks every poll_interval (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.01},
+            name="openai-test-server",
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:

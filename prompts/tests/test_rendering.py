@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from tagging.learning import RecipeText
-from tagging.taggers.llm_prompt import (
+from autotagger.recipe_text import RecipeText
+from prompts.rendering import (
     LLM_FIXED_SCORE,
     CategoryChoice,
     TagChoice,
@@ -217,7 +217,6 @@ def test_it_counts_every_dropped_value_exactly() -> None:
         unknown_dropped=4 + 3,  # "Italian", 7, None, "tacos"; the unrequested key's three values
         over_k_dropped=1,  # "japanese" (k=2)
         duplicates_dropped=2,  # the second and third "italian"
-        missing_categories=["diet"],
     )
 
 
@@ -228,15 +227,15 @@ def test_it_reads_values_of_the_wrong_type_defensively() -> None:
 
     assert validated.tags == {"cuisine": ["mexican"], "diet": []}
     assert validated.unknown_dropped == 1
-    assert validated.missing_categories == []
 
 
 @pytest.mark.parametrize("data", [None, ["italian"], "italian", 3])
 def test_a_reply_that_is_not_an_object_leaves_every_category_missing(data: object) -> None:
     validated = reply_validate(data=data, categories=CATEGORIES)
 
-    assert validated.tags == {"cuisine": [], "diet": []}
-    assert validated.missing_categories == ["cuisine", "diet"]
+    assert validated == ValidatedReply(
+        tags={"cuisine": [], "diet": []}, unknown_dropped=0, over_k_dropped=0, duplicates_dropped=0
+    )
 
 
 def test_it_keeps_nothing_when_nothing_applies() -> None:
@@ -247,7 +246,6 @@ def test_it_keeps_nothing_when_nothing_applies() -> None:
         unknown_dropped=0,
         over_k_dropped=0,
         duplicates_dropped=0,
-        missing_categories=[],
     )
 
 

@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from autotagger.api.fields import StrictBooleanField, StrictCharField
-from feedback.services import ImportReport
+from feedback.services.imports import ImportReport
 
 
 class ImportRecipeSerializer(serializers.Serializer):

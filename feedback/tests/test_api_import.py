@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from feedback.models import GoldLabel, GoldLabelSource
 from tagging.models import Recipe
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category
 
 URL = "/api/v1/recipes/import"
 
@@ -43,14 +43,6 @@ def _assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
     assert body["error"]["code"] == code
     assert body["error"]["message"]
     return body["error"]
-
-
-@pytest.fixture
-def cuisine() -> Category:
-    category = Category.objects.create(name="Cuisine", slug="cuisine")
-    Tag.objects.create(category=category, name="Italian", slug="italian")
-    Tag.objects.create(category=category, name="Mexican", slug="mexican")
-    return category
 
 
 def test_a_json_object_imports_its_recipes_with_its_options_and_answers_with_the_report(

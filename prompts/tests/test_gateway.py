@@ -1,4 +1,4 @@
-"""tagging.llm against a real OpenAI-compatible HTTP server (tagging/tests/openai_server.py)."""
+"""prompts.gateway against a real OpenAI-compatible HTTP server (prompts/tests/openai_server.py)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,20 @@ from django.test.client import Client
 from django.urls import path, reverse
 from django.utils import timezone
 
-import tagging.admin_llm  # noqa: F401 - registers the LLM admin until tagging/admin.py imports it
-from tagging.llm import (
+from prompts.gateway import (
     LLMBadReply,
     LLMBusy,
-    LLMNotConfigured,
     LLMRateLimited,
-    LLMSourceConfig,
     LLMSpendingCapReached,
     LLMUnavailable,
     chat_json,
-    llm_source_get,
-    llm_sources_available,
     spend_today,
 )
-from tagging.models import LLMCall, LLMSource, Recipe, Strategy, TaggingRun
-from tagging.services import recipe_content_hash
-from tagging.tests.openai_server import OpenAIServer
+from prompts.models import LLMCall, LLMSource
+from prompts.selectors import llm_calls_of_run
+from prompts.sources import LLMNotConfigured, LLMSourceConfig, llm_source_get, llm_sources_available
+from prompts.tests.conftest import LLMCallFactory, LLMSourceFactory
+from prompts.tests.openai_server import OpenAIServer
 
 pytestmark = pytest.mark.django_db
 
@@ -65,10 +62,8 @@ def _outcomes() -> list[str]:
 
 
 def _db_source(server: OpenAIServer, **fields: Any) -> LLMSource:
-    fields.setdefault("name", "openrouter")
-    fields.setdefault("base_url", server.url)
-    fields.setdefault("model", "db-model")
-    return LLMSource.objects.create(**fields)
+    """A source staff added in admin, at the test server."""
+    return LLMSourceFactory(base_url=server.url, **fields)
 
 
 def _free_port() -> int:
@@ -317,18 +312,13 @@ def test_it_retries_a_reply_that_is_not_a_json_object(
 
 
 def test_it_records_every_attempt_with_its_tokens_and_cost(llm_settings: Any, openai_server: OpenAIServer) -> None:
-    recipe = Recipe.objects.create(
-        title="Carbonara",
-        ingredients=["spaghetti"],
-        content_hash=recipe_content_hash(title="Carbonara", ingredients=["spaghetti"], instructions=""),
-    )
-    run = TaggingRun.objects.create(recipe=recipe, strategy=Strategy.LLM)
+    run_id = 4242
     openai_server.reply_text("not json", usage={"prompt_tokens": 1000, "completion_tokens": 10})
     openai_server.reply_json(
         {"tags": ["italian"]}, usage={"prompt_tokens": 1200, "completion_tokens": 300, "cached_tokens": 200}
     )
 
-    result = _ask(llm_source_get(), run_id=run.pk)
+    result = _ask(llm_source_get(), run_id=run_id)
 
     first, second = LLMCall.objects.order_by("id")
     assert (first.outcome, first.attempt, first.input_tokens, first.output_tokens) == ("bad_reply", 1, 1000, 10)
@@ -341,7 +331,7 @@ def test_it_records_every_attempt_with_its_tokens_and_cost(llm_settings: Any, op
     assert {call.source for call in (first, second)} == {"default"}
     assert {call.model for call in (first, second)} == {"test-model"}
     assert {call.prompt_version for call in (first, second)} == {"tags-v1"}
-    assert list(run.llm_calls.order_by("id")) == [first, second]
+    assert list(llm_calls_of_run(run_id=run_id)) == [first, second]
     assert (result.input_tokens, result.output_tokens, result.cached_tokens) == (1200, 300, 200)
     assert result.cost == pytest.approx(1.05)
     assert spend_today() == pytest.approx(0.515 + 1.05)
@@ -353,8 +343,8 @@ def test_it_stops_before_calling_once_todays_spend_reaches_the_cap(
     llm_settings: Any, openai_server: OpenAIServer
 ) -> None:
     llm_settings.LLM_DAILY_SPEND_CAP = 2.0
-    LLMCall.objects.create(source="openrouter", model="m", outcome="ok", cost=1.25)
-    LLMCall.objects.create(source="default", model="m", outcome="ok", cost=0.75)
+    LLMCallFactory(source="openrouter", cost=1.25)
+    LLMCallFactory(source="default", cost=0.75)
     openai_server.reply_json({"tags": []})
 
     with pytest.raises(LLMSpendingCapReached) as excinfo:
@@ -380,7 +370,7 @@ def test_the_cap_is_checked_again_before_each_retry(llm_settings: Any, openai_se
 
 def test_yesterdays_spend_does_not_count_toward_the_cap(llm_settings: Any, openai_server: OpenAIServer) -> None:
     llm_settings.LLM_DAILY_SPEND_CAP = 1.0
-    old = LLMCall.objects.create(source="default", model="m", outcome="ok", cost=5.0)
+    old = LLMCallFactory(source="default", cost=5.0)
     LLMCall.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=1))
     openai_server.reply_json({"tags": ["ok"]})
 
@@ -546,20 +536,14 @@ def test_a_call_raises_llm_busy_when_the_sources_slots_stay_full(
 # --- Admin ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff_browser(client: Client, staff: Any) -> Client:
-    client.force_login(staff)
-    return client
-
-
 @pytest.mark.urls(__name__)
 def test_the_llm_source_admin_pages_render_for_staff(staff_browser: Client, openai_server: OpenAIServer) -> None:
     source = _db_source(openai_server, api_key_env="AUTOTAGGER_TEST_OPENROUTER_KEY")
 
     pages = [
-        staff_browser.get(reverse("admin:tagging_llmsource_changelist")),
-        staff_browser.get(reverse("admin:tagging_llmsource_add")),
-        staff_browser.get(reverse("admin:tagging_llmsource_change", args=[source.pk])),
+        staff_browser.get(reverse("admin:prompts_llmsource_changelist")),
+        staff_browser.get(reverse("admin:prompts_llmsource_add")),
+        staff_browser.get(reverse("admin:prompts_llmsource_change", args=[source.pk])),
     ]
 
     assert [page.status_code for page in pages] == [200, 200, 200]
@@ -577,7 +561,7 @@ def test_the_llm_call_list_shows_totals_per_day_and_source_for_the_filter(staff_
         )
     old = LLMCall.objects.create(source="default", model="m", outcome="timeout", cost=0)
     LLMCall.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=1))
-    url = reverse("admin:tagging_llmcall_changelist")
+    url = reverse("admin:prompts_llmcall_changelist")
 
     everything = staff_browser.get(url)
     filtered = staff_browser.get(url, {"source": "default"})
@@ -603,9 +587,9 @@ def test_the_llm_call_list_shows_totals_per_day_and_source_for_the_filter(staff_
 def test_the_llm_call_ledger_is_read_only(staff_browser: Client) -> None:
     call = LLMCall.objects.create(source="default", model="m", outcome="bad_reply", error="not JSON")
 
-    detail = staff_browser.get(reverse("admin:tagging_llmcall_change", args=[call.pk]))
-    add = staff_browser.get(reverse("admin:tagging_llmcall_add"))
-    delete = staff_browser.post(reverse("admin:tagging_llmcall_delete", args=[call.pk]), {"post": "yes"})
+    detail = staff_browser.get(reverse("admin:prompts_llmcall_change", args=[call.pk]))
+    add = staff_browser.get(reverse("admin:prompts_llmcall_add"))
+    delete = staff_browser.post(reverse("admin:prompts_llmcall_delete", args=[call.pk]), {"post": "yes"})
 
     assert detail.status_code == 200
     assert "not JSON" in detail.content.decode()

@@ -1,8 +1,6 @@
 """The one module that talks to LLMs: OpenAI-compatible chat completions that must answer in JSON.
 
-- Sources: staff-editable `LLMSource` rows by name, plus "default" built from the LLM_BASE_URL,
-  LLM_MODEL and LLM_API_KEY settings (a row named "default" replaces it). A row holds the NAME of the
-  environment variable with its key, never the key.
+- Sources (prompts.sources): staff-editable `LLMSource` rows by name, plus "default" from settings.
 - `chat_json` is the only call. It asks for a strict JSON schema when the source supports it (otherwise
   a JSON object, which the caller validates), retries here and only here (bounded exponential backoff
   with jitter, Retry-After honoured up to the cap), records every HTTP attempt as an `LLMCall` row
@@ -19,16 +17,15 @@ import email.utils
 import json
 import logging
 import math
-import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import openai
 import redis
@@ -37,35 +34,16 @@ from django.db.models import Sum
 from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
-from tagging.models import LLMCall, LLMCallOutcome, LLMSource
+from autotagger.redis import redis_client
+from prompts.models import LLMCall, LLMCallOutcome
+from prompts.sources import LLMError, LLMSourceConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SOURCE_NAME = "default"
 _ERROR_TEXT_LIMIT = 2000
 
 
 # --- Errors ---------------------------------------------------------------------------------------
-
-
-class LLMError(Exception):
-    """An LLM call that could not produce a usable reply; `code`, `status` and `retryable` say how to report
-    it and whether trying again later may help."""
-
-    code: ClassVar[str] = "llm_error"
-    status: ClassVar[int] = 502
-    default_retryable: ClassVar[bool] = False
-
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
-        self.retryable = self.default_retryable if retryable is None else retryable
-
-
-class LLMNotConfigured(LLMError):
-    code = "llm_not_configured"
-    status = 503
 
 
 class LLMUnavailable(LLMError):
@@ -100,20 +78,6 @@ class LLMBusy(LLMError):
 
 
 @dataclass(frozen=True)
-class LLMSourceConfig:
-    name: str
-    base_url: str
-    model: str
-    api_key: str = field(repr=False)  # a secret: kept out of logs and tracebacks
-    timeout_seconds: float
-    max_concurrency: int
-    price_input_per_1k: float
-    price_output_per_1k: float
-    supports_json_schema: bool
-    supports_batch: bool
-
-
-@dataclass(frozen=True)
 class ChatResult:
     """The reply of the successful attempt. Its tokens, latency and cost are that attempt's; every attempt
     (failed ones too) is in the `LLMCall` ledger, e.g. `run.llm_calls`."""
@@ -130,93 +94,6 @@ class ChatResult:
     attempts: int
 
 
-# --- Sources --------------------------------------------------------------------------------------
-
-
-def _settings_source_configured() -> bool:
-    return bool(getattr(settings, "LLM_BASE_URL", "")) and bool(getattr(settings, "LLM_MODEL", ""))
-
-
-def llm_sources_available() -> list[str]:
-    """Names `llm_source_get` accepts: active `LLMSource` rows, and "default" when the settings define it
-    and no row of that name (active or not) replaces it."""
-    rows = dict(LLMSource.objects.values_list("name", "active"))
-    names = {name for name, active in rows.items() if active}
-    if DEFAULT_SOURCE_NAME not in rows and _settings_source_configured():
-        names.add(DEFAULT_SOURCE_NAME)
-    return sorted(names)
-
-
-def llm_source_get(*, name: str | None = None) -> LLMSourceConfig:
-    """The source called `name` (None: LLM_DEFAULT_SOURCE); LLMNotConfigured says what is missing."""
-    name = name or str(getattr(settings, "LLM_DEFAULT_SOURCE", DEFAULT_SOURCE_NAME))
-    row = LLMSource.objects.filter(name=name).first()
-    if row is not None:
-        if not row.active:
-            raise LLMNotConfigured(
-                f"The LLM source {name!r} is inactive; available sources: {_names_for_message()}",
-                details={"source": name, "available": llm_sources_available()},
-            )
-        return _config_from_row(row)
-    if name == DEFAULT_SOURCE_NAME:
-        return _config_from_settings()
-    available = llm_sources_available()
-    raise LLMNotConfigured(
-        f"Unknown LLM source {name!r}; available sources: {_names_for_message()}",
-        details={"source": name, "available": available},
-    )
-
-
-def _names_for_message() -> str:
-    return ", ".join(llm_sources_available()) or "none (set LLM_BASE_URL and LLM_MODEL, or add one in admin)"
-
-
-def _config_from_row(row: LLMSource) -> LLMSourceConfig:
-    api_key = ""
-    if row.api_key_env:
-        api_key = os.environ.get(row.api_key_env, "")
-        if not api_key:
-            raise LLMNotConfigured(
-                f"The LLM source {row.name!r} reads its API key from the environment variable "
-                f"{row.api_key_env}, which is not set in this process",
-                details={"source": row.name, "missing_env": row.api_key_env},
-            )
-    return LLMSourceConfig(
-        name=row.name,
-        base_url=row.base_url,
-        model=row.model,
-        api_key=api_key,
-        timeout_seconds=float(row.timeout_seconds),
-        max_concurrency=int(row.max_concurrency),
-        price_input_per_1k=float(row.price_input_per_1k),
-        price_output_per_1k=float(row.price_output_per_1k),
-        supports_json_schema=row.supports_json_schema,
-        supports_batch=row.supports_batch,
-    )
-
-
-def _config_from_settings() -> LLMSourceConfig:
-    missing = [name for name in ("LLM_BASE_URL", "LLM_MODEL") if not getattr(settings, name, "")]
-    if missing:
-        raise LLMNotConfigured(
-            f"The default LLM source is not configured: set {' and '.join(missing)} "
-            f"(or add an LLM source named {DEFAULT_SOURCE_NAME!r} in admin)",
-            details={"source": DEFAULT_SOURCE_NAME, "missing_settings": missing},
-        )
-    return LLMSourceConfig(
-        name=DEFAULT_SOURCE_NAME,
-        base_url=str(getattr(settings, "LLM_BASE_URL", "")),
-        model=str(getattr(settings, "LLM_MODEL", "")),
-        api_key=str(getattr(settings, "LLM_API_KEY", "")),
-        timeout_seconds=float(getattr(settings, "LLM_TIMEOUT_SECONDS", 30.0)),
-        max_concurrency=int(getattr(settings, "LLM_MAX_CONCURRENCY", 4)),
-        price_input_per_1k=float(getattr(settings, "LLM_PRICE_INPUT_PER_1K", 0.0)),
-        price_output_per_1k=float(getattr(settings, "LLM_PRICE_OUTPUT_PER_1K", 0.0)),
-        supports_json_schema=bool(getattr(settings, "LLM_SUPPORTS_JSON_SCHEMA", True)),
-        supports_batch=bool(getattr(settings, "LLM_SUPPORTS_BATCH", False)),
-    )
-
-
 # --- Spend ----------------------------------------------------------------------------------------
 
 
@@ -230,7 +107,7 @@ def spend_today(*, source: str | None = None) -> float:
 
 
 def _check_spending_cap() -> None:
-    cap = float(getattr(settings, "LLM_DAILY_SPEND_CAP", 0.0) or 0.0)
+    cap = float(settings.LLM_DAILY_SPEND_CAP or 0.0)
     if cap <= 0:
         return
     spent = spend_today()
@@ -262,31 +139,20 @@ end
 return 1
 """
 
-_redis_clients: dict[str, redis.Redis] = {}
-_redis_lock = threading.Lock()
-
-
-def _redis() -> redis.Redis:
-    url = str(settings.REDIS_URL)
-    with _redis_lock:
-        if url not in _redis_clients:
-            _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return _redis_clients[url]
-
 
 def _slot_key(source: LLMSourceConfig) -> str:
     return f"autotagger:llm:slots:{source.name}"
 
 
 @contextmanager
-def _slot(source: LLMSourceConfig) -> Iterator[None]:
-    """Hold one of the source's `max_concurrency` slots for one HTTP attempt (released in `finally`)."""
-    client = _redis()
+def _slot(source: LLMSourceConfig, *, wait: float) -> Iterator[None]:
+    """Hold one of the source's `max_concurrency` slots for one HTTP attempt (released in `finally`),
+    waiting at most `wait` seconds for one."""
+    client = redis_client()
     key = _slot_key(source)
     token = uuid.uuid4().hex
     # Long enough for any live attempt (the timeout bounds each read, not the whole response).
     lease = 2 * source.timeout_seconds + 30
-    wait = float(getattr(settings, "LLM_SLOT_WAIT_SECONDS", 30.0))
     deadline = time.monotonic() + wait
     pause = 0.02
     try:
@@ -295,7 +161,7 @@ def _slot(source: LLMSourceConfig) -> Iterator[None]:
             if remaining <= 0:
                 raise LLMBusy(
                     f"All {source.max_concurrency} concurrent slots of the LLM source {source.name!r} stayed "
-                    f"busy for {wait:g}s (LLM_SLOT_WAIT_SECONDS)",
+                    f"busy for {wait:g}s (LLM_SLOT_WAIT_SECONDS, or what was left of the call's budget)",
                     details={"source": source.name, "max_concurrency": source.max_concurrency, "waited": wait},
                 )
             time.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
@@ -358,6 +224,24 @@ _RETRIED = {
 }
 
 
+def llm_call_budget_seconds() -> float:
+    """The longest one `chat_json` call may take: every attempt waiting all of LLM_SLOT_WAIT_SECONDS for a
+    slot and all of LLM_TIMEOUT_SECONDS for the reply, plus the longest backoff between attempts.
+
+    `chat_json` never runs past it, whatever a source's own timeout: it shortens an attempt's timeout and
+    makes no further attempt that could not finish within it. The tasks that call a model are given time
+    limits that hold it (tagging.checks refuses to start otherwise).
+    """
+    attempts = 1 + max(0, int(settings.LLM_MAX_RETRIES))
+    per_attempt = float(settings.LLM_SLOT_WAIT_SECONDS) + float(settings.LLM_TIMEOUT_SECONDS)
+    return attempts * per_attempt + (attempts - 1) * float(settings.LLM_RETRY_MAX_SECONDS)
+
+
+# The shortest timeout worth giving an attempt (or the source's own, if shorter): with less time left in
+# the call's budget, it stops retrying instead.
+MIN_ATTEMPT_SECONDS = 1.0
+
+
 def chat_json(
     *,
     source: LLMSourceConfig,
@@ -374,8 +258,7 @@ def chat_json(
     Raises LLMSpendingCapReached (before any request), LLMBusy, LLMUnavailable (timeouts, connection
     errors, 5xx after the retries; other 4xx at once), LLMRateLimited or LLMBadReply. With mode
     "json_object" the caller must validate `data` against its schema. Call it outside your write
-    transaction (see the module docstring). At worst it takes about (LLM_MAX_RETRIES + 1) × (timeout +
-    slot wait) plus the backoff sleeps.
+    transaction (see the module docstring). It takes at most `llm_call_budget_seconds()`.
     """
     if source.supports_json_schema and schema is not None:
         mode = "json_schema"
@@ -394,14 +277,16 @@ def chat_json(
     if want_logprobs:
         params["logprobs"] = True
 
-    max_attempts = 1 + max(0, int(getattr(settings, "LLM_MAX_RETRIES", 3)))
+    max_attempts = 1 + max(0, int(settings.LLM_MAX_RETRIES))
+    deadline = time.monotonic() + llm_call_budget_seconds()
     client = _client(source)
     attempt: _Attempt | None = None
     for number in range(1, max_attempts + 1):
         _check_spending_cap()
-        with _slot(source):
+        with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
+            timeout = min(source.timeout_seconds, max(MIN_ATTEMPT_SECONDS, _left(deadline)))
             started = time.perf_counter()
-            attempt = _attempt(client, params)
+            attempt = _attempt(client, {**params, "timeout": timeout})
             latency_ms = (time.perf_counter() - started) * 1000
         cost = (
             attempt.input_tokens * source.price_input_per_1k + attempt.output_tokens * source.price_output_per_1k
@@ -437,6 +322,15 @@ def chat_json(
         if attempt.outcome not in _RETRIED or number == max_attempts:
             break
         delay = _backoff(number, attempt.retry_after)
+        if _left(deadline) - delay < min(MIN_ATTEMPT_SECONDS, source.timeout_seconds):
+            logger.warning(
+                "LLM call to %s failed (%s); no time left for attempt %d within the call's budget of %.0fs",
+                source.name,
+                attempt.outcome,
+                number + 1,
+                llm_call_budget_seconds(),
+            )
+            break
         logger.warning(
             "LLM call to %s failed (%s: %s); attempt %d of %d, retrying in %.2fs",
             source.name,
@@ -450,6 +344,10 @@ def chat_json(
 
     assert attempt is not None
     raise _final_error(source, attempt, attempts=number)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _attempt(client: openai.OpenAI, params: dict[str, Any]) -> _Attempt:
@@ -544,8 +442,8 @@ def _retry_after(headers: Any) -> float | None:
 def _backoff(attempt: int, retry_after: float | None) -> float:
     """Exponential from LLM_RETRY_BASE_SECONDS with jitter, never above LLM_RETRY_MAX_SECONDS; a
     Retry-After asks for at least that long (still capped)."""
-    base = float(getattr(settings, "LLM_RETRY_BASE_SECONDS", 0.5))
-    cap = float(getattr(settings, "LLM_RETRY_MAX_SECONDS", 8.0))
+    base = float(settings.LLM_RETRY_BASE_SECONDS)
+    cap = float(settings.LLM_RETRY_MAX_SECONDS)
     exponential = min(cap, base * 2 ** (attempt - 1))
     delay = random.uniform(exponential / 2, exponential)
     if retry_after is not None:

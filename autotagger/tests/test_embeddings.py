@@ -1,4 +1,4 @@
-"""tagging.embeddings: the local model, and the OpenAI-compatible backend against a real local HTTP server."""
+"""autotagger.embeddings: the local model, and the OpenAI-compatible backend against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from tagging.embeddings import EmbeddingError, _get_backend, embedding_model_name, embeddings_create
+from autotagger.embeddings import EmbeddingError, _get_backend, embedding_model_name, embeddings_create
 
 DIMENSIONS = settings.EMBEDDING_DIMENSIONS
 

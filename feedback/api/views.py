@@ -19,12 +19,12 @@ from rest_framework.views import APIView
 
 from autotagger.api.errors import PayloadTooLarge
 from autotagger.api.schema import ErrorSerializer
-from feedback.services import recipes_import
-from tagging.api.import_serializers import (
+from feedback.api.serializers import (
     RecipeImportOptionsSerializer,
     RecipeImportReportSerializer,
     RecipeImportRequestSerializer,
 )
+from feedback.services.imports import recipes_import
 
 
 def import_max_bytes() -> int:

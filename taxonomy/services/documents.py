@@ -1,29 +1,18 @@
+"""Taxonomy documents (JSON): validated as a whole, then imported by slug; nothing is ever deleted."""
+
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
-from django.utils import timezone
 from django.utils.text import slugify
 
+from taxonomy.embedding import tags_embed
+from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Category, Tag
-from taxonomy.selectors import tags_needing_embedding
-
-logger = logging.getLogger(__name__)
-
-EMBEDDED_FIELDS = frozenset({"name", "description", "synonyms"})
-
-
-class TaxonomyError(Exception):
-    """A taxonomy change that cannot be made; the message says why."""
-
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or {}
+from taxonomy.services.changes import TaxonomyError, tag_changed_fields_need_embedding, tags_schedule_embedding
 
 
 @dataclass
@@ -33,95 +22,6 @@ class TaxonomyImportResult:
     tags_created: int = 0
     tags_updated: int = 0
     tag_ids_to_embed: list[int] = field(default_factory=list)
-
-
-def tags_embed(*, tag_ids: list[int] | None = None) -> int:
-    """(Re)compute embeddings: of `tag_ids`, or of every tag whose vector is missing or from another model.
-
-    Returns how many tags were embedded. Safe to run twice.
-    """
-    from tagging.embeddings import embedding_model_name, embeddings_create
-
-    model = embedding_model_name()
-    if tag_ids is None:
-        tags = list(tags_needing_embedding(model=model))
-    else:
-        tags = list(Tag.objects.filter(id__in=tag_ids).order_by("id"))
-    if not tags:
-        return 0
-    batch = embeddings_create(texts=[tag.embedding_text for tag in tags])
-    # Stamped after the read, so that the vector never looks older than the text it was made from.
-    now = timezone.now()
-    for tag, vector in zip(tags, batch.vectors, strict=True):
-        tag.embedding = vector
-        tag.embedding_model = batch.model
-        tag.embedded_at = now
-    Tag.objects.bulk_update(tags, ["embedding", "embedding_model", "embedded_at"], batch_size=500)
-    logger.info("Embedded %d tags with %s in %.2fs", len(tags), batch.model, batch.seconds)
-    return len(tags)
-
-
-def tags_schedule_embedding(*, tag_ids: list[int]) -> None:
-    """Queue a re-embedding of these tags once the surrounding transaction has committed."""
-    if not tag_ids:
-        return
-    from taxonomy.tasks import tags_embed_task
-
-    ids = sorted(set(tag_ids))
-    # robust: a broker outage must not turn a saved edit into an error page. The tags stay stale
-    # until the next tagging request or the periodic pass embeds them (see tags_needing_embedding).
-    transaction.on_commit(lambda: tags_embed_task.delay(tag_ids=ids), robust=True)
-
-
-def tag_changed_fields_need_embedding(*, changed_fields: list[str] | set[str]) -> bool:
-    return bool(EMBEDDED_FIELDS.intersection(changed_fields))
-
-
-def tags_set_active(*, tag_ids: list[int], active: bool) -> int:
-    return Tag.objects.filter(id__in=tag_ids).update(active=active, updated_at=timezone.now())
-
-
-def categories_set_active(*, category_ids: list[int], active: bool) -> int:
-    return Category.objects.filter(id__in=category_ids).update(active=active, updated_at=timezone.now())
-
-
-@transaction.atomic
-def tag_merge(*, source: Tag, target: Tag) -> Tag:
-    """Fold `source` into `target`: its assignments move over, its name and synonyms become synonyms of
-    `target`, and `source` is deleted. Both must be in the same category.
-    """
-    from tagging.models import TagAssignment
-
-    if source.pk == target.pk:
-        raise TaxonomyError("A tag cannot be merged into itself.")
-    if source.category_id != target.category_id:
-        raise TaxonomyError(
-            "Only tags of the same category can be merged.",
-            details={"source": str(source), "target": str(target)},
-        )
-    source = Tag.objects.select_for_update().get(pk=source.pk)
-    target = Tag.objects.select_for_update().get(pk=target.pk)
-
-    runs_with_target = TagAssignment.objects.filter(tag=target).values("run_id")
-    # Where a run already has the target, keep the higher score and drop the source's row.
-    for duplicate in TagAssignment.objects.filter(tag=source, run_id__in=runs_with_target):
-        TagAssignment.objects.filter(tag=target, run_id=duplicate.run_id, score__lt=duplicate.score).update(
-            score=duplicate.score
-        )
-        duplicate.delete()
-    TagAssignment.objects.filter(tag=source).update(tag=target)
-
-    known = {s.lower() for s in target.synonyms} | {target.name.lower()}
-    for word in [source.name, *source.synonyms]:
-        if word.lower() not in known:
-            target.synonyms.append(word)
-            known.add(word.lower())
-    if not target.description and source.description:
-        target.description = source.description
-    target.save(update_fields=["synonyms", "description", "updated_at"])
-    source.delete()
-    tags_schedule_embedding(tag_ids=[target.pk])
-    return target
 
 
 SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -177,9 +77,11 @@ def _parse_document(data: Any) -> list[dict[str, Any]]:
         if not slug:
             raise TaxonomyError(f"{where}: no slug could be made from the name {name!r}; give a 'slug'.")
         _clean_slug(slug, where=where)
-        max_tags = raw.get("default_max_tags", 3)
-        if not isinstance(max_tags, int) or isinstance(max_tags, bool) or not 1 <= max_tags <= 20:
-            raise TaxonomyError(f"{where}: 'default_max_tags' must be a whole number from 1 to 20.")
+        max_tags = raw.get("default_max_tags", DEFAULT_TAGS_PER_CATEGORY)
+        if not isinstance(max_tags, int) or isinstance(max_tags, bool) or not 1 <= max_tags <= MAX_TAGS_PER_CATEGORY:
+            raise TaxonomyError(
+                f"{where}: 'default_max_tags' must be a whole number from 1 to {MAX_TAGS_PER_CATEGORY}."
+            )
         threshold = raw.get("relevance_threshold")
         if threshold is not None and (
             not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1
@@ -275,8 +177,3 @@ def taxonomy_import(*, data: Any, embed_now: bool = False) -> TaxonomyImportResu
     else:
         tags_schedule_embedding(tag_ids=result.tag_ids_to_embed)
     return result
-
-
-def taxonomy_counts() -> dict[str, int]:
-    counts = Category.objects.aggregate(categories=Count("id", distinct=True), tags=Count("tags", distinct=True))
-    return {"categories": counts["categories"] or 0, "tags": counts["tags"] or 0}

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tagging.training import tagger_fit
+from feedback.training import tagger_fit
 
 
 class Command(BaseCommand):

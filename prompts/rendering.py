@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tagging.learning import RecipeText
+from autotagger.recipe_text import RecipeText
 
 PROMPT_VERSION = "builtin-1"  # the default prompt in code, until staff-managed prompt versions exist
 LLM_FIXED_SCORE = 0.8  # documented score when the provider returns no log-probabilities
@@ -69,7 +69,6 @@ class ValidatedReply:
     unknown_dropped: int  # not an allowed slug of that category, not a string, or under an unrequested key
     over_k_dropped: int
     duplicates_dropped: int
-    missing_categories: list[str]
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -208,7 +207,7 @@ def reply_validate(*, data: object, categories: Sequence[CategoryChoice]) -> Val
     rather than guessed. A reply that is not an object leaves every category missing.
     """
     reply: dict[Any, Any] = data if isinstance(data, dict) else {}
-    result = ValidatedReply(tags={}, unknown_dropped=0, over_k_dropped=0, duplicates_dropped=0, missing_categories=[])
+    result = ValidatedReply(tags={}, unknown_dropped=0, over_k_dropped=0, duplicates_dropped=0)
     requested = {c.slug for c in categories}
     for key, value in reply.items():
         if key not in requested:
@@ -217,7 +216,6 @@ def reply_validate(*, data: object, categories: Sequence[CategoryChoice]) -> Val
     for category in categories:
         if category.slug not in reply:
             result.tags[category.slug] = []
-            result.missing_categories.append(category.slug)
             continue
         allowed = set(_allowed(category))
         unique: list[str] = []

@@ -11,7 +11,7 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from tagging.models import LLMCall, LLMSource
+from prompts.models import LLMCall, LLMSource
 
 # Rows of the per-day × source totals shown above the call list (newest days first).
 TOTALS_ROWS = 60
@@ -31,10 +31,9 @@ class LLMSourceAdmin(admin.ModelAdmin):
         "price_input_per_1k",
         "price_output_per_1k",
         "supports_json_schema",
-        "supports_batch",
         "updated_at",
     )
-    list_filter = ("active", "supports_json_schema", "supports_batch")
+    list_filter = ("active", "supports_json_schema")
     search_fields = ("name", "model", "base_url")
     ordering = ("name", "id")
     readonly_fields = ("created_at", "updated_at")
@@ -52,7 +51,7 @@ class LLMSourceAdmin(admin.ModelAdmin):
         ),
         ("Limits", {"fields": ("timeout_seconds", "max_concurrency")}),
         ("Prices (USD per 1,000 tokens)", {"fields": ("price_input_per_1k", "price_output_per_1k")}),
-        ("Capabilities", {"fields": ("supports_json_schema", "supports_batch")}),
+        ("Capabilities", {"fields": ("supports_json_schema",)}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
 
@@ -71,7 +70,7 @@ class LLMCallAdmin(admin.ModelAdmin):
         "source",
         "model",
         "prompt_version",
-        "run",
+        "run_id",
         "attempt",
         "input_tokens",
         "output_tokens",
@@ -81,7 +80,6 @@ class LLMCallAdmin(admin.ModelAdmin):
         "latency_ms",
     )
     list_filter = ("source", "outcome", "model")
-    list_select_related = ("run",)
     search_fields = ("prompt_version", "model", "error")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")

@@ -1,0 +1,1 @@
+"""Feedback services: each module one concern; import from the module, this package re-exports nothing."""

@@ -1,0 +1,186 @@
+"""Evaluation runs: a tagging strategy scored on a labelled dataset against the reference baselines, stored."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from autotagger.errors import DomainError
+from feedback.evaluation import runner
+from feedback.evaluation.datasets import Dataset, dataset_read
+from feedback.models import EvaluationRun
+from feedback.services.labels import User, user_or_none
+from feedback.training import labelled_data
+from tagging.models import Strategy
+from tagging.services.recipes import embeddings_cached
+from tagging.services.runs import recipes_predict
+from taxonomy.limits import MAX_TAGS_PER_CATEGORY
+from taxonomy.models import Category
+
+logger = logging.getLogger(__name__)
+
+GIT_TIMEOUT_SECONDS = 5
+PYPROJECT = Path(settings.BASE_DIR) / "pyproject.toml"
+
+
+class EvaluationError(DomainError):
+    """An evaluation that cannot start (bad options, a missing file); nothing was stored."""
+
+    code = "invalid_evaluation"
+
+
+def _evaluation_options_check(*, strategy: str, k: int, folds: int | None, train_path: Path | None) -> None:
+    if strategy in (Strategy.LLM, Strategy.HYBRID):
+        raise EvaluationError(
+            f"The evaluation does not run the {strategy} strategy yet (it would call the LLM for every recipe "
+            f"of every fold): evaluate the {Strategy.SIMILARITY} strategy."
+        )
+    if strategy != Strategy.SIMILARITY:
+        raise EvaluationError(f"Unknown strategy {strategy!r}: the choices are {', '.join(Strategy.values)}.")
+    if not 1 <= k <= MAX_TAGS_PER_CATEGORY:
+        raise EvaluationError(f"k must be between 1 and {MAX_TAGS_PER_CATEGORY}, not {k}.")
+    if folds is not None and train_path is not None:
+        raise EvaluationError(
+            "Give folds (cross-validate on the dataset) or a training dataset (learn from it), not both."
+        )
+    if folds is not None and folds < 2:
+        raise EvaluationError(f"folds must be at least 2, not {folds}.")
+
+
+def _dataset_load(path: Path, *, role: str) -> Dataset:
+    if not path.is_file():
+        raise EvaluationError(f"The {role} dataset {path} does not exist.")
+    # DatasetError (a line that is no labelled recipe) reaches the caller as it is: its message names the line.
+    dataset = dataset_read(path)
+    if not dataset.recipes:
+        raise EvaluationError(f"The {role} dataset {path} holds no recipes.")
+    return dataset
+
+
+def _categories_check(categories: list[str] | None, *, dataset: Dataset) -> list[str] | None:
+    if not dataset.vocabulary:
+        raise EvaluationError(f"The dataset {dataset.name} has no tags to score against.")
+    if categories is None:
+        return None
+    wanted = list(dict.fromkeys(c.strip() for c in categories if c.strip()))
+    if not wanted:
+        raise EvaluationError("Name at least one category, or none to score them all.")
+    unknown = [c for c in wanted if c not in dataset.vocabulary]
+    if unknown:
+        raise EvaluationError(
+            f"The dataset {dataset.name} has no tags in {', '.join(unknown)}; "
+            f"its categories are {', '.join(dataset.vocabulary)}."
+        )
+    return wanted
+
+
+def _taxonomy_check(categories: list[str], *, dataset: Dataset) -> None:
+    """Without folds or training data the taxonomy's categories are scored: some must match the file's."""
+    if not Category.objects.filter(slug__in=categories, active=True).exists():
+        raise EvaluationError(
+            f"None of the categories of {dataset.name} ({', '.join(categories)}) is an active category of the "
+            "taxonomy, so the tagger as deployed has nothing to score: import the taxonomy, or evaluate with "
+            "folds or a training dataset."
+        )
+
+
+def _code_version() -> str:
+    """The commit checked out (`git rev-parse --short HEAD`); the package version where there is no Git
+    checkout (the Docker image has no .git)."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        completed = None
+    if completed is not None and completed.returncode == 0 and completed.stdout.strip():
+        return completed.stdout.strip()[:40]
+    try:
+        return str(tomllib.loads(PYPROJECT.read_text())["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        logger.exception("Unable to read the package version from %s", PYPROJECT)
+        return "unknown"
+
+
+def _embed(texts: Sequence[str]) -> np.ndarray:
+    return embeddings_cached(texts=list(texts))
+
+
+def evaluation_run(
+    *,
+    path: Path,
+    k: int,
+    strategy: str,
+    categories: list[str] | None,
+    folds: int | None,
+    train_path: Path | None,
+    user: User = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationRun:
+    """Score `strategy` on the labelled dataset at `path`, against the reference baselines, and store the run.
+
+    With `folds`, cross-validate on the dataset (a fold's recipes never reach the tagger that scores
+    them); with `train_path`, learn from that dataset and score this one; with neither, tag with what
+    the database holds and only compare with the file's labels. `categories` (dataset category slugs)
+    limits the scoring; None scores every category of the dataset.
+
+    Raises EvaluationError for bad options or a missing or empty file, DatasetError (with the line) for
+    a file that is no labelled dataset.
+    """
+    _evaluation_options_check(strategy=strategy, k=k, folds=folds, train_path=train_path)
+    started = time.perf_counter()
+    test = _dataset_load(path, role="evaluation")
+    train = _dataset_load(train_path, role="training") if train_path is not None else None
+    wanted = _categories_check(categories, dataset=test)
+    if folds is not None and folds > len(test.recipes):
+        raise EvaluationError(f"folds ({folds}) cannot exceed the dataset's {len(test.recipes)} recipes.")
+    if progress is not None:
+        progress(f"Read {len(test.recipes)} recipes from {path.name}")
+        if train is not None and train_path is not None:
+            progress(f"Read {len(train.recipes)} training recipes from {train_path.name}")
+    if folds is None and train is None:
+        _taxonomy_check(wanted or list(test.vocabulary), dataset=test)
+        result = runner.evaluate_with_database(
+            test=test,
+            k=k,
+            categories=wanted,
+            embed=_embed,
+            predict=recipes_predict,
+            labelled=labelled_data(),
+            progress=progress,
+        )
+    else:
+        result = runner.evaluate(
+            test=test, train=train, folds=folds, k=k, categories=wanted, embed=_embed, progress=progress
+        )
+    return EvaluationRun.objects.create(
+        dataset=result.dataset,
+        dataset_sha256=result.dataset_sha256,
+        strategy=strategy,
+        # "train" is the training dataset's name, or "database" when the tagger used what the database holds.
+        config={
+            "k": k,
+            "folds": result.config.get("folds"),
+            "train": result.config.get("train"),
+            "categories": result.categories,
+        },
+        prompt_version=None,
+        code_version=_code_version(),
+        metrics=result.as_json(),
+        recipes=result.recipes,
+        overall_f1=result.report.overall_f1,
+        duration_seconds=time.perf_counter() - started,
+        created_by=user_or_none(user),
+    )

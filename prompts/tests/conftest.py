@@ -1,0 +1,29 @@
+"""Factories for the prompts models (LLM sources and the calls made to them)."""
+
+from __future__ import annotations
+
+from factory.django import DjangoModelFactory
+
+from prompts.models import LLMCall, LLMCallOutcome, LLMSource
+
+
+class LLMSourceFactory(DjangoModelFactory):
+    """A source staff added in admin; point it at the test server with `base_url=openai_server.url`."""
+
+    class Meta:
+        model = LLMSource
+
+    name = "openrouter"
+    base_url = "http://127.0.0.1:9/v1"
+    model = "db-model"
+
+
+class LLMCallFactory(DjangoModelFactory):
+    """A call made today that succeeded."""
+
+    class Meta:
+        model = LLMCall
+
+    source = "default"
+    model = "m"
+    outcome = LLMCallOutcome.OK

@@ -1,0 +1,166 @@
+"""Sending tagging to the worker: queue a run after commit, answer a client now, later or after a short
+wait, and batch jobs of many recipes. The tasks it queues (tagging.tasks) run tagging.services."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from autotagger.embeddings import embedding_model_name
+from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
+from tagging.selectors import recipes_for_job
+from tagging.services.config import (
+    TaggingConfig,
+    TaggingError,
+    category_requests,
+    config_stored,
+    tagging_config_validate,
+    user_or_none,
+)
+from tagging.services.recipes import recipe_build
+from tagging.services.runs import recipe_tag, run_create
+from tagging.tasks import run_execute_task
+
+logger = logging.getLogger(__name__)
+
+
+def recipe_tag_async(
+    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+) -> TaggingRun:
+    """Queue tagging of `recipe` on the Celery worker; the run is `queued` until the worker takes it."""
+    with transaction.atomic():
+        run = run_create(recipe=recipe, config=config, user=user)
+        transaction.on_commit(lambda: _run_enqueue(run))
+    return run
+
+
+def runs_enqueue(*, runs: Sequence[TaggingRun]) -> None:
+    for run in runs:
+        _run_enqueue(run)
+
+
+def _run_enqueue(run: TaggingRun) -> None:
+    try:
+        run_execute_task.delay(run_id=run.pk)
+    except Exception as exc:  # kombu raises several types for an unreachable broker
+        logger.exception("Unable to queue tagging run %s", run.pk)
+        run.status, run.error, run.finished_at = (
+            RunStatus.FAILED,
+            f"The task queue is unavailable: {exc}",
+            timezone.now(),
+        )
+        TaggingRun.objects.filter(pk=run.pk).update(status=run.status, error=run.error, finished_at=run.finished_at)
+
+
+def recipe_tag_adhoc(
+    *,
+    title: str,
+    ingredients: Sequence[str],
+    instructions: str,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    wait: float = 0.0,
+) -> TaggingRun:
+    """Tag an ad-hoc recipe; the recipe is stored with its run. A config that cannot be served stores
+    nothing. Strategies that use the LLM run on the worker (see recipe_tag_request)."""
+    recipe = recipe_build(
+        title=title, ingredients=ingredients, instructions=instructions, external_id=None, source="api"
+    )
+    if config.uses_llm:
+        tagging_config_validate(config=config)
+        recipe.save()
+    return recipe_tag_request(recipe=recipe, config=config, user=user, run_async=False, wait=wait)
+
+
+def recipe_tag_request(
+    *,
+    recipe: Recipe,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    run_async: bool,
+    wait: float = 0.0,
+) -> TaggingRun:
+    """Tag as a client asked: in this process for similarity (unless `run_async`), on the worker for
+    the strategies that use the LLM (they wait on a remote model), waiting up to `wait` seconds
+    (bounded by TAGGING_MAX_WAIT_SECONDS) for the worker to finish."""
+    if not config.uses_llm and not run_async:
+        return recipe_tag(recipe=recipe, config=config, user=user)
+    run = recipe_tag_async(recipe=recipe, config=config, user=user)
+    if wait > 0:
+        return run_wait(run_id=run.pk, seconds=wait)
+    return run
+
+
+def run_wait(*, run_id: int, seconds: float) -> TaggingRun:
+    """The run once it has finished, or as it is after `seconds` (at most TAGGING_MAX_WAIT_SECONDS)."""
+    deadline = time.monotonic() + min(max(seconds, 0.0), settings.TAGGING_MAX_WAIT_SECONDS)
+    while True:
+        run = TaggingRun.objects.get(pk=run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.1)
+
+
+MAX_JOB_RECIPES = 10_000
+
+
+class InvalidJob(TaggingError):
+    code = "invalid_job"
+
+
+def recipes_tag_job(
+    *,
+    recipe_ids: Sequence[int] | None,
+    filters: dict[str, Any] | None,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> TaggingJob:
+    """Tag many recipes on the worker: a job with one queued run per recipe, chosen by id or by filter
+    (source, tag slug, untagged). Nothing is created if the selection or config is invalid."""
+    requests = category_requests(config)
+    if (recipe_ids is None) == (filters is None):
+        raise InvalidJob("Give either recipe_ids or filter.", details={"recipe_ids": recipe_ids, "filter": filters})
+    recipes = recipes_for_job(recipe_ids=recipe_ids, filters=filters, limit=MAX_JOB_RECIPES + 1)
+    if recipe_ids is not None:
+        missing = sorted(set(recipe_ids) - {r.pk for r in recipes})
+        if missing:
+            raise InvalidJob(f"No recipes with ids {missing[:20]}.", details={"recipe_ids": missing})
+    if not recipes:
+        raise InvalidJob("No recipe matches the selection.", details={"filter": filters})
+    if len(recipes) > MAX_JOB_RECIPES:
+        raise InvalidJob(
+            f"A job tags at most {MAX_JOB_RECIPES} recipes; narrow the selection.", details={"limit": MAX_JOB_RECIPES}
+        )
+    stored_config = config_stored(config, requests)
+    with transaction.atomic():
+        job = TaggingJob.objects.create(
+            strategy=config.strategy,
+            config=stored_config,
+            selection={"recipe_ids": list(recipe_ids)} if recipe_ids is not None else {"filter": filters},
+            total=len(recipes),
+            created_by=user_or_none(user),
+        )
+        runs = TaggingRun.objects.bulk_create(
+            [
+                TaggingRun(
+                    recipe=recipe,
+                    job=job,
+                    strategy=config.strategy,
+                    config=stored_config,
+                    embedding_model=embedding_model_name(),
+                    status=RunStatus.QUEUED,
+                    created_by=user_or_none(user),
+                )
+                for recipe in recipes
+            ],
+            batch_size=1000,
+        )
+        transaction.on_commit(lambda: runs_enqueue(runs=runs))
+    return job

@@ -1,0 +1,99 @@
+"""What the learned tagger reads of a recipe's words: lexical evidence for a tag, the kinds of ingredient
+it names and its structure (pure functions, no database)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from autotagger.recipe_text import RecipeText
+
+LEXICAL_WEIGHTS = {"title": 1.0, "ingredients": 0.75, "instructions": 0.4}
+
+
+@lru_cache(maxsize=8192)
+def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    words = [re.escape(p.lower()) for p in phrases if len(p.strip()) >= 3]
+    if not words:
+        return None
+    # Plural forms count ("lentils", "tomatoes"), longer words do not ("minced" is not "mince").
+    return re.compile(r"(?<![\w-])(?:" + "|".join(words) + r")(?:s|es)?(?![\w-])")
+
+
+def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> float:
+    """LEXICAL_WEIGHTS of the best field that mentions the tag's name or a synonym; 0 if none does."""
+    pattern = phrase_pattern(tuple(sorted({name, *synonyms})))
+    if pattern is None:
+        return 0.0
+    return max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
+
+
+# Kinds of ingredient that decide many tags (a diet is mostly which of these are absent), so the text
+# model learns one weight per kind rather than one per word it happened to see.
+INGREDIENT_KINDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(words.split())
+    for kind, words in {
+        "meat": "beef pork lamb mutton veal bacon ham sausage chorizo salami pancetta prosciutto mince steak "
+        "ribs goat venison meat meatball pepperoni lard gelatin keema oxtail brisket chicken turkey duck "
+        "goose quail liver",
+        "seafood": "fish salmon tuna cod haddock anchovy anchovies sardine mackerel trout prawn shrimp crab "
+        "lobster mussel clam oyster squid scallop tilapia pomfret herring seafood",
+        "dairy": "milk cheese butter cream yogurt yoghurt ghee paneer curd mozzarella parmesan cheddar feta "
+        "ricotta mascarpone buttermilk khoya kefir",
+        "egg": "egg eggs yolk yolks",
+        "sweet": "sugar honey chocolate syrup jaggery cocoa jam vanilla caramel",
+        "hot": "chili chilli chile chillies jalapeno cayenne chipotle sriracha habanero",
+        "grain": "flour bread pasta spaghetti macaroni penne wheat noodles maida semolina couscous barley rice oats",
+        "legume": "beans lentils lentil chickpeas dal tofu peas",
+    }.items()
+}
+
+
+# Plant milks and butters are not dairy: a vegan curry with coconut milk must not read as one with cream.
+_NOT_ANIMAL = re.compile(
+    r"\b(?:coconut|almond|soy|soya|oat|rice|cashew|peanut|cocoa|nut|apple)\s+(?:milk|butter|cream)\b"
+)
+
+
+@lru_cache(maxsize=1)
+def _kind_patterns() -> tuple[re.Pattern[str], ...]:
+    return tuple(
+        re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?:s|es)?(?![\w-])")
+        for words in INGREDIENT_KINDS.values()
+    )
+
+
+def ingredient_kinds(texts: Sequence[RecipeText]) -> np.ndarray:
+    """(m, len(INGREDIENT_KINDS)): for each kind, 0 when no ingredient line (nor the title) names it, else
+    0.5 plus a little more for each further line that does (up to about 1 for eight lines)."""
+    patterns = _kind_patterns()
+    rows = []
+    for t in texts:
+        lines = [_NOT_ANIMAL.sub(" ", line.lower()) for line in (t.title, *t.ingredients)]
+        rows.append([sum(1 for line in lines if p.search(line)) for p in patterns])
+    counts = np.asarray(rows, dtype=np.float32).reshape(len(texts), len(patterns))
+    return np.minimum(counts, 1.0) * 0.5 + np.log1p(counts) / 4
+
+
+def dense_features(texts: Sequence[RecipeText]) -> np.ndarray:
+    """The columns the text model reads beside the words: structure and ingredient kinds."""
+    return np.hstack([structure(texts), ingredient_kinds(texts)])
+
+
+def structure(texts: Sequence[RecipeText]) -> np.ndarray:
+    """(m, 3): how long the ingredient list, the instructions and their steps are, log-scaled to about
+    0..1. Quick, basic and everyday recipes are short; the words alone do not say so."""
+    return np.array(
+        [
+            [
+                np.log1p(len(t.ingredients)) / 3,
+                np.log1p(len(t.instructions)) / 8,
+                np.log1p(t.instructions.count("\n") + 1) / 3,
+            ]
+            for t in texts
+        ],
+        dtype=np.float32,
+    ).reshape(len(texts), 3)

@@ -1,0 +1,213 @@
+"""Recipes: create, update and delete them, and give them embeddings (reusing vectors of identical content)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from autotagger.embeddings import EmbeddingError, embedding_model_name, embeddings_create
+from tagging.models import EmbeddingCacheEntry, Recipe
+from tagging.selectors import recipe_embedding_cached
+from tagging.services.config import TaggingError
+from tagging.taggers.base import CategoryRequest
+from taxonomy.embedding import tags_embed
+from taxonomy.selectors import tags_needing_embedding
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidRecipe(TaggingError):
+    code = "invalid_recipe"
+
+
+class RecipeConflict(TaggingError):
+    code = "conflict"
+    status = 409
+
+
+class EmbeddingUnavailable(TaggingError):
+    code = "embedding_unavailable"
+    status = 503
+
+
+def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions: str) -> str:
+    """The same for any two recipes that are stored the same (blank ingredient lines are dropped)."""
+    canonical = json.dumps(
+        {
+            "title": title.strip(),
+            "ingredients": [i.strip() for i in ingredients if i.strip()],
+            "instructions": instructions.strip(),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def recipe_build(
+    *, title: str, ingredients: Sequence[str], instructions: str, external_id: str | None, source: str
+) -> Recipe:
+    return Recipe(
+        title=title.strip(),
+        ingredients=[i.strip() for i in ingredients if i.strip()],
+        instructions=instructions.strip(),
+        external_id=(external_id or "").strip() or None,
+        source=source or "api",
+        content_hash=recipe_content_hash(title=title, ingredients=ingredients, instructions=instructions),
+    )
+
+
+def recipe_create(
+    *,
+    title: str,
+    ingredients: Sequence[str],
+    instructions: str,
+    external_id: str | None = None,
+    source: str = "api",
+) -> Recipe:
+    recipe = recipe_build(
+        title=title, ingredients=ingredients, instructions=instructions, external_id=external_id, source=source
+    )
+    try:
+        with transaction.atomic():
+            recipe.save()
+    except IntegrityError as exc:
+        raise _conflict_or(exc, recipe) from exc
+    return recipe
+
+
+def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
+    """Change some of a recipe's fields; a change of content drops its stored embedding."""
+    for name in ("title", "instructions", "source"):
+        if name in data:
+            setattr(recipe, name, data[name].strip())
+    if "external_id" in data:
+        recipe.external_id = (data["external_id"] or "").strip() or None
+    if "ingredients" in data:
+        recipe.ingredients = [i.strip() for i in data["ingredients"] if i.strip()]
+    if not recipe.title:
+        raise InvalidRecipe("A recipe needs a title.", details={"title": ["This field may not be blank."]})
+    if not recipe.ingredients and not recipe.instructions:
+        raise InvalidRecipe(
+            "A recipe needs ingredients or instructions.",
+            details={"ingredients": ["Give ingredients, instructions or both."]},
+        )
+    content_hash = recipe_content_hash(
+        title=recipe.title, ingredients=recipe.ingredients, instructions=recipe.instructions
+    )
+    if content_hash != recipe.content_hash:
+        recipe.content_hash = content_hash
+        recipe.embedding = None
+        recipe.embedding_model = ""
+    try:
+        with transaction.atomic():
+            recipe.save()
+    except IntegrityError as exc:
+        raise _conflict_or(exc, recipe) from exc
+    return recipe
+
+
+def _conflict_or(exc: IntegrityError, recipe: Recipe) -> Exception:
+    """A duplicate (source, external_id) as a 409; any other integrity error unchanged."""
+    duplicate = (
+        Recipe.objects.filter(source=recipe.source, external_id=recipe.external_id).exclude(pk=recipe.pk).exists()
+        if recipe.external_id
+        else False
+    )
+    if not duplicate:
+        return exc
+    return RecipeConflict(
+        f"A recipe with external_id {recipe.external_id!r} from source {recipe.source!r} already exists.",
+        details={"external_id": recipe.external_id, "source": recipe.source},
+    )
+
+
+def recipe_delete(*, recipe: Recipe) -> None:
+    recipe.delete()
+
+
+def tags_ensure_embedded(requests: Sequence[CategoryRequest], model: str) -> None:
+    """Tags added since the last embedding pass are embedded now rather than silently left out."""
+    missing = list(
+        tags_needing_embedding(model=model, category_ids=[r.category.pk for r in requests])
+        .filter(active=True)
+        .values_list("id", flat=True)
+    )
+    if missing:
+        tags_embed(tag_ids=missing)
+
+
+def recipe_embed_for_tagging(*, recipe: Recipe, requests: Sequence[CategoryRequest]) -> float:
+    """Embed the tags the requests could return and `recipe` (not saved), for tagging it now; returns the
+    seconds spent in the model. Raises EmbeddingUnavailable when the model cannot run."""
+    try:
+        tags_ensure_embedded(requests, embedding_model_name())
+        return recipes_embed(recipes=[recipe], save=False)
+    except EmbeddingError as exc:
+        logger.exception("Unable to embed recipe %r", recipe.title)
+        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+
+
+def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
+    """Give every recipe an embedding of the current model, reusing vectors of identical content.
+
+    With `save=False` the vectors are only set on the objects (the caller stores them in its own
+    transaction). Returns the seconds spent in the model.
+    """
+    model = embedding_model_name()
+    todo: list[Recipe] = []
+    changed: list[Recipe] = []
+    for recipe in recipes:
+        if recipe.embedding is not None and recipe.embedding_model == model:
+            continue
+        cached = recipe_embedding_cached(content_hash=recipe.content_hash, model=model)
+        if cached is not None:
+            recipe.embedding, recipe.embedding_model = cached, model
+            changed.append(recipe)
+        else:
+            todo.append(recipe)
+    seconds = 0.0
+    if todo:
+        batch = embeddings_create(texts=[r.text.for_embedding() for r in todo])
+        for recipe, vector in zip(todo, batch.vectors, strict=True):
+            recipe.embedding, recipe.embedding_model = vector, batch.model
+        changed.extend(todo)
+        seconds = batch.seconds
+    if save and changed:
+        Recipe.objects.bulk_update([r for r in changed if r.pk], ["embedding", "embedding_model"], batch_size=500)
+    return seconds
+
+
+def embeddings_cached(*, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of `texts` from the embedding cache table, embedding (and caching) only the new ones."""
+    model = embedding_model_name()
+    hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+    vectors = np.zeros((len(texts), settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
+    found: dict[str, np.ndarray] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 1000):
+        rows = EmbeddingCacheEntry.objects.filter(model=model, text_sha256__in=unique[start : start + 1000])
+        found.update((h, np.asarray(v, dtype=np.float32)) for h, v in rows.values_list("text_sha256", "embedding"))
+    missing = [i for i, h in enumerate(hashes) if h not in found]
+    first_of_hash = list({hashes[i]: i for i in reversed(missing)}.values())
+    for start in range(0, len(first_of_hash), 256):
+        chunk = first_of_hash[start : start + 256]
+        batch = embeddings_create(texts=[texts[i] for i in chunk])
+        EmbeddingCacheEntry.objects.bulk_create(
+            [
+                EmbeddingCacheEntry(model=model, text_sha256=hashes[i], embedding=vector)
+                for i, vector in zip(chunk, batch.vectors, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        found.update((hashes[i], vector) for i, vector in zip(chunk, batch.vectors, strict=True))
+    for i, h in enumerate(hashes):
+        vectors[i] = found[h]
+    return vectors

@@ -1,0 +1,96 @@
+"""The hybrid strategy: similarity decides what it is sure of, the model only the shortlist it is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from prompts.tests.openai_server import OpenAIServer
+from tagging.models import Recipe, RunStatus
+from tagging.tests.helpers import (
+    active_slugs,
+    plan_of,
+    run_executed,
+    run_queued,
+    slugs_offered,
+    tags_stored,
+    user_prompt,
+)
+from taxonomy.models import Category
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
+
+
+def test_it_offers_the_model_only_the_shortlist(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    categories = ("cuisine", "dish_type", "diet")
+    plan = plan_of(carbonara, categories, k=2)
+    ids = {c.slug: c.pk for c in Category.objects.filter(slug__in=categories)}
+    shortlist = {slug: [t.slug for t in plan.shortlist.get(pk, [])] for slug, pk in ids.items()}
+    accepted = {slug: [t.slug for t in plan.accepted[pk]] for slug, pk in ids.items()}
+    assert accepted["cuisine"] == ["italian"], "the premise: similarity is sure carbonara is Italian"
+    assert shortlist["diet"], "the premise: similarity is unsure about its diet"
+    openai_server.reply_json({"dish_type": [shortlist["dish_type"][0]], "diet": [shortlist["diet"][0]]}, logprobs=False)
+    openai_server.reply_json({"cuisine": ["italian"]}, logprobs=False)
+
+    hybrid = run_executed(run_queued(carbonara, strategy="hybrid", categories=categories, k=2))
+    llm = run_executed(run_queued(carbonara, strategy="llm", categories=categories, k=2))
+
+    assert hybrid.status == RunStatus.SUCCEEDED, hybrid.error
+    hybrid_offered, llm_offered = slugs_offered(openai_server.requests[0]), slugs_offered(openai_server.requests[1])
+    assert hybrid_offered == {slug: slugs for slug, slugs in shortlist.items() if slugs}
+    assert "italian" not in hybrid_offered["cuisine"]
+    assert sum(map(len, hybrid_offered.values())) < sum(map(len, llm_offered.values()))
+    assert len(user_prompt(openai_server.requests[0])) < len(user_prompt(openai_server.requests[1]))
+    assert hybrid.stats["decided_by_similarity"] == sum(map(len, accepted.values()))
+    assert hybrid.stats["decided_by_llm"] == 2
+    assert hybrid.stats["shortlisted"] == sum(map(len, shortlist.values()))
+    assert hybrid.stats["llm_calls"] == 1
+    assert hybrid.stats["tags_offered"] == hybrid.stats["shortlisted"]
+    stored = {slug: [tag for tag, _ in tags] for slug, tags in tags_stored(hybrid).items()}
+    assert stored == {
+        "cuisine": accepted["cuisine"],
+        "dish_type": [*accepted["dish_type"], shortlist["dish_type"][0]],
+        "diet": [shortlist["diet"][0]],
+    }
+    assert llm.stats["tags_offered"] == sum(len(active_slugs(slug)) for slug in categories)
+
+
+def test_it_asks_for_no_more_tags_than_the_slots_similarity_left(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    plan = plan_of(carbonara, ("cuisine",), k=2)
+    shortlist = [t.slug for t in plan.shortlist[Category.objects.get(slug="cuisine").pk]]
+    assert len(shortlist) >= 3
+    openai_server.reply_json({"cuisine": shortlist[:3]}, logprobs=False)
+
+    run = run_executed(run_queued(carbonara, strategy="hybrid", categories=("cuisine",), k=2))
+
+    assert 'Category "cuisine" (Cuisine; at most 1)' in user_prompt(openai_server.requests[0])
+    assert [tag for tag, _ in tags_stored(run)["cuisine"]] == ["italian", shortlist[0]]
+    assert run.stats["decided_by_llm"] == 1
+    assert run.stats["over_k_dropped"] == 2
+
+
+def test_it_makes_no_request_when_similarity_accepts_everything(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    llm_settings.HYBRID_ACCEPT = 0.0
+    plan = plan_of(carbonara, ("cuisine", "diet"), k=2)
+    expected = {
+        slug: [(t.slug, t.score) for t in plan.accepted[Category.objects.get(slug=slug).pk]]
+        for slug in ("cuisine", "diet")
+    }
+
+    run = run_executed(run_queued(carbonara, strategy="hybrid", categories=("cuisine", "diet"), k=2))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert openai_server.requests == []
+    assert run.stats["llm_calls"] == 0
+    assert run.stats["decided_by_similarity"] == 4
+    assert run.stats["decided_by_llm"] == 0
+    assert run.stats["shortlisted"] == 0
+    assert tags_stored(run) == expected
+    assert expected["cuisine"][0] == ("italian", 1.0)

@@ -1,0 +1,1 @@
+"""Taxonomy services: each module one concern; import from the module, this package re-exports nothing."""
