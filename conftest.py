@@ -16,6 +16,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.test.client import Client
+from pgvector import Vector
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -69,12 +70,26 @@ class _TaxonomyRows:
 _ROW_FIELDS_NOT_COPIED = {"id", "category", "created_at", "updated_at", "embedded_at"}
 
 
+class _FormattedVector(Vector):
+    """A vector that pgvector writes from text formatted once, not from its floats on every insert."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self._text = super().to_text()
+
+    def to_text(self) -> str:
+        return self._text
+
+
 def _field_values(row: Any) -> dict[str, Any]:
-    return {
+    values = {
         field.attname: getattr(row, field.attname)
         for field in row._meta.concrete_fields
         if field.name not in _ROW_FIELDS_NOT_COPIED
     }
+    if values.get("embedding") is not None:
+        values["embedding"] = _FormattedVector(values["embedding"])
+    return values
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +111,8 @@ def default_taxonomy_rows(django_db_setup: None, django_db_blocker: Any, embeddi
 
 @pytest.fixture
 def taxonomy(default_taxonomy_rows: _TaxonomyRows, db: None) -> dict[str, Any]:
-    """The default recipe taxonomy, loaded and embedded: the same rows `taxonomy_import(embed_now=True)`
-    writes, inserted in two statements from the copy `default_taxonomy_rows` keeps."""
+    """The default recipe taxonomy, loaded and embedded: the rows `taxonomy_import(embed_now=True)` writes,
+    inserted from the copy `default_taxonomy_rows` keeps (three queries instead of an import per test)."""
     from django.utils import timezone
 
     from taxonomy.models import Category, Tag
@@ -110,8 +125,9 @@ def taxonomy(default_taxonomy_rows: _TaxonomyRows, db: None) -> dict[str, Any]:
     return json.loads(DEFAULT_TAXONOMY.read_text())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def demo_recipes() -> list[dict[str, Any]]:
+    """The demo recipes' JSON, read once: tests only read it."""
     return json.loads(DEMO_RECIPES.read_text())
 
 
@@ -274,3 +290,15 @@ def wait_for(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) ->
         if value or time.monotonic() >= deadline:
             return bool(value)
         time.sleep(interval)
+
+
+def assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
+    """The API's error object ({"error": {"code", "message", "details"}}), after checking its status and code."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert list(body) == ["error"]
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    error: dict[str, Any] = body["error"]
+    return error

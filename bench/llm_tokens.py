@@ -67,7 +67,7 @@ def main() -> None:
     call_command("taxonomy_import", "--default", "--if-empty", "--embed-now", verbosity=0)
     name, count = tokenizer()
     demo = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
-    requests = category_requests(TaggingConfig(strategy="similarity"))
+    requests = category_requests(config=TaggingConfig(strategy="similarity"))
     all_tags = {
         r.category.pk: list(Tag.objects.filter(category=r.category, active=True).order_by("name")) for r in requests
     }

@@ -124,7 +124,7 @@ def recipes_tag_job(
 ) -> TaggingJob:
     """Tag many recipes on the worker: a job with one queued run per recipe, chosen by id or by filter
     (source, tag slug, untagged). Nothing is created if the selection or config is invalid."""
-    requests = category_requests(config)
+    requests = category_requests(config=config)
     if (recipe_ids is None) == (filters is None):
         raise InvalidJob("Give either recipe_ids or filter.", details={"recipe_ids": recipe_ids, "filter": filters})
     recipes = recipes_for_job(recipe_ids=recipe_ids, filters=filters, limit=MAX_JOB_RECIPES + 1)
@@ -138,14 +138,14 @@ def recipes_tag_job(
         raise InvalidJob(
             f"A job tags at most {MAX_JOB_RECIPES} recipes; narrow the selection.", details={"limit": MAX_JOB_RECIPES}
         )
-    stored_config = config_stored(config, requests)
+    stored_config = config_stored(config=config, requests=requests)
     with transaction.atomic():
         job = TaggingJob.objects.create(
             strategy=config.strategy,
             config=stored_config,
             selection={"recipe_ids": list(recipe_ids)} if recipe_ids is not None else {"filter": filters},
             total=len(recipes),
-            created_by=user_or_none(user),
+            created_by=user_or_none(user=user),
         )
         runs = TaggingRun.objects.bulk_create(
             [
@@ -156,7 +156,7 @@ def recipes_tag_job(
                     config=stored_config,
                     embedding_model=embedding_model_name(),
                     status=RunStatus.QUEUED,
-                    created_by=user_or_none(user),
+                    created_by=user_or_none(user=user),
                 )
                 for recipe in recipes
             ],

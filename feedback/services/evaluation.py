@@ -182,5 +182,5 @@ def evaluation_run(
         recipes=result.recipes,
         overall_f1=result.report.overall_f1,
         duration_seconds=time.perf_counter() - started,
-        created_by=user_or_none(user),
+        created_by=user_or_none(user=user),
     )

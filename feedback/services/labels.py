@@ -21,7 +21,7 @@ from taxonomy.models import Tag
 User: TypeAlias = AbstractBaseUser | AnonymousUser | None
 
 
-def user_or_none(user: User) -> Any:
+def user_or_none(*, user: User) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
@@ -45,7 +45,7 @@ def labels_replace(*, tag_ids_by_recipe: dict[int, set[int]], source: str, user:
         else:
             stale.append(label_id)
     new = [
-        GoldLabel(recipe_id=recipe_id, tag_id=tag_id, source=source, created_by=user_or_none(user))
+        GoldLabel(recipe_id=recipe_id, tag_id=tag_id, source=source, created_by=user_or_none(user=user))
         for recipe_id in recipe_ids
         for tag_id in sorted(tag_ids_by_recipe[recipe_id] - present[recipe_id])
     ]

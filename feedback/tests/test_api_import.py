@@ -12,6 +12,7 @@ from drf_spectacular.validation import validate_schema
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from conftest import assert_error
 from feedback.models import GoldLabel, GoldLabelSource
 from tagging.models import Recipe
 from taxonomy.models import Category
@@ -33,16 +34,6 @@ def _recipe(external_id: str, **fields: Any) -> dict[str, Any]:
 
 def _jsonl(*recipes: dict[str, Any] | str) -> bytes:
     return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in recipes).encode() + b"\n"
-
-
-def _assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def test_a_json_object_imports_its_recipes_with_its_options_and_answers_with_the_report(
@@ -127,9 +118,9 @@ def test_a_body_over_the_import_limit_is_refused_with_413(
     as_json = staff_client.post(URL, {"recipes": recipes}, format="json")
     as_lines = staff_client.post(URL, _jsonl(*recipes), content_type="application/x-ndjson")
 
-    error = _assert_error(as_json, status=413, code="payload_too_large")
+    error = assert_error(as_json, status=413, code="payload_too_large")
     assert "the import limit is 1000 bytes" in error["message"]
-    _assert_error(as_lines, status=413, code="payload_too_large")
+    assert_error(as_lines, status=413, code="payload_too_large")
     assert Recipe.objects.count() == 0
 
 
@@ -153,7 +144,7 @@ def test_a_mapping_naming_a_missing_tag_is_refused_and_nothing_is_stored(
 
     response = staff_client.post(URL, body, format="json")
 
-    error = _assert_error(response, status=400, code="invalid_import_config")
+    error = assert_error(response, status=400, code="invalid_import_config")
     assert "'cuisine/texmex' is no existing tag" in error["message"]
     assert Recipe.objects.count() == 0
 
@@ -161,7 +152,7 @@ def test_a_mapping_naming_a_missing_tag_is_refused_and_nothing_is_stored(
 def test_options_of_the_wrong_type_are_refused(staff_client: APIClient) -> None:
     response = staff_client.post(URL, {"recipes": [_recipe("1")], "labeled": "yes"}, format="json")
 
-    error = _assert_error(response, status=400, code="invalid")
+    error = assert_error(response, status=400, code="invalid")
     assert error["message"] == "labeled: Must be true or false, not str."
     assert Recipe.objects.count() == 0
 
@@ -169,27 +160,27 @@ def test_options_of_the_wrong_type_are_refused(staff_client: APIClient) -> None:
 def test_malformed_json_is_refused(staff_client: APIClient) -> None:
     response = staff_client.post(URL, b'{"recipes": [', content_type="application/json")
 
-    error = _assert_error(response, status=400, code="parse_error")
+    error = assert_error(response, status=400, code="parse_error")
     assert error["message"].startswith("JSON parse error - ")
 
 
 def test_a_body_that_is_neither_json_nor_json_lines_is_refused_with_415(staff_client: APIClient) -> None:
     response = staff_client.post(URL, "id,title\n1,Soup\n", content_type="text/csv")
 
-    _assert_error(response, status=415, code="unsupported_media_type")
+    assert_error(response, status=415, code="unsupported_media_type")
 
 
 def test_only_staff_may_import(token_client: APIClient) -> None:
     response = token_client.post(URL, [_recipe("1")], format="json")
 
-    _assert_error(response, status=403, code="permission_denied")
+    assert_error(response, status=403, code="permission_denied")
     assert Recipe.objects.count() == 0
 
 
 def test_anonymous_visitors_must_authenticate(anonymous: APIClient) -> None:
     response = anonymous.post(URL, [_recipe("1")], format="json")
 
-    _assert_error(response, status=401, code="not_authenticated")
+    assert_error(response, status=401, code="not_authenticated")
 
 
 def test_the_endpoint_is_documented_without_warnings() -> None:

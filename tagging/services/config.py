@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from autotagger.errors import DomainError
-from prompts.sources import LLMNotConfigured, llm_source_get
+from prompts.sources import LLMNotConfigured, LLMSourceConfig, llm_source_get
 from tagging.models import Strategy
 from tagging.taggers.base import CategoryRequest
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
@@ -69,13 +69,13 @@ class TaggingConfig:
         return self.strategy in (Strategy.LLM, Strategy.HYBRID)
 
 
-def category_requests(config: TaggingConfig) -> list[CategoryRequest]:
+def category_requests(*, config: TaggingConfig) -> list[CategoryRequest]:
     if config.strategy not in Strategy.values:
         raise InvalidTaggingConfig(
             f"Unknown strategy {config.strategy!r}.", details={"strategy": [f"Choose one of {Strategy.values}."]}
         )
     if config.uses_llm:
-        llm_source_resolve(config)
+        llm_source_resolve(config=config)
     if config.k is not None and not 1 <= config.k <= MAX_TAGS_PER_CATEGORY:
         raise InvalidTaggingConfig(f"k must be between 1 and {MAX_TAGS_PER_CATEGORY}.", details={"k": config.k})
     if config.threshold is not None and not 0 <= config.threshold <= 1:
@@ -109,7 +109,7 @@ def _threshold(config: TaggingConfig, category: Category) -> float:
     return float(settings.TAGGING_DEFAULT_THRESHOLD)
 
 
-def llm_source_resolve(config: TaggingConfig) -> Any:
+def llm_source_resolve(*, config: TaggingConfig) -> LLMSourceConfig:
     try:
         return llm_source_get(name=config.source)
     except LLMNotConfigured as exc:
@@ -121,13 +121,13 @@ def llm_source_resolve(config: TaggingConfig) -> Any:
 
 def tagging_config_validate(*, config: TaggingConfig) -> None:
     """Raise TaggingError if `config` cannot be served (before anything is stored or queued)."""
-    category_requests(config)
+    category_requests(config=config)
 
 
-def config_stored(config: TaggingConfig, requests: Sequence[CategoryRequest]) -> dict[str, Any]:
+def config_stored(*, config: TaggingConfig, requests: Sequence[CategoryRequest]) -> dict[str, Any]:
     # The categories actually tagged, so a run shows a category that got nothing as such.
     return {**config.as_dict(), "category_slugs": [r.category.slug for r in requests]}
 
 
-def user_or_none(user: AbstractBaseUser | AnonymousUser | None) -> Any:
+def user_or_none(*, user: AbstractBaseUser | AnonymousUser | None) -> Any:
     return user if user is not None and user.is_authenticated else None

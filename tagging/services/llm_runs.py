@@ -95,7 +95,7 @@ def run_tag_with_llm(
 ) -> tuple[TaggerOutput, dict[str, Any]]:
     """Tag with the llm or hybrid strategy (on the worker: this waits on the model). Raises TaggingError."""
     started = time.perf_counter()
-    source = llm_source_resolve(config)
+    source = llm_source_resolve(config=config)
     recipe = run.recipe
     key = _llm_cache_key(recipe, config, requests, source)
     described = {"cache_key": key, "prompt_version": PROMPT_VERSION, "source": source.name, "llm_model": source.model}

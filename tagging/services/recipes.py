@@ -133,7 +133,7 @@ def recipe_delete(*, recipe: Recipe) -> None:
     recipe.delete()
 
 
-def tags_ensure_embedded(requests: Sequence[CategoryRequest], model: str) -> None:
+def tags_ensure_embedded(*, requests: Sequence[CategoryRequest], model: str) -> None:
     """Tags added since the last embedding pass are embedded now rather than silently left out."""
     missing = list(
         tags_needing_embedding(model=model, category_ids=[r.category.pk for r in requests])
@@ -148,7 +148,7 @@ def recipe_embed_for_tagging(*, recipe: Recipe, requests: Sequence[CategoryReque
     """Embed the tags the requests could return and `recipe` (not saved), for tagging it now; returns the
     seconds spent in the model. Raises EmbeddingUnavailable when the model cannot run."""
     try:
-        tags_ensure_embedded(requests, embedding_model_name())
+        tags_ensure_embedded(requests=requests, model=embedding_model_name())
         return recipes_embed(recipes=[recipe], save=False)
     except EmbeddingError as exc:
         logger.exception("Unable to embed recipe %r", recipe.title)

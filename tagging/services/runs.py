@@ -74,14 +74,14 @@ def run_create(
     *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
 ) -> TaggingRun:
     """A queued run for the worker; raises TaggingError (and stores nothing) if `config` cannot be served."""
-    requests = category_requests(config)
+    requests = category_requests(config=config)
     return TaggingRun.objects.create(
         recipe=recipe,
         strategy=config.strategy,
-        config=config_stored(config, requests),
+        config=config_stored(config=config, requests=requests),
         embedding_model=embedding_model_name(),
         status=RunStatus.QUEUED,
-        created_by=user_or_none(user),
+        created_by=user_or_none(user=user),
     )
 
 
@@ -112,7 +112,7 @@ def run_execute(*, run_id: int) -> TaggingRun:
         run.save(update_fields=["status", "started_at"])
     config = TaggingConfig.from_dict(run.config)
     try:
-        requests = category_requests(config)
+        requests = category_requests(config=config)
         if config.uses_llm:
             output, stats = run_tag_with_llm(run, config, requests)
         else:
@@ -129,7 +129,7 @@ def run_execute(*, run_id: int) -> TaggingRun:
         )
         raise
     # The categories tagged now, which may differ from those active when the run was queued.
-    run.config = config_stored(config, requests)
+    run.config = config_stored(config=config, requests=requests)
     run.stats = stats
     with transaction.atomic():
         # Lock again: a re-delivered copy of this task may have finished the run meanwhile.
@@ -146,12 +146,12 @@ def recipe_tag(
     A recipe not yet saved is saved with the run, in one transaction. If the embedding model fails,
     the failure is stored as a failed run (of a saved recipe) and EmbeddingUnavailable is raised.
     """
-    requests = category_requests(config)
+    requests = category_requests(config=config)
     run = TaggingRun(
         recipe=recipe,
         strategy=config.strategy,
-        config=config_stored(config, requests),
-        created_by=user_or_none(user),
+        config=config_stored(config=config, requests=requests),
+        created_by=user_or_none(user=user),
         started_at=timezone.now(),
     )
     try:
@@ -172,9 +172,9 @@ def recipe_tag(
 def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> list[TaggingRun]:
     """Tag many recipes in one pass: one batched embedding call, one scoring query per recipe, and
     all runs and assignments written together."""
-    requests = category_requests(config)
+    requests = category_requests(config=config)
     model = embedding_model_name()
-    tags_ensure_embedded(requests, model)
+    tags_ensure_embedded(requests=requests, model=model)
     started = time.perf_counter()
     try:
         recipes_embed(recipes=recipes)
@@ -182,7 +182,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
     tagger = SimilarityTagger(model=model, learned=learned_model_active())
     now = timezone.now()
-    stored_config = config_stored(config, requests)
+    stored_config = config_stored(config=config, requests=requests)
     with transaction.atomic():
         runs = TaggingRun.objects.bulk_create(
             [
@@ -212,9 +212,9 @@ def recipes_predict(
 ) -> list[dict[str, list[tuple[str, float]]]]:
     """What the similarity tagger would return for each recipe (category slug -> [(tag slug, score)]),
     with nothing stored: for evaluating the tagger as deployed."""
-    requests = category_requests(TaggingConfig(k=k, categories=tuple(category_slugs)))
+    requests = category_requests(config=TaggingConfig(k=k, categories=tuple(category_slugs)))
     model = embedding_model_name()
-    tags_ensure_embedded(requests, model)
+    tags_ensure_embedded(requests=requests, model=model)
     tagger = SimilarityTagger(model=model, learned=learned_model_active())
     slugs = {r.category.pk: r.category.slug for r in requests}
     results = []

@@ -92,14 +92,3 @@ def plan_of(recipe: Recipe, categories: tuple[str, ...], k: int) -> HybridPlan:
         requests=requests,
     )
     return hybrid_plan(scored=scored, requests=requests)
-
-
-def assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
-    """The API's error object, after checking its shape, status and code."""
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from conftest import assert_error
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus, TaggingRun
-from tagging.tests.helpers import assert_error
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
 

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from conftest import assert_error
 from tagging.models import Recipe, RunStatus, TaggingRun
 from tagging.services.config import TaggingConfig
 from tagging.services.recipes import recipe_content_hash, recipe_create
 from tagging.services.runs import recipe_tag
-from tagging.tests.conftest import demo_recipe
-from tagging.tests.helpers import assert_error
+from tagging.tests.conftest import TaggingRunFactory, demo_recipe
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_it_lists_only_recipes_whose_latest_successful_run_assigned_the_tag(
 ) -> None:
     tagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     run = recipe_tag(recipe=tagged, config=TaggingConfig())
-    TaggingRun.objects.create(recipe=tagged, strategy="similarity", status=RunStatus.FAILED, error="boom")
+    TaggingRunFactory(recipe=tagged, status=RunStatus.FAILED, error="boom")
     retagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
     recipe_tag(recipe=retagged, config=TaggingConfig())
     recipe_tag(recipe=retagged, config=TaggingConfig(categories=("diet",)))

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
+from conftest import assert_error
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from taxonomy.models import Category
 
@@ -26,15 +27,11 @@ def carbonara_payload(demo_recipes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
+    """The error object, sent as JSON with a message that is text."""
+    error = assert_error(response, status=status, code=code)
     assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    return body["error"]
+    assert isinstance(error["message"], str)
+    return error
 
 
 # --- Success ----------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from conftest import wait_for
+from conftest import assert_error, wait_for
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
 from tagging.tests.conftest import demo_recipe
-from tagging.tests.helpers import assert_error, tags_stored
+from tagging.tests.helpers import tags_stored
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
 

@@ -1,4 +1,5 @@
-"""The similarity tagger learns from gold labels: fitting, storing, using, and refitting on the worker."""
+"""feedback.training: the similarity tagger learns from gold labels: fitting, storing (tagging.services.tagger_state),
+using, and refitting on the worker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import connection, transaction
 
 from conftest import wait_for
 from feedback.models import GoldLabel, GoldLabelSource
+from feedback.tests.conftest import GoldLabelFactory
 from feedback.training import tagger_fit, tagger_fit_is_current, tagger_refit
 from tagging import learning
 from tagging.models import Recipe, TaggerState, TrainingExample
@@ -18,6 +20,7 @@ from tagging.services.recipes import recipe_create
 from tagging.services.runs import recipe_tag
 from tagging.services.tagger_state import learned_model_active
 from taxonomy.models import Category, Tag
+from taxonomy.tests.conftest import CategoryFactory, TagFactory
 
 # A verdict no tag description can reveal: only labelled examples teach it.
 KIDS = [
@@ -54,16 +57,16 @@ NEW_GROWN_UPS = ("Anchovy toast with capers", ["anchovies", "capers", "sourdough
 
 @pytest.fixture
 def verdicts(db: None) -> Category:
-    category = Category.objects.create(name="Family verdict", slug="family_verdict", default_max_tags=1)
-    Tag.objects.create(category=category, name="Kids love it", slug="kids", description="")
-    Tag.objects.create(category=category, name="Grown-ups only", slug="grown-ups", description="")
+    category = CategoryFactory(name="Family verdict", slug="family_verdict", default_max_tags=1)
+    TagFactory(category=category, name="Kids love it", slug="kids", description="")
+    TagFactory(category=category, name="Grown-ups only", slug="grown-ups", description="")
     return category
 
 
 def _label(recipes: list[tuple[str, list[str]]], tag: Tag) -> None:
     for title, ingredients in recipes:
         recipe = recipe_create(title=title, ingredients=ingredients, instructions="")
-        GoldLabel.objects.create(recipe=recipe, tag=tag, source=GoldLabelSource.IMPORT)
+        GoldLabelFactory(recipe=recipe, tag=tag, source=GoldLabelSource.IMPORT)
 
 
 @pytest.fixture

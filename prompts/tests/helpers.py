@@ -1,0 +1,46 @@
+"""What the prompts tests share: a call to the gateway and what the ledger recorded."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from prompts.gateway import chat_json
+from prompts.models import LLMCall, LLMSource
+from prompts.sources import LLMSourceConfig
+from prompts.tests.conftest import LLMSourceFactory
+from prompts.tests.openai_server import OpenAIServer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["tags"],
+    "additionalProperties": False,
+}
+
+
+def ask(source: LLMSourceConfig, **kwargs: Any) -> Any:
+    params: dict[str, Any] = {
+        "system": "You tag recipes.",
+        "user": "Spaghetti carbonara",
+        "schema": SCHEMA,
+        "schema_name": "recipe_tags",
+        "want_logprobs": False,
+        "prompt_version": "tags-v1",
+    }
+    return chat_json(source=source, **{**params, **kwargs})
+
+
+def outcomes() -> list[str]:
+    return list(LLMCall.objects.order_by("id").values_list("outcome", flat=True))
+
+
+def db_source(server: OpenAIServer, **fields: Any) -> LLMSource:
+    """A source staff added in admin, at the test server."""
+    return LLMSourceFactory(base_url=server.url, **fields)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
