@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings
 from django.test.client import Client
 from pgvector import Vector
@@ -228,7 +227,9 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
 
     It depends on django_db_setup so that it stops before the test database is dropped.
     """
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    from autotagger.redis import redis_client
+
+    client = redis_client()
     client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
     env = {
         **os.environ,
