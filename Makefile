@@ -21,6 +21,7 @@ install: $(INSTALLED)
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py taxonomy_import --default --if-empty --embed-now
+	$(BIN)/python manage.py load_starter_set
 	$(BIN)/python manage.py tags_embed
 	$(BIN)/python manage.py load_demo_recipes
 	$(BIN)/python manage.py ensure_admin

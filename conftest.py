@@ -64,6 +64,8 @@ class _TaxonomyRows:
 
     categories: list[dict[str, Any]]
     tags: list[tuple[str, dict[str, Any]]]  # (category slug, field values), in the order they were created
+    ingredient_groups: list[dict[str, Any]]
+    excluded_by: list[tuple[int, str]]  # (index of the tag in `tags`, ingredient group slug)
 
 
 _ROW_FIELDS_NOT_COPIED = {"id", "category", "created_at", "updated_at", "embedded_at"}
@@ -97,28 +99,41 @@ def default_taxonomy_rows(django_db_setup: None, django_db_blocker: Any, embeddi
     the rows it wrote in memory."""
     from django.db import transaction
 
-    from taxonomy.models import Category, Tag
+    from taxonomy.models import Category, IngredientGroup, Tag
     from taxonomy.services.documents import taxonomy_import
 
     with django_db_blocker.unblock(), transaction.atomic():
         taxonomy_import(data=json.loads(DEFAULT_TAXONOMY.read_text()), embed_now=True)
         categories = [_field_values(c) for c in Category.objects.order_by("id")]
-        tags = [(t.category.slug, _field_values(t)) for t in Tag.objects.select_related("category").order_by("id")]
+        tag_rows = list(Tag.objects.select_related("category").prefetch_related("excluded_by").order_by("id"))
+        tags = [(t.category.slug, _field_values(t)) for t in tag_rows]
+        groups = [_field_values(g) for g in IngredientGroup.objects.order_by("id")]
+        excluded_by = [(i, g.slug) for i, t in enumerate(tag_rows) for g in t.excluded_by.all()]
         transaction.set_rollback(True)
-    return _TaxonomyRows(categories=categories, tags=tags)
+    return _TaxonomyRows(categories=categories, tags=tags, ingredient_groups=groups, excluded_by=excluded_by)
 
 
 @pytest.fixture
 def taxonomy(default_taxonomy_rows: _TaxonomyRows, db: None) -> dict[str, Any]:
     """The default recipe taxonomy, loaded and embedded: the rows `taxonomy_import(embed_now=True)` writes,
-    inserted from the copy `default_taxonomy_rows` keeps (three queries instead of an import per test)."""
+    inserted from the copy `default_taxonomy_rows` keeps (a few queries instead of an import per test)."""
     from django.utils import timezone
 
-    from taxonomy.models import Category, Tag
+    from taxonomy.models import Category, IngredientGroup, Tag
 
     categories = Category.objects.bulk_create([Category(**row) for row in default_taxonomy_rows.categories])
     ids = {category.slug: category.pk for category in categories}
     tags = Tag.objects.bulk_create([Tag(category_id=ids[slug], **row) for slug, row in default_taxonomy_rows.tags])
+    groups = IngredientGroup.objects.bulk_create(
+        [IngredientGroup(**row) for row in default_taxonomy_rows.ingredient_groups]
+    )
+    group_ids = {group.slug: group.pk for group in groups}
+    Tag.excluded_by.through.objects.bulk_create(
+        [
+            Tag.excluded_by.through(tag_id=tags[index].pk, ingredientgroup_id=group_ids[slug])
+            for index, slug in default_taxonomy_rows.excluded_by
+        ]
+    )
     # Stamped after the tags were saved, as the import does: a vector older than its tag counts as stale.
     Tag.objects.filter(pk__in=[tag.pk for tag in tags]).update(embedded_at=timezone.now())
     return json.loads(DEFAULT_TAXONOMY.read_text())

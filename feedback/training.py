@@ -48,6 +48,11 @@ def labelled_data() -> tuple[list[Recipe], learning.LabelledSet, list[learning.C
     return recipes, data, category_specs(categories)
 
 
+def precision_floors() -> dict[str, float | None]:
+    """The precision floor staff set for each active category (None: the threshold maximises F1)."""
+    return dict(Category.objects.filter(active=True).order_by("slug").values_list("slug", "precision_floor"))
+
+
 def tagger_fit(*, k: int = DEFAULT_TAGS_PER_CATEGORY) -> TaggerState | None:
     """Fit on every gold label and make the result the active state; with no labels, retire the active
     state so that the tagger is zero-shot again. Returns the new state, or None."""
@@ -59,9 +64,20 @@ def tagger_fit(*, k: int = DEFAULT_TAGS_PER_CATEGORY) -> TaggerState | None:
         logger.info("No gold labels: the similarity tagger is zero-shot")
         return None
     recipes, data, specs = labelled
-    model = learning.fit(data=data, categories=specs, k=k, progress=lambda message: logger.info("%s", message))
+    floors = precision_floors()
+    model = learning.fit(
+        data=data,
+        categories=specs,
+        k=k,
+        precision_floors=floors,
+        progress=lambda message: logger.info("%s", message),
+    )
     state = tagger_state_store(
-        model=model, recipes=recipes, data=data, fitted_on={**stats, "k": k}, seconds=time.perf_counter() - started
+        model=model,
+        recipes=recipes,
+        data=data,
+        fitted_on={**stats, "k": k, "precision_floors": floors},
+        seconds=time.perf_counter() - started,
     )
     logger.info(
         "Fitted tagger state %s on %d labelled recipes (%d categories) in %.1fs",
@@ -74,14 +90,15 @@ def tagger_fit(*, k: int = DEFAULT_TAGS_PER_CATEGORY) -> TaggerState | None:
 
 
 def tagger_fit_is_current() -> bool:
-    """Whether the active state was fitted on the gold labels as they are now."""
+    """Whether the active state was fitted on the gold labels and the precision floors as they are now."""
     state = TaggerState.objects.filter(active=True).first()
     stats = gold_label_stats()
     if state is None:
         return not stats["labels"]
     if tagger_state_fitted_version(state=state) != learning.MODEL_VERSION:
         return False
-    return {key: value for key, value in state.fitted_on.items() if key not in ("k", "version")} == stats
+    fitted_on = {key: value for key, value in state.fitted_on.items() if key not in ("k", "version")}
+    return fitted_on == {**stats, "precision_floors": precision_floors()}
 
 
 def tagger_refit(*, requested_at: float | None = None) -> TaggerState | None:

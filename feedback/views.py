@@ -90,6 +90,85 @@ class CategoryRow:
 
 
 @dataclass(frozen=True)
+class ReliabilityBar:
+    """One bin of a reliability diagram, in SVG units: the bar is the share of its tags that were right,
+    the dot sits at the bin's mean score."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    dot_x: float
+    title: str
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    slug: str
+    support: int
+    precision_floor: float | None
+    best_baseline: str | None
+    baseline_f1: float | None
+    margin: float | None
+    interval: tuple[float, float] | None
+    ece: float | None
+    pairs: int
+    bars: list[ReliabilityBar]
+
+
+# The reliability diagram: a PLOT x PLOT square whose lower left corner is at (PLOT_X, PLOT_Y).
+PLOT, PLOT_X, PLOT_Y = 160.0, 30.0, 170.0
+
+
+def _reliability_bars(bins: list[dict[str, Any]]) -> list[ReliabilityBar]:
+    bars = []
+    for b in bins:
+        if not b["count"]:
+            continue
+        height = float(b["accuracy"]) * PLOT
+        bars.append(
+            ReliabilityBar(
+                x=round(PLOT_X + float(b["lower"]) * PLOT + 1, 1),
+                y=round(PLOT_Y - height, 1),
+                width=round((float(b["upper"]) - float(b["lower"])) * PLOT - 2, 1),
+                height=round(height, 1),
+                dot_x=round(PLOT_X + float(b["mean_score"]) * PLOT, 1),
+                title=f"Scores {b['lower']:.1f}–{b['upper']:.1f}: {b['count']} tags, mean score "
+                f"{b['mean_score']:.2f}, {b['accuracy']:.0%} right",
+            )
+        )
+    return bars
+
+
+def _calibration_rows(run: EvaluationRun) -> list[CalibrationRow]:
+    """Per category: the margin over the best baseline, the calibration and the precision floor (runs
+    stored before these were measured have none of them)."""
+    metrics = run.metrics
+    calibration, comparison = metrics.get("calibration", {}), metrics.get("comparison", {})
+    floors = metrics.get("precision_floors", {})
+    rows = []
+    for slug in _category_slugs(run):
+        compared, calibrated = comparison.get(slug), calibration.get(slug)
+        rows.append(
+            CalibrationRow(
+                slug=slug,
+                support=int(metrics["categories"][slug]["support"]),
+                precision_floor=floors.get(slug),
+                best_baseline=BASELINE_LABELS.get(compared["best_baseline"], compared["best_baseline"])
+                if compared
+                else None,
+                baseline_f1=compared["baseline_f1"] if compared else None,
+                margin=compared["margin"] if compared else None,
+                interval=tuple(compared["interval_95"]) if compared else None,  # type: ignore[arg-type]
+                ece=calibrated["ece"] if calibrated else None,
+                pairs=int(calibrated["pairs"]) if calibrated else 0,
+                bars=_reliability_bars(calibrated["bins"]) if calibrated else [],
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
 class CompareRow:
     slug: str
     a: float | None
@@ -177,6 +256,8 @@ def evaluation_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "run": run,
         "metrics": run.metrics,
         "rows": _category_rows(run, baseline_names),
+        "calibration_rows": _calibration_rows(run),
+        "measured_calibration": "calibration" in run.metrics,
         "baseline_labels": [BASELINE_LABELS.get(name, name) for name in baseline_names],
         "mode": _mode(run.config),
         "adherence_ok": not any(run.metrics.get("adherence", {}).values()),

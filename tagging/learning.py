@@ -15,10 +15,11 @@ For a recipe r and a tag t of category c it computes a few signals:
   kinds of ingredient it names (meat, seafood, dairy, eggs, ...: a diet learned on beef recipes
   carries to pork ones).
 A logistic regression per category (or the average of several, see tagging.stacking) turns them into one
-calibrated probability per tag, and a threshold per category, fitted to maximise F1 (with a floor
-under precision), decides what is returned. Training signals are computed without the recipe itself
-(it is left out of its own neighbours, prototypes and prior), so that the weights and thresholds are
-fitted on the kind of evidence the tagger will see for new recipes.
+score per tag, calibrated on out-of-fold scores into the probability that a reviewer accepts the tag
+(tagging.calibration), and a threshold per category, fitted to maximise F1 (with a floor under
+precision only where staff set one for the category), decides what is returned. Training signals are
+computed without the recipe itself (it is left out of its own neighbours, prototypes and prior), so that
+the weights and thresholds are fitted on the kind of evidence the tagger will see for new recipes.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
+from tagging.calibration import Calibration
 from tagging.features import dense_features, lexical_evidence
 from tagging.stacking import fit_stack, sigmoid
 
 # What a fitted model reads of a recipe. A stored state fitted with another version leaves the tagger
 # zero-shot until the periodic check refits it.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 NEIGHBOURS = 25
 NEIGHBOUR_SHARPNESS = 20.0  # weight of a neighbour: exp(SHARPNESS * (similarity - 1))
 
@@ -107,12 +109,18 @@ class CategoryModel:
     tag_slugs: list[str]
     weights: np.ndarray  # (len(FEATURES),)
     bias: float
-    threshold: float
+    threshold: float  # on calibrated scores
     prototypes: np.ndarray  # (T, d), zero rows for tags without examples
     support: np.ndarray  # (T,) labelled recipes per tag
     labelled: int  # recipes labelled in this category
     fit_f1: float = 0.0  # cross-validated on the training recipes
     signals: str = "all"  # which group of signals won on the training recipes
+    calibration: Calibration = field(default_factory=Calibration)
+    precision_floor: float | None = None  # the category's, when it was fitted
+
+    def scores(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from the stacked scores."""
+        return self.calibration.apply(raw).astype(np.float32)
 
     def to_parameters(self) -> dict[str, Any]:
         return {
@@ -124,6 +132,8 @@ class CategoryModel:
             "labelled": int(self.labelled),
             "fit_f1": float(self.fit_f1),
             "signals": self.signals,
+            "calibration": self.calibration.to_parameters(),
+            "precision_floor": self.precision_floor,
         }
 
 
@@ -224,11 +234,17 @@ class TextClassifier:
         self.dense_width = 0
 
     def fit(
-        self, documents: Sequence[str], labels: dict[str, np.ndarray], dense: np.ndarray | None = None
+        self,
+        documents: Sequence[str],
+        labels: dict[str, np.ndarray],
+        dense: np.ndarray | None = None,
+        *,
+        out_of_fold: bool = True,
     ) -> dict[str, np.ndarray]:
-        """Fit the fold models; returns the out-of-fold probabilities of the training documents.
-        With `dense` (one row per document), the row joins the document's TF-IDF row (and must then
-        be given to `probabilities` too)."""
+        """Fit the fold models; returns the out-of-fold probabilities of the training documents (none
+        without `out_of_fold`: only the model fitted on all of them). With `dense` (one row per
+        document), the row joins the document's TF-IDF row (and must then be given to `probabilities`
+        too)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.vectorizer = TfidfVectorizer(
@@ -238,14 +254,16 @@ class TextClassifier:
         self.dense_width = 0 if dense is None else int(np.asarray(dense).shape[1])
         x = self._join(self.vectorizer.fit_transform(documents), dense)
         fold = np.arange(len(documents)) % self.folds
-        out_of_fold = {slug: np.zeros(y.shape, dtype=np.float32) for slug, y in labels.items()}
-        for f in range(self.folds):
-            inside, outside = fold != f, fold == f
-            for slug, y in labels.items():
-                columns = self._fit_columns(x[inside], y[inside])
-                out_of_fold[slug][outside] = self._predict_columns(columns, x[outside])
+        scores: dict[str, np.ndarray] = {}
+        if out_of_fold:
+            scores = {slug: np.zeros(y.shape, dtype=np.float32) for slug, y in labels.items()}
+            for f in range(self.folds):
+                inside, outside = fold != f, fold == f
+                for slug, y in labels.items():
+                    columns = self._fit_columns(x[inside], y[inside])
+                    scores[slug][outside] = self._predict_columns(columns, x[outside])
         self.models = {slug: self._fit_columns(x, y) for slug, y in labels.items()}
-        return out_of_fold
+        return scores
 
     def probabilities(self, documents: Sequence[str], dense: np.ndarray | None = None) -> dict[str, np.ndarray]:
         x = self._join(self.vectorizer.transform(documents), dense)
@@ -315,7 +333,7 @@ class LearnedModel:
                 prior=_prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )
-            result[slug] = sigmoid(features @ model.weights + model.bias)
+            result[slug] = model.scores(sigmoid(features @ model.weights + model.bias))
         return result
 
     def predict(
@@ -324,7 +342,13 @@ class LearnedModel:
         """For each recipe, category slug -> [(tag slug, probability)] above the category's threshold,
         best first, at most k."""
         probabilities = self.probabilities(embeddings=embeddings, texts=texts, category_slugs=category_slugs)
-        results: list[dict[str, list[tuple[str, float]]]] = [{} for _ in range(len(embeddings))]
+        return self.choose(probabilities, k=k, rows=len(embeddings))
+
+    def choose(
+        self, probabilities: dict[str, np.ndarray], *, k: int, rows: int
+    ) -> list[dict[str, list[tuple[str, float]]]]:
+        """What `predict` returns, from `probabilities` (as `probabilities` returns them)."""
+        results: list[dict[str, list[tuple[str, float]]]] = [{} for _ in range(rows)]
         for slug, matrix in probabilities.items():
             model = self.categories[slug]
             for i, row in enumerate(matrix):
@@ -339,10 +363,14 @@ def fit(
     categories: Sequence[CategorySpec],
     k: int,
     min_labelled: int = 5,
+    precision_floors: dict[str, float | None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedModel:
-    """Learn weights, prototypes and thresholds for every category with at least `min_labelled`
-    labelled recipes. Categories with fewer are left to the zero-shot tagger."""
+    """Learn weights, prototypes, calibrations and thresholds for every category with at least
+    `min_labelled` labelled recipes. Categories with fewer are left to the zero-shot tagger. A category's
+    threshold maximises cross-validated F1, among those keeping precision at or above its entry in
+    `precision_floors` when it has one."""
+    floors = precision_floors or {}
 
     labels = TrainingLabels.build(data, categories)
     embeddings = np.asarray(data.embeddings, dtype=np.float32)
@@ -386,23 +414,28 @@ def fit(
         target = y.ravel()
         if target.min() == target.max():
             continue
-        weights, bias, threshold, f1, signals = fit_stack(features, y, k)
+        floor = floors.get(category.slug)
+        stack = fit_stack(features, y, k, precision_floor=floor)
         models[category.slug] = CategoryModel(
             slug=category.slug,
             tag_slugs=[t.slug for t in category.tags],
-            weights=weights,
-            bias=bias,
-            threshold=threshold,
+            weights=stack.weights,
+            bias=stack.bias,
+            threshold=stack.threshold,
             prototypes=prototypes,
             support=support,
             labelled=labelled,
-            fit_f1=f1,
-            signals=signals,
+            fit_f1=stack.f1,
+            signals=stack.signals,
+            calibration=stack.calibration,
+            precision_floor=floor,
         )
         if progress:
             progress(
-                f"{category.slug}: {labelled} labelled recipes, signals {signals}, "
-                f"threshold {threshold:.3f}, cross-validated F1 {f1:.3f}"
+                f"{category.slug}: {labelled} labelled recipes, signals {stack.signals}, "
+                f"calibration {stack.calibration.method}, threshold {stack.threshold:.3f}"
+                + (f" (precision floor {floor:.2f})" if floor is not None else "")
+                + f", cross-validated F1 {stack.f1:.3f}"
             )
     return LearnedModel(
         categories=models,

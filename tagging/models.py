@@ -95,6 +95,9 @@ class TaggingRun(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     # How the run was decided: LLM calls, tokens, cost, cache hit, tags decided by each path.
     stats = models.JSONField(default=dict, blank=True)
+    # Tags a strategy chose that the recipe's ingredients contradict (taxonomy ingredient rules), kept to show
+    # why they are missing: [{"category", "tag", "name", "score", "rule"}].
+    removed_by_rule = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -20,7 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from autotagger.uploads import json_upload_load
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category, IngredientGroup, Tag
+from taxonomy.rules import terms_clean
 from taxonomy.selectors import taxonomy_export
 from taxonomy.services.changes import (
     TaxonomyError,
@@ -79,7 +80,9 @@ class TaxonomyImportForm(forms.Form):
 
 class TagInline(admin.TabularInline):
     model = Tag
-    fields = ("name", "slug", "description", "synonyms", "active")
+    # A tag's excluded_by groups are edited on its own page (the change link): a multi-select per row
+    # would make a category of forty tags unreadable.
+    fields = ("name", "slug", "description", "synonyms", "required_terms", "active")
     prepopulated_fields = {"slug": ("name",)}
     show_change_link = True
     extra = 0
@@ -97,6 +100,7 @@ class CategoryAdmin(admin.ModelAdmin):
         "position",
         "default_max_tags",
         "relevance_threshold",
+        "precision_floor",
         "active",
         "tag_count",
     )
@@ -174,7 +178,8 @@ class CategoryAdmin(admin.ModelAdmin):
                         f"Imported the taxonomy: {result.categories_created} categories created, "
                         f"{result.categories_updated} updated; {result.tags_created} tags created, "
                         f"{result.tags_updated} updated. {len(result.tag_ids_to_embed)} tags are queued for "
-                        "re-embedding by the worker.",
+                        f"re-embedding by the worker. Ingredient groups: {result.ingredient_groups_created} "
+                        f"created, {result.ingredient_groups_updated} updated.",
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(reverse(f"{self.admin_site.name}:taxonomy_category_changelist"))
@@ -207,12 +212,15 @@ class TagAdmin(admin.ModelAdmin):
         "description",
         "synonyms",
         "active",
+        "excluded_by",
+        "required_terms",
         "embedding_model",
         "embedded_at",
         "created_at",
         "updated_at",
     )
     readonly_fields = ("embedding_model", "embedded_at", "created_at", "updated_at")
+    filter_horizontal = ("excluded_by",)
     actions = ("activate", "deactivate", "reembed", "merge_tags")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
@@ -304,3 +312,45 @@ class TagAdmin(admin.ModelAdmin):
             "media": self.media,
         }
         return TemplateResponse(request, "admin/taxonomy/tag/merge.html", context)
+
+
+class IngredientGroupForm(forms.ModelForm):
+    class Meta:
+        model = IngredientGroup
+        fields = ("name", "slug", "description", "terms", "exceptions")
+        widgets = {
+            "terms": forms.Textarea(attrs={"rows": 4}),
+            "exceptions": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean_terms(self) -> list[str]:
+        return terms_clean(self.cleaned_data["terms"])
+
+    def clean_exceptions(self) -> list[str]:
+        return terms_clean(self.cleaned_data["exceptions"])
+
+
+@admin.register(IngredientGroup)
+class IngredientGroupAdmin(admin.ModelAdmin):
+    """Ingredient groups ("meat", "dairy") that tag rules refer to; terms and exceptions are comma-separated."""
+
+    form = IngredientGroupForm
+    list_display = ("name", "slug", "term_count", "exception_count", "used_by", "updated_at")
+    search_fields = ("name", "slug", "terms", "exceptions")
+    prepopulated_fields = {"slug": ("name",)}
+    ordering = ("name", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IngredientGroup]:
+        return super().get_queryset(request).annotate(tag_count=Count("excluded_tags"))
+
+    @admin.display(description="Terms")
+    def term_count(self, obj: IngredientGroup) -> int:
+        return len(obj.terms)
+
+    @admin.display(description="Exceptions")
+    def exception_count(self, obj: IngredientGroup) -> int:
+        return len(obj.exceptions)
+
+    @admin.display(description="Excludes tags", ordering="tag_count")
+    def used_by(self, obj: IngredientGroup) -> int:
+        return int(obj.tag_count)  # type: ignore[attr-defined]

@@ -22,6 +22,12 @@ class Category(models.Model):
         blank=True,
         help_text="Score (0–1) a tag needs to be returned; empty uses the calibrated default.",
     )
+    precision_floor = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Lowest precision (0–1) the learned threshold of this category may have on held-out "
+        "labels; empty means no floor (the threshold maximises F1).",
+    )
     active = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -39,8 +45,46 @@ class Category(models.Model):
                 | (Q(relevance_threshold__gte=0) & Q(relevance_threshold__lte=1)),
                 name="taxonomy_category_threshold_range",
             ),
+            models.CheckConstraint(
+                condition=Q(precision_floor__isnull=True) | (Q(precision_floor__gte=0) & Q(precision_floor__lte=1)),
+                name="taxonomy_category_precision_floor_range",
+            ),
             models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_category_slug_not_empty"),
             models.CheckConstraint(condition=~Q(name=""), name="taxonomy_category_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IngredientGroup(models.Model):
+    """A kind of ingredient that tag rules refer to ("meat", "dairy"): the words that name it, and the phrases
+    that look like it but are not ("vegan bacon", "peanut butter"). Matching is on whole words, in any case,
+    accents and plural (taxonomy.rules)."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    terms = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        help_text="Words or phrases that name this kind of ingredient (singular is enough: 'egg' finds 'eggs').",
+    )
+    exceptions = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Phrases taken out of a recipe before the terms are looked for ('peanut butter' is not "
+        "dairy); '*' stands for any one word ('vegan *').",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(slug=""), name="taxonomy_ingredient_group_slug_not_empty"),
+            models.CheckConstraint(condition=~Q(name=""), name="taxonomy_ingredient_group_name_not_empty"),
+            models.CheckConstraint(condition=~Q(terms=[]), name="taxonomy_ingredient_group_has_terms"),
         ]
 
     def __str__(self) -> str:
@@ -54,6 +98,20 @@ class Tag(models.Model):
     description = models.TextField(blank=True)
     synonyms = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     active = models.BooleanField(default=True)
+    # Ingredient rules: a tag is never given to a recipe whose title or ingredients break them.
+    excluded_by = models.ManyToManyField(
+        IngredientGroup,
+        blank=True,
+        related_name="excluded_tags",
+        help_text="Never give this tag to a recipe that names one of these ingredients (vegetarian: meat, fish).",
+    )
+    required_terms = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Give this tag only to a recipe whose title or ingredients name one of these "
+        "(main ingredient paneer: 'paneer'); empty: no requirement.",
+    )
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
     embedding_model = models.CharField(max_length=200, blank=True, editable=False)
     embedded_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.db.models import F, Prefetch, Q, QuerySet
 
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category, IngredientGroup, Tag
+from taxonomy.rules import IngredientMatcher, TagRule
 
 
 def categories_list(*, active_only: bool = False) -> QuerySet[Category]:
@@ -39,11 +40,50 @@ def tags_needing_embedding(*, model: str, category_ids: Iterable[int] | None = N
     return tags.select_related("category").order_by("id")
 
 
+def ingredient_matcher(group: IngredientGroup) -> IngredientMatcher:
+    return IngredientMatcher(
+        slug=group.slug, name=group.name, terms=tuple(group.terms), exceptions=tuple(group.exceptions)
+    )
+
+
+def tag_rules(*, tag_ids: Iterable[int]) -> dict[int, TagRule]:
+    """The ingredient rules of the tags among `tag_ids` that have any (two queries)."""
+    tags = (
+        Tag.objects.filter(pk__in=list(tag_ids))
+        .filter(Q(excluded_by__isnull=False) | ~Q(required_terms=[]))
+        .distinct()
+        .only("id", "required_terms")
+        .prefetch_related(Prefetch("excluded_by", queryset=IngredientGroup.objects.order_by("name", "id")))
+    )
+    return {
+        tag.pk: TagRule(
+            excluded_by=tuple(ingredient_matcher(group) for group in tag.excluded_by.all()),
+            required_terms=tuple(tag.required_terms),
+        )
+        for tag in tags
+    }
+
+
+def ingredient_groups_version() -> str:
+    """Changes whenever an ingredient group is added, edited or removed (a tag's own rules change its row)."""
+    return repr(list(IngredientGroup.objects.order_by("id").values_list("id", "updated_at")))
+
+
 def taxonomy_export() -> dict[str, Any]:
     """The whole taxonomy as the JSON document `taxonomy_import` reads back."""
     return {
         "format": "autotagger-taxonomy",
         "version": 1,
+        "ingredient_groups": [
+            {
+                "slug": group.slug,
+                "name": group.name,
+                "description": group.description,
+                "terms": list(group.terms),
+                "exceptions": list(group.exceptions),
+            }
+            for group in IngredientGroup.objects.order_by("name", "id")
+        ],
         "categories": [
             {
                 "slug": category.slug,
@@ -51,6 +91,7 @@ def taxonomy_export() -> dict[str, Any]:
                 "description": category.description,
                 "default_max_tags": category.default_max_tags,
                 "relevance_threshold": category.relevance_threshold,
+                "precision_floor": category.precision_floor,
                 "position": category.position,
                 "active": category.active,
                 "tags": [
@@ -60,10 +101,12 @@ def taxonomy_export() -> dict[str, Any]:
                         "description": tag.description,
                         "synonyms": list(tag.synonyms),
                         "active": tag.active,
+                        "excluded_by": sorted(group.slug for group in tag.excluded_by.all()),
+                        "required_terms": list(tag.required_terms),
                     }
                     for tag in category.tags.all()
                 ],
             }
-            for category in categories_list()
+            for category in categories_list().prefetch_related("tags__excluded_by")
         ],
     }

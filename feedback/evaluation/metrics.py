@@ -5,6 +5,9 @@ tags / gold tags, F1 their harmonic mean. Macro-F1 averages the F1 of each tag s
 or the predictions. Coverage: the share of recipes with gold tags in the category that got at least
 one tag. Adherence: returned tags that are not in the taxonomy, and (recipe, category) pairs with more
 than k tags; both must be 0.
+
+Comparisons with the baselines: the margin of F1 over the best baseline in each category, with a bootstrap
+interval over the recipes (the same resamples for both sides).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 Labels = dict[str, set[str]]  # category slug -> tag slugs
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
@@ -127,3 +133,34 @@ def score(
         unknown_tags=unknown,
         over_k=over_k,
     )
+
+
+def recipe_counts(*, gold: Sequence[Labels], predicted: Sequence[Labels], category: str) -> np.ndarray:
+    """(n, 3): per recipe, correct tags, returned tags and gold tags in `category`."""
+    counts = np.zeros((len(gold), 3), dtype=np.float64)
+    for i, (gold_labels, predicted_labels) in enumerate(zip(gold, predicted, strict=True)):
+        g, p = gold_labels.get(category, set()), set(predicted_labels.get(category, set()))
+        counts[i] = (len(p & g), len(p), len(g))
+    return counts
+
+
+def _f1_of_counts(counts: np.ndarray) -> np.ndarray:
+    """Micro-F1 from summed counts (..., 3): 2 TP / (returned + gold)."""
+    denominator = counts[..., 1] + counts[..., 2]
+    return np.where(denominator > 0, 2 * counts[..., 0] / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+def bootstrap_margin(
+    a: np.ndarray, b: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """F1(a) - F1(b) over `resamples` bootstrap resamples of the recipes (rows of recipe_counts, the same
+    recipes in both): (standard deviation, lower, upper) of the central `level` interval."""
+    n = len(a)
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)  # (B, n)
+    margins = _f1_of_counts(weights @ a) - _f1_of_counts(weights @ b)
+    tail = (1 - level) / 2 * 100
+    lower, upper = np.percentile(margins, [tail, 100 - tail])
+    return float(margins.std()), float(lower), float(upper)

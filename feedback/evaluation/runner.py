@@ -15,6 +15,7 @@ from feedback.evaluation import metrics
 from feedback.evaluation.baselines import BASELINES, Split
 from feedback.evaluation.datasets import Dataset, DatasetRecipe, fold_of
 from tagging import learning
+from tagging.calibration import expected_calibration_error, top_k_pairs
 from taxonomy.models import Category, Tag
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -23,6 +24,8 @@ Progress = Callable[[str], None]
 Predict = Callable[..., list[dict[str, list[tuple[str, float]]]]]
 # The database's labelled recipes as the learner reads them (feedback.training.labelled_data).
 Labelled = tuple[Sequence[Any], learning.LabelledSet, Sequence[learning.CategorySpec]]
+# Category slug -> (scores, 1 where the tag is a gold one) of the tags the tagger scored for a recipe.
+ScorePairs = dict[str, tuple[list[float], list[float]]]
 
 
 @dataclass
@@ -37,6 +40,9 @@ class EvaluationResult:
     baselines: dict[str, metrics.Report]
     latency_ms: dict[str, float]
     config: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
+    precision_floors: dict[str, float | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,9 @@ class EvaluationResult:
             },
             "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
             "adherence": {"unknown_tags": self.report.unknown_tags, "over_k": self.report.over_k},
+            "calibration": self.calibration,
+            "comparison": self.comparison,
+            "precision_floors": self.precision_floors,
         }
 
 
@@ -100,13 +109,28 @@ def _split(recipes: Sequence[DatasetRecipe], embeddings: np.ndarray, specs: Sequ
     return Split(embeddings=embeddings, texts=[r.text for r in recipes], labels=labels)
 
 
+def precision_floors(slugs: Sequence[str]) -> dict[str, float | None]:
+    """The precision floor staff set on the taxonomy category of each slug (None: none, or no such category)."""
+    floors = dict(Category.objects.filter(slug__in=list(slugs)).values_list("slug", "precision_floor"))
+    return {slug: floors.get(slug) for slug in slugs}
+
+
 def _learned_predictions(
-    train: Split, train_labels: list[dict[str, set[str]]], test: Split, specs: Sequence[learning.CategorySpec], k: int
+    train: Split,
+    train_labels: list[dict[str, set[str]]],
+    test: Split,
+    specs: Sequence[learning.CategorySpec],
+    k: int,
+    floors: dict[str, float | None],
+    pairs: ScorePairs,
 ) -> tuple[list[dict[str, set[str]]], list[float]]:
+    """The tagger's predictions for `test` and its latencies; adds the scores of each recipe's top k tags
+    (calibrated probabilities, whether or not above the threshold) to `pairs`."""
     model = learning.fit(
         data=learning.LabelledSet(embeddings=train.embeddings, texts=train.texts, labels=train_labels),
         categories=specs,
         k=k,
+        precision_floors=floors,
     )
     slugs = [s.slug for s in specs]
     predictions: list[dict[str, set[str]]] = []
@@ -114,11 +138,16 @@ def _learned_predictions(
     # One recipe at a time, as the service tags them, so the latency is per recipe.
     for i in range(len(test.texts)):
         started = time.perf_counter()
-        result = model.predict(
-            embeddings=test.embeddings[i : i + 1], texts=test.texts[i : i + 1], category_slugs=slugs, k=k
+        probabilities = model.probabilities(
+            embeddings=test.embeddings[i : i + 1], texts=test.texts[i : i + 1], category_slugs=slugs
         )
+        result = model.choose(probabilities, k=k, rows=1)
         latencies.append((time.perf_counter() - started) * 1000)
         predictions.append({slug: {tag for tag, _ in tags} for slug, tags in result[0].items()})
+        for slug, matrix in probabilities.items():
+            scores, truth = top_k_pairs(matrix, test.labels[slug][i : i + 1], k)
+            pairs.setdefault(slug, ([], []))[0].extend(scores.tolist())
+            pairs[slug][1].extend(truth.tolist())
     return predictions, latencies
 
 
@@ -152,6 +181,8 @@ def evaluate(
     predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": [{} for _ in test.recipes]}
     predictions.update({b.name: [{} for _ in test.recipes] for b in BASELINES})
     latencies: list[float] = []
+    pairs: ScorePairs = {}
+    floors = precision_floors(slugs)
 
     if train is not None:
         train_embeddings = embed([r.text.for_embedding() for r in train.recipes])
@@ -174,7 +205,7 @@ def evaluate(
         test_recipes = [test.recipes[i] for i in test_rows]
         test_split = _split(test_recipes, test_embeddings[test_rows], specs)
         learned, fold_latencies = _learned_predictions(
-            train_split, [r.labels for r in train_recipes], test_split, specs, k
+            train_split, [r.labels for r in train_recipes], test_split, specs, k, floors, pairs
         )
         latencies.extend(fold_latencies)
         for row, prediction in zip(test_rows, learned, strict=True):
@@ -195,6 +226,9 @@ def evaluate(
         taxonomy={spec.slug: {t.slug for t in spec.tags} for spec in specs},
         latencies=latencies,
         config={"folds": folds, "train": train.name if train else None, "categories": slugs},
+        pairs=pairs,
+        pairs_population="top_k",
+        floors=floors,
     )
 
 
@@ -208,12 +242,54 @@ def _result(
     taxonomy: dict[str, set[str]],
     latencies: list[float],
     config: dict[str, Any],
+    pairs: ScorePairs,
+    pairs_population: str,
+    floors: dict[str, float | None],
 ) -> EvaluationResult:
-    """Score the tagger's (`predictions["tagger"]`) and each baseline's predictions against `gold`."""
+    """Score the tagger's (`predictions["tagger"]`) and each baseline's predictions against `gold`; the
+    calibration of the tagger's scores (`pairs`), and its margin over the best baseline per category."""
     reports = {
         name: metrics.score(gold=gold, predicted=predicted, categories=categories, k=k, taxonomy=taxonomy)
         for name, predicted in predictions.items()
     }
+    calibration = {}
+    for slug in categories:
+        scores, truth = pairs.get(slug, ([], []))
+        ece, bins = expected_calibration_error(np.asarray(scores), np.asarray(truth))
+        calibration[slug] = {
+            "ece": round(ece, 4) if scores else None,  # None: the tagger scored nothing here (not learned)
+            "pairs": len(scores),
+            "population": pairs_population,
+            "bins": [
+                {
+                    "lower": round(b.lower, 2),
+                    "upper": round(b.upper, 2),
+                    "count": b.count,
+                    "mean_score": round(b.mean_score, 4),
+                    "accuracy": round(b.accuracy, 4),
+                }
+                for b in bins
+            ],
+        }
+    comparison = {}
+    baseline_names = [name for name in predictions if name != "tagger"]
+    for slug in categories:
+        if not baseline_names:
+            break
+        best = max(baseline_names, key=lambda name: (reports[name].categories[slug].f1, name))
+        tagger_f1, best_f1 = reports["tagger"].categories[slug].f1, reports[best].categories[slug].f1
+        spread, lower, upper = metrics.bootstrap_margin(
+            metrics.recipe_counts(gold=gold, predicted=predictions["tagger"], category=slug),
+            metrics.recipe_counts(gold=gold, predicted=predictions[best], category=slug),
+        )
+        comparison[slug] = {
+            "best_baseline": best,
+            "tagger_f1": round(tagger_f1, 4),
+            "baseline_f1": round(best_f1, 4),
+            "margin": round(tagger_f1 - best_f1, 4),
+            "margin_sd": round(spread, 4),
+            "interval_95": [round(lower, 4), round(upper, 4)],
+        }
     return EvaluationResult(
         dataset=test.name,
         dataset_sha256=test.sha256,
@@ -225,6 +301,9 @@ def _result(
         baselines=reports,
         latency_ms=_percentiles(latencies),
         config=config,
+        calibration=calibration,
+        comparison=comparison,
+        precision_floors={slug: floors.get(slug) for slug in categories},
     )
 
 
@@ -279,12 +358,18 @@ def evaluate_with_database(
     say(f"Embedded {len(test.recipes)} recipes in {time.perf_counter() - started:.1f}s")
     latencies: list[float] = []
     tagger: list[dict[str, set[str]]] = []
-    for recipe, embedding in zip(test.recipes, embeddings, strict=True):
+    gold = [_database_labels(r, tags_by_name) for r in test.recipes]
+    # The tagger as deployed returns only the tags above its thresholds: their scores are what is checked.
+    pairs: ScorePairs = {}
+    for recipe, embedding, labels in zip(test.recipes, embeddings, gold, strict=True):
         started = time.perf_counter()
         result = predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
         latencies.append((time.perf_counter() - started) * 1000)
         tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
-    gold = [_database_labels(r, tags_by_name) for r in test.recipes]
+        for slug, tags in result.items():
+            scored = pairs.setdefault(slug, ([], []))
+            scored[0].extend(score for _, score in tags)
+            scored[1].extend(float(tag in labels.get(slug, set())) for tag, _ in tags)
 
     predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": tagger}
     specs = {s.slug: s for s in labelled[2]} if labelled else {}
@@ -313,4 +398,7 @@ def evaluate_with_database(
         taxonomy={slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs},
         latencies=latencies,
         config={"folds": None, "train": "database", "categories": slugs},
+        pairs=pairs,
+        pairs_population="returned",
+        floors=precision_floors(slugs),
     )

@@ -236,6 +236,9 @@ SCHEMA_KEYS = {
     "baselines",
     "latency_ms",
     "adherence",
+    "calibration",
+    "comparison",
+    "precision_floors",
 }
 BASELINE_NAMES = {"majority", "zero_shot", "knn15", "tfidf_logreg"}
 
@@ -364,6 +367,22 @@ def test_output_writes_the_metrics_json_with_exactly_the_spec_keys(tiny: Path, t
             assert set(values) == {"precision", "recall", "f1"}
     assert set(data["latency_ms"]) == {"p50", "p95"}
     assert set(data["adherence"]) == {"unknown_tags", "over_k"}
+    assert set(data["calibration"]) == {"cuisine", "course"}
+    for values in data["calibration"].values():
+        assert set(values) == {"ece", "pairs", "population", "bins"}
+        assert 0.0 <= values["ece"] <= 1.0
+        # Each recipe's top k tags: 40 recipes, k = 2.
+        assert values["pairs"] == 80
+        assert len(values["bins"]) == 10
+        assert sum(b["count"] for b in values["bins"]) == 80
+    assert set(data["comparison"]) == {"cuisine", "course"}
+    for slug, values in data["comparison"].items():
+        assert set(values) == {"best_baseline", "tagger_f1", "baseline_f1", "margin", "margin_sd", "interval_95"}
+        assert values["baseline_f1"] == max(data["baselines"][name][slug]["f1"] for name in BASELINE_NAMES)
+        assert values["margin"] == pytest.approx(values["tagger_f1"] - values["baseline_f1"], abs=1e-3)
+        lower, upper = values["interval_95"]
+        assert lower <= upper
+    assert data["precision_floors"] == {"cuisine": None, "course": None}
     assert data == EvaluationRun.objects.get().metrics
 
 

@@ -126,6 +126,36 @@ def test_it_uses_the_fitted_threshold_unless_the_request_overrides_it(labelled: 
     assert lenient == ["kids"]
 
 
+def test_it_fits_each_category_to_its_precision_floor_and_stores_a_calibration(labelled: Category) -> None:
+    labelled.precision_floor = 0.9
+    labelled.save(update_fields=["precision_floor"])
+
+    state = tagger_fit()
+
+    assert state is not None
+    parameters = state.parameters["family_verdict"]
+    assert parameters["precision_floor"] == 0.9
+    assert state.fitted_on["precision_floors"]["family_verdict"] == 0.9
+    assert parameters["calibration"]["method"] in ("identity", "platt", "isotonic")
+    loaded = learned_model_active()
+    assert loaded is not None
+    assert loaded.categories["family_verdict"].calibration.method == parameters["calibration"]["method"]
+
+
+def test_a_changed_precision_floor_asks_for_a_refit(labelled: Category) -> None:
+    tagger_fit()
+    assert tagger_fit_is_current()
+
+    labelled.precision_floor = 0.6
+    labelled.save(update_fields=["precision_floor"])
+
+    assert not tagger_fit_is_current()
+    state = tagger_refit()
+    assert state is not None
+    assert state.parameters["family_verdict"]["precision_floor"] == 0.6
+    assert tagger_fit_is_current()
+
+
 def test_a_new_fit_retires_the_previous_state_and_its_examples(labelled: Category) -> None:
     first = tagger_fit()
     GoldLabel.objects.filter(recipe__title="Jam sandwiches").delete()

@@ -265,3 +265,68 @@ def test_the_admin_lists_runs_read_only_and_links_to_their_report(staff_browser:
     assert f'<a href="/evaluations/{run.pk}/">View report</a>' in change.content.decode()
     assert 'name="_save"' not in change.content.decode()
     assert add.status_code == 403
+
+
+def _bins(counts: list[int], accuracy: list[float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "lower": b / 10,
+            "upper": (b + 1) / 10,
+            "count": counts[b],
+            "mean_score": b / 10 + 0.05 if counts[b] else 0.0,
+            "accuracy": accuracy[b],
+        }
+        for b in range(10)
+    ]
+
+
+def test_a_run_page_shows_the_margin_over_the_best_baseline_and_a_reliability_diagram(staff_browser: Client) -> None:
+    run = _run()
+    run.metrics["calibration"] = {
+        "cuisine": {
+            "ece": 0.0312,
+            "pairs": 1236,
+            "population": "top_k",
+            "bins": _bins([600, 0, 0, 0, 0, 0, 0, 0, 236, 400], [0.04, 0, 0, 0, 0, 0, 0, 0, 0.86, 0.95]),
+        },
+        "course": {"ece": 0.08, "pairs": 120, "population": "top_k", "bins": _bins([120] + [0] * 9, [0.1] + [0] * 9)},
+    }
+    run.metrics["comparison"] = {
+        "cuisine": {
+            "best_baseline": "tfidf_logreg",
+            "tagger_f1": 0.8148,
+            "baseline_f1": 0.4444,
+            "margin": 0.3704,
+            "margin_sd": 0.02,
+            "interval_95": [0.33, 0.41],
+        },
+        "course": {
+            "best_baseline": "knn15",
+            "tagger_f1": 0.6,
+            "baseline_f1": 0.7,
+            "margin": -0.1,
+            "margin_sd": 0.05,
+            "interval_95": [-0.2, 0.01],
+        },
+    }
+    run.metrics["precision_floors"] = {"cuisine": 0.5, "course": None}
+    run.save()
+
+    response = staff_browser.get(f"/evaluations/{run.pk}/")
+
+    text = _text(response)
+    assert "cuisine 412 TF-IDF + LR 0.444 +0.370 0.330 to 0.410 0.031 0.50" in text
+    assert "course 40 k-NN (15) 0.700 -0.100 -0.200 to 0.010 0.080 none" in text
+    html = response.content.decode()
+    # Three non-empty bins for cuisine, one for course; a bar's height is its accuracy of the 160-unit plot.
+    heights = re.findall(r'class="reliability-bar" x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)"', html)
+    assert heights == ["6.4", "137.6", "152.0", "16.0"]
+    assert "Scores 0.9–1.0: 400 tags, mean score 0.95, 95% right" in html
+
+
+def test_a_run_stored_before_calibration_was_measured_says_so(staff_browser: Client) -> None:
+    run = _run()
+
+    text = _text(staff_browser.get(f"/evaluations/{run.pk}/"))
+
+    assert "This run was stored before margins and calibration were measured." in text

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +29,7 @@ class ScriptedReply:
     delay: float = 0.0  # seconds before answering
     headers: dict[str, str] = field(default_factory=dict)
     logprobs: bool | list[tuple[str, float]] | None = None  # None: when the request asked for them
+    respond: Callable[[dict[str, Any]], Any] | None = None  # the content (as JSON) computed from the request
 
 
 class OpenAIServer:
@@ -117,6 +119,15 @@ class OpenAIServer:
         }
         return self.reply(ScriptedReply(body=body, delay=delay, headers=dict(headers or {}), logprobs=logprobs))
 
+    def reply_computed(self, respond: Callable[[dict[str, Any]], Any], *, times: int = 1) -> OpenAIServer:
+        """`times` completions whose content is `respond(request body)` as JSON: a model that reads the
+        question (say, picks among the slugs the request offers)."""
+        for _ in range(times):
+            self.reply_content("{}", logprobs=False)
+            with self._lock:
+                self._replies[-1].respond = respond
+        return self
+
     def reply_text(self, text: str, **kwargs: Any) -> OpenAIServer:
         """A completion whose content is `text` (e.g. "not json")."""
         return self.reply_content(text, **kwargs)
@@ -168,6 +179,8 @@ class OpenAIServer:
         if reply.status != 200 or not isinstance(reply.body, dict) or reply.body.get("object") != "chat.completion":
             return reply.body
         body = json.loads(json.dumps(reply.body))
+        if reply.respond is not None:
+            body["choices"][0]["message"]["content"] = json.dumps(reply.respond(request))
         body.update(id=f"chatcmpl-test-{next(self._ids)}", created=int(time.time()), model=request.get("model", ""))
         wanted = reply.logprobs if reply.logprobs is not None else bool(request.get("logprobs"))
         if wanted:

@@ -135,10 +135,26 @@ class CategoryTagsSerializer(serializers.Serializer):
     tags = ScoredTagSerializer(many=True)
 
 
+class RemovedByRuleSerializer(serializers.Serializer):
+    category = serializers.CharField(help_text="The category's slug.")
+    tag = serializers.CharField(help_text="The tag's slug.")
+    name = serializers.CharField()
+    score = serializers.FloatField(help_text="The score the strategy gave it.")
+    rule = serializers.CharField(
+        help_text='Why the recipe contradicts the tag: "excluded by Meat (\'chicken\')" or "requires one of: paneer".'
+    )
+
+
 class TaggingRunSerializer(serializers.ModelSerializer):
     recipe_id = serializers.IntegerField()
     model = serializers.CharField(source="embedding_model", help_text="The embedding model the run used.")
     categories = serializers.SerializerMethodField()
+    removed_by_rule = RemovedByRuleSerializer(
+        many=True,
+        read_only=True,
+        help_text="Tags the strategy chose that the recipe's title or ingredients contradict (the taxonomy's "
+        "ingredient rules); they are not in `categories`.",
+    )
 
     class Meta:
         model = TaggingRun
@@ -156,6 +172,7 @@ class TaggingRunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "categories",
+            "removed_by_rule",
         ]
 
     @extend_schema_field(CategoryTagsSerializer(many=True))

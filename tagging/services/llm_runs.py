@@ -20,12 +20,14 @@ from prompts.sources import LLMError
 from tagging.models import Recipe, RunStatus, Strategy, TaggerState, TaggingRun
 from tagging.services.config import TaggingConfig, TaggingError, llm_source_resolve
 from tagging.services.recipes import recipe_embed_for_tagging
+from tagging.services.rules import tags_ruled_out
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.hybrid import HybridTagger
 from tagging.taggers.llm import LLMTagger
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Category, Tag
+from taxonomy.selectors import ingredient_groups_version
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,13 @@ class LLMFailed(TaggingError):
 
 def _taxonomy_version(requests: Sequence[CategoryRequest]) -> str:
     """Changes whenever a category the requests cover or a tag they could return is edited, added,
-    (de)activated or removed: everything the prompt shows of the taxonomy."""
+    (de)activated or removed, or an ingredient group changes: everything the prompt shows of the taxonomy,
+    and the rules that decide what hybrid offers and what is removed."""
     category_ids = [r.category.pk for r in requests]
     categories = Category.objects.filter(pk__in=category_ids).order_by("id").values_list("id", "updated_at")
     tags = Tag.objects.filter(category_id__in=category_ids).order_by("id").values_list("id", "updated_at", "active")
-    return hashlib.sha256(repr((list(categories), list(tags))).encode()).hexdigest()
+    state = (list(categories), list(tags), ingredient_groups_version())
+    return hashlib.sha256(repr(state).encode()).hexdigest()
 
 
 def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[CategoryRequest], source: Any) -> str:
@@ -70,7 +74,8 @@ def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[Cat
 
 def _llm_cached(key: str, run: TaggingRun, requests: Sequence[CategoryRequest]) -> TaggerOutput | None:
     """The tags of an earlier successful run with the same cache key: same recipe content, prompt
-    version, taxonomy version, model and settings, so the LLM would be asked the same question."""
+    version, taxonomy version, model and settings, so the LLM would be asked the same question. The tags
+    its ingredient rules removed are given back too, so that this run shows them removed as well."""
     earlier = (
         TaggingRun.objects.filter(status=RunStatus.SUCCEEDED, stats__cache_key=key)
         .exclude(pk=run.pk)
@@ -80,6 +85,19 @@ def _llm_cached(key: str, run: TaggingRun, requests: Sequence[CategoryRequest]) 
     if earlier is None:
         return None
     output = TaggerOutput(tags={r.category.pk: [] for r in requests})
+    # The removed tags first: they are removed again (the rules are part of the cache key) before the others
+    # are cut to k.
+    category_ids = {r.category.slug: r.category.pk for r in requests}
+    removed = [r for r in earlier.removed_by_rule if r.get("category") in category_ids]
+    if removed:
+        tags = Tag.objects.filter(category_id__in=category_ids.values(), slug__in=[r["tag"] for r in removed])
+        by_slug = {(tag.category_id, tag.slug): tag for tag in tags}
+        for entry in removed:
+            tag = by_slug.get((category_ids[entry["category"]], entry["tag"]))
+            if tag is not None:
+                output.tags[tag.category_id].append(
+                    ScoredTag(tag_id=tag.pk, slug=tag.slug, name=tag.name, score=entry["score"])
+                )
     for assignment in earlier.assignments.select_related("tag").order_by("rank", "id"):
         if assignment.tag.category_id in output.tags:
             output.tags[assignment.tag.category_id].append(
@@ -107,8 +125,16 @@ def run_tag_with_llm(
         if config.strategy == Strategy.HYBRID:
             recipe_embed_for_tagging(recipe=recipe, requests=requests)
             similarity = SimilarityTagger(model=embedding_model_name(), learned=learned_model_active())
+            # Tags the recipe's ingredients rule out are never offered to the model (they would be removed
+            # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
+            candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
+            ruled_out = tags_ruled_out(recipe=recipe.text, tag_ids=candidates.values_list("id", flat=True))
             output, stats = HybridTagger(similarity=similarity, source=source).tag(
-                recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests, run_id=run.pk
+                recipe=recipe.text,
+                embedding=np.asarray(recipe.embedding),
+                requests=requests,
+                run_id=run.pk,
+                ruled_out=frozenset(ruled_out),
             )
         else:
             output, stats = LLMTagger(source=source).tag(recipe=recipe.text, requests=requests, run_id=run.pk)

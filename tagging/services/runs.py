@@ -26,6 +26,7 @@ from tagging.services.config import (
 )
 from tagging.services.llm_runs import run_tag_with_llm
 from tagging.services.recipes import EmbeddingUnavailable, recipe_embed_for_tagging, recipes_embed, tags_ensure_embedded
+from tagging.services.rules import output_apply_rules, requests_widened, rules_of_requests
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, TaggerOutput
 from tagging.taggers.similarity import SimilarityTagger
@@ -43,11 +44,12 @@ def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
 
 
 def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
-    """Score `recipe` (its embedding is computed if needed, but not saved). Raises EmbeddingUnavailable."""
+    """Score `recipe` (its embedding is computed if needed, but not saved), every tag above the threshold:
+    `output_apply_rules` cuts to k. Raises EmbeddingUnavailable."""
     started = time.perf_counter()
     embed_seconds = recipe_embed_for_tagging(recipe=recipe, requests=requests)
     output = SimilarityTagger(model=embedding_model_name(), learned=learned_model_active()).tag(
-        recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests
+        recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests_widened(requests=requests)
     )
     output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -117,6 +119,7 @@ def run_execute(*, run_id: int) -> TaggingRun:
             output, stats = run_tag_with_llm(run, config, requests)
         else:
             output, stats = _tag(run.recipe, requests), {}
+        run.removed_by_rule = output_apply_rules(recipe=run.recipe.text, output=output, requests=requests)
     except Exception as exc:
         # Whatever went wrong, a polling client must see the run end rather than stay "running".
         message = exc.message if isinstance(exc, TaggingError) else f"Unexpected error: {exc}"
@@ -156,6 +159,7 @@ def recipe_tag(
     )
     try:
         output = _tag(recipe, requests)
+        run.removed_by_rule = output_apply_rules(recipe=recipe.text, output=output, requests=requests)
     except EmbeddingUnavailable as exc:
         with transaction.atomic():
             if recipe.pk is None:
@@ -183,6 +187,15 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
     tagger = SimilarityTagger(model=model, learned=learned_model_active())
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
+    widened = requests_widened(requests=requests)
+    outputs = [
+        tagger.tag(recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=widened) for recipe in recipes
+    ]
+    rules = rules_of_requests(requests=requests)
+    removed = [
+        output_apply_rules(recipe=recipe.text, output=output, requests=requests, rules=rules)
+        for recipe, output in zip(recipes, outputs, strict=True)
+    ]
     with transaction.atomic():
         runs = TaggingRun.objects.bulk_create(
             [
@@ -194,13 +207,13 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
                     status=RunStatus.SUCCEEDED,
                     started_at=now,
                     finished_at=now,
+                    removed_by_rule=removed_by_rule,
                 )
-                for recipe in recipes
+                for recipe, removed_by_rule in zip(recipes, removed, strict=True)
             ]
         )
         assignments: list[TagAssignment] = []
-        for run, recipe in zip(runs, recipes, strict=True):
-            output = tagger.tag(recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests)
+        for run, output in zip(runs, outputs, strict=True):
             assignments.extend(_assignments(run, output))
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
@@ -211,15 +224,18 @@ def recipes_predict(
     *, texts: Sequence[RecipeText], embeddings: np.ndarray, category_slugs: Sequence[str], k: int
 ) -> list[dict[str, list[tuple[str, float]]]]:
     """What the similarity tagger would return for each recipe (category slug -> [(tag slug, score)]),
-    with nothing stored: for evaluating the tagger as deployed."""
+    ingredient rules applied, with nothing stored: for evaluating the tagger as deployed."""
     requests = category_requests(config=TaggingConfig(k=k, categories=tuple(category_slugs)))
     model = embedding_model_name()
     tags_ensure_embedded(requests=requests, model=model)
     tagger = SimilarityTagger(model=model, learned=learned_model_active())
     slugs = {r.category.pk: r.category.slug for r in requests}
+    rules = rules_of_requests(requests=requests)
+    widened = requests_widened(requests=requests)
     results = []
     for text, embedding in zip(texts, embeddings, strict=True):
-        output = tagger.tag(recipe=text, embedding=np.asarray(embedding, dtype=np.float32), requests=requests)
+        output = tagger.tag(recipe=text, embedding=np.asarray(embedding, dtype=np.float32), requests=widened)
+        output_apply_rules(recipe=text, output=output, requests=requests, rules=rules)
         results.append({slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()})
     return results
 

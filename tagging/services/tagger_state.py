@@ -23,6 +23,7 @@ from django.db.models import Max
 
 from autotagger.embeddings import embedding_model_name
 from tagging import learning
+from tagging.calibration import Calibration
 from tagging.models import Recipe, TaggerState, TrainingExample
 from tagging.selectors import training_examples_nearest
 from taxonomy.embedding import tags_embed
@@ -199,6 +200,8 @@ def _load(state_id: int) -> learning.LearnedModel:
             labelled=parameters["labelled"],
             fit_f1=parameters["fit_f1"],
             signals=parameters["signals"],
+            calibration=Calibration.from_parameters(parameters.get("calibration")),
+            precision_floor=parameters.get("precision_floor"),
         )
     return learning.LearnedModel(
         categories=models,

@@ -3,7 +3,8 @@
 Where the tagger has learned from gold labels (an active TaggerState, see tagging.learning), a
 category's tags are scored by its learned model: a calibrated probability from zero-shot similarity,
 the votes of the nearest labelled recipes (pgvector), tag prototypes, lexical evidence and a text
-model, with a threshold fitted on the labels.
+model, with a threshold fitted on the labels; the score is calibrated on the labels into the probability
+that a reviewer accepts the tag (tagging.calibration).
 
 Elsewhere (no labels yet, a category without enough of them, a tag added since the fit) it is
 zero-shot: cosine similarity in pgvector between the recipe and each tag's description, sharpened by
@@ -12,8 +13,11 @@ lexical evidence. Raw cosine similarities of a small sentence model sit in a nar
 - `semantic`: the similarity mapped linearly from [SIM_FLOOR, SIM_CEILING] onto [0, 1];
 - `lexical`: how strongly the tag's name or a synonym appears (title beats ingredients beats
   instructions);
-- score = 1 - (1 - semantic) * (1 - LEXICAL_STRENGTH * lexical), a noisy-OR: either signal alone
-  can carry a tag, and both together make it nearly certain.
+- evidence = 1 - (1 - semantic) * (1 - LEXICAL_STRENGTH * lexical), a noisy-OR: either signal alone
+  can carry a tag, and both together make it strong;
+- score = the evidence, with its upper half (above ZERO_SHOT_KNEE) pressed into
+  [ZERO_SHOT_KNEE, ZERO_SHOT_CEILING]: a guess that no label has confirmed is never shown as certain
+  (1.00), and thresholds up to the knee keep what they returned.
 A tag whose similarity trails the category's best by more than RELATIVE_MARGIN, with no lexical
 evidence, is dropped: a description that fits every recipe a little is not evidence for this one.
 """
@@ -36,11 +40,21 @@ SIM_FLOOR = 0.15
 SIM_CEILING = 0.55
 LEXICAL_STRENGTH = 0.6
 RELATIVE_MARGIN = 0.08
+# Evidence above the knee is pressed into [knee, ceiling]. The knee is at the hybrid tagger's default
+# acceptance (0.85), so no default decision changes; only what the score claims does.
+ZERO_SHOT_KNEE = 0.85
+ZERO_SHOT_CEILING = 0.95
 
 
 def calibrated_score(*, similarity: float, lexical: float) -> float:
+    """The zero-shot score in [0, ZERO_SHOT_CEILING]: increasing in both signals, conservative at the top."""
     semantic = min(1.0, max(0.0, (similarity - SIM_FLOOR) / (SIM_CEILING - SIM_FLOOR)))
-    return round(1.0 - (1.0 - semantic) * (1.0 - LEXICAL_STRENGTH * lexical), 4)
+    evidence = 1.0 - (1.0 - semantic) * (1.0 - LEXICAL_STRENGTH * lexical)
+    if evidence > ZERO_SHOT_KNEE:
+        evidence = ZERO_SHOT_KNEE + (evidence - ZERO_SHOT_KNEE) * (ZERO_SHOT_CEILING - ZERO_SHOT_KNEE) / (
+            1.0 - ZERO_SHOT_KNEE
+        )
+    return round(evidence, 4)
 
 
 class SimilarityTagger:

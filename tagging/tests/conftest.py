@@ -11,6 +11,7 @@ from factory.django import DjangoModelFactory
 
 from tagging.models import Recipe, Strategy, TagAssignment, TaggingRun
 from tagging.services.recipes import recipe_content_hash, recipe_create
+from taxonomy.models import IngredientGroup, Tag
 from taxonomy.tests.conftest import TagFactory
 
 
@@ -66,3 +67,12 @@ def worker(celery_worker_process: subprocess.Popen[bytes], taxonomy: dict[str, A
     """The worker, with the taxonomy committed where it can see it."""
     assert celery_worker_process.poll() is None, "the Celery worker has exited; see the test-worker log in .data/"
     return celery_worker_process
+
+
+@pytest.fixture
+def taxonomy_without_rules(taxonomy: dict[str, Any]) -> dict[str, Any]:
+    """The default taxonomy without its ingredient rules: for tests of what a tagger itself chooses (the
+    rules have their own tests, in test_rules.py)."""
+    IngredientGroup.objects.all().delete()
+    Tag.objects.exclude(required_terms=[]).update(required_terms=[])
+    return taxonomy

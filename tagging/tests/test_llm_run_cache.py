@@ -21,7 +21,7 @@ from tagging.tests.conftest import demo_recipe
 from tagging.tests.helpers import run_executed, run_queued, tags_stored, user_prompt
 from taxonomy.models import Category, Tag
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
 
 
 def test_a_recipe_with_the_same_content_reuses_the_answer_until_the_taxonomy_changes(

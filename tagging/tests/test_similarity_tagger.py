@@ -20,7 +20,7 @@ from tagging.services.runs import recipe_tag
 from tagging.tests.conftest import demo_recipe
 from taxonomy.models import Category, Tag
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
 
 Scored = tuple[str, float, int]  # (tag slug, score, rank)
 

@@ -427,3 +427,14 @@ def test_it_finds_tags_by_name_or_synonym(staff_browser: Client, cuisine: Catego
 
     assert [t.slug for t in by_synonym.context["cl"].result_list] == ["italian"]
     assert [t.slug for t in by_description.context["cl"].result_list] == ["thai"]
+
+
+def test_staff_see_and_edit_a_categorys_precision_floor(staff_browser: Client, cuisine: Category) -> None:
+    change_url = reverse("admin:taxonomy_category_change", args=[cuisine.pk])
+
+    changelist = staff_browser.get(CATEGORY_CHANGELIST).content.decode()
+    form = staff_browser.get(change_url).content.decode()
+
+    assert "Precision floor" in changelist
+    assert 'name="precision_floor"' in form
+    assert "empty means no floor" in form

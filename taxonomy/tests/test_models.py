@@ -111,6 +111,21 @@ def test_a_relevance_threshold_outside_0_to_1_is_refused(threshold: float) -> No
     assert not Category.objects.exists()
 
 
+@pytest.mark.parametrize("floor", [-0.01, 1.01])
+def test_a_precision_floor_outside_0_to_1_is_refused(floor: float) -> None:
+    with _refused("taxonomy_category_precision_floor_range"), transaction.atomic():
+        _category(precision_floor=floor)
+
+    assert not Category.objects.exists()
+
+
+def test_a_category_has_no_precision_floor_unless_staff_set_one() -> None:
+    _category("plain")
+    _category("strict", precision_floor=0.5)
+
+    assert dict(Category.objects.values_list("slug", "precision_floor")) == {"plain": None, "strict": 0.5}
+
+
 def test_a_relevance_threshold_of_0_1_or_none_is_accepted() -> None:
     _category("low", relevance_threshold=0.0)
     _category("high", relevance_threshold=1.0)

@@ -375,3 +375,23 @@ def test_it_re_embeds_a_tag_embedded_by_another_model() -> None:
     assert count == 1
     assert italian.embedding_model == settings.EMBEDDING_MODEL
     assert italian.embedded_at > old
+
+
+def test_a_categorys_precision_floor_travels_with_the_document_and_stays_when_a_document_omits_it() -> None:
+    document = _document()
+    document["categories"][0]["precision_floor"] = 0.6
+    taxonomy_import(data=document)
+    exported = taxonomy_export()
+
+    taxonomy_import(data=_document())
+
+    assert exported["categories"][0]["precision_floor"] == 0.6
+    assert Category.objects.get(slug="cuisine").precision_floor == 0.6
+
+
+def test_a_precision_floor_outside_zero_to_one_is_refused_naming_the_category() -> None:
+    document = _document()
+    document["categories"][0]["precision_floor"] = 1.5
+
+    with pytest.raises(TaxonomyError, match=r"^categories\[0\]: 'precision_floor' must be a number from 0 to 1"):
+        taxonomy_import(data=document)

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from feedback.evaluation.datasets import DatasetError
+from feedback.evaluation.metrics import BOOTSTRAP_RESAMPLES
 from feedback.models import EvaluationRun
 from feedback.services.evaluation import EvaluationError, evaluation_run
 from tagging.models import Strategy
@@ -14,6 +15,11 @@ from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
 # Marks a category where the tagger's F1 is above every baseline's.
 BEATS_ALL = "*"
+# The targets: the tagger beats the best baseline in categories with at least this many labelled recipes,
+# and its expected calibration error is at most MAX_ECE in categories with at least CALIBRATION_SUPPORT.
+QUALITY_SUPPORT = 50
+CALIBRATION_SUPPORT = 200
+MAX_ECE = 0.05
 
 
 def _categories(value: str | None) -> list[str] | None:
@@ -62,17 +68,72 @@ def _report_lines(metrics: dict[str, Any]) -> list[str]:
         )
     overall, latency, adherence = metrics["overall"], metrics["latency_ms"], metrics["adherence"]
     return [
+        *_head_lines(metrics, rows),
+        "",
+        *_comparison_lines(metrics),
+        "",
+        f"Overall micro-F1 {overall['f1']:.3f} (precision {overall['precision']:.3f}, recall {overall['recall']:.3f})",
+        f"Latency per recipe: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms",
+        f"Adherence: {adherence['unknown_tags']} tags outside the taxonomy, "
+        f"{adherence['over_k']} category answers with more than k tags",
+    ]
+
+
+def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
+    """Per category: the margin over the best baseline with its bootstrap interval, the calibration
+    error, the precision floor, and whether each target is met (said plainly where it is not)."""
+    comparison: dict[str, dict[str, Any]] = metrics.get("comparison", {})
+    calibration: dict[str, dict[str, Any]] = metrics.get("calibration", {})
+    floors: dict[str, float | None] = metrics.get("precision_floors", {})
+    rows = [["category", "support", "best baseline", "its F1", "margin", "95% interval", "beats it", "ECE", "floor"]]
+    missed = []
+    for slug, values in metrics["categories"].items():
+        support = values["support"]
+        compared = comparison.get(slug)
+        ece = calibration.get(slug, {}).get("ece")
+        if compared:
+            lower, upper = compared["interval_95"]
+            beaten = compared["margin"] > 0
+            verdict = "yes" if beaten else "NO"
+            if not beaten and support >= QUALITY_SUPPORT:
+                missed.append(f"{slug}: F1 {compared['margin']:+.3f} against {compared['best_baseline']}")
+        floor = floors.get(slug)
+        if ece is not None and support >= CALIBRATION_SUPPORT and ece > MAX_ECE:
+            missed.append(f"{slug}: ECE {ece:.3f} > {MAX_ECE}")
+        rows.append(
+            [
+                slug,
+                str(support),
+                compared["best_baseline"] if compared else "-",
+                f"{compared['baseline_f1']:.3f}" if compared else "-",
+                f"{compared['margin']:+.3f}" if compared else "-",
+                f"{lower:+.3f} to {upper:+.3f}" if compared else "-",
+                verdict if compared else "-",
+                f"{ece:.3f}" if ece is not None else "-",
+                f"{floor:.2f}" if floor is not None else "none",
+            ]
+        )
+    population = next(iter(calibration.values()), {}).get("population")
+    scored = "each recipe's top k tags" if population == "top_k" else "the returned tags"
+    return [
+        *_table(rows),
+        f"(margin: the tagger's F1 minus the best baseline's, each baseline tuned for its own best F1 by inner "
+        f"folds; interval: {BOOTSTRAP_RESAMPLES} bootstrap resamples of the recipes; ECE: expected calibration "
+        f"error of {scored}, 10 bins.)",
+        f"Targets missed (beat the best baseline with >= {QUALITY_SUPPORT} labelled recipes, ECE <= {MAX_ECE} "
+        f"with >= {CALIBRATION_SUPPORT}): " + ("; ".join(missed) if missed else "none"),
+    ]
+
+
+def _head_lines(metrics: dict[str, Any], rows: list[list[str]]) -> list[str]:
+    baselines = metrics["baselines"]
+    return [
         f"{metrics['dataset']}: {metrics['recipes']} recipes, strategy {metrics['strategy']}, k={metrics['k']}",
         "",
         *_table(rows),
         f"({BEATS_ALL}: the tagger's F1 is above every baseline's; baseline columns are their F1.)"
         if baselines
         else "(No baselines: they learn from gold labels, and the database has none.)",
-        "",
-        f"Overall micro-F1 {overall['f1']:.3f} (precision {overall['precision']:.3f}, recall {overall['recall']:.3f})",
-        f"Latency per recipe: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms",
-        f"Adherence: {adherence['unknown_tags']} tags outside the taxonomy, "
-        f"{adherence['over_k']} category answers with more than k tags",
     ]
 
 

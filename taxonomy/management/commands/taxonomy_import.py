@@ -53,7 +53,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Taxonomy from {path.name}: {result.categories_created} categories created, "
                 f"{result.categories_updated} updated; {result.tags_created} tags created, "
-                f"{result.tags_updated} updated"
+                f"{result.tags_updated} updated; {result.ingredient_groups_created} ingredient groups created, "
+                f"{result.ingredient_groups_updated} updated"
                 + ("; embeddings computed." if options["embed_now"] else "; embeddings queued for the worker.")
             )
         )
