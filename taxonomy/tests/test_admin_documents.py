@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,9 +11,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import Client
 from django.urls import reverse
 
-from tagging.models import RunStatus, TaggingRun
-from tagging.tests.conftest import RecipeFactory, TaggingRunFactory
-from taxonomy import tasks
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import taxonomy_export
 from taxonomy.services.documents import taxonomy_import
@@ -23,45 +19,12 @@ from taxonomy.tests.conftest import TagFactory
 pytestmark = pytest.mark.django_db
 
 CATEGORY_CHANGELIST = reverse("admin:taxonomy_category_changelist")
-TAG_CHANGELIST = reverse("admin:taxonomy_tag_changelist")
 EXPORT_URL = reverse("admin:taxonomy_category_export")
 IMPORT_URL = reverse("admin:taxonomy_category_import")
 
 
-def _run(*, title: str = "Spaghetti") -> TaggingRun:
-    recipe = RecipeFactory(title=title, ingredients=["pasta"], content_hash=title)
-    return TaggingRunFactory(recipe=recipe, status=RunStatus.SUCCEEDED)
-
-
 def _messages(response: Any) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def _queued_tag_ids(callbacks: list[Callable[[], Any]], monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """Run captured on-commit callbacks with the Celery enqueue recorded instead of sent."""
-    queued: list[list[int]] = []
-    monkeypatch.setattr(tasks.tags_embed_task, "delay", lambda *, tag_ids: queued.append(tag_ids))
-    for callback in callbacks:
-        callback()
-    return queued
-
-
-def _tag_form(tag: Tag, **changes: Any) -> dict[str, Any]:
-    """What the browser posts for an unchanged tag change form, with `changes` (None drops a field)."""
-    data = {
-        "category": tag.category_id,
-        "name": tag.name,
-        "slug": tag.slug,
-        "description": tag.description,
-        "synonyms": ",".join(tag.synonyms),
-        # The form renders this hidden initial (ArrayField has a callable default) to detect changes.
-        "initial-synonyms": ",".join(tag.synonyms),
-        "_save": "Save",
-    }
-    if tag.active:
-        data["active"] = "on"
-    data.update(changes)
-    return {name: value for name, value in data.items() if value is not None}
 
 
 # --- Import / export ----------------------------------------------------------------------------------
