@@ -31,6 +31,16 @@ def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str])
     return max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
 
 
+def lexical_matches(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> dict[str, list[str]]:
+    """The words of the tag's name or synonyms each field contains, as written there (lowercased): what
+    `lexical_evidence` saw. Fields without any are left out."""
+    pattern = phrase_pattern(tuple(sorted({name, *synonyms})))
+    if pattern is None:
+        return {}
+    found = {key: sorted({m.group(0) for m in pattern.finditer(text)}) for key, text in fields.items()}
+    return {key: words for key, words in found.items() if words}
+
+
 # Kinds of ingredient that decide many tags (a diet is mostly which of these are absent), so the text
 # model learns one weight per kind rather than one per word it happened to see.
 INGREDIENT_KINDS: dict[str, tuple[str, ...]] = {

@@ -33,7 +33,7 @@ import numpy as np
 from autotagger.recipe_text import RecipeText
 from tagging.calibration import Calibration
 from tagging.features import dense_features, lexical_evidence
-from tagging.stacking import fit_stack, sigmoid
+from tagging.stacking import FEATURES, fit_stack, sigmoid
 
 # What a fitted model reads of a recipe. A stored state fitted with another version leaves the tagger
 # zero-shot until the periodic check refits it.
@@ -301,6 +301,20 @@ class TextClassifier:
         return scores
 
 
+# Evidence of a learned tag: at most this many of the nearest labelled recipes that carry it.
+EVIDENCE_NEIGHBOURS = 5
+
+
+@dataclass
+class Explained:
+    """What `LearnedModel.probabilities_explained` computed on the way to its probabilities, to say why a
+    tag scored as it did without computing anything twice."""
+
+    features: dict[str, np.ndarray]  # category slug -> (m, T, len(FEATURES))
+    indices: np.ndarray  # (m, k) rows of the nearest labelled recipes, nearest first
+    sims: np.ndarray  # (m, k)
+
+
 @dataclass
 class LearnedModel:
     categories: dict[str, CategoryModel]
@@ -308,14 +322,24 @@ class LearnedModel:
     neighbours: Neighbours
     neighbour_labels: dict[str, np.ndarray]  # category slug -> (n_labelled, T)
     text_model: TextClassifier
+    # Row of the label matrices -> (recipe id, title) of that labelled recipe; the id is None for recipes
+    # that are not stored (a fit on a file).
+    examples: dict[int, tuple[int | None, str]] = field(default_factory=dict)
 
     def probabilities(
         self, *, embeddings: np.ndarray, texts: Sequence[RecipeText], category_slugs: Sequence[str]
     ) -> dict[str, np.ndarray]:
         """Category slug -> (m, T) calibrated probabilities, columns in the category model's tag order."""
+        return self.probabilities_explained(embeddings=embeddings, texts=texts, category_slugs=category_slugs)[0]
+
+    def probabilities_explained(
+        self, *, embeddings: np.ndarray, texts: Sequence[RecipeText], category_slugs: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], Explained]:
+        """`probabilities`, and what they were computed from (for `evidence`)."""
         indices, sims = self.neighbours.nearest(embeddings, NEIGHBOURS, exclude_self=False)
         text_probs = self.text_model.probabilities([t.for_embedding() for t in texts], dense_features(texts))
         result = {}
+        explained = Explained(features={}, indices=indices, sims=sims)
         for slug in category_slugs:
             model = self.categories.get(slug)
             if model is None:
@@ -333,8 +357,32 @@ class LearnedModel:
                 prior=_prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )
+            explained.features[slug] = features
             result[slug] = model.scores(sigmoid(features @ model.weights + model.bias))
-        return result
+        return result, explained
+
+    def evidence(self, *, explained: Explained, category_slug: str, row: int, column: int) -> dict[str, Any]:
+        """Why tag `column` of a category scored as it did for recipe `row`: "signals", each signal's signed
+        share of the stacked logit (weight × value over the sum of the absolute contributions; signals
+        the category's model does not use are left out), and "neighbours", the nearest labelled recipes
+        (at most EVIDENCE_NEIGHBOURS, nearest first) that carry the tag."""
+        model = self.categories[category_slug]
+        contributions = explained.features[category_slug][row, column] * model.weights
+        total = float(np.abs(contributions).sum())
+        signals = {
+            name: round(float(c) / total, 3)
+            for name, c, w in zip(FEATURES, contributions, model.weights, strict=True)
+            if w != 0.0 and total > 0.0
+        }
+        labels = self.neighbour_labels[category_slug]
+        neighbours: list[dict[str, Any]] = []
+        for index, similarity in zip(explained.indices[row], explained.sims[row], strict=True):
+            if len(neighbours) == EVIDENCE_NEIGHBOURS:
+                break
+            if similarity > -1.0 and labels[index, column] > 0:
+                recipe_id, title = self.examples.get(int(index), (None, ""))
+                neighbours.append({"recipe_id": recipe_id, "title": title})
+        return {"signals": signals, "neighbours": neighbours}
 
     def predict(
         self, *, embeddings: np.ndarray, texts: Sequence[RecipeText], category_slugs: Sequence[str], k: int
@@ -443,6 +491,7 @@ def fit(
         neighbours=neighbours,
         neighbour_labels=labels.matrices,
         text_model=text_model,
+        examples={row: (None, text.title) for row, text in enumerate(data.texts)},
     )
 
 

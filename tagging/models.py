@@ -117,6 +117,12 @@ class TagAssignment(models.Model):
     tag = models.ForeignKey("taxonomy.Tag", on_delete=models.CASCADE, related_name="assignments")
     score = models.FloatField()
     rank = models.PositiveSmallIntegerField()
+    evidence = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Why the tag was chosen: the path that decided, the words matched, the nearest labelled "
+        "recipes that carry it, the learned signals' shares, the model's reason, the rule that let it through.",
+    )
 
     class Meta:
         constraints = [

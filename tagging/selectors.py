@@ -132,6 +132,7 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
                 "name": assignment.tag.name,
                 "score": assignment.score,
                 "rank": assignment.rank,
+                "evidence": assignment.evidence,
             }
         )
     ordered = sorted(groups.values(), key=lambda g: (g["position"], g["slug"]))  # type: ignore[arg-type]

@@ -140,6 +140,19 @@ def rule_broken(*, text: Sequence[str], rule: TagRule) -> str | None:
     return None
 
 
+def rule_kept(*, text: Sequence[str], rule: TagRule) -> str:
+    """Why a recipe (its `rule_text`) that does not contradict `rule` passes it: "requires one of: paneer,
+    found 'paneer'; none of Meat, Fish found", or "no rule" for a rule with neither part."""
+    parts = []
+    if rule.required_terms:
+        present = frozenset(text)
+        found = next((term for term in rule.required_terms if _find(text, present, _phrase(term))), None)
+        parts.append("requires one of: " + ", ".join(rule.required_terms) + (f", found {found!r}" if found else ""))
+    if rule.excluded_by:
+        parts.append("none of " + ", ".join(group.name for group in rule.excluded_by) + " found")
+    return "; ".join(parts) or "no rule"
+
+
 def terms_clean(values: Iterable[str]) -> list[str]:
     """Terms as stored: trimmed, one space between words, empty ones and repeats dropped, order kept."""
     cleaned = (" ".join(v.split()) for v in values)

@@ -19,6 +19,7 @@ from tagging.services.config import TaggingConfig
 from tagging.services.recipes import recipe_create
 from tagging.services.runs import recipe_tag
 from tagging.services.tagger_state import learned_model_active
+from tagging.stacking import FEATURES
 from taxonomy.models import Category, Tag
 from taxonomy.tests.conftest import CategoryFactory, TagFactory
 
@@ -98,6 +99,31 @@ def test_it_learns_what_no_description_says_from_labelled_recipes(labelled: Cate
     assert before != [["kids"], ["grown-ups"]]
     assert _verdict(*NEW_KIDS) == ["kids"]
     assert _verdict(*NEW_GROWN_UPS) == ["grown-ups"]
+
+
+def test_a_learned_tag_names_the_labelled_recipes_that_voted_for_it_and_its_signals_shares(
+    labelled: Category,
+) -> None:
+    tagger_fit()
+    recipe = recipe_create(title=NEW_KIDS[0], ingredients=NEW_KIDS[1], instructions="")
+
+    run = recipe_tag(recipe=recipe, config=TaggingConfig(categories=("family_verdict",), k=1))
+
+    assignment = run.assignments.get()
+    assert assignment.tag.slug == "kids"
+    evidence = assignment.evidence
+    assert evidence["decided_by"] == "learned"
+    assert evidence["rule"] == "no rule"
+    assert 0 < len(evidence["neighbours"]) <= 5
+    kids = {
+        recipe_id: title
+        for recipe_id, title in GoldLabel.objects.filter(tag=assignment.tag).values_list("recipe_id", "recipe__title")
+    }
+    for neighbour in evidence["neighbours"]:
+        assert kids[neighbour["recipe_id"]] == neighbour["title"]
+    assert evidence["signals"]
+    assert set(evidence["signals"]) <= set(FEATURES)
+    assert sum(abs(share) for share in evidence["signals"].values()) == pytest.approx(1.0, abs=0.01)
 
 
 def test_it_records_what_it_was_fitted_on_and_the_fitted_thresholds(labelled: Category) -> None:

@@ -10,6 +10,8 @@ import pytest
 from autotagger.recipe_text import RecipeText
 from prompts.rendering import (
     LLM_FIXED_SCORE,
+    REASON_MAX_CHARS,
+    SYSTEM_PROMPT,
     CategoryChoice,
     TagChoice,
     ValidatedReply,
@@ -154,14 +156,23 @@ def test_an_injected_recipe_still_yields_only_allowed_slugs() -> None:
         assert set(validated.tags[category.slug]) <= allowed
 
 
+def item(slugs: list[str]) -> dict[str, object]:
+    return {
+        "type": "object",
+        "properties": {"tag": {"type": "string", "enum": slugs}, "reason": {"type": "string"}},
+        "required": ["tag", "reason"],
+        "additionalProperties": False,
+    }
+
+
 def test_the_schema_allows_exactly_each_categorys_slugs() -> None:
     schema = reply_schema(categories=CATEGORIES)
 
     assert schema == {
         "type": "object",
         "properties": {
-            "cuisine": {"type": "array", "items": {"type": "string", "enum": ["italian", "mexican", "japanese"]}},
-            "diet": {"type": "array", "items": {"type": "string", "enum": ["vegan", "vegetarian"]}},
+            "cuisine": {"type": "array", "items": item(["italian", "mexican", "japanese"])},
+            "diet": {"type": "array", "items": item(["vegan", "vegetarian"])},
         },
         "required": ["cuisine", "diet"],
         "additionalProperties": False,
@@ -201,7 +212,7 @@ def test_too_many_properties_exceed_the_limits() -> None:
     schema = reply_schema(categories=[category_of(f"c{i}", 1) for i in range(101)])
 
     assert schema_within_limits(schema) is False
-    assert schema_within_limits(schema, max_properties=101) is True
+    assert schema_within_limits(schema, max_properties=303) is True  # each item has "tag" and "reason"
 
 
 def test_it_counts_every_dropped_value_exactly() -> None:
@@ -327,3 +338,48 @@ def test_it_finds_a_slug_the_model_padded_with_whitespace() -> None:
     scores = reply_scores(text=text, token_logprobs=tokens, tags=validated.tags)
 
     assert scores == {("diet", "vegan"): 0.4}
+
+
+def test_it_keeps_each_kept_tags_reason_on_one_line_capped() -> None:
+    reply = {
+        "cuisine": [
+            {"tag": "italian", "reason": "Pecorino\n\tand guanciale. " + "word " * 40, "score": 1.0},
+            {"tag": "mexican", "reason": ""},
+            {"tag": "japanese", "reason": "over k"},
+        ],
+        "diet": [{"tag": "vegan", "reason": ["not", "text"]}, {"tag": "vegetarian", "reason": "over k"}],
+    }
+
+    validated = reply_validate(data=reply, categories=CATEGORIES)
+
+    assert validated.tags == {"cuisine": ["italian", "mexican"], "diet": ["vegan"]}
+    assert validated.over_k_dropped == 2
+    assert set(validated.reasons) == {("cuisine", "italian")}
+    reason = validated.reasons["cuisine", "italian"]
+    assert reason.startswith("Pecorino and guanciale. word word")
+    assert reason.endswith("…")
+    assert len(reason) <= REASON_MAX_CHARS
+
+
+def test_a_reason_naming_tags_adds_none() -> None:
+    reply = {"cuisine": [{"tag": "italian", "reason": "mexican japanese"}, {"reason": "japanese"}], "vegan": ["x"]}
+
+    validated = reply_validate(data=reply, categories=CATEGORIES)
+
+    assert validated.tags == {"cuisine": ["italian"], "diet": []}
+    assert validated.reasons == {("cuisine", "italian"): "mexican japanese"}
+    assert validated.unknown_dropped == 2
+
+
+def test_the_prompt_asks_for_a_short_reason_per_tag() -> None:
+    assert f'{{"tag": a tag slug, "reason": why, in at most {REASON_MAX_CHARS} characters}}' in SYSTEM_PROMPT
+
+
+def test_it_scores_the_tag_of_an_item_not_a_reason_that_quotes_it() -> None:
+    before, after = '{"cuisine": [{"tag": "mexican", "reason": "italian"}, {"tag": "', '", "reason": "x"}]}'
+    text = before + "italian" + after
+    logprobs = [(before, 0.0), ("italian", math.log(0.4)), (after, 0.0)]
+
+    scores = reply_scores(text=text, token_logprobs=logprobs, tags={"cuisine": ["italian"]})
+
+    assert scores == {("cuisine", "italian"): pytest.approx(0.4)}

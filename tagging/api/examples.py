@@ -32,12 +32,43 @@ RUN_RESPONSE = OpenApiExample(
             {
                 "slug": "cuisine",
                 "name": "Cuisine",
-                "tags": [{"slug": "italian", "name": "Italian", "score": 0.97, "rank": 1}],
+                "tags": [
+                    {
+                        "slug": "italian",
+                        "name": "Italian",
+                        "score": 0.97,
+                        "rank": 1,
+                        "evidence": {
+                            "decided_by": "learned",
+                            "matched": {"title": ["italian"]},
+                            "similarity": 0.4312,
+                            "signals": {"neighbour_vote": 0.41, "text_model": 0.33, "zero_shot": 0.18, "prior": -0.08},
+                            "neighbours": [
+                                {"recipe_id": 311, "title": "Spaghetti carbonara"},
+                                {"recipe_id": 95, "title": "Penne all'arrabbiata"},
+                            ],
+                            "rule": "no rule",
+                        },
+                    }
+                ],
             },
             {
                 "slug": "dish_type",
                 "name": "Dish type",
-                "tags": [{"slug": "pasta", "name": "Pasta", "score": 1.0, "rank": 1}],
+                "tags": [
+                    {
+                        "slug": "pasta",
+                        "name": "Pasta",
+                        "score": 0.95,
+                        "rank": 1,
+                        "evidence": {
+                            "decided_by": "zero_shot",
+                            "matched": {"ingredients": ["pasta"]},
+                            "similarity": 0.5123,
+                            "rule": "no rule",
+                        },
+                    }
+                ],
             },
         ],
     },

@@ -122,11 +122,48 @@ class RecipeUpdateSerializer(serializers.Serializer):
     source = StrictCharField(max_length=100, required=False)  # type: ignore[assignment]
 
 
+class EvidenceNeighbourSerializer(serializers.Serializer):
+    recipe_id = serializers.IntegerField(allow_null=True, help_text="Null when the labelled recipe was deleted.")
+    title = serializers.CharField()
+
+
+class TagEvidenceSerializer(serializers.Serializer):
+    """Every key is optional: a path gives what it saw (runs stored before evidence existed give none)."""
+
+    decided_by = serializers.ChoiceField(
+        choices=["zero_shot", "learned", "llm"],
+        required=False,
+        help_text="What chose the tag: zero-shot similarity, the learned tagger or the language model (in "
+        "hybrid runs, similarity accepted the tag unless this is llm).",
+    )
+    matched = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Words of the tag's name or synonyms found, per field (title, ingredients, instructions).",
+    )
+    similarity = serializers.FloatField(required=False, help_text="Cosine similarity of recipe and tag.")
+    signals = serializers.DictField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="Learned tagger: each signal's signed share of the score (absolute values sum to 1).",
+    )
+    neighbours = EvidenceNeighbourSerializer(
+        many=True, required=False, help_text="Learned tagger: the nearest labelled recipes that carry the tag."
+    )
+    reason = serializers.CharField(required=False, help_text="The language model's short reason, when it gave one.")
+    rule = serializers.CharField(
+        required=False,
+        help_text="The ingredient rule that let the tag through: \"requires one of: paneer, found 'paneer'; none "
+        'of Meat found", or "no rule".',
+    )
+
+
 class ScoredTagSerializer(serializers.Serializer):
     slug = serializers.CharField()
     name = serializers.CharField()
     score = serializers.FloatField(help_text="Relevance in [0, 1]; higher is more relevant.")
     rank = serializers.IntegerField(help_text="1 for the best tag of its category.")
+    evidence = TagEvidenceSerializer(help_text="Why the tag was chosen.")
 
 
 class CategoryTagsSerializer(serializers.Serializer):

@@ -102,7 +102,11 @@ def _llm_cached(key: str, run: TaggingRun, requests: Sequence[CategoryRequest]) 
         if assignment.tag.category_id in output.tags:
             output.tags[assignment.tag.category_id].append(
                 ScoredTag(
-                    tag_id=assignment.tag_id, slug=assignment.tag.slug, name=assignment.tag.name, score=assignment.score
+                    tag_id=assignment.tag_id,
+                    slug=assignment.tag.slug,
+                    name=assignment.tag.name,
+                    score=assignment.score,
+                    evidence=assignment.evidence,
                 )
             )
     return output

@@ -11,7 +11,7 @@ from autotagger.recipe_text import RecipeText
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Tag
-from taxonomy.rules import TagRule, rule_broken, rule_text
+from taxonomy.rules import TagRule, rule_broken, rule_kept, rule_text
 from taxonomy.selectors import tag_rules
 
 
@@ -53,10 +53,14 @@ def output_apply_rules(
     rules: Mapping[int, TagRule] | None = None,
 ) -> list[dict[str, Any]]:
     """Take the tags whose rules `recipe` breaks out of `output` and keep at most each request's k of the
-    others (in place). Return the removed tags that were in line for a place, as a run keeps them:
-    [{"category", "tag", "name", "score", "rule"}], in category and rank order."""
+    others (in place), each with the rule that let it through in its evidence ("rule"). Return the removed
+    tags that were in line for a place, as a run keeps them: [{"category", "tag", "name", "score", "rule"}],
+    in category and rank order."""
     chosen = [t.tag_id for tags in output.tags.values() for t in tags]
+    if rules is None:
+        rules = tag_rules(tag_ids=chosen)
     ruled_out = tags_ruled_out(recipe=recipe, tag_ids=chosen, rules=rules)
+    text = rule_text(recipe) if rules else []
     removed: list[dict[str, Any]] = []
     for request in requests:
         tags = output.tags.get(request.category.pk)
@@ -77,6 +81,8 @@ def output_apply_rules(
                     }
                 )
             else:
-                kept.append(tag)
+                rule = rules.get(tag.tag_id)
+                passed = rule_kept(text=text, rule=rule) if rule is not None else "no rule"
+                kept.append(replace(tag, evidence={**tag.evidence, "rule": passed}))
         output.tags[request.category.pk] = kept
     return removed

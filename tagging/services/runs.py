@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
     return [
-        TagAssignment(run=run, tag_id=scored.tag_id, score=scored.score, rank=rank)
+        TagAssignment(run=run, tag_id=scored.tag_id, score=scored.score, rank=rank, evidence=scored.evidence)
         for tags in output.tags.values()
         for rank, scored in enumerate(tags, start=1)
     ]

@@ -179,7 +179,12 @@ class _Unpickler(pickle.Unpickler):
 def _load(state_id: int) -> learning.LearnedModel:
     state = TaggerState.objects.get(pk=state_id)
     artifacts = _Unpickler(io.BytesIO(zlib.decompress(bytes(state.artifacts)))).load()
-    rows_by_example = dict(TrainingExample.objects.filter(state=state).values_list("id", "row"))
+    rows = TrainingExample.objects.filter(state=state).values_list("id", "row", "recipe_id", "recipe__title")
+    rows_by_example: dict[int, int] = {}
+    examples: dict[int, tuple[int | None, str]] = {}
+    for example_id, row, recipe_id, title in rows:
+        rows_by_example[example_id] = row
+        examples[row] = (recipe_id, title or "")
     categories = list(Category.objects.filter(slug__in=list(state.parameters)))
     specs = {
         spec.slug: spec
@@ -209,6 +214,7 @@ def _load(state_id: int) -> learning.LearnedModel:
         neighbours=PgvectorNeighbours(state.pk, rows_by_example),
         neighbour_labels=artifacts["neighbour_labels"],
         text_model=artifacts["text_model"],
+        examples=examples,
     )
 
 

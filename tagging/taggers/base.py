@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from taxonomy.models import Category
 
@@ -11,6 +12,10 @@ class ScoredTag:
     slug: str
     name: str
     score: float
+    # Why the tag was chosen, JSON-able and small (stored on its TagAssignment): "decided_by" ("zero_shot",
+    # "learned" or "llm") and what that path saw ("matched" words, "similarity", "signals", "neighbours",
+    # "reason"); the ingredient rules add "rule".
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.conf import settings
@@ -88,7 +88,12 @@ class HybridTagger:
         decided_by_llm = 0
         for request in requests:
             chosen = list(accepted[request.category.pk])
-            from_llm = picked.get(request.category.pk, [])[: slots[request.category.pk]]
+            # What similarity saw of a tag the model picked stays its evidence, the model's decision on top.
+            seen = {t.tag_id: t.evidence for t in shortlist.get(request.category.pk, [])}
+            from_llm = [
+                replace(t, evidence={**seen.get(t.tag_id, {}), **t.evidence})
+                for t in picked.get(request.category.pk, [])[: slots[request.category.pk]]
+            ]
             decided_by_llm += len(from_llm)
             chosen.extend(from_llm)
             if request.override is not None:

@@ -77,6 +77,10 @@ def category_choices(
     ]
 
 
+def _llm_evidence(reason: str | None) -> dict[str, str]:
+    return {"decided_by": "llm", "reason": reason} if reason else {"decided_by": "llm"}
+
+
 def llm_pick(
     *,
     recipe: RecipeText,
@@ -126,6 +130,7 @@ def llm_pick(
                 slug=slug,
                 name=by_slug[slug].name,
                 score=scores[(request.category.slug, slug)],
+                evidence=_llm_evidence(validated.reasons.get((request.category.slug, slug))),
             )
             for slug in validated.tags.get(request.category.slug, [])
         ]

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import lexical_evidence
-from tagging.learning import LearnedModel
+from tagging.features import lexical_evidence, lexical_matches
+from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagCandidate, tags_with_similarity
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 
@@ -87,11 +87,12 @@ class SimilarityTagger:
         learned_slugs = [
             r.category.slug for r in requests if self.learned is not None and r.category.slug in self.learned.categories
         ]
-        probabilities = (
-            self.learned.probabilities(embeddings=embedding[None, :], texts=[recipe], category_slugs=learned_slugs)
-            if self.learned is not None and learned_slugs
-            else {}
-        )
+        probabilities: dict[str, np.ndarray] = {}
+        explained: Explained | None = None
+        if self.learned is not None and learned_slugs:
+            probabilities, explained = self.learned.probabilities_explained(
+                embeddings=embedding[None, :], texts=[recipe], category_slugs=learned_slugs
+            )
         learned_at = time.perf_counter()
 
         fields = recipe.lexical_fields()
@@ -99,8 +100,14 @@ class SimilarityTagger:
         for request in requests:
             candidates = by_category.get(request.category.pk, [])
             if request.category.slug in probabilities:
+                assert explained is not None
                 scored = self._learned(
-                    request, candidates, probabilities[request.category.slug][0], fields, everything=everything
+                    request,
+                    candidates,
+                    probabilities[request.category.slug][0],
+                    explained,
+                    fields,
+                    everything=everything,
                 )
             else:
                 scored = self._zero_shot(request, candidates, fields, everything=everything)
@@ -128,13 +135,17 @@ class SimilarityTagger:
         for tag in candidates:
             lexical = lexical_evidence(tag.name, tag.synonyms, fields)
             score = calibrated_score(similarity=tag.similarity, lexical=lexical)
-            if everything:
-                scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
-                continue
-            if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
-                continue
-            if score >= request.threshold and score > 0.0:
-                scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score))
+            if not everything:
+                if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
+                    continue
+                if score < request.threshold or score <= 0.0:
+                    continue
+            evidence = {
+                "decided_by": "zero_shot",
+                "matched": lexical_matches(tag.name, tag.synonyms, fields) if lexical > 0.0 else {},
+                "similarity": round(tag.similarity, 4),
+            }
+            scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score, evidence=evidence))
         return scored
 
     def _learned(
@@ -142,6 +153,7 @@ class SimilarityTagger:
         request: CategoryRequest,
         candidates: list[TagCandidate],
         probabilities: np.ndarray,
+        explained: Explained,
         fields: dict[str, str],
         *,
         everything: bool = False,
@@ -159,8 +171,20 @@ class SimilarityTagger:
             if j is None:
                 unseen.append(tag)
             elif probabilities[j] >= threshold:
+                evidence = {
+                    "decided_by": "learned",
+                    "matched": lexical_matches(tag.name, tag.synonyms, fields),
+                    "similarity": round(tag.similarity, 4),
+                    **self.learned.evidence(explained=explained, category_slug=request.category.slug, row=0, column=j),
+                }
                 scored.append(
-                    ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=round(float(probabilities[j]), 4))
+                    ScoredTag(
+                        tag_id=tag.id,
+                        slug=tag.slug,
+                        name=tag.name,
+                        score=round(float(probabilities[j]), 4),
+                        evidence=evidence,
+                    )
                 )
         if unseen:
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.

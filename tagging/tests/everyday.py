@@ -34,7 +34,7 @@ def everyday_recipes() -> list[dict[str, Any]]:
 
 def _offered(request: dict[str, Any]) -> dict[str, list[str]]:
     schema = request["response_format"]["json_schema"]["schema"]
-    return {slug: spec["items"]["enum"] for slug, spec in schema["properties"].items()}
+    return {slug: spec["items"]["properties"]["tag"]["enum"] for slug, spec in schema["properties"].items()}
 
 
 def careless_model(recipes: Sequence[dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, list[str]]]:

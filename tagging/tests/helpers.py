@@ -63,7 +63,7 @@ def tags_stored(run: TaggingRun) -> dict[str, list[tuple[str, float]]]:
 def slugs_offered(request: dict[str, Any]) -> dict[str, list[str]]:
     """Category slug -> the slugs the request's strict schema allows."""
     schema = request["response_format"]["json_schema"]["schema"]
-    return {slug: spec["items"]["enum"] for slug, spec in schema["properties"].items()}
+    return {slug: spec["items"]["properties"]["tag"]["enum"] for slug, spec in schema["properties"].items()}
 
 
 def user_prompt(request: dict[str, Any]) -> str:

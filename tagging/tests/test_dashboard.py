@@ -73,6 +73,23 @@ def test_it_tags_the_carbonara_and_redirects_to_the_run_page(
     assert 'class="score-bar" style="width: ' in page
 
 
+def test_the_run_page_shows_why_each_tag_was_chosen(
+    staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    staff_browser.post("/", _carbonara(demo_recipes))
+    run = TaggingRun.objects.get()
+    pasta = run.assignments.get(tag__category__slug="dish_type", tag__slug="pasta")
+
+    page = staff_browser.get(f"/runs/{run.pk}/").content.decode()
+
+    assert page.count('<details class="evidence">') == run.assignments.count()
+    assert page.count("<summary>Why: zero-shot similarity</summary>") == run.assignments.count()
+    assert '<dt>Words</dt><dd>spaghetti <span class="muted">(title)</span>' in page
+    assert pasta.evidence["matched"]["title"] == ["spaghetti"]
+    assert "<dt>Similarity</dt><dd>0." in page
+    assert "<dt>Rule</dt>" in page
+
+
 def test_it_shows_every_configured_category_even_without_tags(
     staff_browser: Client, taxonomy: Any, demo_recipes: list[dict[str, Any]]
 ) -> None:

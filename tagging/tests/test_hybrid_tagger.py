@@ -96,3 +96,29 @@ def test_it_makes_no_request_when_similarity_accepts_everything(
     assert tags_stored(run) == expected
     # A zero-shot guess is never shown as certain: its score stops at the ceiling.
     assert expected["cuisine"][0] == ("italian", ZERO_SHOT_CEILING)
+
+
+def test_every_tag_says_which_path_decided_it_with_what_similarity_saw(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    categories = ("cuisine", "diet")
+    plan = plan_of(carbonara, categories, k=2)
+    diet = Category.objects.get(slug="diet")
+    unsure = plan.shortlist[diet.pk][0]
+    assert [t.slug for t in plan.accepted[Category.objects.get(slug="cuisine").pk]] == ["italian"], "the premise"
+    openai_server.reply_json({"diet": [{"tag": unsure.slug, "reason": "No meat is named."}]}, logprobs=False)
+
+    run = run_executed(run_queued(carbonara, strategy="hybrid", categories=categories, k=2))
+
+    evidence = {a.tag.slug: a.evidence for a in run.assignments.select_related("tag")}
+    assert set(evidence) == {"italian", unsure.slug}
+    assert evidence["italian"]["decided_by"] == "zero_shot"
+    assert -1.0 <= evidence["italian"]["similarity"] <= 1.0
+    assert evidence["italian"]["rule"] == "no rule"
+    assert evidence[unsure.slug] == {
+        "decided_by": "llm",
+        "reason": "No meat is named.",
+        "matched": unsure.evidence["matched"],
+        "similarity": unsure.evidence["similarity"],
+        "rule": "no rule",
+    }

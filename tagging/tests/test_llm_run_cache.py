@@ -59,6 +59,22 @@ def test_a_recipe_with_the_same_content_reuses_the_answer_until_the_taxonomy_cha
     assert tags_stored(changed) == {"cuisine": [("mexican", 0.8), ("american", 0.8)]}
 
 
+def test_a_run_answered_from_the_cache_shows_the_earlier_runs_evidence(
+    llm_settings: Any, openai_server: OpenAIServer, taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
+) -> None:
+    first = demo_recipe(demo_recipes, "Beef Tacos")
+    twin = demo_recipe(demo_recipes, "Beef Tacos", source="blog")
+    openai_server.reply_json({"cuisine": [{"tag": "mexican", "reason": "Tortillas, salsa and cumin."}]}, logprobs=False)
+    original = run_executed(run_queued(first, categories=("cuisine",)))
+
+    cached = run_executed(run_queued(twin, categories=("cuisine",)))
+
+    assert cached.stats["cache_hit"] is True
+    [assignment] = TagAssignment.objects.filter(run=cached)
+    assert assignment.evidence == {"decided_by": "llm", "reason": "Tortillas, salsa and cumin.", "rule": "no rule"}
+    assert assignment.evidence == TagAssignment.objects.get(run=original).evidence
+
+
 def test_it_asks_again_for_other_settings_of_the_same_recipe(
     llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
 ) -> None:

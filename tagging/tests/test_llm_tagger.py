@@ -3,6 +3,7 @@ OpenAI-compatible HTTP server, prompts/tests/openai_server.py; runs execute as t
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from prompts.models import LLMCall, LLMCallOutcome
-from prompts.rendering import LLM_FIXED_SCORE, PROMPT_VERSION, RECIPE_CLOSE, RECIPE_OPEN
+from prompts.rendering import LLM_FIXED_SCORE, PROMPT_VERSION, REASON_MAX_CHARS, RECIPE_CLOSE, RECIPE_OPEN
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus, TagAssignment
 from tagging.services.recipes import recipe_create
@@ -80,6 +81,56 @@ def test_it_stores_the_picked_tags_scored_by_their_token_probabilities(
     assert tags_stored(run) == {"cuisine": [("italian", 0.9), ("greek", 0.5)], "diet": [("vegetarian", 0.25)]}
     ranks = sorted(TagAssignment.objects.filter(run=run).values_list("tag__slug", "rank"))
     assert ranks == [("greek", 2), ("italian", 1), ("vegetarian", 1)]
+
+
+def test_every_tag_the_model_picks_keeps_its_reason_capped_as_evidence(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    reply = {
+        "cuisine": [
+            {"tag": "italian", "reason": "Guanciale, pecorino and spaghetti:\n a Roman classic. " + "word " * 40}
+        ],
+        "diet": ["low-carb"],
+    }
+    text = json.dumps(reply)
+    openai_server.reply_json(
+        reply, logprobs=tokens_spelling(text, {"italian": math.log(0.9), "low-carb": math.log(0.5)})
+    )
+    run = run_queued(carbonara, categories=("cuisine", "diet"))
+
+    run = run_executed(run)
+
+    evidence = {a.tag.slug: a.evidence for a in TagAssignment.objects.filter(run=run).select_related("tag")}
+    assert tags_stored(run) == {"cuisine": [("italian", 0.9)], "diet": [("low-carb", 0.5)]}
+    assert set(evidence) == {"italian", "low-carb"}
+    reason = evidence["italian"]["reason"]
+    assert reason.startswith("Guanciale, pecorino and spaghetti: a Roman classic. word word")
+    assert REASON_MAX_CHARS - 5 <= len(reason) <= REASON_MAX_CHARS == 80
+    assert reason.endswith("…")
+    assert evidence["italian"]["decided_by"] == "llm"
+    assert evidence["low-carb"] == {"decided_by": "llm", "rule": "no rule"}
+
+
+def test_a_reason_cannot_add_a_tag(llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe) -> None:
+    openai_server.reply_json(
+        {
+            "cuisine": [
+                {"tag": "italian", "reason": "also japanese", "tags": ["japanese"], "extra": "mexican"},
+                {"reason": "mexican"},
+                {"tag": "french ", "reason": 7},
+            ]
+        },
+        logprobs=False,
+    )
+    run = run_queued(carbonara, categories=("cuisine",), k=3)
+
+    run = run_executed(run)
+
+    assert tags_stored(run) == {"cuisine": [("italian", 0.8), ("french", 0.8)]}
+    assert run.stats["unknown_dropped"] == 1
+    evidence = {a.tag.slug: a.evidence for a in TagAssignment.objects.filter(run=run).select_related("tag")}
+    assert evidence["italian"]["reason"] == "also japanese"
+    assert "reason" not in evidence["french"]
 
 
 def test_it_gives_every_tag_the_fixed_score_when_the_reply_has_no_logprobs(

@@ -7,17 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test.client import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from autotagger.embeddings import embeddings_create
 from prompts.tests.openai_server import OpenAIServer
-from tagging.models import Recipe, RunStatus, TaggingRun
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.services.config import TaggingConfig
 from tagging.services.recipes import recipe_create
 from tagging.services.runs import recipe_tag, recipes_predict, recipes_tag_bulk
 from tagging.tests.helpers import run_executed, run_queued, slugs_offered, tags_stored
-from taxonomy.models import Tag
+from taxonomy.models import IngredientGroup, Tag
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
 
@@ -80,6 +82,38 @@ def test_the_default_rules_keep_meat_recipes_out_of_vegetarian_diets(tacos: Reci
     assert diets, "the premise: some diet scores above 0"
     assert not diets & {"vegetarian", "vegan", "pescatarian", "eggetarian"}
     assert removed["vegetarian"] == "excluded by Meat ('beef')"
+
+
+def test_every_kept_tag_says_which_rule_let_it_through(tacos: Recipe) -> None:
+    _require("cuisine", "mexican", "kimchi", "tortilla")
+    Tag.objects.get(category__slug="cuisine", slug="mexican").excluded_by.set(
+        IngredientGroup.objects.filter(name__in=["Fish", "Shellfish"])
+    )
+
+    run = recipe_tag(recipe=tacos, config=TaggingConfig(categories=("cuisine", "main_ingredient"), k=3, threshold=0.0))
+
+    rules = {a.tag.slug: a.evidence["rule"] for a in run.assignments.select_related("tag")}
+    assert rules["mexican"] == "requires one of: kimchi, tortilla, found 'tortilla'; none of Fish, Shellfish found"
+    assert rules["beef"].startswith("requires one of: beef, steak")
+    assert rules["beef"].endswith("found 'beef'")
+    others = [rule for slug, rule in rules.items() if slug not in ("mexican", "beef")]
+    assert others, "the premise: other main ingredients are chosen too"
+    assert all(rule.startswith("requires one of: ") and ", found '" in rule for rule in others)
+
+
+def test_bulk_tagging_gives_evidence_without_a_query_per_tag(tacos: Recipe) -> None:
+    recipes = [tacos, recipe_create(title="Paneer tikka", ingredients=["paneer", "yoghurt"], instructions="")]
+    recipes_tag_bulk(recipes=recipes, config=TaggingConfig(k=1))  # embeds the recipes once
+
+    with CaptureQueriesContext(connection) as few:
+        recipes_tag_bulk(recipes=recipes, config=TaggingConfig(k=1, threshold=0.0))
+    with CaptureQueriesContext(connection) as many:
+        runs = recipes_tag_bulk(recipes=recipes, config=TaggingConfig(k=10, threshold=0.0))
+
+    assignments = TagAssignment.objects.filter(run__in=runs)
+    assert assignments.count() > 4 * len(recipes)
+    assert all(a.evidence["decided_by"] == "zero_shot" and a.evidence["rule"] for a in assignments)
+    assert len(many.captured_queries) == len(few.captured_queries)
 
 
 def test_bulk_tagging_applies_the_rules_to_every_recipe(tacos: Recipe) -> None:

@@ -327,3 +327,22 @@ def test_it_embeds_changed_content_afresh(
     ramen.refresh_from_db()
     assert variant.embedding is not None
     assert not np.array_equal(np.asarray(variant.embedding), np.asarray(ramen.embedding))
+
+
+def test_every_tag_it_assigns_carries_the_words_that_matched_and_its_similarity(
+    taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
+) -> None:
+    tacos = demo_recipe(demo_recipes, "Beef Tacos")
+
+    run = recipe_tag(recipe=tacos, config=TaggingConfig())
+
+    assignments = list(run.assignments.select_related("tag"))
+    assert assignments
+    for assignment in assignments:
+        assert set(assignment.evidence) == {"decided_by", "matched", "similarity", "rule"}
+        assert assignment.evidence["decided_by"] == "zero_shot"
+        assert assignment.evidence["rule"] == "no rule"
+        assert -1.0 <= assignment.evidence["similarity"] <= 1.0
+    beef = next(a for a in assignments if a.tag.slug == "beef")
+    assert beef.evidence["matched"]["title"] == ["beef"]
+    assert beef.evidence["matched"]["ingredients"] == ["ground beef"]
