@@ -33,13 +33,13 @@ import numpy as np
 from autotagger.recipe_text import RecipeText
 from tagging.calibration import Calibration
 from tagging.features import dense_features, lexical_evidence
+from tagging.signals import loo_prototype_similarity, neighbour_features, normalise, prior
 from tagging.stacking import FEATURES, fit_stack, sigmoid
 
 # What a fitted model reads of a recipe. A stored state fitted with another version leaves the tagger
 # zero-shot until the periodic check refits it.
 MODEL_VERSION = 3
 NEIGHBOURS = 25
-NEIGHBOUR_SHARPNESS = 20.0  # weight of a neighbour: exp(SHARPNESS * (similarity - 1))
 
 
 @dataclass(frozen=True)
@@ -157,21 +157,6 @@ class TrainingLabels:
         return cls(matrices)
 
 
-def _neighbour_features(indices: np.ndarray, sims: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(vote (m, T), mass (m,)) from the neighbours' labels of one category."""
-    if indices.shape[1] == 0:
-        return np.zeros((len(indices), labels.shape[1]), dtype=np.float32), np.zeros(len(indices), dtype=np.float32)
-    weights = np.exp(NEIGHBOUR_SHARPNESS * (sims - 1.0))  # (m, k)
-    neighbour_labels = labels[indices]  # (m, k, T)
-    labelled = (neighbour_labels.sum(axis=2) > 0).astype(np.float32)  # (m, k)
-    total = weights.sum(axis=1) + 1e-9
-    labelled_weight = (weights * labelled).sum(axis=1)
-    # Shares of all neighbours, not of the labelled ones: one labelled neighbour among many unlabelled
-    # ones is weak evidence, not a unanimous vote.
-    vote = np.einsum("mk,mkt->mt", weights, neighbour_labels) / total[:, None]
-    return vote.astype(np.float32), (labelled_weight / total).astype(np.float32)
-
-
 def _features(
     *,
     embeddings: np.ndarray,
@@ -211,10 +196,6 @@ def _features(
         ],
         axis=2,
     ).astype(np.float32)
-
-
-def _prior(support: np.ndarray, labelled: int | np.ndarray) -> np.ndarray:
-    return np.log((support + 1.0) / (np.asarray(labelled, dtype=np.float32)[..., None] + len(support) + 1.0))
 
 
 class TextClassifier:
@@ -345,7 +326,7 @@ class LearnedModel:
             if model is None:
                 continue
             spec = self.specs[slug]
-            vote, mass = _neighbour_features(indices, sims, self.neighbour_labels[slug])
+            vote, mass = neighbour_features(indices, sims, self.neighbour_labels[slug])
             features = _features(
                 embeddings=embeddings,
                 texts=texts,
@@ -354,7 +335,7 @@ class LearnedModel:
                 vote=vote,
                 mass=mass,
                 prototype_sims=embeddings @ model.prototypes.T,
-                prior=_prior(model.support, model.labelled),
+                prior=prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )
             explained.features[slug] = features
@@ -441,13 +422,13 @@ def fit(
             continue
         support = y.sum(axis=0)
         sums = y.T @ embeddings  # (T, d)
-        prototypes = _normalise(sums)
+        prototypes = normalise(sums)
         # Leave-one-out prototypes and prior: a recipe's own labels must not explain it.
-        prototype_sims = _loo_prototype_similarity(embeddings, y, sums)
+        prototype_sims = loo_prototype_similarity(embeddings, y, sums)
         loo_support = support[None, :] - y
         loo_labelled = labelled - labelled_rows.astype(np.float32)
         prior = np.log((loo_support + 1.0) / (loo_labelled[:, None] + len(support) + 1.0))
-        vote, mass = _neighbour_features(indices, sims, y)
+        vote, mass = neighbour_features(indices, sims, y)
         features = _features(
             embeddings=embeddings,
             texts=data.texts,
@@ -493,19 +474,3 @@ def fit(
         text_model=text_model,
         examples={row: (None, text.title) for row, text in enumerate(data.texts)},
     )
-
-
-def _normalise(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
-
-
-def _loo_prototype_similarity(embeddings: np.ndarray, y: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """cos(recipe i, prototype of tag j without recipe i), for all i, j: (n, T)."""
-    # sim = (e_i . (S_j - y_ij e_i)) / |S_j - y_ij e_i|, with |e_i| = 1.
-    dots = embeddings @ sums.T  # (n, T)
-    sum_norms_sq = (sums * sums).sum(axis=1)  # (T,)
-    loo_dots = dots - y  # e_i . e_i = 1
-    loo_norms_sq = sum_norms_sq[None, :] - 2 * y * dots + y
-    loo_norms = np.sqrt(np.maximum(loo_norms_sq, 0.0))
-    return np.where(loo_norms > 1e-6, loo_dots / np.maximum(loo_norms, 1e-6), 0.0).astype(np.float32)
