@@ -159,8 +159,12 @@ def test_an_injected_recipe_still_yields_only_allowed_slugs() -> None:
 def item(slugs: list[str]) -> dict[str, object]:
     return {
         "type": "object",
-        "properties": {"tag": {"type": "string", "enum": slugs}, "reason": {"type": "string"}},
-        "required": ["tag", "reason"],
+        "properties": {
+            "tag": {"type": "string", "enum": slugs},
+            "reason": {"type": "string"},
+            "confidence": {"type": "number"},
+        },
+        "required": ["tag", "reason", "confidence"],
         "additionalProperties": False,
     }
 
@@ -212,7 +216,9 @@ def test_too_many_properties_exceed_the_limits() -> None:
     schema = reply_schema(categories=[category_of(f"c{i}", 1) for i in range(101)])
 
     assert schema_within_limits(schema) is False
-    assert schema_within_limits(schema, max_properties=303) is True  # each item has "tag" and "reason"
+    # Each item has "tag", "reason" and "confidence".
+    assert schema_within_limits(schema, max_properties=404) is True
+    assert schema_within_limits(schema, max_properties=403) is False
 
 
 def test_it_counts_every_dropped_value_exactly() -> None:
@@ -228,6 +234,8 @@ def test_it_counts_every_dropped_value_exactly() -> None:
         unknown_dropped=4 + 3,  # "Italian", 7, None, "tacos"; the unrequested key's three values
         over_k_dropped=1,  # "japanese" (k=2)
         duplicates_dropped=2,  # the second and third "italian"
+        scores={("cuisine", "italian"): LLM_FIXED_SCORE, ("cuisine", "mexican"): LLM_FIXED_SCORE},
+        score_kinds={("cuisine", "italian"): "fixed", ("cuisine", "mexican"): "fixed"},
     )
 
 
@@ -371,8 +379,11 @@ def test_a_reason_naming_tags_adds_none() -> None:
     assert validated.unknown_dropped == 2
 
 
-def test_the_prompt_asks_for_a_short_reason_per_tag() -> None:
-    assert f'{{"tag": a tag slug, "reason": why, in at most {REASON_MAX_CHARS} characters}}' in SYSTEM_PROMPT
+def test_the_prompt_asks_for_a_short_reason_and_a_confidence_per_tag() -> None:
+    assert (
+        f'{{"tag": a tag slug, "reason": why, in at most {REASON_MAX_CHARS} characters, '
+        '"confidence": how sure you are that the tag applies, from 0 to 1}'
+    ) in SYSTEM_PROMPT
 
 
 def test_it_scores_the_tag_of_an_item_not_a_reason_that_quotes_it() -> None:
