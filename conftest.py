@@ -210,6 +210,7 @@ def llm_settings(settings: Any, openai_server: OpenAIServer) -> Any:
     settings.LLM_PRICE_INPUT_PER_1K = 0.5
     settings.LLM_PRICE_OUTPUT_PER_1K = 1.5
     settings.LLM_SUPPORTS_JSON_SCHEMA = True
+    settings.LLM_RESPONSE_FORMAT = ""
     settings.LLM_MAX_RETRIES = 3
     settings.LLM_RETRY_BASE_SECONDS = 0.01
     settings.LLM_RETRY_MAX_SECONDS = 0.05

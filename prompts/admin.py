@@ -1,17 +1,22 @@
-"""Admin for LLM sources (staff-editable endpoints) and the LLM call ledger (read-only, with totals)."""
+"""Admin for LLM sources (staff-editable endpoints, their probed capabilities) and the LLM call ledger
+(read-only, with totals)."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from django.contrib import admin
-from django.db.models import Count, Sum
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from prompts.gateway import llm_source_probe
 from prompts.models import LLMCall, LLMSource
+from prompts.sources import CAPABILITY_FIELDS, LLMError, llm_source_get
 
 # Rows of the per-day × source totals shown above the call list (newest days first).
 TOTALS_ROWS = 60
@@ -30,13 +35,15 @@ class LLMSourceAdmin(admin.ModelAdmin):
         "timeout_seconds",
         "price_input_per_1k",
         "price_output_per_1k",
-        "supports_json_schema",
+        "capabilities",
+        "probed_at",
         "updated_at",
     )
-    list_filter = ("active", "supports_json_schema")
+    list_filter = ("active", "supports_json_schema", "supports_json_object_schema", "supports_logprobs")
     search_fields = ("name", "model", "base_url")
     ordering = ("name", "id")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("probed_at", "probe_summary", "created_at", "updated_at")
+    actions = ("probe_capabilities",)
     fieldsets = (
         (None, {"fields": ("name", "active", "base_url", "model")}),
         (
@@ -51,9 +58,54 @@ class LLMSourceAdmin(admin.ModelAdmin):
         ),
         ("Limits", {"fields": ("timeout_seconds", "max_concurrency")}),
         ("Prices (USD per 1,000 tokens)", {"fields": ("price_input_per_1k", "price_output_per_1k")}),
-        ("Capabilities", {"fields": ("supports_json_schema",)}),
+        (
+            "Capabilities",
+            {
+                "fields": (*CAPABILITY_FIELDS.values(), "capabilities_from_staff", "probed_at", "probe_summary"),
+                "description": (
+                    "What the endpoint supports. A probe (a few tiny requests) fills them in when the source is "
+                    "added or its URL, model or key changes, before its first call if never probed, and from "
+                    'the "Probe capabilities" action; a mode the server refuses during a call is turned off. '
+                    'Changing one here keeps your values ("Keep these capabilities").'
+                ),
+            },
+        ),
+        ("Scores", {"fields": ("confidence_calibration",)}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
+
+    # A change to any of these means another endpoint: what the old one supported says nothing about it.
+    PROBE_WHEN_CHANGED = frozenset({"base_url", "model", "api_key_env"})
+
+    @admin.display(description="Capabilities")
+    def capabilities(self, obj: LLMSource) -> str:
+        labels = {"json_schema": "json_schema", "json_object_schema": "json_object+schema"}
+        names = [labels.get(name, name) for name, field in CAPABILITY_FIELDS.items() if getattr(obj, field)]
+        return ", ".join(names) or "none (plain requests)"
+
+    def save_model(self, request: HttpRequest, obj: LLMSource, form: ModelForm[LLMSource], change: bool) -> None:
+        changed = set(form.changed_data)
+        if changed & set(CAPABILITY_FIELDS.values()) and "capabilities_from_staff" not in changed:
+            obj.capabilities_from_staff = True
+        super().save_model(request, obj, form, change)
+        if obj.active and (not change or changed & self.PROBE_WHEN_CHANGED):
+            # After commit: the probe's call records must not roll back with the form, and it takes seconds.
+            transaction.on_commit(lambda: self._probe(request, obj))
+
+    @admin.action(description="Probe capabilities")
+    def probe_capabilities(self, request: HttpRequest, queryset: QuerySet[LLMSource]) -> None:
+        for obj in queryset.order_by("name", "id"):
+            self._probe(request, obj)
+
+    def _probe(self, request: HttpRequest, obj: LLMSource) -> None:
+        try:
+            source = llm_source_get(name=obj.name)
+        except LLMError as exc:
+            self.message_user(request, f"Probe of {obj.name}: not probed: {exc.message}", messages.WARNING)
+            return
+        probe = llm_source_probe(source=source)
+        level = messages.INFO if probe.finished else messages.WARNING
+        self.message_user(request, f"Probe of {obj.name}: {probe.summary}", level)
 
     @admin.display(description="Key set here", boolean=True)
     def key_is_set(self, obj: LLMSource) -> bool | None:

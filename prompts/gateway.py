@@ -1,11 +1,17 @@
 """The one module that talks to LLMs: OpenAI-compatible chat completions that must answer in JSON.
 
 - Sources (prompts.sources): staff-editable `LLMSource` rows by name, plus "default" from settings.
-- `chat_json` is the only call. It asks for a strict JSON schema when the source supports it (otherwise
-  a JSON object, which the caller validates), retries here and only here (bounded exponential backoff
-  with jitter, Retry-After honoured up to the cap), records every HTTP attempt as an `LLMCall` row
-  (tokens, latency, cost, outcome), keeps each source under its concurrency limit across processes
-  (a Redis semaphore), and refuses to call once today's recorded spend reaches LLM_DAILY_SPEND_CAP.
+- `chat_json` is the only call. It asks for JSON in the best mode the source supports (strict
+  json_schema, json_object with a schema, json_object, or none: `ResponseMode`); a server that refuses the
+  request format (a 4xx, or a 5xx whose message names the format) gets the next mode at once, not a
+  retry, and the source remembers it. It retries transient failures here and only here (bounded
+  exponential backoff with jitter, Retry-After honoured up to the cap), records every HTTP attempt as an
+  `LLMCall` row (tokens, latency, cost, outcome), keeps each source under its concurrency limit across
+  processes (a Redis semaphore), and refuses to call once today's recorded spend reaches
+  LLM_DAILY_SPEND_CAP.
+- `llm_source_probe` finds what a source supports with a few tiny requests (recorded as calls of
+  prompt_version "probe"): when staff save it in admin, from the admin action, and before the first call
+  to a source never probed.
 
 The `LLMCall` rows are written with the caller's database connection: call `chat_json` outside your
 own write transaction, or a rollback of yours erases the record of what was spent.
@@ -18,12 +24,13 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +43,15 @@ from openai.types.chat import ChatCompletion
 
 from autotagger.redis import redis_client
 from prompts.models import LLMCall, LLMCallOutcome
-from prompts.sources import LLMError, LLMSourceConfig
+from prompts.sources import (
+    CONSTRAINED_MODES,
+    LLMCapabilities,
+    LLMError,
+    LLMSourceConfig,
+    ResponseMode,
+    llm_source_capability_lost,
+    llm_source_probed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +105,14 @@ class ChatResult:
     cached_tokens: int
     latency_ms: float
     cost: float
-    mode: str  # "json_schema" or "json_object"
-    attempts: int
+    mode: str  # the ResponseMode that worked: "json_schema", "json_object_schema", "json_object" or "none"
+    attempts: int  # HTTP requests made, refused modes and retries included
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the reply was decoded under the schema, so its token log-probabilities do not describe
+        the choice (see prompts.rendering)."""
+        return self.mode in CONSTRAINED_MODES
 
 
 # --- Spend ----------------------------------------------------------------------------------------
@@ -242,6 +263,36 @@ def llm_call_budget_seconds() -> float:
 MIN_ATTEMPT_SECONDS = 1.0
 
 
+def _response_format(mode: ResponseMode, schema: dict[str, Any] | None, schema_name: str) -> dict[str, Any] | None:
+    if mode == ResponseMode.JSON_SCHEMA:
+        return {"type": "json_schema", "json_schema": {"name": schema_name, "strict": True, "schema": schema}}
+    if mode == ResponseMode.JSON_OBJECT_SCHEMA:
+        return {"type": "json_object", "schema": schema}
+    if mode == ResponseMode.JSON_OBJECT:
+        return {"type": "json_object"}
+    return None
+
+
+# What a server says when it refuses a request format or log-probabilities (llama.cpp: HTTP 500 "Input
+# should be 'text' or 'json_object'"; others: 400 "response_format ... is not supported").
+_NAMES_FORMAT = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.IGNORECASE)
+_NAMES_LOGPROBS = re.compile(r"logprob", re.IGNORECASE)
+# A refusal of this schema (say, too large for strict mode), not of the mode: fall back for this call only.
+_SCHEMA_AT_FAULT = re.compile(r"invalid (json )?schema|schema (is )?invalid", re.IGNORECASE)
+
+
+def _refused(attempt: _Attempt, *, asked_format: bool, asked_logprobs: bool) -> str | None:
+    """ "logprobs" or "format" when the attempt failed because the server refuses what was asked: a 4xx, or
+    a 5xx whose message names it (a bare 5xx is a server fault, retried)."""
+    if attempt.outcome not in (LLMCallOutcome.CLIENT_ERROR, LLMCallOutcome.SERVER_ERROR):
+        return None
+    if asked_logprobs and _NAMES_LOGPROBS.search(attempt.error):
+        return "logprobs"
+    if asked_format and _NAMES_FORMAT.search(attempt.error):
+        return "format"
+    return None
+
+
 def chat_json(
     *,
     source: LLMSourceConfig,
@@ -255,55 +306,52 @@ def chat_json(
 ) -> ChatResult:
     """Ask `source` for a JSON object; retries transient failures and bad replies, records every attempt.
 
+    The request starts in the best mode the source supports (with `schema`, if given, in the modes that
+    take one); a refused mode falls back at once to the next (`ChatResult.mode` says which worked), and
+    refused log-probabilities are dropped, both remembered on the source. A source never probed is probed
+    first (within the call's budget).
+
     Raises LLMSpendingCapReached (before any request), LLMBusy, LLMUnavailable (timeouts, connection
-    errors, 5xx after the retries; other 4xx at once), LLMRateLimited or LLMBadReply. With mode
-    "json_object" the caller must validate `data` against its schema. Call it outside your write
+    errors, 5xx after the retries; other 4xx at once), LLMRateLimited or LLMBadReply. Unless the mode is
+    constrained, the caller must validate `data` against its schema. Call it outside your write
     transaction (see the module docstring). It takes at most `llm_call_budget_seconds()`.
     """
-    if source.supports_json_schema and schema is not None:
-        mode = "json_schema"
-        response_format: dict[str, Any] = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name, "strict": True, "schema": schema},
-        }
-    else:
-        mode = "json_object"
-        response_format = {"type": "json_object"}
-    params: dict[str, Any] = {
-        "model": source.model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        "response_format": response_format,
-    }
-    if want_logprobs:
-        params["logprobs"] = True
+    deadline = time.monotonic() + llm_call_budget_seconds()
+    if not source.probed:
+        # At most half the call's budget, so that the call itself keeps time for an attempt.
+        probe_deadline = time.monotonic() + llm_call_budget_seconds() / 2
+        source = llm_source_probe(source=source, deadline=probe_deadline).source
+    modes = list(source.capabilities.modes(schema=schema is not None))
+    logprobs = want_logprobs and source.capabilities.logprobs
 
     max_attempts = 1 + max(0, int(settings.LLM_MAX_RETRIES))
-    deadline = time.monotonic() + llm_call_budget_seconds()
     client = _client(source)
     attempt: _Attempt | None = None
-    for number in range(1, max_attempts + 1):
+    number = tries = 0
+    while True:
+        number += 1
+        tries += 1
         _check_spending_cap()
+        mode = modes[0]
+        params: dict[str, Any] = {
+            "model": source.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        }
+        response_format = _response_format(mode, schema, schema_name)
+        if response_format is not None:
+            params["response_format"] = response_format
+        if logprobs:
+            params["logprobs"] = True
         with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
             timeout = min(source.timeout_seconds, max(MIN_ATTEMPT_SECONDS, _left(deadline)))
             started = time.perf_counter()
             attempt = _attempt(client, {**params, "timeout": timeout})
             latency_ms = (time.perf_counter() - started) * 1000
-        cost = (
-            attempt.input_tokens * source.price_input_per_1k + attempt.output_tokens * source.price_output_per_1k
-        ) / 1000
-        LLMCall.objects.create(
-            source=source.name,
-            model=source.model,
-            prompt_version=prompt_version,
-            run_id=run_id,
-            attempt=number,
-            input_tokens=attempt.input_tokens,
-            output_tokens=attempt.output_tokens,
-            cached_tokens=attempt.cached_tokens,
-            latency_ms=latency_ms,
-            cost=cost,
-            outcome=attempt.outcome,
-            error=attempt.error[:_ERROR_TEXT_LIMIT],
+        refused = _refused(attempt, asked_format=response_format is not None, asked_logprobs=logprobs)
+        if refused is not None:
+            attempt.outcome = LLMCallOutcome.FORMAT_REFUSED
+        cost = _record(
+            source, attempt, prompt_version=prompt_version, run_id=run_id, number=number, latency_ms=latency_ms
         )
         if attempt.outcome == LLMCallOutcome.OK:
             assert attempt.result is not None
@@ -316,12 +364,31 @@ def chat_json(
                 cached_tokens=attempt.cached_tokens,
                 latency_ms=latency_ms,
                 cost=cost,
-                mode=mode,
+                mode=mode.value,
                 attempts=number,
             )
-        if attempt.outcome not in _RETRIED or number == max_attempts:
+        if refused is not None:
+            # Not a fault to retry: the same request is refused every time. Ask the next way at once.
+            if refused == "logprobs":
+                logprobs = False
+                source = llm_source_capability_lost(source=source, capability="logprobs")
+            else:
+                if not _SCHEMA_AT_FAULT.search(attempt.error):
+                    source = llm_source_capability_lost(source=source, capability=mode.value)
+                modes.pop(0)
+            logger.warning(
+                "LLM source %s refused %s (%s); asking without it",
+                source.name,
+                "log-probabilities" if refused == "logprobs" else f"response format {mode.value}",
+                attempt.error[:200],
+            )
+            tries -= 1
+            if _left(deadline) < min(MIN_ATTEMPT_SECONDS, source.timeout_seconds):
+                break
+            continue
+        if attempt.outcome not in _RETRIED or tries == max_attempts:
             break
-        delay = _backoff(number, attempt.retry_after)
+        delay = _backoff(tries, attempt.retry_after)
         if _left(deadline) - delay < min(MIN_ATTEMPT_SECONDS, source.timeout_seconds):
             logger.warning(
                 "LLM call to %s failed (%s); no time left for attempt %d within the call's budget of %.0fs",
@@ -336,7 +403,7 @@ def chat_json(
             source.name,
             attempt.outcome,
             attempt.error[:200],
-            number,
+            tries,
             max_attempts,
             delay,
         )
@@ -346,12 +413,42 @@ def chat_json(
     raise _final_error(source, attempt, attempts=number)
 
 
+def _record(
+    source: LLMSourceConfig,
+    attempt: _Attempt,
+    *,
+    prompt_version: str,
+    run_id: int | None,
+    number: int,
+    latency_ms: float,
+) -> float:
+    """Write the attempt to the ledger; its cost."""
+    cost = (
+        attempt.input_tokens * source.price_input_per_1k + attempt.output_tokens * source.price_output_per_1k
+    ) / 1000
+    LLMCall.objects.create(
+        source=source.name,
+        model=source.model,
+        prompt_version=prompt_version,
+        run_id=run_id,
+        attempt=number,
+        input_tokens=attempt.input_tokens,
+        output_tokens=attempt.output_tokens,
+        cached_tokens=attempt.cached_tokens,
+        latency_ms=latency_ms,
+        cost=cost,
+        outcome=attempt.outcome,
+        error=attempt.error[:_ERROR_TEXT_LIMIT],
+    )
+    return cost
+
+
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _attempt(client: openai.OpenAI, params: dict[str, Any]) -> _Attempt:
-    """One HTTP request, classified; never raises for what the provider does."""
+def _send(client: openai.OpenAI, params: dict[str, Any]) -> ChatCompletion | _Attempt:
+    """One HTTP request: the completion, or the failure classified; never raises for what the provider does."""
     try:
         completion = client.chat.completions.create(**params)
     except openai.APITimeoutError as exc:
@@ -375,18 +472,28 @@ def _attempt(client: openai.OpenAI, params: dict[str, Any]) -> _Attempt:
     if not isinstance(completion, ChatCompletion):
         # The SDK hands back the raw text when the response is not JSON.
         return _Attempt(LLMCallOutcome.BAD_REPLY, f"The response is not a chat completion: {str(completion)[:200]!r}")
-    return _read_completion(completion)
+    return completion
+
+
+def _attempt(client: openai.OpenAI, params: dict[str, Any]) -> _Attempt:
+    """One HTTP request for a JSON reply, classified; never raises for what the provider does."""
+    sent = _send(client, params)
+    return sent if isinstance(sent, _Attempt) else _read_completion(sent)
 
 
 def _read_completion(completion: ChatCompletion) -> _Attempt:
     attempt = _judge_reply(completion)
+    _read_usage(completion, attempt)
+    return attempt
+
+
+def _read_usage(completion: ChatCompletion, attempt: _Attempt) -> None:
     usage = completion.usage
     if usage is not None:
         details = usage.prompt_tokens_details
         attempt.input_tokens = int(usage.prompt_tokens or 0)
         attempt.output_tokens = int(usage.completion_tokens or 0)
         attempt.cached_tokens = int((details.cached_tokens if details is not None else 0) or 0)
-    return attempt
 
 
 def _judge_reply(completion: ChatCompletion) -> _Attempt:
@@ -459,7 +566,186 @@ def _final_error(source: LLMSourceConfig, attempt: _Attempt, *, attempts: int) -
         return LLMRateLimited(f"The {where} kept rate-limiting {tries}: {attempt.error}", details=details)
     if attempt.outcome in (LLMCallOutcome.BAD_REPLY, LLMCallOutcome.REFUSED):
         return LLMBadReply(f"No usable JSON reply from the {where} {tries}: {attempt.error}", details=details)
-    if attempt.outcome == LLMCallOutcome.CLIENT_ERROR:
+    if attempt.outcome in (LLMCallOutcome.CLIENT_ERROR, LLMCallOutcome.FORMAT_REFUSED):
         # A request the provider rejects (bad model name, key, parameters) fails the same way next time.
         return LLMUnavailable(f"The {where} rejected the request: {attempt.error}", details=details, retryable=False)
     return LLMUnavailable(f"The {where} is unavailable {tries}: {attempt.error}", details=details)
+
+
+# --- The probe ------------------------------------------------------------------------------------
+
+PROBE_PROMPT_VERSION = "probe"
+PROBE_TIMEOUT_SECONDS = 15.0  # per request (or the source's own timeout, if shorter)
+PROBE_BUDGET_SECONDS = 45.0  # for all of them; a probe that runs out stops and changes nothing it did not see
+PROBE_MAX_TOKENS = 32
+# A value the model has no reason to write unless the decoder holds it to the schema: a reply that has it
+# shows the schema was enforced, not just accepted.
+PROBE_WORD = "kumquat-7"
+_PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"probe": {"type": "string", "enum": [PROBE_WORD]}},
+    "required": ["probe"],
+    "additionalProperties": False,
+}
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "record_answer",
+        "description": "Record the answer.",
+        "parameters": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class LLMProbe:
+    """What a probe saw, and the source as it now stands (`source.capabilities`: the probe's findings,
+    unless staff set them)."""
+
+    source: LLMSourceConfig
+    seen: LLMCapabilities
+    summary: str
+    finished: bool  # False: the server stopped answering (timeout, connection, busy); nothing was changed
+    calls: int
+
+
+class _ProbeStopped(Exception):
+    pass
+
+
+def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) -> LLMProbe:
+    """Find what `source` supports with a few tiny requests: strict json_schema and json_object with a
+    schema (each counted only if the reply obeys a schema the model could not guess), plain json_object,
+    a forced tool call, log-probabilities. Each request is recorded as an `LLMCall` of prompt_version
+    "probe". A refusal or an ignored feature counts as unsupported; another failure leaves that capability
+    as it was. A timeout or connection error stops the probe: nothing is changed and the source counts as
+    never probed. Bounded by PROBE_TIMEOUT_SECONDS per request and PROBE_BUDGET_SECONDS in all (or
+    `deadline`, a time.monotonic(), if sooner); it never raises for what the server does.
+    """
+    budget_end = time.monotonic() + PROBE_BUDGET_SECONDS
+    deadline = budget_end if deadline is None else min(deadline, budget_end)
+    client = _client(source)
+    seen = source.capabilities
+    notes: list[str] = []
+    calls = 0
+
+    def ask(label: str, params: dict[str, Any]) -> ChatCompletion | _Attempt:
+        nonlocal calls
+        if _left(deadline) < MIN_ATTEMPT_SECONDS:
+            raise _ProbeStopped(f"{label}: no time left")
+        request = {
+            "model": source.model,
+            "max_tokens": PROBE_MAX_TOKENS,
+            "temperature": 0,
+            **params,
+            "timeout": min(source.timeout_seconds, PROBE_TIMEOUT_SECONDS, _left(deadline)),
+        }
+        with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
+            started = time.perf_counter()
+            sent = _send(client, request)
+            latency_ms = (time.perf_counter() - started) * 1000
+        recorded = sent if isinstance(sent, _Attempt) else _Attempt(LLMCallOutcome.OK)
+        if not isinstance(sent, _Attempt):
+            _read_usage(sent, recorded)
+        calls += 1
+        _record(source, recorded, prompt_version=PROBE_PROMPT_VERSION, run_id=None, number=1, latency_ms=latency_ms)
+        if recorded.outcome in (LLMCallOutcome.TIMEOUT, LLMCallOutcome.CONNECTION):
+            raise _ProbeStopped(f"{label}: {recorded.outcome} ({recorded.error[:120]})")
+        return sent
+
+    def schema_mode(label: str, capability: str, response_format: dict[str, Any]) -> None:
+        nonlocal seen
+        sent = ask(
+            label,
+            {
+                "messages": [{"role": "user", "content": "Reply with a JSON object."}],
+                "response_format": response_format,
+            },
+        )
+        if isinstance(sent, _Attempt):
+            verdict = _probe_failure(sent, names=_NAMES_FORMAT)
+        else:
+            reply = _judge_reply(sent)
+            verdict = "enforced" if reply.result == {"probe": PROBE_WORD} else "accepted, not enforced"
+        notes.append(f"{label}: {verdict}")
+        if verdict != "enforced" and not verdict.startswith("inconclusive"):
+            seen = seen.without(capability)
+        elif verdict == "enforced":
+            seen = replace(seen, **{capability: True})
+
+    try:
+        _check_spending_cap()
+        schema_mode(
+            "json_schema",
+            "json_schema",
+            {"type": "json_schema", "json_schema": {"name": "probe", "strict": True, "schema": _PROBE_SCHEMA}},
+        )
+        schema_mode("json_object+schema", "json_object_schema", {"type": "json_object", "schema": _PROBE_SCHEMA})
+
+        sent = ask(
+            "json_object",
+            {
+                "messages": [{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
+                "response_format": {"type": "json_object"},
+            },
+        )
+        verdict = _probe_failure(sent, names=_NAMES_FORMAT) if isinstance(sent, _Attempt) else "accepted"
+        notes.append(f"json_object: {verdict}")
+        if not verdict.startswith("inconclusive"):
+            seen = replace(seen, json_object=verdict == "accepted")
+
+        sent = ask(
+            "tools",
+            {
+                "messages": [{"role": "user", "content": "Call record_answer with ok set to true."}],
+                "tools": [_PROBE_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "record_answer"}},
+            },
+        )
+        if isinstance(sent, _Attempt):
+            verdict = _probe_failure(sent, names=re.compile(r"tool|function", re.IGNORECASE))
+        else:
+            calls_made = (sent.choices[0].message.tool_calls or []) if sent.choices else []
+            names = [getattr(getattr(call, "function", None), "name", None) for call in calls_made]
+            verdict = "called" if "record_answer" in names else "ignored"
+        notes.append(f"tools: {verdict}")
+        if not verdict.startswith("inconclusive"):
+            seen = replace(seen, tools=verdict == "called")
+
+        sent = ask(
+            "logprobs",
+            {"messages": [{"role": "user", "content": "Say ok."}], "logprobs": True, "max_tokens": 4},
+        )
+        if isinstance(sent, _Attempt):
+            verdict = _probe_failure(sent, names=_NAMES_LOGPROBS)
+        else:
+            choice = sent.choices[0] if sent.choices else None
+            content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
+            verdict = "returned" if content else "not returned"
+        notes.append(f"logprobs: {verdict}")
+        if not verdict.startswith("inconclusive"):
+            seen = replace(seen, logprobs=verdict == "returned")
+    except (_ProbeStopped, LLMBusy, LLMUnavailable, LLMSpendingCapReached) as exc:
+        message = exc.message if isinstance(exc, LLMError) else str(exc)
+        summary = "; ".join([*notes, f"stopped, nothing changed: {message}"])
+        logger.warning("Probe of LLM source %s stopped: %s", source.name, message)
+        updated = llm_source_probed(source=source, seen=source.capabilities, summary=summary, at=None)
+        return LLMProbe(source=updated, seen=seen, summary=summary, finished=False, calls=calls)
+
+    summary = "; ".join(notes)
+    if source.capabilities_from_staff:
+        summary += " (capabilities kept as staff set them)"
+    updated = llm_source_probed(source=source, seen=seen, summary=summary, at=timezone.now())
+    logger.info("Probed LLM source %s: %s", source.name, summary)
+    return LLMProbe(source=updated, seen=seen, summary=summary, finished=True, calls=calls)
+
+
+def _probe_failure(attempt: _Attempt, *, names: re.Pattern[str]) -> str:
+    """ "refused (...)" for a 4xx, or a 5xx whose message `names` the feature; "inconclusive (...)" for
+    anything else (a server fault says nothing about the feature)."""
+    brief = attempt.error[:100]
+    if attempt.outcome == LLMCallOutcome.CLIENT_ERROR or (
+        attempt.outcome == LLMCallOutcome.SERVER_ERROR and names.search(attempt.error)
+    ):
+        return f"refused ({brief})"
+    return f"inconclusive ({attempt.outcome}: {brief})"

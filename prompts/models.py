@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+
+
+def validate_confidence_calibration(value: Any) -> None:
+    """A list of [stated, observed] pairs of numbers in [0, 1]."""
+    if not isinstance(value, list):
+        raise ValidationError("Enter a list of [stated, observed] pairs, e.g. [[0.5, 0.3], [0.9, 0.7]].")
+    for pair in value:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for x in pair)
+        ):
+            raise ValidationError(f"{pair!r} is not a [stated, observed] pair of numbers between 0 and 1.")
 
 
 class LLMSource(models.Model):
@@ -45,10 +61,47 @@ class LLMSource(models.Model):
     price_output_per_1k = models.DecimalField(
         max_digits=12, decimal_places=6, default=0, help_text="USD per 1,000 output (completion) tokens."
     )
+    # What the endpoint supports, found by the probe (prompts.gateway.llm_source_probe) when the source is
+    # saved in admin or first used, lowered by the gateway when the server refuses a request format.
     supports_json_schema = models.BooleanField(
-        "Supports strict JSON schema",
+        "Strict json_schema",
         default=True,
-        help_text='Send response_format "json_schema" (strict); otherwise "json_object" and validate the reply.',
+        help_text='Accepts response_format {"type": "json_schema", "strict": true} and decodes by the schema.',
+    )
+    supports_json_object_schema = models.BooleanField(
+        "json_object with a schema",
+        default=True,
+        help_text='Accepts response_format {"type": "json_object", "schema": ...} and decodes by it (llama.cpp).',
+    )
+    supports_json_object = models.BooleanField(
+        "Plain json_object", default=True, help_text='Accepts response_format {"type": "json_object"}.'
+    )
+    supports_tools = models.BooleanField(
+        "Tools (function calling)", default=False, help_text="Answers a forced tool choice with a tool call."
+    )
+    supports_logprobs = models.BooleanField(
+        "Log-probabilities", default=True, help_text="Returns the reply's token log-probabilities when asked."
+    )
+    capabilities_from_staff = models.BooleanField(
+        "Keep these capabilities",
+        default=False,
+        help_text=(
+            "Set by staff: a probe only records what it saw and leaves the capabilities above as they are. "
+            "Changing a capability here ticks it; untick it to let the probe decide."
+        ),
+    )
+    probed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the capabilities were last probed; never probed: at first use."
+    )
+    probe_summary = models.CharField(max_length=500, blank=True, help_text="What the last probe saw.")
+    confidence_calibration = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_confidence_calibration],
+        help_text=(
+            "[stated, observed precision] pairs, each in [0, 1], measured on gold labels: a confidence the "
+            "model states is mapped through them (piecewise linear). Empty: used as stated."
+        ),
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -83,6 +136,7 @@ class LLMCallOutcome(models.TextChoices):
     BAD_REPLY = "bad_reply", "Bad reply"
     REFUSED = "refused", "Refused"
     CLIENT_ERROR = "client_error", "Client error (4xx)"
+    FORMAT_REFUSED = "format_refused", "Request format refused"
 
 
 class LLMCall(models.Model):

@@ -211,6 +211,10 @@ LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=4)
 LLM_PRICE_INPUT_PER_1K = env.float("LLM_PRICE_INPUT_PER_1K", default=0.0)
 LLM_PRICE_OUTPUT_PER_1K = env.float("LLM_PRICE_OUTPUT_PER_1K", default=0.0)
 LLM_SUPPORTS_JSON_SCHEMA = env.bool("LLM_SUPPORTS_JSON_SCHEMA", default=True)
+# How the default source is asked for JSON: its best mode (json_schema, json_object_schema, json_object, none;
+# the gateway falls back down that list when refused) or "auto" (probe at first use). Unset: json_schema,
+# or json_object when LLM_SUPPORTS_JSON_SCHEMA is false.
+LLM_RESPONSE_FORMAT = env("LLM_RESPONSE_FORMAT", default="")
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 LLM_RETRY_BASE_SECONDS = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 LLM_RETRY_MAX_SECONDS = env.float("LLM_RETRY_MAX_SECONDS", default=8.0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from prompts.models import LLMCall, LLMCallOutcome, LLMSource
 
 
 class LLMSourceFactory(DjangoModelFactory):
-    """A source staff added in admin; point it at the test server with `base_url=openai_server.url`."""
+    """A source staff added in admin, already probed (`probed_at=None`: never probed); point it at the test
+    server with `base_url=openai_server.url`."""
 
     class Meta:
         model = LLMSource
@@ -16,6 +19,7 @@ class LLMSourceFactory(DjangoModelFactory):
     name = "openrouter"
     base_url = "http://127.0.0.1:9/v1"
     model = "db-model"
+    probed_at = factory.LazyFunction(timezone.now)
 
 
 class LLMCallFactory(DjangoModelFactory):

@@ -60,7 +60,7 @@ def test_it_sends_the_schema_as_a_strict_json_schema_response_format(
     assert result.token_logprobs is None
 
 
-def test_it_asks_for_a_json_object_when_the_source_has_no_strict_schema_support(
+def test_it_sends_the_schema_with_json_object_when_the_source_has_no_strict_schema_support(
     llm_settings: Any, openai_server: OpenAIServer
 ) -> None:
     db_source(openai_server, supports_json_schema=False)
@@ -68,9 +68,36 @@ def test_it_asks_for_a_json_object_when_the_source_has_no_strict_schema_support(
 
     result = ask(llm_source_get(name="openrouter"))
 
-    assert openai_server.requests[0]["response_format"] == {"type": "json_object"}
+    assert openai_server.requests[0]["response_format"] == {"type": "json_object", "schema": SCHEMA}
     assert openai_server.requests[0]["model"] == "db-model"
+    assert result.mode == "json_object_schema"
+    assert result.constrained is True
+    assert result.data == {"tags": ["italian"]}
+
+
+def test_it_asks_for_a_json_object_when_the_source_takes_no_schema(
+    llm_settings: Any, openai_server: OpenAIServer
+) -> None:
+    db_source(openai_server, supports_json_schema=False, supports_json_object_schema=False)
+    openai_server.reply_json({"tags": ["italian"]})
+
+    result = ask(llm_source_get(name="openrouter"))
+
+    assert openai_server.requests[0]["response_format"] == {"type": "json_object"}
     assert result.mode == "json_object"
+    assert result.constrained is False
+
+
+def test_it_sends_no_response_format_to_a_source_without_json_modes(
+    llm_settings: Any, openai_server: OpenAIServer
+) -> None:
+    db_source(openai_server, supports_json_schema=False, supports_json_object_schema=False, supports_json_object=False)
+    openai_server.reply_json({"tags": ["italian"]})
+
+    result = ask(llm_source_get(name="openrouter"))
+
+    assert "response_format" not in openai_server.requests[0]
+    assert result.mode == "none"
     assert result.data == {"tags": ["italian"]}
 
 
@@ -219,12 +246,12 @@ def test_it_raises_llm_rate_limited_when_429s_outlast_the_retries(
 def test_it_does_not_retry_a_400_and_passes_on_the_providers_message(
     llm_settings: Any, openai_server: OpenAIServer
 ) -> None:
-    openai_server.reply_status(400, "Invalid schema for response_format 'recipe_tags'").reply_json({"tags": []})
+    openai_server.reply_status(400, "The model `test-model` does not exist").reply_json({"tags": []})
 
     with pytest.raises(LLMUnavailable) as excinfo:
         ask(llm_source_get())
 
-    assert "Invalid schema for response_format 'recipe_tags'" in excinfo.value.message
+    assert "The model `test-model` does not exist" in excinfo.value.message
     assert excinfo.value.retryable is False
     assert len(openai_server.requests) == 1
     assert outcomes() == ["client_error"]
