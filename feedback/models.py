@@ -80,3 +80,81 @@ class EvaluationRun(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("evaluations:detail", kwargs={"run_id": self.pk})
+
+
+class EvaluationJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class EvaluationJob(models.Model):
+    """An evaluation of the llm or hybrid strategy on a labelled dataset, done on the worker a chunk of
+    recipes at a time: each recipe's answer is kept as an EvaluationItem, so a restarted worker resumes
+    where it stopped, and a recipe already answered to the same question (same cache key) is not asked
+    again. When every recipe is done, the scores are stored as an EvaluationRun."""
+
+    dataset = models.CharField(max_length=200)
+    dataset_sha256 = models.CharField(max_length=64)
+    # The labelled JSONL itself: a worker on another machine has no access to the file it came from.
+    dataset_content = models.BinaryField()
+    strategy = models.CharField(max_length=20, choices=Strategy.choices)
+    source = models.CharField(max_length=50)
+    k = models.PositiveSmallIntegerField()
+    categories = models.JSONField(default=list)  # the dataset category slugs scored
+    status = models.CharField(max_length=20, choices=EvaluationJobStatus.choices, default=EvaluationJobStatus.QUEUED)
+    total = models.PositiveIntegerField()
+    error = models.TextField(blank=True)
+    # The task copy working on the job holds it until then; a copy that died leaves it to the next.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    run = models.OneToOneField(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(strategy__in=["llm", "hybrid"]), name="feedback_evaluationjob_llm_strategy"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=EvaluationJobStatus.values), name="feedback_evaluationjob_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(k__gte=1), name="feedback_evaluationjob_k_min_1"),
+        ]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="feedback_evaljob_created")]
+
+    def __str__(self) -> str:
+        return f"Evaluation job #{self.pk} of {self.dataset} ({self.strategy}, {self.source})"
+
+
+class EvaluationItem(models.Model):
+    """One recipe of an evaluation job, answered: what the strategy returned and what it cost."""
+
+    job = models.ForeignKey(EvaluationJob, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField(help_text="The recipe's place in the dataset, from 0.")
+    recipe_id = models.CharField(max_length=200)
+    # Everything that decides the answer, hashed (tagging.services.llm_runs.llm_cache_key).
+    cache_key = models.CharField(max_length=64)
+    ok = models.BooleanField()
+    # Category slug -> [[tag slug, score], ...] as returned (ingredient rules applied).
+    predicted = models.JSONField(default=dict)
+    # The strategy's stats: tokens, cost, what hybrid shortlisted and accepted.
+    stats = models.JSONField(default=dict)
+    latency_ms = models.FloatField(default=0.0)
+    cached = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="feedback_evaluationitem_unique_position"),
+        ]
+        indexes = [models.Index(fields=["cache_key"], name="feedback_evalitem_cache_key")]
+
+    def __str__(self) -> str:
+        return f"Item {self.position} of job {self.job_id}"

@@ -6,9 +6,22 @@ when code moves: the refit task kept its name from when it lived in tagging.
 
 from __future__ import annotations
 
-from celery import shared_task
+import math
 
+from celery import Task, shared_task
+from django.conf import settings
+
+from feedback.evaluation.jobs import EvaluationJobBusy, evaluation_job_step
 from feedback.training import tagger_refit
+from prompts.gateway import llm_call_budget_seconds
+
+# A chunk asks EVALUATION_LLM_CONCURRENCY recipes at a time, each call within its budget; two minutes
+# more for embedding the chunk and storing the answers.
+EVALUATION_STEP_SOFT_TIME_LIMIT = (
+    math.ceil(settings.EVALUATION_CHUNK_SIZE / max(1, settings.EVALUATION_LLM_CONCURRENCY))
+    * math.ceil(llm_call_budget_seconds())
+    + 120
+)
 
 
 @shared_task(
@@ -24,3 +37,22 @@ from feedback.training import tagger_refit
 def tagger_refit_task(*, requested_at: float | None = None) -> None:
     """Refit the learned tagger on the gold labels, unless superseded or already current."""
     tagger_refit(requested_at=requested_at)
+
+
+@shared_task(
+    name="feedback.evaluation_job_step",
+    bind=True,
+    acks_late=True,
+    # A worker killed mid-chunk gives the message back: the next copy resumes after the last stored answer.
+    reject_on_worker_lost=True,
+    autoretry_for=(EvaluationJobBusy,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=30,
+    soft_time_limit=EVALUATION_STEP_SOFT_TIME_LIMIT,
+    time_limit=EVALUATION_STEP_SOFT_TIME_LIMIT + 60,
+)
+def evaluation_job_step_task(self: Task, *, job_id: int) -> None:
+    """Answer one chunk of an evaluation job's recipes, then queue the next chunk (or the job is scored)."""
+    if evaluation_job_step(job_id=job_id):
+        self.apply_async(kwargs={"job_id": job_id})

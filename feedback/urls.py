@@ -8,4 +8,6 @@ urlpatterns = [
     path("", views.evaluation_list, name="list"),
     path("compare/", views.evaluation_compare, name="compare"),
     path("<int:run_id>/", views.evaluation_detail, name="detail"),
+    path("jobs/<int:job_id>/", views.evaluation_job_detail, name="job"),
+    path("jobs/<int:job_id>/status", views.evaluation_job_status, name="job_status"),
 ]

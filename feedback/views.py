@@ -1,4 +1,5 @@
-"""Staff pages of evaluation runs: the list, one run's report, and two runs side by side."""
+"""Staff pages of evaluation runs: the list, one run's report, two runs side by side, and evaluation jobs of
+the strategies that ask a model (started here, followed with a progress bar)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
-from feedback.models import EvaluationRun
+from feedback.dispatch import evaluation_job_enqueue
+from feedback.evaluation.datasets import DatasetError
+from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.jobs import (
+    LLM_STRATEGIES,
+    JobProgress,
+    evaluation_job_progress,
+    evaluation_job_start,
+    evaluation_jobs_recent,
+)
+from feedback.models import EvaluationJob, EvaluationRun
+from prompts.sources import llm_sources_available
+from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
 RUNS_PER_PAGE = 50
+JOBS_SHOWN = 10
+# A dataset uploaded to start an evaluation job; the shared datasets are a few MB at most.
+DATASET_MAX_BYTES = 50 * 1024 * 1024
 BASELINE_LABELS = {
     "majority": "Majority",
     "zero_shot": "Zero-shot",
@@ -237,14 +253,103 @@ def _compare_row(slug: str, a: float | None, b: float | None) -> CompareRow:
     return CompareRow(slug=slug, a=a, b=b, difference=difference, tone=tone)
 
 
+class EvaluationJobForm(forms.Form):
+    dataset = forms.FileField(help_text="A labelled JSONL file, one recipe per line (see the shared datasets' README).")
+    strategy = forms.ChoiceField(choices=[(s, s) for s in LLM_STRATEGIES])
+    source = forms.ChoiceField(help_text="The model source to ask.")
+    k = forms.IntegerField(
+        min_value=1, max_value=MAX_TAGS_PER_CATEGORY, initial=DEFAULT_TAGS_PER_CATEGORY, label="Tags per category (k)"
+    )
+    categories = forms.CharField(
+        required=False, help_text="Dataset categories to score, comma-separated; empty: every one the taxonomy has."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sources = llm_sources_available()
+        cast(forms.ChoiceField, self.fields["source"]).choices = [(name, name) for name in sources]
+
+    def clean_dataset(self) -> Any:
+        upload = self.cleaned_data["dataset"]
+        if upload.size > DATASET_MAX_BYTES:
+            raise ValidationError(f"The file is larger than {DATASET_MAX_BYTES // (1024 * 1024)} MB.")
+        return upload
+
+
+def _jobs_with_progress() -> list[tuple[EvaluationJob, JobProgress]]:
+    jobs = evaluation_jobs_recent(limit=JOBS_SHOWN)
+    # `done` and `failed` are annotations (evaluation_jobs_recent).
+    return [(job, JobProgress(done=job.done, failed=job.failed, total=job.total)) for job in jobs]  # type: ignore[attr-defined]
+
+
 @staff_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def evaluation_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(_runs().select_related("created_by"), RUNS_PER_PAGE).get_page(request.GET.get("page"))
     runs = list(page.object_list)
     initial = {"a": runs[1].pk, "b": runs[0].pk} if len(runs) >= 2 else {}
     form = EvaluationCompareForm(initial=initial, choices=_runs().filter(pk__in=[run.pk for run in runs]))
-    return render(request, "feedback/evaluation_list.html", {"page": page, "runs": runs, "form": form})
+    may_start = request.user.has_perm("feedback.add_evaluationjob")
+    job_form = EvaluationJobForm() if may_start else None
+    status = 200
+    if request.method == "POST":
+        if not may_start:
+            raise PermissionDenied
+        job_form = EvaluationJobForm(request.POST, request.FILES)
+        if job_form.is_valid():
+            data = job_form.cleaned_data
+            categories = [c.strip() for c in data["categories"].split(",") if c.strip()] or None
+            try:
+                job = evaluation_job_start(
+                    content=data["dataset"].read(),
+                    name=data["dataset"].name.rsplit(".", 1)[0] or "dataset",
+                    strategy=data["strategy"],
+                    source=data["source"],
+                    k=data["k"],
+                    categories=categories,
+                    user=request.user,
+                )
+            except (EvaluationError, DatasetError) as exc:
+                job_form.add_error(None, getattr(exc, "message", str(exc)))
+            else:
+                evaluation_job_enqueue(job=job)
+                return redirect("evaluations:job", job_id=job.pk)
+        status = 400
+    context = {
+        "page": page,
+        "runs": runs,
+        "form": form,
+        "jobs": _jobs_with_progress(),
+        "job_form": job_form,
+        "may_start": may_start,
+    }
+    return render(request, "feedback/evaluation_list.html", context, status=status)
+
+
+@staff_required
+@require_GET
+def evaluation_job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(EvaluationJob.objects.defer("dataset_content").select_related("run"), pk=job_id)
+    return render(request, "feedback/evaluation_job.html", {"job": job, "progress": evaluation_job_progress(job=job)})
+
+
+@staff_required
+@require_GET
+def evaluation_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    """What the job page's progress bar polls."""
+    job = get_object_or_404(EvaluationJob.objects.defer("dataset_content").select_related("run"), pk=job_id)
+    progress = evaluation_job_progress(job=job)
+    return JsonResponse(
+        {
+            "status": job.status,
+            "done": progress.done,
+            "failed": progress.failed,
+            "total": progress.total,
+            "percent": progress.percent,
+            "error": job.error,
+            "run_url": job.run.get_absolute_url() if job.run is not None else None,
+        }
+    )
 
 
 @staff_required

@@ -232,6 +232,13 @@ TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECON
 # Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
 TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
 
+# Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
+LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)
+# Evaluating llm/hybrid on a dataset: recipes asked at once (never more than the source's own limit), and
+# recipes per task, so a restarted worker loses at most one chunk's calls and resumes where it stopped.
+EVALUATION_LLM_CONCURRENCY = env.int("EVALUATION_LLM_CONCURRENCY", default=4)
+EVALUATION_CHUNK_SIZE = env.int("EVALUATION_CHUNK_SIZE", default=20)
+
 # Seconds a refit of the learned tagger waits after a change of gold labels (each change restarts it).
 TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", default=30.0)
 

@@ -34,32 +34,39 @@ class Dataset:
 def dataset_read(path: Path) -> Dataset:
     """Read a labelled JSONL file (feedback.jsonl reads each line, as for the import). Category names are kept
     as slugs verbatim (`main_ingredient`); tag names become slugs by feedback.jsonl.tag_slug."""
+    with path.open("rb") as handle:
+        return dataset_parse(name=path.stem, lines=handle, where=path.name)
+
+
+def dataset_parse(*, name: str, lines: Iterable[bytes], where: str | None = None) -> Dataset:
+    """`dataset_read` of lines already in hand (a dataset an evaluation job keeps in the database); errors
+    name the line in `where` (default: `name`)."""
+    where = where or name
     digest = hashlib.sha256()
     recipes: list[DatasetRecipe] = []
     vocabulary: dict[str, dict[str, str]] = {}
     seen: set[str] = set()
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            try:
-                line = recipe_line_parse(raw, line=number, labeled=True)
-            except BadLine as exc:
-                raise DatasetError(f"{path.name} line {number}: {exc}") from exc
-            if line.external_id in seen:
-                raise DatasetError(f"{path.name} line {number}: id {line.external_id!r} appears twice")
-            seen.add(line.external_id)
-            labels: dict[str, set[str]] = {}
-            for category, names in line.tags.items():
-                words = vocabulary.setdefault(category, {})
-                for name in names:
-                    slug = tag_slug(name)
-                    words.setdefault(slug, name)
-                    labels.setdefault(category, set()).add(slug)
-            text = RecipeText(title=line.title, ingredients=line.ingredients, instructions=line.instructions)
-            recipes.append(DatasetRecipe(id=line.external_id, text=text, labels=labels))
-    return Dataset(name=path.stem, sha256=digest.hexdigest(), recipes=recipes, vocabulary=vocabulary)
+    for number, raw in enumerate(lines, start=1):
+        digest.update(raw)
+        if not raw.strip():
+            continue
+        try:
+            line = recipe_line_parse(raw, line=number, labeled=True)
+        except BadLine as exc:
+            raise DatasetError(f"{where} line {number}: {exc}") from exc
+        if line.external_id in seen:
+            raise DatasetError(f"{where} line {number}: id {line.external_id!r} appears twice")
+        seen.add(line.external_id)
+        labels: dict[str, set[str]] = {}
+        for category, names in line.tags.items():
+            words = vocabulary.setdefault(category, {})
+            for tag_name in names:
+                slug = tag_slug(tag_name)
+                words.setdefault(slug, tag_name)
+                labels.setdefault(category, set()).add(slug)
+        text = RecipeText(title=line.title, ingredients=line.ingredients, instructions=line.instructions)
+        recipes.append(DatasetRecipe(id=line.external_id, text=text, labels=labels))
+    return Dataset(name=name, sha256=digest.hexdigest(), recipes=recipes, vocabulary=vocabulary)
 
 
 def fold_of(recipe_id: str, folds: int) -> int:

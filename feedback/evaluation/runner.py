@@ -43,6 +43,8 @@ class EvaluationResult:
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
     precision_floors: dict[str, float | None] = field(default_factory=dict)
+    # What only some strategies have: "llm" (tokens, cost, failures) and "hybrid" (the shortlist's recall).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class EvaluationResult:
             "calibration": self.calibration,
             "comparison": self.comparison,
             "precision_floors": self.precision_floors,
+            **self.extra,
         }
 
 
@@ -324,6 +327,33 @@ def _database_labels(recipe: DatasetRecipe, tags_by_name: dict[str, dict[str, st
     return labels
 
 
+def database_categories(
+    *, test: Dataset, categories: Sequence[str] | None, progress: Progress | None = None
+) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The dataset categories that are active taxonomy categories (matched by slug), and per category the
+    taxonomy's tag slug of every name a dataset label may use (slug, name or synonym)."""
+    say = progress or (lambda message: None)
+    wanted = list(categories) if categories else list(test.vocabulary)
+    present = set(Category.objects.filter(slug__in=wanted, active=True).values_list("slug", flat=True))
+    missing = [slug for slug in wanted if slug not in present]
+    if missing:
+        say(f"Not in the taxonomy, so not scored: {', '.join(missing)}")
+    slugs = [slug for slug in wanted if slug in present]
+    if not slugs:
+        raise ValueError("none of the dataset's categories is an active category of the taxonomy")
+    tags_by_name: dict[str, dict[str, str]] = {}
+    for tag in Tag.objects.filter(category__slug__in=slugs).select_related("category"):
+        names = tags_by_name.setdefault(tag.category.slug, {})
+        for word in [*tag.synonyms, tag.name, tag.slug]:
+            names[slugify(word) or word] = tag.slug
+    return slugs, tags_by_name
+
+
+def database_gold(test: Dataset, tags_by_name: dict[str, dict[str, str]]) -> list[dict[str, set[str]]]:
+    """Each recipe's labels in the taxonomy's tag slugs (`_database_labels`)."""
+    return [_database_labels(r, tags_by_name) for r in test.recipes]
+
+
 def evaluate_with_database(
     *,
     test: Dataset,
@@ -339,32 +369,51 @@ def evaluate_with_database(
     database's gold labels (`labelled`, None when there are none). `predict` is the tagger as deployed
     (tagging.services.runs.recipes_predict). Dataset categories are matched to taxonomy categories by slug."""
     say = progress or (lambda message: None)
-    wanted = list(categories) if categories else list(test.vocabulary)
-    present = set(Category.objects.filter(slug__in=wanted, active=True).values_list("slug", flat=True))
-    missing = [slug for slug in wanted if slug not in present]
-    if missing:
-        say(f"Not in the taxonomy, so not scored: {', '.join(missing)}")
-    slugs = [slug for slug in wanted if slug in present]
-    if not slugs:
-        raise ValueError("none of the dataset's categories is an active category of the taxonomy")
-    tags_by_name: dict[str, dict[str, str]] = {}
-    for tag in Tag.objects.filter(category__slug__in=slugs).select_related("category"):
-        names = tags_by_name.setdefault(tag.category.slug, {})
-        for word in [*tag.synonyms, tag.name, tag.slug]:
-            names[slugify(word) or word] = tag.slug
-
+    slugs, tags_by_name = database_categories(test=test, categories=categories, progress=progress)
     started = time.perf_counter()
     embeddings = embed([r.text.for_embedding() for r in test.recipes])
     say(f"Embedded {len(test.recipes)} recipes in {time.perf_counter() - started:.1f}s")
     latencies: list[float] = []
+    returned: list[dict[str, list[tuple[str, float]]]] = []
+    for recipe, embedding in zip(test.recipes, embeddings, strict=True):
+        started = time.perf_counter()
+        returned.append(predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0])
+        latencies.append((time.perf_counter() - started) * 1000)
+    return evaluate_returned(
+        test=test,
+        k=k,
+        slugs=slugs,
+        tags_by_name=tags_by_name,
+        embeddings=embeddings,
+        returned=returned,
+        latencies=latencies,
+        labelled=labelled,
+        strategy="similarity",
+        progress=progress,
+    )
+
+
+def evaluate_returned(
+    *,
+    test: Dataset,
+    k: int,
+    slugs: list[str],
+    tags_by_name: dict[str, dict[str, str]],
+    embeddings: np.ndarray,
+    returned: Sequence[dict[str, list[tuple[str, float]]]],
+    latencies: Sequence[float],
+    labelled: Labelled | None,
+    strategy: str,
+    progress: Progress | None = None,
+) -> EvaluationResult:
+    """Score what a strategy as deployed returned for each recipe of `test` (category slug -> [(tag slug,
+    score)]) against the file's labels, beside the baselines learned from the database's gold labels."""
+    say = progress or (lambda message: None)
+    gold = database_gold(test, tags_by_name)
     tagger: list[dict[str, set[str]]] = []
-    gold = [_database_labels(r, tags_by_name) for r in test.recipes]
     # The tagger as deployed returns only the tags above its thresholds: their scores are what is checked.
     pairs: ScorePairs = {}
-    for recipe, embedding, labels in zip(test.recipes, embeddings, gold, strict=True):
-        started = time.perf_counter()
-        result = predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
-        latencies.append((time.perf_counter() - started) * 1000)
+    for result, labels in zip(returned, gold, strict=True):
         tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
         for slug, tags in result.items():
             scored = pairs.setdefault(slug, ([], []))
@@ -389,16 +438,18 @@ def evaluate_with_database(
     else:
         say("No gold labels in the database: the baselines, which learn from them, are not run")
 
-    return _result(
+    evaluation = _result(
         test=test,
         k=k,
         categories=slugs,
         gold=gold,
         predictions=predictions,
         taxonomy={slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs},
-        latencies=latencies,
+        latencies=list(latencies),
         config={"folds": None, "train": "database", "categories": slugs},
         pairs=pairs,
         pairs_population="returned",
         floors=precision_floors(slugs),
     )
+    evaluation.strategy = strategy
+    return evaluation

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 
-from autotagger.errors import DomainError
 from feedback.evaluation import runner
 from feedback.evaluation.datasets import Dataset, dataset_read
+from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.provenance import code_version
 from feedback.models import EvaluationRun
 from feedback.services.labels import User, user_or_none
 from feedback.training import labelled_data
@@ -26,21 +24,12 @@ from taxonomy.models import Category
 
 logger = logging.getLogger(__name__)
 
-GIT_TIMEOUT_SECONDS = 5
-PYPROJECT = Path(settings.BASE_DIR) / "pyproject.toml"
-
-
-class EvaluationError(DomainError):
-    """An evaluation that cannot start (bad options, a missing file); nothing was stored."""
-
-    code = "invalid_evaluation"
-
 
 def _evaluation_options_check(*, strategy: str, k: int, folds: int | None, train_path: Path | None) -> None:
     if strategy in (Strategy.LLM, Strategy.HYBRID):
         raise EvaluationError(
-            f"The evaluation does not run the {strategy} strategy yet (it would call the LLM for every recipe "
-            f"of every fold): evaluate the {Strategy.SIMILARITY} strategy."
+            f"The {strategy} strategy is evaluated by an evaluation job on the worker "
+            "(feedback.services.llm_evaluation.evaluation_job_start), which asks the model once per recipe."
         )
     if strategy != Strategy.SIMILARITY:
         raise EvaluationError(f"Unknown strategy {strategy!r}: the choices are {', '.join(Strategy.values)}.")
@@ -89,29 +78,6 @@ def _taxonomy_check(categories: list[str], *, dataset: Dataset) -> None:
             "taxonomy, so the tagger as deployed has nothing to score: import the taxonomy, or evaluate with "
             "folds or a training dataset."
         )
-
-
-def _code_version() -> str:
-    """The commit checked out (`git rev-parse --short HEAD`); the package version where there is no Git
-    checkout (the Docker image has no .git)."""
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        completed = None
-    if completed is not None and completed.returncode == 0 and completed.stdout.strip():
-        return completed.stdout.strip()[:40]
-    try:
-        return str(tomllib.loads(PYPROJECT.read_text())["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        logger.exception("Unable to read the package version from %s", PYPROJECT)
-        return "unknown"
 
 
 def _embed(texts: Sequence[str]) -> np.ndarray:
@@ -177,7 +143,7 @@ def evaluation_run(
             "categories": result.categories,
         },
         prompt_version=None,
-        code_version=_code_version(),
+        code_version=code_version(),
         metrics=result.as_json(),
         recipes=result.recipes,
         overall_f1=result.report.overall_f1,

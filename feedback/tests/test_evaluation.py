@@ -421,7 +421,7 @@ def test_train_mode_learns_from_one_file_and_scores_another(
     train = _write(tmp_path / "train.jsonl", rows[0::2])
     test = _write(tmp_path / "test.jsonl", rows[1::2])
     # Where there is no Git checkout (the Docker image) the package version stands in for the commit.
-    monkeypatch.setattr("feedback.services.evaluation.subprocess.run", _no_git)
+    monkeypatch.setattr("feedback.evaluation.provenance.subprocess.run", _no_git)
     messages: list[str] = []
 
     run = evaluation_run(
@@ -490,8 +490,8 @@ def _bad_json(tmp_path: Path) -> str:
         (["--folds", "1"], "folds must be at least 2, not 1"),
         (["--folds", "41"], "folds (41) cannot exceed the dataset's 40 recipes"),
         (["--folds", "2", "--train", "{tiny}"], "not allowed with argument"),
-        (["--strategy", "llm", "--folds", "2"], "does not run the llm strategy yet"),
-        (["--strategy", "hybrid", "--folds", "2"], "does not run the hybrid strategy yet"),
+        (["--strategy", "llm", "--folds", "2"], "--folds and --train apply to the similarity strategy"),
+        (["--strategy", "hybrid", "--folds", "2"], "--folds and --train apply to the similarity strategy"),
         (["--strategy", "magic", "--folds", "2"], "invalid choice: 'magic'"),
         (["--categories", "cuisine,diet", "--folds", "2"], "The dataset tiny has no tags in diet"),
         (["--categories", " , ", "--folds", "2"], "Name at least one category"),

@@ -58,7 +58,7 @@
   initBusyForms();
 })();
 
-// Batch jobs still running: poll their progress (the API accepts the browser session) and move the bars.
+// Batch and evaluation jobs still running: poll their progress (the API accepts the browser session) and move the bars.
 (function () {
   "use strict";
   function poll(row) {
@@ -72,7 +72,10 @@
         row.querySelector("[data-job-percent]").textContent = job.percent + "%";
         var bar = row.querySelector("[role=progressbar]");
         if (bar) { bar.setAttribute("aria-valuenow", job.percent); }
-        if (job.status !== "finished") { window.setTimeout(function () { poll(row); }, 2000); }
+        var ended = ["finished", "succeeded", "failed"].indexOf(job.status) >= 0;
+        if (!ended) { window.setTimeout(function () { poll(row); }, 2000); return; }
+        // An evaluation job ends in a report (or an error) that the page shows once it is there.
+        if (row.hasAttribute("data-job-reload")) { window.location.reload(); }
       })
       .catch(function () { /* the page keeps the last known progress */ });
   }

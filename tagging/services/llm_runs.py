@@ -14,17 +14,19 @@ import numpy as np
 from django.conf import settings
 
 from autotagger.embeddings import embedding_model_name
-from prompts.rendering import PROMPT_VERSION
+from autotagger.recipe_text import RecipeText
+from prompts.rendering import PROMPT_VERSION, FewShotExample
 from prompts.selectors import llm_usage_of_run
-from prompts.sources import LLMError
-from tagging.models import Recipe, RunStatus, Strategy, TaggerState, TaggingRun
+from prompts.sources import LLMError, LLMSourceConfig
+from tagging.models import RunStatus, Strategy, TaggerState, TaggingRun
 from tagging.services.config import TaggingConfig, TaggingError, llm_source_resolve
-from tagging.services.recipes import recipe_embed_for_tagging
-from tagging.services.rules import tags_ruled_out
+from tagging.services.few_shot import few_shot_examples_select
+from tagging.services.recipes import recipe_content_hash, recipe_embed_for_tagging
+from tagging.services.rules import output_apply_rules, tags_ruled_out
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.hybrid import HybridTagger
-from tagging.taggers.llm import LLMTagger
+from tagging.taggers.llm import LLMStats, LLMTagger
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import ingredient_groups_version
@@ -50,22 +52,21 @@ def _taxonomy_version(requests: Sequence[CategoryRequest]) -> str:
     return hashlib.sha256(repr(state).encode()).hexdigest()
 
 
-def _llm_cache_key(recipe: Recipe, config: TaggingConfig, requests: Sequence[CategoryRequest], source: Any) -> str:
+def llm_cache_key(
+    *, content_hash: str, config: TaggingConfig, requests: Sequence[CategoryRequest], source: LLMSourceConfig
+) -> str:
+    """What decides an llm or hybrid answer, hashed: the same key asks the model the same question."""
     parts = {
-        "content": recipe.content_hash,
+        "content": content_hash,
         "prompt": PROMPT_VERSION,
         "taxonomy": _taxonomy_version(requests),
         "model": f"{source.base_url}|{source.model}",
         "strategy": config.strategy,
         "k": {r.category.slug: r.k for r in requests},
         "threshold": config.threshold,
-        # Hybrid's shortlist also depends on the similarity tagger: its model and what it learned.
-        "hybrid": [
-            settings.HYBRID_ACCEPT,
-            settings.HYBRID_FLOOR,
-            embedding_model_name(),
-            TaggerState.objects.filter(active=True).values_list("id", flat=True).first(),
-        ]
+        # The few-shot examples (both strategies) and hybrid's shortlist come from what the tagger learned.
+        "state": TaggerState.objects.filter(active=True).values_list("id", flat=True).first(),
+        "hybrid": [settings.HYBRID_ACCEPT, settings.HYBRID_FLOOR, embedding_model_name()]
         if config.strategy == Strategy.HYBRID
         else None,
     }
@@ -112,6 +113,44 @@ def _llm_cached(key: str, run: TaggingRun, requests: Sequence[CategoryRequest]) 
     return output
 
 
+def text_tag_with_llm(
+    *,
+    text: RecipeText,
+    embedding: np.ndarray | None,
+    strategy: str,
+    requests: Sequence[CategoryRequest],
+    source: LLMSourceConfig,
+    run_id: int | None,
+    exclude_recipe_id: int | None,
+    content_hash: str,
+) -> tuple[TaggerOutput, LLMStats]:
+    """Ask the model about `text` with the llm or hybrid strategy (hybrid needs `embedding`); the few-shot
+    examples are the nearest labelled recipes, never this one (`exclude_recipe_id`, `content_hash`).
+    Raises LLMError. Ingredient rules are the caller's to apply."""
+    learned = learned_model_active()
+    examples: list[FewShotExample] = []
+    if embedding is not None:
+        examples = few_shot_examples_select(
+            model=learned,
+            embedding=embedding,
+            category_slugs=[r.category.slug for r in requests],
+            exclude_recipe_id=exclude_recipe_id,
+            exclude_content_hash=content_hash,
+        )
+    if strategy == Strategy.HYBRID:
+        if embedding is None:
+            raise ValueError("the hybrid strategy needs the recipe's embedding")
+        similarity = SimilarityTagger(model=embedding_model_name(), learned=learned)
+        # Tags the recipe's ingredients rule out are never offered to the model (they would be removed
+        # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
+        candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
+        ruled_out = tags_ruled_out(recipe=text, tag_ids=candidates.values_list("id", flat=True))
+        return HybridTagger(similarity=similarity, source=source).tag(
+            recipe=text, embedding=embedding, requests=requests, run_id=run_id, ruled_out=frozenset(ruled_out)
+        )
+    return LLMTagger(source=source, examples=examples).tag(recipe=text, requests=requests, run_id=run_id)
+
+
 def run_tag_with_llm(
     run: TaggingRun, config: TaggingConfig, requests: Sequence[CategoryRequest]
 ) -> tuple[TaggerOutput, dict[str, Any]]:
@@ -119,31 +158,53 @@ def run_tag_with_llm(
     started = time.perf_counter()
     source = llm_source_resolve(config=config)
     recipe = run.recipe
-    key = _llm_cache_key(recipe, config, requests, source)
+    key = llm_cache_key(content_hash=recipe.content_hash, config=config, requests=requests, source=source)
     described = {"cache_key": key, "prompt_version": PROMPT_VERSION, "source": source.name, "llm_model": source.model}
     cached = _llm_cached(key, run, requests)
     if cached is not None:
         cached.timings_ms = {"total_ms": round((time.perf_counter() - started) * 1000, 2)}
         return cached, {**described, "cache_hit": True, "llm_calls": 0}
     try:
-        if config.strategy == Strategy.HYBRID:
-            recipe_embed_for_tagging(recipe=recipe, requests=requests)
-            similarity = SimilarityTagger(model=embedding_model_name(), learned=learned_model_active())
-            # Tags the recipe's ingredients rule out are never offered to the model (they would be removed
-            # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
-            candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
-            ruled_out = tags_ruled_out(recipe=recipe.text, tag_ids=candidates.values_list("id", flat=True))
-            output, stats = HybridTagger(similarity=similarity, source=source).tag(
-                recipe=recipe.text,
-                embedding=np.asarray(recipe.embedding),
-                requests=requests,
-                run_id=run.pk,
-                ruled_out=frozenset(ruled_out),
-            )
-        else:
-            output, stats = LLMTagger(source=source).tag(recipe=recipe.text, requests=requests, run_id=run.pk)
+        recipe_embed_for_tagging(recipe=recipe, requests=requests)
+        output, stats = text_tag_with_llm(
+            text=recipe.text,
+            embedding=np.asarray(recipe.embedding),
+            strategy=config.strategy,
+            requests=requests,
+            source=source,
+            run_id=run.pk,
+            exclude_recipe_id=recipe.pk,
+            content_hash=recipe.content_hash,
+        )
     except LLMError as exc:
         raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
     usage = llm_usage_of_run(run_id=run.pk)
     return output, {**described, **stats.as_dict(), **usage, "cache_hit": False}
+
+
+def text_predict_with_llm(
+    *,
+    text: RecipeText,
+    embedding: np.ndarray,
+    config: TaggingConfig,
+    requests: Sequence[CategoryRequest],
+    source: LLMSourceConfig,
+) -> tuple[dict[str, list[tuple[str, float]]], dict[str, Any]]:
+    """What the llm or hybrid strategy returns for `text` (category slug -> [(tag slug, score)], ingredient
+    rules applied) and the call's stats, with nothing stored: for evaluating the strategies as deployed.
+    Raises LLMError."""
+    content_hash = recipe_content_hash(title=text.title, ingredients=text.ingredients, instructions=text.instructions)
+    output, stats = text_tag_with_llm(
+        text=text,
+        embedding=embedding,
+        strategy=config.strategy,
+        requests=requests,
+        source=source,
+        run_id=None,
+        exclude_recipe_id=None,
+        content_hash=content_hash,
+    )
+    output_apply_rules(recipe=text, output=output, requests=requests)
+    slugs = {r.category.pk: r.category.slug for r in requests}
+    return {slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()}, stats.as_dict()

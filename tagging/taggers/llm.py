@@ -18,6 +18,7 @@ from prompts.gateway import chat_json
 from prompts.rendering import (
     PROMPT_VERSION,
     CategoryChoice,
+    FewShotExample,
     TagChoice,
     prompt_messages,
     reply_schema,
@@ -42,6 +43,7 @@ class LLMStats:
     duplicates_dropped: int = 0
     mode: str = ""
     tags_offered: int = 0
+    examples: int = 0  # few-shot examples in the prompt
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -56,6 +58,7 @@ class LLMStats:
             "duplicates_dropped": self.duplicates_dropped,
             "mode": self.mode,
             "tags_offered": self.tags_offered,
+            "few_shot_examples": self.examples,
             **self.extra,
         }
 
@@ -89,13 +92,15 @@ def llm_pick(
     source: LLMSourceConfig,
     run_id: int | None,
     slots: dict[int, int] | None = None,
+    examples: Sequence[FewShotExample] = (),
 ) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
-    """One call: the model picks among `tags` (per category id) for `recipe`. Raises LLMError."""
+    """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
+    recipes with their tags). Raises LLMError."""
     choices = category_choices(requests, tags, slots)
-    stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices))
+    stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
     if not choices:
         return {}, stats
-    system, user = prompt_messages(recipe=recipe, categories=choices)
+    system, user = prompt_messages(recipe=recipe, categories=choices, examples=examples)
     schema = reply_schema(categories=choices)
     strict = source.supports_json_schema and schema_within_limits(schema)
     result = chat_json(
@@ -138,8 +143,9 @@ def llm_pick(
 
 
 class LLMTagger:
-    def __init__(self, *, source: LLMSourceConfig) -> None:
+    def __init__(self, *, source: LLMSourceConfig, examples: Sequence[FewShotExample] = ()) -> None:
         self.source = source
+        self.examples = examples
 
     def tag(
         self, *, recipe: RecipeText, requests: Sequence[CategoryRequest], run_id: int | None
@@ -148,7 +154,9 @@ class LLMTagger:
         tags: dict[int, list[Tag]] = {r.category.pk: [] for r in requests}
         for tag in Tag.objects.filter(category_id__in=list(tags), active=True).order_by("name", "id"):
             tags[tag.category_id].append(tag)
-        picked, stats = llm_pick(recipe=recipe, requests=requests, tags=tags, source=self.source, run_id=run_id)
+        picked, stats = llm_pick(
+            recipe=recipe, requests=requests, tags=tags, source=self.source, run_id=run_id, examples=self.examples
+        )
         output = TaggerOutput()
         for request in requests:
             chosen = picked.get(request.category.pk, [])

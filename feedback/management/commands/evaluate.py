@@ -1,15 +1,27 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
+from feedback.dispatch import evaluation_job_enqueue_now
 from feedback.evaluation.datasets import DatasetError
+from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.jobs import (
+    LLM_STRATEGIES,
+    EvaluationJobBusy,
+    evaluation_job_progress,
+    evaluation_job_run_here,
+    evaluation_job_start_from_file,
+)
 from feedback.evaluation.metrics import BOOTSTRAP_RESAMPLES
-from feedback.models import EvaluationRun
-from feedback.services.evaluation import EvaluationError, evaluation_run
+from feedback.models import EvaluationJob, EvaluationJobStatus, EvaluationRun
+from feedback.services.evaluation import evaluation_run
 from tagging.models import Strategy
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
@@ -20,6 +32,10 @@ BEATS_ALL = "*"
 QUALITY_SUPPORT = 50
 CALIBRATION_SUPPORT = 200
 MAX_ECE = 0.05
+# Following an evaluation job on the worker: how often, when to say that no worker took it, and how long.
+POLL_SECONDS = 1.0
+NO_WORKER_HINT = 30.0
+WAIT_LIMIT_SECONDS = 24 * 3600
 
 
 def _categories(value: str | None) -> list[str] | None:
@@ -72,11 +88,48 @@ def _report_lines(metrics: dict[str, Any]) -> list[str]:
         "",
         *_comparison_lines(metrics),
         "",
+        *_llm_lines(metrics),
         f"Overall micro-F1 {overall['f1']:.3f} (precision {overall['precision']:.3f}, recall {overall['recall']:.3f})",
         f"Latency per recipe: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms",
         f"Adherence: {adherence['unknown_tags']} tags outside the taxonomy, "
         f"{adherence['over_k']} category answers with more than k tags",
     ]
+
+
+def _llm_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the model cost and, for hybrid, what its shortlist kept; nothing for similarity."""
+    llm = metrics.get("llm")
+    if not llm:
+        return []
+    tokens, per_recipe, latency = llm["tokens"], llm["tokens_per_recipe"], llm["latency_ms"]
+    lines = [
+        f"Model source {llm['source']}: {llm['answered']} of {llm['recipes']} recipes answered "
+        f"({llm['cache_hits']} from earlier answers), {llm['failures']} failed",
+        f"Tokens per recipe: prompt {per_recipe['prompt']:.1f}, completion {per_recipe['completion']:.1f}, "
+        f"cached {per_recipe['cached']:.1f} (in all: {tokens['prompt']} / {tokens['completion']} / {tokens['cached']})",
+        f"Cost: ${llm['cost']:.4f} in all, ${llm['cost_per_recipe']:.6f} per recipe; "
+        f"{llm['calls_per_recipe']:.2f} calls per recipe; latency per recipe p50 {latency['p50']:.0f} ms, "
+        f"p95 {latency['p95']:.0f} ms",
+        f"Validation dropped {llm['unknown_dropped']} tags outside the allowed ones and {llm['over_k_dropped']} over k",
+        *(f"  failed: {example}" for example in llm["failure_examples"]),
+    ]
+    hybrid = metrics.get("hybrid")
+    if hybrid:
+        recall = hybrid["shortlist_recall"]
+        by_category = ", ".join(
+            f"{slug} {value:.3f}" for slug, value in hybrid["shortlist_recall_by_category"].items() if value is not None
+        )
+        alone = hybrid["similarity_alone"]["overall"]
+        lines += [
+            f"Hybrid shortlist recall {recall:.3f} of {hybrid['gold_tags_in_taxonomy']} gold tags in the taxonomy "
+            f"({by_category}); {hybrid['shortlisted_per_recipe']:.1f} tags offered per recipe"
+            if recall is not None
+            else "Hybrid shortlist recall: no gold tag of the dataset is in the taxonomy",
+            f"Decided by similarity {hybrid['decided_by_similarity']}, by the model {hybrid['decided_by_llm']}; "
+            f"similarity alone: micro-F1 {alone['f1']:.3f} (precision {alone['precision']:.3f}, "
+            f"recall {alone['recall']:.3f})",
+        ]
+    return [*lines, ""]
 
 
 def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
@@ -163,6 +216,17 @@ class Command(BaseCommand):
         mode.add_argument("--folds", type=int, help="Cross-validate with this many folds (by a hash of the id).")
         mode.add_argument("--train", metavar="TRAIN.jsonl", help="Learn from this labelled dataset instead.")
         parser.add_argument("--output", metavar="REPORT.json", help="Also write the metrics as JSON here.")
+        parser.add_argument(
+            "--source", help="llm and hybrid: the model source (an LLM source's name; default LLM_DEFAULT_SOURCE)."
+        )
+        parser.add_argument(
+            "--here",
+            action="store_true",
+            help="llm and hybrid: ask the model from this process instead of the worker.",
+        )
+        parser.add_argument(
+            "--resume", type=int, metavar="JOB", help="llm and hybrid: continue evaluation job JOB where it stopped."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = _file(options["path"], option="dataset")
@@ -172,8 +236,25 @@ class Command(BaseCommand):
         if output is not None and not output.parent.is_dir():
             # Checked first: finding out after a long evaluation would waste it.
             raise CommandError(f"The folder of --output {output} does not exist.")
+        if options["strategy"] in LLM_STRATEGIES or options["resume"] is not None:
+            if options["folds"] is not None or train_path is not None:
+                raise CommandError(
+                    "--folds and --train apply to the similarity strategy: llm and hybrid are evaluated with the "
+                    "taxonomy and the tagger as the database holds them."
+                )
+            run = self._evaluate_with_model(path, options)
+        else:
+            if options["source"]:
+                raise CommandError("--source applies to the llm and hybrid strategies.")
+            run = self._evaluate_similarity(path, train_path, options)
+        self._report(run)
+        if output is not None:
+            output.write_text(json.dumps(run.metrics, indent=2) + "\n")
+            self.stderr.write(f"Wrote {output}")
+
+    def _evaluate_similarity(self, path: Path, train_path: Path | None, options: dict[str, Any]) -> EvaluationRun:
         try:
-            run = evaluation_run(
+            return evaluation_run(
                 path=path,
                 k=options["k"],
                 strategy=options["strategy"],
@@ -184,10 +265,65 @@ class Command(BaseCommand):
             )
         except (EvaluationError, DatasetError) as exc:
             raise CommandError(str(exc)) from exc
-        self._report(run)
-        if output is not None:
-            output.write_text(json.dumps(run.metrics, indent=2) + "\n")
-            self.stderr.write(f"Wrote {output}")
+
+    def _evaluate_with_model(self, path: Path, options: dict[str, Any]) -> EvaluationRun:
+        try:
+            if options["resume"] is not None:
+                job = EvaluationJob.objects.filter(pk=options["resume"]).first()
+                if job is None:
+                    raise CommandError(f"There is no evaluation job {options['resume']}.")
+            else:
+                job = evaluation_job_start_from_file(
+                    path=path,
+                    strategy=options["strategy"],
+                    source=options["source"],
+                    k=options["k"],
+                    categories=_categories(options["categories"]),
+                )
+        except (EvaluationError, DatasetError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"Evaluation job #{job.pk}: {job.total} recipes, {job.strategy} with source {job.source}")
+        bar = tqdm(total=job.total, unit="recipe", file=self.stderr._out, disable=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        try:
+            if options["here"]:
+                try:
+                    job = evaluation_job_run_here(job_id=job.pk, progress=advance)
+                except (EvaluationError, EvaluationJobBusy) as exc:
+                    raise CommandError(str(exc)) from exc
+            else:
+                if job.status == EvaluationJobStatus.QUEUED or options["resume"] is not None:
+                    evaluation_job_enqueue_now(job=job)
+                job = self._wait(job, advance)
+        finally:
+            bar.close()
+        if job.status != EvaluationJobStatus.SUCCEEDED or job.run is None:
+            raise CommandError(f"Evaluation job #{job.pk} failed: {job.error or job.status}")
+        return job.run
+
+    def _wait(self, job: EvaluationJob, advance: Callable[[int, int], None]) -> EvaluationJob:
+        """Follow the job on the worker until it ends; say how to go on when no worker takes it."""
+        started, hinted = time.monotonic(), False
+        while time.monotonic() - started < WAIT_LIMIT_SECONDS:
+            job.refresh_from_db()
+            progress = evaluation_job_progress(job=job)
+            advance(progress.done, progress.total)
+            if job.status in (EvaluationJobStatus.SUCCEEDED, EvaluationJobStatus.FAILED):
+                return EvaluationJob.objects.select_related("run").get(pk=job.pk)
+            if not hinted and job.status == EvaluationJobStatus.QUEUED and time.monotonic() - started > NO_WORKER_HINT:
+                hinted = True
+                self.stderr.write(
+                    f"No worker has taken job #{job.pk} yet: start one (`make run` does), or stop here (Ctrl-C) "
+                    f"and run `manage.py evaluate {job.dataset}.jsonl --resume {job.pk} --here`."
+                )
+            time.sleep(POLL_SECONDS)
+        raise CommandError(
+            f"Evaluation job #{job.pk} did not finish within {WAIT_LIMIT_SECONDS // 3600} hours; it goes on on the "
+            f"worker: `manage.py evaluate {job.dataset}.jsonl --resume {job.pk}` follows it again."
+        )
 
     def _report(self, run: EvaluationRun) -> None:
         for line in _report_lines(run.metrics):

@@ -1,0 +1,33 @@
+"""Sending evaluation jobs to the worker (feedback.tasks runs feedback.services)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from feedback.models import EvaluationJob, EvaluationJobStatus
+from feedback.tasks import evaluation_job_step_task
+
+logger = logging.getLogger(__name__)
+
+
+def evaluation_job_enqueue(*, job: EvaluationJob) -> None:
+    """Queue the job's first chunk once the job is committed; an unreachable queue fails the job, saying so."""
+    transaction.on_commit(lambda: _enqueue(job.pk))
+
+
+def _enqueue(job_id: int) -> None:
+    try:
+        evaluation_job_step_task.delay(job_id=job_id)
+    except Exception as exc:  # kombu raises several types for an unreachable broker
+        logger.exception("Unable to queue evaluation job %s", job_id)
+        EvaluationJob.objects.filter(pk=job_id).update(
+            status=EvaluationJobStatus.FAILED, error=f"The task queue is unavailable: {exc}", finished_at=timezone.now()
+        )
+
+
+def evaluation_job_enqueue_now(*, job: EvaluationJob) -> None:
+    """Queue the job's next chunk now (a command resuming a job, outside any transaction)."""
+    _enqueue(job.pk)

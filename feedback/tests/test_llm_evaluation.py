@@ -1,0 +1,272 @@
+"""Evaluating the strategies that ask a model: an evaluation job against a scripted OpenAI-compatible server
+that answers like an oracle (each recipe's gold tags) or carelessly (the first allowed tag)."""
+
+from __future__ import annotations
+
+import json
+import re
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.jobs import evaluation_job_run_here, evaluation_job_start, evaluation_job_step
+from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
+from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN
+from prompts.tests.openai_server import OpenAIServer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
+
+# Written for these tests: (title, ingredients, instructions, cuisine names as a dataset would give them).
+RECIPES = [
+    ("Spaghetti al Pomodoro", ["spaghetti", "tomatoes", "basil"], "Boil pasta, toss with sauce.", ["Italian"]),
+    ("Chicken Tikka", ["chicken", "yoghurt", "garam masala"], "Marinate and grill.", ["Indian"]),
+    ("Beef Tacos", ["tortillas", "beef", "salsa"], "Fry beef, fill tortillas.", ["Mexican"]),
+    ("Miso Soup", ["miso", "tofu", "wakame", "dashi"], "Warm dashi, stir in miso.", ["Japanese"]),
+    ("Pad Thai", ["rice noodles", "tamarind", "peanuts", "egg"], "Stir-fry noodles with sauce.", ["Thai"]),
+    ("Greek Salad", ["feta", "tomato", "cucumber", "olives"], "Chop and dress with olive oil.", ["Greek"]),
+]
+TITLE = re.compile(r"Title: (.+)")
+
+
+def _dataset(tmp_path: Path, recipes: list[tuple[str, list[str], str, list[str]]] = RECIPES) -> Path:
+    path = tmp_path / "cuisines.jsonl"
+    lines = [
+        json.dumps({"id": f"r{i}", "title": t, "ingredients": ing, "instructions": ins, "tags": {"cuisine": cuisines}})
+        for i, (t, ing, ins, cuisines) in enumerate(recipes)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _recipe_title(request: dict[str, Any]) -> str:
+    """The title of the recipe being tagged: the last fenced recipe (few-shot examples come before it)."""
+    user = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    block = user[user.rindex(RECIPE_OPEN) : user.rindex(RECIPE_CLOSE)]
+    found = TITLE.search(block)
+    assert found, block
+    return found.group(1).strip()
+
+
+def _offered(request: dict[str, Any]) -> dict[str, list[str]]:
+    schema = request["response_format"].get("json_schema", {}).get("schema") or request["response_format"]["schema"]
+    return {slug: spec["items"]["properties"]["tag"]["enum"] for slug, spec in schema["properties"].items()}
+
+
+def oracle(request: dict[str, Any]) -> dict[str, Any]:
+    gold = {t: [c.lower() for c in cuisines] for t, _, _, cuisines in RECIPES}[_recipe_title(request)]
+    return {
+        slug: [{"tag": tag, "reason": "gold", "confidence": 0.9} for tag in gold if tag in allowed]
+        for slug, allowed in _offered(request).items()
+    }
+
+
+def careless(request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        slug: [{"tag": allowed[0], "reason": "first", "confidence": 0.9}] for slug, allowed in _offered(request).items()
+    }
+
+
+@pytest.fixture
+def one_at_a_time(settings: Any) -> Any:
+    # The test's transaction is invisible to other connections: answers are asked from this thread.
+    settings.EVALUATION_LLM_CONCURRENCY = 1
+    return settings
+
+
+def _run(tmp_path: Path, strategy: str = "llm", **kwargs: Any) -> EvaluationJob:
+    job = evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(),
+        name="cuisines",
+        strategy=strategy,
+        source=None,
+        k=kwargs.pop("k", 1),
+        categories=["cuisine"],
+    )
+    return evaluation_job_run_here(job_id=job.pk, **kwargs)
+
+
+def test_an_oracle_model_scores_perfectly_and_the_report_counts_its_tokens_and_cost(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+
+    job = _run(tmp_path)
+
+    assert job.status == EvaluationJobStatus.SUCCEEDED, job.error
+    run = job.run
+    assert run is not None
+    assert run.strategy == "llm"
+    assert run.recipes == len(RECIPES)
+    assert run.metrics["overall"]["f1"] == 1.0
+    llm = run.metrics["llm"]
+    assert llm["answered"] == len(RECIPES)
+    assert llm["failures"] == 0
+    assert llm["cache_hits"] == 0
+    # The scripted server reports 100 prompt and 20 completion tokens per call, priced 0.5 and 1.5 per 1k.
+    assert llm["tokens_per_recipe"] == {"prompt": 100.0, "completion": 20.0, "cached": 0.0}
+    assert llm["cost_per_recipe"] == pytest.approx((100 * 0.5 + 20 * 1.5) / 1000)
+    assert llm["latency_ms"]["p50"] > 0
+
+
+def test_a_careless_model_scores_what_it_deserves(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    openai_server.reply_computed(careless, times=len(RECIPES))
+
+    job = _run(tmp_path)
+
+    assert job.run is not None
+    # The first allowed cuisine (alphabetical by name) is none of these recipes' cuisines.
+    assert job.run.metrics["overall"]["f1"] < 0.2
+    # One tag returned and one gold tag per recipe: every miss costs precision and recall alike.
+    assert job.run.metrics["overall"]["precision"] == job.run.metrics["overall"]["recall"]
+
+
+def test_it_resumes_where_it_stopped_and_asks_nothing_twice(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.EVALUATION_CHUNK_SIZE = 2
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+    job = evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(), name="cuisines", strategy="llm", source=None, k=1, categories=None
+    )
+
+    assert evaluation_job_step(job_id=job.pk) is True
+    assert EvaluationItem.objects.filter(job=job).count() == 2
+    assert len(openai_server.requests) == 2
+
+    finished = evaluation_job_run_here(job_id=job.pk)
+    assert finished.status == EvaluationJobStatus.SUCCEEDED
+    assert len(openai_server.requests) == len(RECIPES), "each recipe was asked once"
+    assert sorted(EvaluationItem.objects.filter(job=job).values_list("position", flat=True)) == list(
+        range(len(RECIPES))
+    )
+
+    again = _run(tmp_path)
+
+    assert len(openai_server.requests) == len(RECIPES), "the same question was answered from the earlier job"
+    assert again.run is not None
+    assert again.run.metrics["llm"]["cache_hits"] == len(RECIPES)
+    assert again.run.metrics["overall"]["f1"] == 1.0
+
+
+def test_a_recipe_the_model_fails_on_is_counted_and_reported_not_fatal(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    openai_server.reply_computed(oracle, times=1)
+    openai_server.reply_status(400, "This model does not exist")  # a client error: not retried
+    openai_server.reply_computed(oracle, times=len(RECIPES) - 2)
+
+    job = _run(tmp_path)
+
+    assert job.run is not None
+    llm = job.run.metrics["llm"]
+    assert llm["failures"] == 1
+    assert llm["answered"] == len(RECIPES) - 1
+    assert "This model does not exist" in llm["failure_examples"][0]
+    assert job.run.metrics["overall"]["recall"] == pytest.approx((len(RECIPES) - 1) / len(RECIPES), abs=1e-3)
+
+
+def test_it_refuses_what_it_cannot_evaluate_and_stores_nothing(
+    llm_settings: Any, tmp_path: Path, settings: Any
+) -> None:
+    content = _dataset(tmp_path).read_bytes()
+    with pytest.raises(EvaluationError, match="not 'similarity'"):
+        evaluation_job_start(content=content, name="x", strategy="similarity", source=None, k=1, categories=None)
+    with pytest.raises(EvaluationError, match="no tags in course"):
+        evaluation_job_start(content=content, name="x", strategy="llm", source=None, k=1, categories=["course"])
+    with pytest.raises(EvaluationError, match="Unknown LLM source 'nope'"):
+        evaluation_job_start(content=content, name="x", strategy="llm", source="nope", k=1, categories=None)
+    settings.LLM_BASE_URL = ""
+    with pytest.raises(EvaluationError, match="LLM_BASE_URL"):
+        evaluation_job_start(content=content, name="x", strategy="hybrid", source=None, k=1, categories=None)
+    assert not EvaluationJob.objects.exists()
+    assert not EvaluationRun.objects.exists()
+
+
+def test_the_command_evaluates_the_llm_strategy_and_prints_what_it_cost(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+    out = StringIO()
+
+    call_command("evaluate", str(_dataset(tmp_path)), strategy="llm", k=1, here=True, stdout=out, stderr=StringIO())
+
+    text = out.getvalue()
+    assert "strategy llm" in text
+    assert "Tokens per recipe: prompt 100.0, completion 20.0" in text
+    assert "Overall micro-F1 1.000" in text
+    assert EvaluationRun.objects.get().config["source"] == "default"
+
+
+def test_the_command_refuses_folds_for_the_llm_strategy(llm_settings: Any, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--folds and --train apply to the similarity strategy"):
+        call_command("evaluate", str(_dataset(tmp_path)), strategy="llm", folds=3, stdout=StringIO())
+
+
+def test_staff_start_an_evaluation_on_the_page_and_follow_its_progress(
+    llm_settings: Any,
+    openai_server: OpenAIServer,
+    one_at_a_time: Any,
+    tmp_path: Path,
+    staff_browser: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with _dataset(tmp_path).open("rb") as upload, django_capture_on_commit_callbacks() as queued:
+        response = staff_browser.post(
+            "/evaluations/",
+            {"dataset": upload, "strategy": "llm", "source": "default", "k": 1, "categories": "cuisine"},
+        )
+
+    job = EvaluationJob.objects.get()
+    assert response.status_code == 302
+    assert response.url == f"/evaluations/jobs/{job.pk}/"
+    assert len(queued) == 1, "the job's first chunk is queued once the job is committed"
+    page = staff_browser.get(response.url)
+    assert page.status_code == 200
+    assert b"0 done \xc2\xb7 0 failed \xc2\xb7 6 total" in page.content
+    assert staff_browser.get(f"/evaluations/jobs/{job.pk}/status").json()["status"] == "queued"
+
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+    evaluation_job_run_here(job_id=job.pk)
+
+    status = staff_browser.get(f"/evaluations/jobs/{job.pk}/status").json()
+    assert status["status"] == "succeeded"
+    assert status["done"] == 6
+    assert status["percent"] == 100
+    report = staff_browser.get(status["run_url"])
+    assert b"Tokens per recipe" in report.content
+    assert b"source default" in report.content
+
+
+def test_a_bad_dataset_on_the_page_is_refused_with_the_line_and_nothing_starts(
+    llm_settings: Any, staff_browser: Any, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "title": "x"}\nnot json\n')
+    with bad.open("rb") as upload:
+        response = staff_browser.post(
+            "/evaluations/", {"dataset": upload, "strategy": "llm", "source": "default", "k": 1}
+        )
+
+    assert response.status_code == 400
+    assert b"line 1" in response.content or b"line 2" in response.content
+    assert not EvaluationJob.objects.exists()
+
+
+def test_who_may_not_start_evaluations_sees_no_form_and_is_refused(
+    llm_settings: Any, client: Any, reviewer: Any, tmp_path: Path
+) -> None:
+    reviewer.is_staff = True
+    reviewer.save()
+    client.force_login(reviewer)
+
+    assert b"Evaluate llm or hybrid" not in client.get("/evaluations/").content
+    with _dataset(tmp_path).open("rb") as upload:
+        response = client.post("/evaluations/", {"dataset": upload, "strategy": "llm", "source": "default", "k": 1})
+    assert response.status_code == 403
+    assert not EvaluationJob.objects.exists()
