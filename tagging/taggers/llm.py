@@ -1,10 +1,12 @@
 """The `llm` strategy: an OpenAI-compatible chat model picks tags, constrained to the taxonomy.
 
-The reply is constrained by a strict JSON schema (one array per category whose items are an enum of
-that category's allowed slugs) where the provider supports it, and always validated here: unknown
-slugs are dropped and counted, duplicates removed, at most k kept. Scores come from the tokens'
-log-probabilities where the provider returns them, otherwise LLM_FIXED_SCORE; never from a number
-the model wrote.
+The reply is constrained by a JSON schema (one array per category whose items are an enum of that
+category's allowed slugs) in the best mode the source supports, and always validated here: unknown
+slugs are dropped and counted, duplicates removed, at most k kept. Scores (prompts.rendering.reply_validate)
+come from the tokens' log-probabilities only when the reply was decoded freely (under a schema they
+describe the unconstrained distribution, not the choice); otherwise from the confidence the model stated,
+mapped through the source's calibration on gold labels; otherwise LLM_FIXED_SCORE. Each tag's evidence
+says which ("score_from") and keeps the stated confidence, so an evaluation can calibrate it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from prompts.rendering import (
     CategoryChoice,
     FewShotExample,
     TagChoice,
+    ValidatedReply,
     prompt_messages,
     reply_schema,
-    reply_scores,
     reply_validate,
     schema_within_limits,
 )
@@ -80,8 +82,15 @@ def category_choices(
     ]
 
 
-def _llm_evidence(reason: str | None) -> dict[str, str]:
-    return {"decided_by": "llm", "reason": reason} if reason else {"decided_by": "llm"}
+def _llm_evidence(validated: ValidatedReply, pair: tuple[str, str]) -> dict[str, object]:
+    """The model's decision, where its score came from, the confidence it stated (what a calibration on
+    gold labels learns from) and its reason."""
+    evidence: dict[str, object] = {"decided_by": "llm", "score_from": validated.score_kinds[pair]}
+    if pair in validated.confidences:
+        evidence["stated_confidence"] = validated.confidences[pair]
+    if pair in validated.reasons:
+        evidence["reason"] = validated.reasons[pair]
+    return evidence
 
 
 def llm_pick(
@@ -113,8 +122,14 @@ def llm_pick(
         prompt_version=PROMPT_VERSION,
         run_id=run_id,
     )
-    validated = reply_validate(data=result.data, categories=choices)
-    scores = reply_scores(text=result.text, token_logprobs=result.token_logprobs, tags=validated.tags)
+    validated = reply_validate(
+        data=result.data,
+        categories=choices,
+        text=result.text,
+        token_logprobs=result.token_logprobs,
+        constrained=result.constrained,
+        calibration=source.confidence_calibration,
+    )
     stats.calls = result.attempts
     stats.input_tokens, stats.output_tokens, stats.cached_tokens = (
         result.input_tokens,
@@ -134,8 +149,8 @@ def llm_pick(
                 tag_id=by_slug[slug].pk,
                 slug=slug,
                 name=by_slug[slug].name,
-                score=scores[(request.category.slug, slug)],
-                evidence=_llm_evidence(validated.reasons.get((request.category.slug, slug))),
+                score=validated.scores[(request.category.slug, slug)],
+                evidence=_llm_evidence(validated, (request.category.slug, slug)),
             )
             for slug in validated.tags.get(request.category.slug, [])
         ]

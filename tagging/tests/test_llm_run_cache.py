@@ -71,7 +71,12 @@ def test_a_run_answered_from_the_cache_shows_the_earlier_runs_evidence(
 
     assert cached.stats["cache_hit"] is True
     [assignment] = TagAssignment.objects.filter(run=cached)
-    assert assignment.evidence == {"decided_by": "llm", "reason": "Tortillas, salsa and cumin.", "rule": "no rule"}
+    assert assignment.evidence == {
+        "decided_by": "llm",
+        "score_from": "fixed",
+        "reason": "Tortillas, salsa and cumin.",
+        "rule": "no rule",
+    }
     assert assignment.evidence == TagAssignment.objects.get(run=original).evidence
 
 

@@ -8,9 +8,10 @@ import math
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from prompts.models import LLMCall, LLMCallOutcome
+from prompts.models import LLMCall, LLMCallOutcome, LLMSource
 from prompts.rendering import LLM_FIXED_SCORE, PROMPT_VERSION, REASON_MAX_CHARS, RECIPE_CLOSE, RECIPE_OPEN
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus, TagAssignment
@@ -64,9 +65,11 @@ def test_it_constrains_the_reply_to_each_categorys_active_tags_with_a_strict_sch
     assert len(offered["diet"]) == 15
 
 
-def test_it_stores_the_picked_tags_scored_by_their_token_probabilities(
+def test_a_freely_decoded_reply_is_scored_by_its_token_probabilities(
     llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
 ) -> None:
+    # Without a schema holding the decoder, the probabilities of the slug's tokens are the model's choice.
+    llm_settings.LLM_RESPONSE_FORMAT = "json_object"
     reply = {"cuisine": ["italian", "greek"], "diet": ["vegetarian"]}
     text = '{"cuisine": ["italian", "greek"], "diet": ["vegetarian"]}'
     logprobs = {"italian": math.log(0.9), "greek": math.log(0.5), "vegetarian": math.log(0.25)}
@@ -83,9 +86,36 @@ def test_it_stores_the_picked_tags_scored_by_their_token_probabilities(
     assert ranks == [("greek", 2), ("italian", 1), ("vegetarian", 1)]
 
 
+def test_a_schema_constrained_reply_is_scored_by_the_confidence_it_states_calibrated_for_its_source(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    LLMSource.objects.create(
+        name="calibrated",
+        base_url=openai_server.url,
+        model="test-model",
+        # Measured on gold labels: it says 0.9 where it is right half the time.
+        confidence_calibration=[[0.0, 0.0], [0.9, 0.5], [1.0, 0.6]],
+        probed_at=timezone.now(),  # no probe at first use: the test server answers one scripted reply
+    )
+    reply = {"cuisine": [{"tag": "italian", "reason": "pasta", "confidence": 0.9}, {"tag": "greek", "reason": "?"}]}
+    text = json.dumps(reply)
+    # Under a schema these describe the unconstrained distribution, not the choice: never a score.
+    openai_server.reply_json(reply, logprobs=tokens_spelling(text, {"italian": math.log(0.99)}))
+
+    run = run_executed(run_queued(carbonara, categories=("cuisine",), k=2, source="calibrated"))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert tags_stored(run) == {"cuisine": [("italian", 0.5), ("greek", LLM_FIXED_SCORE)]}
+    evidence = dict(TagAssignment.objects.filter(run=run).values_list("tag__slug", "evidence"))
+    assert evidence["italian"]["score_from"] == "stated"
+    assert evidence["italian"]["stated_confidence"] == 0.9
+    assert evidence["greek"]["score_from"] == "fixed"
+
+
 def test_every_tag_the_model_picks_keeps_its_reason_capped_as_evidence(
     llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
 ) -> None:
+    llm_settings.LLM_RESPONSE_FORMAT = "json_object"  # decoded freely: scored by its token probabilities
     reply = {
         "cuisine": [
             {"tag": "italian", "reason": "Guanciale, pecorino and spaghetti:\n a Roman classic. " + "word " * 40}
@@ -108,7 +138,7 @@ def test_every_tag_the_model_picks_keeps_its_reason_capped_as_evidence(
     assert REASON_MAX_CHARS - 5 <= len(reason) <= REASON_MAX_CHARS == 80
     assert reason.endswith("…")
     assert evidence["italian"]["decided_by"] == "llm"
-    assert evidence["low-carb"] == {"decided_by": "llm", "rule": "no rule"}
+    assert evidence["low-carb"] == {"decided_by": "llm", "score_from": "logprob", "rule": "no rule"}
 
 
 def test_a_reason_cannot_add_a_tag(llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe) -> None:
