@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from autotagger.errors import DomainError
 from feedback.evaluation import metrics, runner
+from feedback.evaluation.confidence import confidence_calibration_fit, stated_pairs
 from feedback.evaluation.datasets import Dataset, DatasetRecipe, dataset_parse
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.provenance import code_version
@@ -382,6 +383,11 @@ def _finish(job: EvaluationJob, dataset: Dataset) -> None:
     gold = runner.database_gold(dataset, tags_by_name)
     taxonomy = {slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs}
     result.extra["llm"] = llm_report(items=items, source=job.source)
+    scores, truth = stated_pairs(
+        stated=[item.stats.get("stated_confidence", {}) if item.ok else {} for item in items], gold=gold
+    )
+    # Fitted on the confidences as stated: a calibration already in use does not feed back into the next.
+    result.extra["llm"]["confidence"] = confidence_calibration_fit(scores=scores, truth=truth)
     if job.strategy == Strategy.HYBRID:
         result.extra["hybrid"] = hybrid_report(items=items, gold=gold, slugs=slugs, taxonomy=taxonomy, k=job.k)
     with transaction.atomic():

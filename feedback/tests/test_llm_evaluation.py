@@ -9,13 +9,17 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from feedback.evaluation.confidence import confidence_calibration_fit, source_calibration_apply
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.jobs import evaluation_job_run_here, evaluation_job_start, evaluation_job_step
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
-from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN
+from prompts.models import LLMSource
+from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN, confidence_calibrated
 from prompts.tests.openai_server import OpenAIServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
@@ -270,3 +274,74 @@ def test_who_may_not_start_evaluations_sees_no_form_and_is_refused(
         response = client.post("/evaluations/", {"dataset": upload, "strategy": "llm", "source": "default", "k": 1})
     assert response.status_code == 403
     assert not EvaluationJob.objects.exists()
+
+
+def test_the_confidence_a_model_states_is_calibrated_on_the_gold_labels_and_given_to_its_source(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    source = LLMSource.objects.create(
+        name="overconfident", base_url=openai_server.url, model="test-model", probed_at=timezone.now()
+    )
+    dishes = [(f"Dish number {i}", ["pasta", "tomato"], "Cook.", ["Italian"]) for i in range(40)]
+    path = _dataset(tmp_path, dishes)
+
+    def overconfident(request: dict[str, Any]) -> dict[str, Any]:
+        # Says 0.9 every time and is right half the time.
+        number = int(_recipe_title(request).rsplit(" ", 1)[1])
+        return {"cuisine": [{"tag": "italian" if number % 2 else "greek", "reason": "?", "confidence": 0.9}]}
+
+    openai_server.reply_computed(overconfident, times=len(dishes))
+    out = StringIO()
+
+    call_command(
+        "evaluate",
+        str(path),
+        strategy="llm",
+        source="overconfident",
+        k=1,
+        here=True,
+        calibrate=True,
+        stdout=out,
+        stderr=StringIO(),
+    )
+
+    confidence = EvaluationRun.objects.get().metrics["llm"]["confidence"]
+    assert confidence["pairs"] == 40
+    assert confidence["ece_stated"] == pytest.approx(0.4, abs=0.01)
+    assert confidence["ece_calibrated"] < 0.05
+    source.refresh_from_db()
+    assert source.confidence_calibration == confidence["table"]
+    assert confidence_calibrated(value=0.9, table=[tuple(p) for p in source.confidence_calibration]) == pytest.approx(
+        0.5, abs=0.01
+    )
+    assert "ECE 0.400 as stated" in out.getvalue()
+
+
+def test_a_calibration_needs_enough_tags_and_a_source_row_to_keep_it(tmp_path: Path) -> None:
+    few = confidence_calibration_fit(scores=np.full(10, 0.9), truth=np.ones(10))
+    assert few["pairs"] == 10
+    assert few["table"] is None
+
+    scores = np.linspace(0.05, 0.95, 200)
+    truth = (np.random.default_rng(7).random(200) < scores * 0.5).astype(float)
+    fitted = confidence_calibration_fit(scores=scores, truth=truth)
+    table = fitted["table"]
+    assert [x for x, _ in table] == sorted(x for x, _ in table)
+    assert [y for _, y in table] == sorted(y for _, y in table), "never less sure for a higher stated confidence"
+    assert fitted["ece_calibrated"] < fitted["ece_stated"]
+
+    run = EvaluationRun.objects.create(
+        dataset="d",
+        dataset_sha256="0" * 64,
+        strategy="llm",
+        config={"source": "default"},
+        metrics={"llm": {"confidence": fitted}},
+        recipes=200,
+        overall_f1=0.5,
+        code_version="x",
+        duration_seconds=1,
+    )
+    with pytest.raises(EvaluationError, match="comes from settings and has no row"):
+        source_calibration_apply(source="default", run=run)
+    with pytest.raises(EvaluationError, match="measured the source 'default', not 'other'"):
+        source_calibration_apply(source="other", run=run)

@@ -207,4 +207,10 @@ def text_predict_with_llm(
     )
     output_apply_rules(recipe=text, output=output, requests=requests)
     slugs = {r.category.pk: r.category.slug for r in requests}
-    return {slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()}, stats.as_dict()
+    # The confidence the model stated for each tag it returned: what a calibration on gold labels learns from.
+    stated = {
+        slugs[pk]: {t.slug: t.evidence["stated_confidence"] for t in tags if "stated_confidence" in t.evidence}
+        for pk, tags in output.tags.items()
+    }
+    predicted = {slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()}
+    return predicted, {**stats.as_dict(), "stated_confidence": {slug: c for slug, c in stated.items() if c}}

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from feedback.dispatch import evaluation_job_enqueue_now
+from feedback.evaluation.confidence import source_calibration_apply
 from feedback.evaluation.datasets import DatasetError
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.jobs import (
@@ -96,6 +97,19 @@ def _report_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def _confidence_line(confidence: dict[str, Any]) -> str:
+    if not confidence.get("pairs"):
+        return "Stated confidence: the model stated none"
+    if not confidence.get("table"):
+        return (
+            f"Stated confidence: {confidence['pairs']} tags, too few to calibrate (ECE {confidence['ece_stated']:.3f})"
+        )
+    return (
+        f"Stated confidence on {confidence['pairs']} tags: ECE {confidence['ece_stated']:.3f} as stated, "
+        f"{confidence['ece_calibrated']:.3f} calibrated (--calibrate gives the source this calibration)"
+    )
+
+
 def _llm_lines(metrics: dict[str, Any]) -> list[str]:
     """What the model cost and, for hybrid, what its shortlist kept; nothing for similarity."""
     llm = metrics.get("llm")
@@ -111,6 +125,7 @@ def _llm_lines(metrics: dict[str, Any]) -> list[str]:
         f"{llm['calls_per_recipe']:.2f} calls per recipe; latency per recipe p50 {latency['p50']:.0f} ms, "
         f"p95 {latency['p95']:.0f} ms",
         f"Validation dropped {llm['unknown_dropped']} tags outside the allowed ones and {llm['over_k_dropped']} over k",
+        _confidence_line(llm.get("confidence") or {}),
         *(f"  failed: {example}" for example in llm["failure_examples"]),
     ]
     hybrid = metrics.get("hybrid")
@@ -227,6 +242,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume", type=int, metavar="JOB", help="llm and hybrid: continue evaluation job JOB where it stopped."
         )
+        parser.add_argument(
+            "--calibrate",
+            action="store_true",
+            help="llm and hybrid: give the source the calibration of its stated confidences fitted on this dataset.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = _file(options["path"], option="dataset")
@@ -243,9 +263,15 @@ class Command(BaseCommand):
                     "taxonomy and the tagger as the database holds them."
                 )
             run = self._evaluate_with_model(path, options)
+            if options["calibrate"]:
+                try:
+                    table = source_calibration_apply(source=run.config["source"], run=run)
+                except EvaluationError as exc:
+                    raise CommandError(str(exc)) from exc
+                self.stderr.write(f"Source {run.config['source']} now calibrates stated confidences by {table}")
         else:
-            if options["source"]:
-                raise CommandError("--source applies to the llm and hybrid strategies.")
+            if options["source"] or options["calibrate"]:
+                raise CommandError("--source and --calibrate apply to the llm and hybrid strategies.")
             run = self._evaluate_similarity(path, train_path, options)
         self._report(run)
         if output is not None:
