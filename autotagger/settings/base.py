@@ -222,10 +222,17 @@ LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=30.0)
 # USD per day across all sources; new LLM calls stop with a clear error once reached. 0: no cap.
 LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
 
-# Hybrid strategy: similarity scores at or above ACCEPT are taken without the LLM, below FLOOR dropped;
-# the LLM decides the middle.
-HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.85)
-HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.2)
+# Hybrid strategy (tagging/taggers/hybrid.py): per category, a calibrated probability at or above ACCEPT is
+# taken without the LLM; the LLM chooses among a shortlist sized for recall: best first until the
+# probabilities left out sum to at most MISS_SHARE of the category's, or the next is under FLOOR; at least
+# SHORTLIST_MIN tags, at most SHORTLIST_MAX_PER_K per open slot of k. Zero-shot scores are no probabilities:
+# their best ZERO_SHOT_PER_K per open slot are offered.
+HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.95)
+HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.03)
+HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.01)
+HYBRID_SHORTLIST_MIN = env.int("HYBRID_SHORTLIST_MIN", default=2)
+HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=4.0)
+HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=5.0)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
 # longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
 TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)

@@ -1,16 +1,31 @@
-"""The `hybrid` strategy: the similarity tagger shortlists, the LLM decides the uncertain middle.
+"""The `hybrid` strategy: the similarity tagger shortlists, the LLM decides what it is not sure of.
 
-Per category, tags scoring at or above HYBRID_ACCEPT are accepted without the LLM, tags below
-HYBRID_FLOOR are dropped, and only the uncertain middle (at most 3k, best first) goes to the LLM, for
-the slots the accepted tags left. A category with nothing uncertain (or no slot left) makes no call,
-and a recipe whose categories are all decided makes none at all.
+Per category, best first, after the tags the recipe's ingredients rule out (never offered):
+- **accepted** without the LLM: tags whose calibrated probability is at least HYBRID_ACCEPT (nearly
+  certain), at most k;
+- **shortlisted** for the LLM, for the slots the accepted tags left: sized for recall. Where the scores
+  are calibrated probabilities (a learned category: see tagging.calibration), their sum over the tags not
+  offered is the expected number of gold tags the model never sees, so tags are added best first until
+  that sum is at most HYBRID_MISS_SHARE of the category's expected gold tags, or the next tag's probability
+  is under HYBRID_FLOOR; never fewer than HYBRID_SHORTLIST_MIN tags, never more than HYBRID_SHORTLIST_MAX_PER_K
+  per slot of k. A confident category gets a short list, an unsure one a long one. Zero-shot scores
+  (no labels for the category, or a tag added since the last fit) are not probabilities and say little
+  about how much is left out, so those tags are offered generously: the best HYBRID_ZERO_SHOT_PER_K per
+  slot of k.
+- the rest is dropped.
+
+A category with nothing to shortlist (or no slot left) makes no call, and a recipe whose categories are
+all decided makes none at all. The run's stats say, per category slug, what was accepted and shortlisted
+and what similarity alone would have returned, so that an evaluation can measure how much of the gold
+reached the model.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from django.conf import settings
@@ -20,41 +35,131 @@ from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.llm import LLMStats, llm_pick
 from tagging.taggers.similarity import SimilarityTagger
+from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Tag
 
-SHORTLIST_PER_K = 3
+
+@dataclass(frozen=True)
+class ShortlistPolicy:
+    """How the shortlist is chosen (the HYBRID_* settings; see the module docstring)."""
+
+    accept: float
+    miss_share: float
+    floor: float
+    minimum: int
+    max_per_k: float
+    zero_shot_per_k: float
+
+    @classmethod
+    def from_settings(cls) -> ShortlistPolicy:
+        return cls(
+            accept=float(settings.HYBRID_ACCEPT),
+            miss_share=float(settings.HYBRID_MISS_SHARE),
+            floor=float(settings.HYBRID_FLOOR),
+            minimum=int(settings.HYBRID_SHORTLIST_MIN),
+            max_per_k=float(settings.HYBRID_SHORTLIST_MAX_PER_K),
+            zero_shot_per_k=float(settings.HYBRID_ZERO_SHOT_PER_K),
+        )
+
+
+def is_calibrated(tag: ScoredTag) -> bool:
+    """Whether the tag's score is a calibrated probability (the learned model's), not a zero-shot guess."""
+    return tag.evidence.get("decided_by") == "learned"
+
+
+def calibrated_shortlist_size(probabilities: Sequence[float], *, slots: int, policy: ShortlistPolicy) -> int:
+    """How many of `probabilities` (calibrated, best first) to offer the model for `slots` places: enough
+    that the probabilities left out sum to at most `miss_share` of them all (the expected share of gold
+    tags the model never sees), stopping at a tag under `floor`; at least `minimum`, at most
+    `max_per_k` per slot."""
+    cap = min(len(probabilities), math.ceil(policy.max_per_k * slots))
+    left = math.fsum(probabilities)
+    allowed = policy.miss_share * left
+    size = 0
+    while size < cap:
+        if size >= policy.minimum and (left <= allowed or probabilities[size] < policy.floor):
+            break
+        left -= probabilities[size]
+        size += 1
+    return size
+
+
+def shortlist_reach(
+    *, gold: Collection[str], accepted: Collection[str], shortlisted: Collection[str]
+) -> tuple[int, int]:
+    """(gold tags accepted without the model or offered to it, gold tags) of one category of one recipe: summed
+    over recipes, their ratio is the shortlist's recall, the best recall any model could reach through it."""
+    wanted = set(gold)
+    return len(wanted & (set(accepted) | set(shortlisted))), len(wanted)
 
 
 @dataclass
 class HybridPlan:
     accepted: dict[int, list[ScoredTag]]  # category id -> tags taken without the LLM
-    shortlist: dict[int, list[ScoredTag]]  # category id -> the uncertain middle, for the LLM
+    shortlist: dict[int, list[ScoredTag]]  # category id -> the uncertain ones, for the LLM
     slots: dict[int, int]  # category id -> how many tags the LLM may still add
-    dropped: int  # tags below the floor
+    dropped: int  # tags neither accepted nor shortlisted (ruled-out ones not counted)
     ruled_out_accepted: dict[int, list[ScoredTag]] = field(default_factory=dict)  # sure, but ruled out
-    ruled_out: int = 0  # tags of the middle that the recipe's ingredients rule out, never offered
+    ruled_out: int = 0  # tags not accepted that the recipe's ingredients rule out, never offered
 
 
 def hybrid_plan(
-    *, scored: TaggerOutput, requests: Sequence[CategoryRequest], ruled_out: Collection[int] = frozenset()
+    *,
+    scored: TaggerOutput,
+    requests: Sequence[CategoryRequest],
+    ruled_out: Collection[int] = frozenset(),
+    policy: ShortlistPolicy | None = None,
 ) -> HybridPlan:
-    """Split every category's scored tags into accepted, shortlisted (at most 3k) and dropped. A tag of
-    `ruled_out` (the recipe's ingredients contradict it) takes no slot and is never offered to the model."""
-    accept, floor = settings.HYBRID_ACCEPT, settings.HYBRID_FLOOR
+    """Split every category's scored tags (best first, as SimilarityTagger.score_all returns them) into
+    accepted, shortlisted and dropped. A tag of `ruled_out` (the recipe's ingredients contradict it) takes
+    no slot and is never offered to the model."""
+    policy = policy or ShortlistPolicy.from_settings()
     plan = HybridPlan(accepted={}, shortlist={}, slots={}, dropped=0)
     for request in requests:
-        tags = scored.tags.get(request.category.pk, [])
-        sure = [t for t in tags if t.score >= accept]
-        plan.accepted[request.category.pk] = [t for t in sure if t.tag_id not in ruled_out][: request.k]
-        plan.ruled_out_accepted[request.category.pk] = [t for t in sure[: request.k] if t.tag_id in ruled_out]
-        middle = [t for t in tags if floor <= t.score < accept]
-        plan.ruled_out += sum(1 for t in middle if t.tag_id in ruled_out)
-        middle = [t for t in middle if t.tag_id not in ruled_out]
-        plan.dropped += sum(1 for t in tags if t.score < floor)
-        plan.slots[request.category.pk] = request.k - len(plan.accepted[request.category.pk])
-        if plan.slots[request.category.pk] > 0 and middle:
-            plan.shortlist[request.category.pk] = middle[: SHORTLIST_PER_K * request.k]
+        pk = request.category.pk
+        tags = scored.tags.get(pk, [])
+        sure = [t for t in tags if t.score >= policy.accept]
+        plan.accepted[pk] = [t for t in sure if t.tag_id not in ruled_out][: request.k]
+        plan.ruled_out_accepted[pk] = [t for t in sure[: request.k] if t.tag_id in ruled_out]
+        taken = {t.tag_id for t in plan.accepted[pk]} | {t.tag_id for t in plan.ruled_out_accepted[pk]}
+        rest = [t for t in tags if t.tag_id not in taken]
+        plan.ruled_out += sum(1 for t in rest if t.tag_id in ruled_out)
+        rest = [t for t in rest if t.tag_id not in ruled_out]
+        slots = request.k - len(plan.accepted[pk])
+        plan.slots[pk] = slots
+        shortlist: list[ScoredTag] = []
+        if slots > 0:
+            learned = [t for t in rest if is_calibrated(t)]
+            guessed = [t for t in rest if not is_calibrated(t)]
+            size = calibrated_shortlist_size([t.score for t in learned], slots=slots, policy=policy)
+            shortlist = learned[:size] + guessed[: math.ceil(policy.zero_shot_per_k * slots)]
+            shortlist.sort(key=lambda t: (-t.score, t.slug))
+        if shortlist:
+            plan.shortlist[pk] = shortlist
+        plan.dropped += len(rest) - len(shortlist)
     return plan
+
+
+@dataclass
+class HybridStats(LLMStats):
+    """The call's stats, and per category slug the tag slugs of the plan and of similarity alone (the top k
+    above its thresholds, as the similarity strategy would answer)."""
+
+    accepted: dict[str, list[str]] = field(default_factory=dict)
+    shortlist: dict[str, list[str]] = field(default_factory=dict)
+    similarity_alone: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stats: LLMStats) -> HybridStats:
+        return cls(**{f.name: getattr(stats, f.name) for f in fields(LLMStats)})
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **super().as_dict(),
+            "accepted": self.accepted,
+            "shortlist": self.shortlist,
+            "similarity_alone": self.similarity_alone,
+        }
 
 
 class HybridTagger:
@@ -70,20 +175,21 @@ class HybridTagger:
         requests: Sequence[CategoryRequest],
         run_id: int | None,
         ruled_out: Collection[int] = frozenset(),
-    ) -> tuple[TaggerOutput, LLMStats]:
+    ) -> tuple[TaggerOutput, HybridStats]:
         started = time.perf_counter()
         scored = self.similarity.score_all(recipe=recipe, embedding=embedding, requests=requests)
         plan = hybrid_plan(scored=scored, requests=requests, ruled_out=ruled_out)
         accepted, shortlist, slots = plan.accepted, plan.shortlist, plan.slots
         asked = [r for r in requests if r.category.pk in shortlist]
         picked: dict[int, list[ScoredTag]] = {}
-        stats = LLMStats()
+        stats = HybridStats()
         if asked:
             tag_rows = Tag.objects.in_bulk([t.tag_id for tags in shortlist.values() for t in tags])
             tags = {pk: [tag_rows[t.tag_id] for t in candidates] for pk, candidates in shortlist.items()}
-            picked, stats = llm_pick(
+            picked, llm_stats = llm_pick(
                 recipe=recipe, requests=asked, tags=tags, source=self.source, run_id=run_id, slots=slots
             )
+            stats = HybridStats.of(llm_stats)
         output = TaggerOutput()
         decided_by_llm = 0
         for request in requests:
@@ -105,9 +211,32 @@ class HybridTagger:
             "decided_by_similarity": sum(len(v) for v in accepted.values()),
             "decided_by_llm": decided_by_llm,
             "shortlisted": sum(len(v) for v in shortlist.values()),
-            "dropped_below_floor": plan.dropped,
+            "dropped": plan.dropped,
             "ruled_out_of_shortlist": plan.ruled_out,
             "llm_categories": len(asked),
         }
+        by_slug = {r.category.pk: r.category.slug for r in requests}
+        stats.accepted = {by_slug[pk]: [t.slug for t in tags] for pk, tags in accepted.items() if tags}
+        stats.shortlist = {by_slug[pk]: [t.slug for t in tags] for pk, tags in shortlist.items()}
+        stats.similarity_alone = self._similarity_alone(
+            recipe=recipe, embedding=embedding, requests=requests, ruled_out=ruled_out
+        )
         output.timings_ms = {**scored.timings_ms, "hybrid_ms": round((time.perf_counter() - started) * 1000, 2)}
         return output, stats
+
+    def _similarity_alone(
+        self,
+        *,
+        recipe: RecipeText,
+        embedding: np.ndarray,
+        requests: Sequence[CategoryRequest],
+        ruled_out: Collection[int],
+    ) -> dict[str, list[str]]:
+        """Category slug -> what the similarity strategy would return: its tags above the thresholds, those the
+        ingredients rule out taken out (the next one takes the place), at most k."""
+        widened = [replace(r, k=MAX_TAGS_PER_CATEGORY) for r in requests]
+        alone = self.similarity.tag(recipe=recipe, embedding=embedding, requests=widened)
+        return {
+            r.category.slug: [t.slug for t in alone.tags.get(r.category.pk, []) if t.tag_id not in ruled_out][: r.k]
+            for r in requests
+        }

@@ -8,6 +8,8 @@ import pytest
 
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus
+from tagging.services.config import TaggingConfig
+from tagging.services.runs import recipe_tag
 from tagging.taggers.similarity import ZERO_SHOT_CEILING
 from tagging.tests.helpers import (
     active_slugs,
@@ -96,6 +98,31 @@ def test_it_makes_no_request_when_similarity_accepts_everything(
     assert tags_stored(run) == expected
     # A zero-shot guess is never shown as certain: its score stops at the ceiling.
     assert expected["cuisine"][0] == ("italian", ZERO_SHOT_CEILING)
+
+
+def test_the_run_says_per_category_what_was_accepted_shortlisted_and_what_similarity_alone_returns(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
+) -> None:
+    categories = ("cuisine", "diet")
+    plan = plan_of(carbonara, categories, k=2)
+    ids = {c.slug: c.pk for c in Category.objects.filter(slug__in=categories)}
+    openai_server.reply_json({"cuisine": [], "diet": []}, logprobs=False)
+    similarity = recipe_tag(recipe=carbonara, config=TaggingConfig(categories=categories, k=2))
+
+    run = run_executed(run_queued(carbonara, strategy="hybrid", categories=categories, k=2))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.stats["accepted"] == {
+        slug: [t.slug for t in plan.accepted[pk]] for slug, pk in ids.items() if plan.accepted[pk]
+    }
+    assert run.stats["accepted"] == {"cuisine": ["italian"]}
+    assert run.stats["shortlist"] == {
+        slug: [t.slug for t in plan.shortlist[pk]] for slug, pk in ids.items() if pk in plan.shortlist
+    }
+    assert set(run.stats["shortlist"]) == {"cuisine", "diet"}
+    alone = tags_stored(similarity)
+    assert run.stats["similarity_alone"] == {slug: [tag for tag, _ in alone.get(slug, [])] for slug in categories}
+    assert run.stats["similarity_alone"]["cuisine"][0] == "italian"
 
 
 def test_every_tag_says_which_path_decided_it_with_what_similarity_saw(
