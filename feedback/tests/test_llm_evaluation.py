@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 
+from conftest import wait_for
+from feedback.dispatch import evaluation_job_enqueue
 from feedback.evaluation.confidence import confidence_calibration_fit, source_calibration_apply
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.jobs import evaluation_job_run_here, evaluation_job_start, evaluation_job_step
@@ -345,3 +349,71 @@ def test_a_calibration_needs_enough_tags_and_a_source_row_to_keep_it(tmp_path: P
         source_calibration_apply(source="default", run=run)
     with pytest.raises(EvaluationError, match="measured the source 'default', not 'other'"):
         source_calibration_apply(source="other", run=run)
+
+
+@pytest.fixture
+def scripted_source(openai_server: OpenAIServer) -> LLMSource:
+    """A source row the worker process reads too (settings changed in a test stay in the test's process)."""
+    return LLMSource.objects.create(
+        name="scripted", base_url=openai_server.url, model="test-model", probed_at=timezone.now()
+    )
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_does_the_job_a_chunk_at_a_time_with_answers_asked_in_parallel(
+    celery_worker_process: Any, scripted_source: LLMSource, openai_server: OpenAIServer, tmp_path: Path, settings: Any
+) -> None:
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+    job = evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(),
+        name="cuisines",
+        strategy="llm",
+        source="scripted",
+        k=1,
+        categories=None,
+    )
+
+    evaluation_job_enqueue(job=job)
+
+    finished = wait_for(
+        lambda: (
+            EvaluationJob.objects.get(pk=job.pk).status in (EvaluationJobStatus.SUCCEEDED, EvaluationJobStatus.FAILED)
+        ),
+        timeout=120,
+    )
+    assert finished, "the worker did not finish the job within 120 s; see the test-worker log in .data/"
+    job.refresh_from_db()
+    assert job.status == EvaluationJobStatus.SUCCEEDED, job.error
+    assert job.run is not None
+    assert job.run.metrics["overall"]["f1"] == 1.0
+    assert len(openai_server.requests) == len(RECIPES)
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_worker_died_is_taken_over_and_finished_without_asking_twice(
+    celery_worker_process: Any, scripted_source: LLMSource, openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    job = evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(),
+        name="cuisines",
+        strategy="llm",
+        source="scripted",
+        k=1,
+        categories=None,
+    )
+    # What a worker killed mid-chunk leaves: two answers stored, the job running, its lease run out.
+    openai_server.reply_computed(oracle, times=2)
+    with override_settings(EVALUATION_CHUNK_SIZE=2, EVALUATION_LLM_CONCURRENCY=1):
+        assert evaluation_job_step(job_id=job.pk) is True
+    EvaluationJob.objects.filter(pk=job.pk).update(
+        status=EvaluationJobStatus.RUNNING, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    openai_server.reply_computed(oracle, times=len(RECIPES) - 2)
+
+    evaluation_job_enqueue(job=job)  # the broker's re-delivery of the dead worker's message
+
+    assert wait_for(lambda: EvaluationJob.objects.get(pk=job.pk).status == EvaluationJobStatus.SUCCEEDED, timeout=120)
+    assert len(openai_server.requests) == len(RECIPES), "every recipe was asked once"
+    assert EvaluationItem.objects.filter(job=job).count() == len(RECIPES)
