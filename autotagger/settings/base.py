@@ -233,6 +233,8 @@ HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.01)
 HYBRID_SHORTLIST_MIN = env.int("HYBRID_SHORTLIST_MIN", default=2)
 HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=4.0)
 HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=5.0)
+# A zero-shot score is no probability: it is taken without the LLM only at or above this (default: never).
+HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
 # longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
 TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)

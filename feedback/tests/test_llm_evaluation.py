@@ -417,3 +417,31 @@ def test_a_job_whose_worker_died_is_taken_over_and_finished_without_asking_twice
     assert wait_for(lambda: EvaluationJob.objects.get(pk=job.pk).status == EvaluationJobStatus.SUCCEEDED, timeout=120)
     assert len(openai_server.requests) == len(RECIPES), "every recipe was asked once"
     assert EvaluationItem.objects.filter(job=job).count() == len(RECIPES)
+
+
+def test_hybrid_is_measured_against_an_oracle_and_a_careless_model_with_its_shortlist_recall(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    # Zero-shot, with nothing learned: hybrid offers each category's best few tags and accepts none.
+    openai_server.reply_computed(oracle, times=len(RECIPES))
+    with_oracle = _run(tmp_path, strategy="hybrid").run
+    openai_server.reply_computed(careless, times=len(RECIPES))
+    with_careless = _run(tmp_path, strategy="hybrid").run
+
+    assert with_oracle is not None
+    assert with_careless is not None
+    hybrid = with_oracle.metrics["hybrid"]
+    recall = hybrid["shortlist_recall"]
+    assert hybrid["gold_tags_in_taxonomy"] == len(RECIPES)
+    assert 0 < recall <= 1
+    # A perfect model finds every gold tag the shortlist let through, and adds nothing else.
+    assert with_oracle.metrics["overall"]["recall"] == pytest.approx(recall, abs=1e-3)
+    assert with_oracle.metrics["overall"]["precision"] == 1.0
+    # The careless model takes the shortlist's first tag, similarity's best: never better than the oracle.
+    assert with_careless.metrics["overall"]["f1"] <= with_oracle.metrics["overall"]["f1"]
+    assert with_careless.metrics["hybrid"]["shortlist_recall"] == recall
+    assert hybrid["shortlisted_per_recipe"] > 1
+    assert hybrid["decided_by_llm"] == round(recall * len(RECIPES))
+    assert set(hybrid["similarity_alone"]["overall"]) == {"precision", "recall", "f1"}
+    # Fewer tags offered than the llm strategy's whole category: fewer prompt tokens measured by the server.
+    assert with_oracle.metrics["llm"]["tokens_per_recipe"]["prompt"] == 100.0

@@ -145,7 +145,7 @@ def text_tag_with_llm(
         # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
         candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
         ruled_out = tags_ruled_out(recipe=text, tag_ids=candidates.values_list("id", flat=True))
-        return HybridTagger(similarity=similarity, source=source).tag(
+        return HybridTagger(similarity=similarity, source=source, examples=examples).tag(
             recipe=text, embedding=embedding, requests=requests, run_id=run_id, ruled_out=frozenset(ruled_out)
         )
     return LLMTagger(source=source, examples=examples).tag(recipe=text, requests=requests, run_id=run_id)

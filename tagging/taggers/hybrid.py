@@ -31,6 +31,7 @@ import numpy as np
 from django.conf import settings
 
 from autotagger.recipe_text import RecipeText
+from prompts.rendering import FewShotExample
 from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.llm import LLMStats, llm_pick
@@ -49,6 +50,9 @@ class ShortlistPolicy:
     minimum: int
     max_per_k: float
     zero_shot_per_k: float
+    # A zero-shot score at or above this is taken without the model; above 1 (the default): never, since a
+    # guess no label has confirmed is no probability (a Pad Thai once scored 0.95 for "chinese").
+    zero_shot_accept: float = 1.01
 
     @classmethod
     def from_settings(cls) -> ShortlistPolicy:
@@ -59,6 +63,7 @@ class ShortlistPolicy:
             minimum=int(settings.HYBRID_SHORTLIST_MIN),
             max_per_k=float(settings.HYBRID_SHORTLIST_MAX_PER_K),
             zero_shot_per_k=float(settings.HYBRID_ZERO_SHOT_PER_K),
+            zero_shot_accept=float(settings.HYBRID_ZERO_SHOT_ACCEPT),
         )
 
 
@@ -118,7 +123,7 @@ def hybrid_plan(
     for request in requests:
         pk = request.category.pk
         tags = scored.tags.get(pk, [])
-        sure = [t for t in tags if t.score >= policy.accept]
+        sure = [t for t in tags if t.score >= (policy.accept if is_calibrated(t) else policy.zero_shot_accept)]
         plan.accepted[pk] = [t for t in sure if t.tag_id not in ruled_out][: request.k]
         plan.ruled_out_accepted[pk] = [t for t in sure[: request.k] if t.tag_id in ruled_out]
         taken = {t.tag_id for t in plan.accepted[pk]} | {t.tag_id for t in plan.ruled_out_accepted[pk]}
@@ -163,9 +168,12 @@ class HybridStats(LLMStats):
 
 
 class HybridTagger:
-    def __init__(self, *, similarity: SimilarityTagger, source: LLMSourceConfig) -> None:
+    def __init__(
+        self, *, similarity: SimilarityTagger, source: LLMSourceConfig, examples: Sequence[FewShotExample] = ()
+    ) -> None:
         self.similarity = similarity
         self.source = source
+        self.examples = examples  # labelled recipes shown to the model (tagging.services.few_shot)
 
     def tag(
         self,
@@ -187,7 +195,13 @@ class HybridTagger:
             tag_rows = Tag.objects.in_bulk([t.tag_id for tags in shortlist.values() for t in tags])
             tags = {pk: [tag_rows[t.tag_id] for t in candidates] for pk, candidates in shortlist.items()}
             picked, llm_stats = llm_pick(
-                recipe=recipe, requests=asked, tags=tags, source=self.source, run_id=run_id, slots=slots
+                recipe=recipe,
+                requests=asked,
+                tags=tags,
+                source=self.source,
+                run_id=run_id,
+                slots=slots,
+                examples=self.examples,
             )
             stats = HybridStats.of(llm_stats)
         output = TaggerOutput()

@@ -22,7 +22,23 @@ from tagging.tests.helpers import (
 )
 from taxonomy.models import Category
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules", "zero_shot_accepted")]
+
+
+@pytest.fixture
+def zero_shot_accepted(settings: Any) -> None:
+    """These tests tag zero-shot (nothing learned): let its surest guesses stand in for certainty, as staff
+    can with HYBRID_ZERO_SHOT_ACCEPT (by default a guess is never taken without the model)."""
+    settings.HYBRID_ZERO_SHOT_ACCEPT = settings.HYBRID_ACCEPT
+
+
+def test_by_default_a_zero_shot_guess_is_never_taken_without_the_model(carbonara: Recipe, settings: Any) -> None:
+    settings.HYBRID_ZERO_SHOT_ACCEPT = 1.01
+    plan = plan_of(carbonara, ("cuisine",), k=2)
+    cuisine = Category.objects.get(slug="cuisine").pk
+
+    assert plan.accepted[cuisine] == []
+    assert "italian" in [t.slug for t in plan.shortlist[cuisine]]
 
 
 def test_it_offers_the_model_only_the_shortlist(
@@ -80,7 +96,7 @@ def test_it_asks_for_no_more_tags_than_the_slots_similarity_left(
 def test_it_makes_no_request_when_similarity_accepts_everything(
     llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe
 ) -> None:
-    llm_settings.HYBRID_ACCEPT = 0.0
+    llm_settings.HYBRID_ACCEPT = llm_settings.HYBRID_ZERO_SHOT_ACCEPT = 0.0
     plan = plan_of(carbonara, ("cuisine", "diet"), k=2)
     expected = {
         slug: [(t.slug, t.score) for t in plan.accepted[Category.objects.get(slug=slug).pk]]
@@ -144,6 +160,7 @@ def test_every_tag_says_which_path_decided_it_with_what_similarity_saw(
     assert evidence["italian"]["rule"] == "no rule"
     assert evidence[unsure.slug] == {
         "decided_by": "llm",
+        "score_from": "fixed",
         "reason": "No meat is named.",
         "matched": unsure.evidence["matched"],
         "similarity": unsure.evidence["similarity"],
