@@ -4,13 +4,15 @@ generous where its scores are no probabilities, never a ruled-out tag; and the a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.oracle_server import Answer, TaggingServer, careless_answer, oracle_answer, recipe_key
+from tagging.models import Recipe
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.hybrid import (
     HybridPlan,
@@ -19,7 +21,8 @@ from tagging.taggers.hybrid import (
     hybrid_plan,
     shortlist_reach,
 )
-from taxonomy.models import Category
+from tagging.tests.helpers import active_slugs, plan_of, run_executed, run_queued, tags_stored
+from taxonomy.models import Category, Tag
 
 POLICY = ShortlistPolicy(accept=0.95, miss_share=0.05, floor=0.01, minimum=2, max_per_k=4.0, zero_shot_per_k=5.0)
 CUISINE = Category(pk=1, slug="cuisine", name="Cuisine")
@@ -193,3 +196,76 @@ def test_the_policy_comes_from_the_hybrid_settings(settings: Any) -> None:
 
     assert slugs(result.accepted[CUISINE.pk]) == ["t1"]
     assert slugs(result.shortlist[CUISINE.pk]) == ["t2", "t3"]
+
+
+# --- with the benchmark's rule-following models (bench/oracle_server.py), through the service ----------
+
+
+@pytest.fixture
+def rule_model(settings: Any) -> Iterator[Callable[[Answer], TaggingServer]]:
+    """Starts a bench server answering with the given rule and makes it the "default" LLM source."""
+    servers: list[TaggingServer] = []
+
+    def start(answer: Answer) -> TaggingServer:
+        server = TaggingServer(answer=answer, count_tokens=lambda text: len(text.split())).__enter__()
+        servers.append(server)
+        settings.LLM_BASE_URL, settings.LLM_MODEL, settings.LLM_API_KEY = server.url, "rule-model", "bench"
+        settings.LLM_DEFAULT_SOURCE, settings.LLM_MAX_RETRIES = "default", 0
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("taxonomy_without_rules")
+def test_an_oracle_gets_from_hybrid_the_gold_tags_its_shortlist_reached_and_from_llm_all_of_them(
+    rule_model: Callable[[Answer], TaggingServer], carbonara: Recipe
+) -> None:
+    categories = ("cuisine", "dish_type", "diet")
+    plan = plan_of(carbonara, categories, k=2)
+    diet = Category.objects.get(slug="diet")
+    offered = {t.slug for t in plan.shortlist[diet.pk]} | {t.slug for t in plan.accepted[diet.pk]}
+    missed = sorted(active_slugs("diet") - offered)[0]
+    gold = {"cuisine": {"italian"}, "dish_type": {"pasta"}, "diet": {missed, sorted(offered)[0]}}
+    server = rule_model(oracle_answer({recipe_key(carbonara.title, carbonara.ingredients): gold}))
+
+    hybrid = run_executed(run_queued(carbonara, strategy="hybrid", categories=categories, k=2))
+    llm = run_executed(run_queued(carbonara, strategy="llm", categories=categories, k=2))
+
+    reached = {
+        slug: gold[slug] & (set(hybrid.stats["accepted"].get(slug, [])) | set(hybrid.stats["shortlist"].get(slug, [])))
+        for slug in categories
+    }
+    assert reached["diet"] == {sorted(offered)[0]}, "the premise: one gold diet never reaches the model"
+    assert {slug: {tag for tag, _ in tags} for slug, tags in tags_stored(hybrid).items()} == {
+        slug: tags for slug, tags in reached.items() if tags
+    }
+    assert {slug: {tag for tag, _ in tags} for slug, tags in tags_stored(llm).items()} == gold
+    assert 0 < hybrid.stats["input_tokens"] < llm.stats["input_tokens"]
+    assert server.prompt_tokens == hybrid.stats["input_tokens"] + llm.stats["input_tokens"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("taxonomy_without_rules")
+def test_a_careless_model_gets_the_first_tag_each_strategy_offers(
+    rule_model: Callable[[Answer], TaggingServer], carbonara: Recipe
+) -> None:
+    categories = ("cuisine", "diet")
+    plan = plan_of(carbonara, categories, k=2)
+    rule_model(careless_answer)
+
+    hybrid = run_executed(run_queued(carbonara, strategy="hybrid", categories=categories, k=2))
+    llm = run_executed(run_queued(carbonara, strategy="llm", categories=categories, k=2))
+
+    first_by_name = {
+        slug: Tag.objects.filter(category__slug=slug, active=True).order_by("name", "id").first() for slug in categories
+    }
+    assert {slug: [tag for tag, _ in tags] for slug, tags in tags_stored(llm).items()} == {
+        slug: [tag.slug] for slug, tag in first_by_name.items() if tag is not None
+    }
+    ids = {c.slug: c.pk for c in Category.objects.filter(slug__in=categories)}
+    assert {slug: [tag for tag, _ in tags] for slug, tags in tags_stored(hybrid).items()} == {
+        slug: [t.slug for t in plan.accepted[pk]] + [plan.shortlist[pk][0].slug] for slug, pk in ids.items()
+    }
