@@ -193,7 +193,8 @@ def test_hybrid_never_offers_the_model_a_tag_the_ingredients_rule_out(
 def test_hybrid_removes_a_ruled_out_tag_similarity_was_sure_of_without_losing_its_place(
     llm_settings: Any, openai_server: OpenAIServer, tacos: Recipe
 ) -> None:
-    llm_settings.HYBRID_ACCEPT = 0.0  # similarity is sure of everything: no call
+    # Similarity (zero-shot here) is sure of everything: no call.
+    llm_settings.HYBRID_ACCEPT = llm_settings.HYBRID_ZERO_SHOT_ACCEPT = 0.0
     _require("cuisine", "mexican", "kimchi")
 
     run = run_executed(run_queued(tacos, strategy="hybrid", categories=("cuisine",), k=2))
