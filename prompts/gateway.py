@@ -43,6 +43,7 @@ from openai.types.chat import ChatCompletion
 
 from autotagger.redis import redis_client
 from prompts.models import LLMCall, LLMCallOutcome
+from prompts.rendering import schema_for_strict_mode
 from prompts.sources import (
     CONSTRAINED_MODES,
     LLMCapabilities,
@@ -265,7 +266,8 @@ MIN_ATTEMPT_SECONDS = 1.0
 
 def _response_format(mode: ResponseMode, schema: dict[str, Any] | None, schema_name: str) -> dict[str, Any] | None:
     if mode == ResponseMode.JSON_SCHEMA:
-        return {"type": "json_schema", "json_schema": {"name": schema_name, "strict": True, "schema": schema}}
+        strict = schema_for_strict_mode(schema)
+        return {"type": "json_schema", "json_schema": {"name": schema_name, "strict": True, "schema": strict}}
     if mode == ResponseMode.JSON_OBJECT_SCHEMA:
         return {"type": "json_object", "schema": schema}
     if mode == ResponseMode.JSON_OBJECT:
@@ -575,12 +577,16 @@ def _final_error(source: LLMSourceConfig, attempt: _Attempt, *, attempts: int) -
 # --- The probe ------------------------------------------------------------------------------------
 
 PROBE_PROMPT_VERSION = "probe"
-PROBE_TIMEOUT_SECONDS = 15.0  # per request (or the source's own timeout, if shorter)
-PROBE_BUDGET_SECONDS = 45.0  # for all of them; a probe that runs out stops and changes nothing it did not see
-PROBE_MAX_TOKENS = 32
+# Per request (or the source's own timeout, if shorter): a small local server decoding by a grammar on a busy
+# machine can take this long for the few tokens asked.
+PROBE_TIMEOUT_SECONDS = 30.0
+PROBE_BUDGET_SECONDS = 60.0  # for all of them; a probe that runs out stops and changes nothing it did not see
+# Enough for the schema modes' reply ({"probe": PROBE_WORD}) and a tool call; the json_object and logprobs
+# checks ask for one token.
+PROBE_MAX_TOKENS = 24
 # A value the model has no reason to write unless the decoder holds it to the schema: a reply that has it
 # shows the schema was enforced, not just accepted.
-PROBE_WORD = "kumquat-7"
+PROBE_WORD = "kq7"
 _PROBE_SCHEMA = {
     "type": "object",
     "properties": {"probe": {"type": "string", "enum": [PROBE_WORD]}},
@@ -605,7 +611,7 @@ class LLMProbe:
     source: LLMSourceConfig
     seen: LLMCapabilities
     summary: str
-    finished: bool  # False: the server stopped answering (timeout, connection, busy); nothing was changed
+    finished: bool  # False: it stopped early (timeout, connection, busy, budget); what it saw is kept
     calls: int
 
 
@@ -614,12 +620,13 @@ class _ProbeStopped(Exception):
 
 
 def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) -> LLMProbe:
-    """Find what `source` supports with a few tiny requests: strict json_schema and json_object with a
-    schema (each counted only if the reply obeys a schema the model could not guess), plain json_object,
-    a forced tool call, log-probabilities. Each request is recorded as an `LLMCall` of prompt_version
-    "probe". A refusal or an ignored feature counts as unsupported; another failure leaves that capability
-    as it was. A timeout or connection error stops the probe: nothing is changed and the source counts as
-    never probed. Bounded by PROBE_TIMEOUT_SECONDS per request and PROBE_BUDGET_SECONDS in all (or
+    """Find what `source` supports with a few tiny requests, most important first: strict json_schema and
+    json_object with a schema (each counted only if the reply obeys a schema the model could not guess),
+    plain json_object, log-probabilities, a forced tool call. Each request is recorded as an `LLMCall` of
+    prompt_version "probe". A refusal or an ignored feature counts as unsupported; another failure leaves
+    that capability as it was. A timeout or connection error stops the probe: what it saw until then is
+    kept, the rest stays as it was, and a source that never answered counts as never probed (probed again
+    at its next use). Bounded by PROBE_TIMEOUT_SECONDS per request and PROBE_BUDGET_SECONDS in all (or
     `deadline`, a time.monotonic(), if sooner); it never raises for what the server does.
     """
     budget_end = time.monotonic() + PROBE_BUDGET_SECONDS
@@ -627,10 +634,10 @@ def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) 
     client = _client(source)
     seen = source.capabilities
     notes: list[str] = []
-    calls = 0
+    calls = answered = 0
 
     def ask(label: str, params: dict[str, Any]) -> ChatCompletion | _Attempt:
-        nonlocal calls
+        nonlocal calls, answered
         if _left(deadline) < MIN_ATTEMPT_SECONDS:
             raise _ProbeStopped(f"{label}: no time left")
         request = {
@@ -651,101 +658,121 @@ def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) 
         _record(source, recorded, prompt_version=PROBE_PROMPT_VERSION, run_id=None, number=1, latency_ms=latency_ms)
         if recorded.outcome in (LLMCallOutcome.TIMEOUT, LLMCallOutcome.CONNECTION):
             raise _ProbeStopped(f"{label}: {recorded.outcome} ({recorded.error[:120]})")
+        answered += 1
         return sent
 
-    def schema_mode(label: str, capability: str, response_format: dict[str, Any]) -> None:
-        nonlocal seen
-        sent = ask(
-            label,
-            {
-                "messages": [{"role": "user", "content": "Reply with a JSON object."}],
-                "response_format": response_format,
-            },
-        )
-        if isinstance(sent, _Attempt):
-            verdict = _probe_failure(sent, names=_NAMES_FORMAT)
-        else:
-            reply = _judge_reply(sent)
-            verdict = "enforced" if reply.result == {"probe": PROBE_WORD} else "accepted, not enforced"
-        notes.append(f"{label}: {verdict}")
-        if verdict != "enforced" and not verdict.startswith("inconclusive"):
-            seen = seen.without(capability)
-        elif verdict == "enforced":
-            seen = replace(seen, **{capability: True})
+    def schema_mode(response_format: dict[str, Any]) -> ChatCompletion | _Attempt:
+        messages = [{"role": "user", "content": "Reply with a JSON object."}]
+        return ask(str(response_format["type"]), {"messages": messages, "response_format": response_format})
 
+    def enforced(sent: ChatCompletion | _Attempt) -> tuple[str, bool | None]:
+        if isinstance(sent, _Attempt):
+            return _probe_failure(sent, names=_NAMES_FORMAT)
+        if _judge_reply(sent).result == {"probe": PROBE_WORD}:
+            return "enforced", True
+        return "accepted, not enforced", False
+
+    def accepted(sent: ChatCompletion | _Attempt) -> tuple[str, bool | None]:
+        return _probe_failure(sent, names=_NAMES_FORMAT) if isinstance(sent, _Attempt) else ("accepted", True)
+
+    def logprobs(sent: ChatCompletion | _Attempt) -> tuple[str, bool | None]:
+        if isinstance(sent, _Attempt):
+            return _probe_failure(sent, names=_NAMES_LOGPROBS)
+        choice = sent.choices[0] if sent.choices else None
+        content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
+        return ("returned", True) if content else ("not returned", False)
+
+    def tool_called(sent: ChatCompletion | _Attempt) -> tuple[str, bool | None]:
+        if isinstance(sent, _Attempt):
+            return _probe_failure(sent, names=re.compile(r"tool|function", re.IGNORECASE))
+        made = (sent.choices[0].message.tool_calls or []) if sent.choices else []
+        names = [getattr(getattr(call, "function", None), "name", None) for call in made]
+        return ("called", True) if "record_answer" in names else ("ignored", False)
+
+    checks: list[tuple[str, str, Any, Any]] = [
+        (
+            "json_schema",
+            "json_schema",
+            lambda: schema_mode(
+                {"type": "json_schema", "json_schema": {"name": "probe", "strict": True, "schema": _PROBE_SCHEMA}}
+            ),
+            enforced,
+        ),
+        (
+            "json_object+schema",
+            "json_object_schema",
+            lambda: schema_mode({"type": "json_object", "schema": _PROBE_SCHEMA}),
+            enforced,
+        ),
+        (
+            "json_object",
+            "json_object",
+            # One token shows the mode is accepted (a server decoding free JSON by a grammar is slow per token).
+            lambda: ask(
+                "json_object",
+                {
+                    "messages": [{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
+                    "response_format": {"type": "json_object"},
+                    "max_tokens": 1,
+                },
+            ),
+            accepted,
+        ),
+        (
+            "logprobs",
+            "logprobs",
+            lambda: ask(
+                "logprobs",
+                {"messages": [{"role": "user", "content": "Say ok."}], "logprobs": True, "max_tokens": 1},
+            ),
+            logprobs,
+        ),
+        (
+            "tools",
+            "tools",
+            lambda: ask(
+                "tools",
+                {
+                    "messages": [{"role": "user", "content": "Call record_answer with ok set to true."}],
+                    "tools": [_PROBE_TOOL],
+                    "tool_choice": {"type": "function", "function": {"name": "record_answer"}},
+                },
+            ),
+            tool_called,
+        ),
+    ]
+    stopped = ""
     try:
         _check_spending_cap()
-        schema_mode(
-            "json_schema",
-            "json_schema",
-            {"type": "json_schema", "json_schema": {"name": "probe", "strict": True, "schema": _PROBE_SCHEMA}},
-        )
-        schema_mode("json_object+schema", "json_object_schema", {"type": "json_object", "schema": _PROBE_SCHEMA})
-
-        sent = ask(
-            "json_object",
-            {
-                "messages": [{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
-                "response_format": {"type": "json_object"},
-            },
-        )
-        verdict = _probe_failure(sent, names=_NAMES_FORMAT) if isinstance(sent, _Attempt) else "accepted"
-        notes.append(f"json_object: {verdict}")
-        if not verdict.startswith("inconclusive"):
-            seen = replace(seen, json_object=verdict == "accepted")
-
-        sent = ask(
-            "tools",
-            {
-                "messages": [{"role": "user", "content": "Call record_answer with ok set to true."}],
-                "tools": [_PROBE_TOOL],
-                "tool_choice": {"type": "function", "function": {"name": "record_answer"}},
-            },
-        )
-        if isinstance(sent, _Attempt):
-            verdict = _probe_failure(sent, names=re.compile(r"tool|function", re.IGNORECASE))
-        else:
-            calls_made = (sent.choices[0].message.tool_calls or []) if sent.choices else []
-            names = [getattr(getattr(call, "function", None), "name", None) for call in calls_made]
-            verdict = "called" if "record_answer" in names else "ignored"
-        notes.append(f"tools: {verdict}")
-        if not verdict.startswith("inconclusive"):
-            seen = replace(seen, tools=verdict == "called")
-
-        sent = ask(
-            "logprobs",
-            {"messages": [{"role": "user", "content": "Say ok."}], "logprobs": True, "max_tokens": 4},
-        )
-        if isinstance(sent, _Attempt):
-            verdict = _probe_failure(sent, names=_NAMES_LOGPROBS)
-        else:
-            choice = sent.choices[0] if sent.choices else None
-            content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
-            verdict = "returned" if content else "not returned"
-        notes.append(f"logprobs: {verdict}")
-        if not verdict.startswith("inconclusive"):
-            seen = replace(seen, logprobs=verdict == "returned")
+        for label, capability, request, judge in checks:
+            verdict, supported = judge(request())
+            notes.append(f"{label}: {verdict}")
+            if supported is not None:
+                seen = replace(seen, **{capability: supported})
     except (_ProbeStopped, LLMBusy, LLMUnavailable, LLMSpendingCapReached) as exc:
-        message = exc.message if isinstance(exc, LLMError) else str(exc)
-        summary = "; ".join([*notes, f"stopped, nothing changed: {message}"])
-        logger.warning("Probe of LLM source %s stopped: %s", source.name, message)
+        stopped = exc.message if isinstance(exc, LLMError) else str(exc)
+        logger.warning("Probe of LLM source %s stopped: %s", source.name, stopped)
+
+    if not answered:
+        summary = f"not probed: {stopped}"
         updated = llm_source_probed(source=source, seen=source.capabilities, summary=summary, at=None)
         return LLMProbe(source=updated, seen=seen, summary=summary, finished=False, calls=calls)
-
+    if stopped:
+        notes.append(f"stopped, the rest unchanged: {stopped}")
     summary = "; ".join(notes)
     if source.capabilities_from_staff:
         summary += " (capabilities kept as staff set them)"
     updated = llm_source_probed(source=source, seen=seen, summary=summary, at=timezone.now())
     logger.info("Probed LLM source %s: %s", source.name, summary)
-    return LLMProbe(source=updated, seen=seen, summary=summary, finished=True, calls=calls)
+    return LLMProbe(source=updated, seen=seen, summary=summary, finished=not stopped, calls=calls)
 
 
-def _probe_failure(attempt: _Attempt, *, names: re.Pattern[str]) -> str:
-    """ "refused (...)" for a 4xx, or a 5xx whose message `names` the feature; "inconclusive (...)" for
-    anything else (a server fault says nothing about the feature)."""
-    brief = attempt.error[:100]
+def _probe_failure(attempt: _Attempt, *, names: re.Pattern[str]) -> tuple[str, bool | None]:
+    """("refused (...)", False) for a 4xx, or a 5xx whose message `names` the feature; ("inconclusive (...)",
+    None) for anything else (a server fault says nothing about the feature)."""
+    brief = " ".join(attempt.error.split())[:200]
     if attempt.outcome == LLMCallOutcome.CLIENT_ERROR or (
         attempt.outcome == LLMCallOutcome.SERVER_ERROR and names.search(attempt.error)
     ):
-        return f"refused ({brief})"
-    return f"inconclusive ({attempt.outcome}: {brief})"
+        return f"refused ({brief})", False
+    return f"inconclusive ({attempt.outcome}: {brief})", None

@@ -228,11 +228,14 @@ def _allowed(category: CategoryChoice) -> list[str]:
 
 
 def reply_schema(*, categories: Sequence[CategoryChoice]) -> dict[str, Any]:
-    """Strict JSON schema for the reply.
+    """JSON schema for the reply.
 
-    No `maxItems`, and no `minimum`/`maximum` on the confidence: strict-mode providers reject them, so k
-    and the range are enforced by `reply_validate`. A category without tags cannot be expressed (an empty
-    enum is invalid); callers leave such categories out.
+    Each category's array has `maxItems` k and each reason `maxLength` REASON_MAX_CHARS: a server that
+    decodes by a grammar (llama.cpp) then cannot ramble, which a small model otherwise does, slowly. Strict
+    mode rejects those keywords, so the gateway drops them there (`schema_for_strict_mode`); k and the
+    lengths are enforced by `reply_validate` anyway. No `minimum`/`maximum` on the confidence, for the
+    same reason: it is clamped instead. A category without tags cannot be expressed (an empty enum is
+    invalid); callers leave such categories out.
     """
     properties: dict[str, Any] = {}
     for category in categories:
@@ -241,11 +244,12 @@ def reply_schema(*, categories: Sequence[CategoryChoice]) -> dict[str, Any]:
             raise ValueError(f"Category {category.slug!r} has no tags to choose from")
         properties[category.slug] = {
             "type": "array",
+            "maxItems": max(category.k, 0),
             "items": {
                 "type": "object",
                 "properties": {
                     "tag": {"type": "string", "enum": allowed},
-                    "reason": {"type": "string"},
+                    "reason": {"type": "string", "maxLength": REASON_MAX_CHARS},
                     "confidence": {"type": "number"},
                 },
                 "required": ["tag", "reason", "confidence"],
@@ -258,6 +262,30 @@ def reply_schema(*, categories: Sequence[CategoryChoice]) -> dict[str, Any]:
         "required": [c.slug for c in categories],
         "additionalProperties": False,
     }
+
+
+# Keywords strict-mode providers refuse (OpenAI's structured outputs, for one).
+STRICT_MODE_UNSUPPORTED = frozenset({"maxItems", "minItems", "maxLength", "minLength"})
+
+
+def schema_for_strict_mode(schema: Any) -> Any:
+    """`schema` without the keywords strict mode refuses (STRICT_MODE_UNSUPPORTED), at any depth. An enum's
+    values and a "properties" map's keys are data, never keywords, and are kept as they are."""
+    if isinstance(schema, list):
+        return [schema_for_strict_mode(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in STRICT_MODE_UNSUPPORTED:
+            continue
+        if key == "enum":
+            kept[key] = value
+        elif key == "properties" and isinstance(value, dict):
+            kept[key] = {name: schema_for_strict_mode(spec) for name, spec in value.items()}
+        else:
+            kept[key] = schema_for_strict_mode(value)
+    return kept
 
 
 def schema_within_limits(

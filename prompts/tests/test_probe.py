@@ -38,8 +38,8 @@ def script_llama_cpp(server: OpenAIServer) -> None:
     server.reply_status(500, LLAMA_CPP_REFUSAL)
     server.reply_json({"probe": PROBE_WORD}, logprobs=False)
     server.reply_json({"ok": True}, logprobs=False)
-    reply_tool_call(server, "record_answer")
     server.reply_text("ok", logprobs=True)
+    reply_tool_call(server, "record_answer")
 
 
 def test_it_finds_what_a_llama_cpp_like_server_supports_and_records_it_on_the_row(
@@ -65,7 +65,7 @@ def test_it_finds_what_a_llama_cpp_like_server_supports_and_records_it_on_the_ro
         row.supports_logprobs,
     ) == (False, True, True, True, True)
     assert row.probe_summary.startswith(f"json_schema: refused (HTTP 500: {LLAMA_CPP_REFUSAL})")
-    assert "json_object+schema: enforced; json_object: accepted; tools: called; logprobs: returned" in (
+    assert "json_object+schema: enforced; json_object: accepted; logprobs: returned; tools: called" in (
         row.probe_summary
     )
     assert probe.source.capabilities == probe.seen
@@ -79,13 +79,13 @@ def test_every_probe_request_is_tiny_and_in_the_ledger(llm_settings: Any, openai
     llm_source_probe(source=llm_source_get(name="openrouter"))
 
     requests = openai_server.requests
-    assert [r.get("max_tokens") for r in requests] == [PROBE_MAX_TOKENS] * 4 + [4]
+    assert [r.get("max_tokens") for r in requests] == [PROBE_MAX_TOKENS, PROBE_MAX_TOKENS, 1, 1, PROBE_MAX_TOKENS]
     assert requests[0]["response_format"]["type"] == "json_schema"
     assert requests[1]["response_format"]["type"] == "json_object"
     assert PROBE_WORD in str(requests[1]["response_format"]["schema"])
     assert all(PROBE_WORD not in str(r["messages"]) for r in requests)  # only the decoder can write it
-    assert requests[3]["tool_choice"] == {"type": "function", "function": {"name": "record_answer"}}
-    assert requests[4]["logprobs"] is True
+    assert requests[3]["logprobs"] is True
+    assert requests[4]["tool_choice"] == {"type": "function", "function": {"name": "record_answer"}}
     calls = list(LLMCall.objects.order_by("id").values_list("prompt_version", "source", "input_tokens"))
     assert calls == [("probe", "openrouter", 0)] + [("probe", "openrouter", 100)] * 4  # a refusal has no usage
     assert outcomes() == ["server_error", "ok", "ok", "ok", "ok"]
@@ -96,7 +96,7 @@ def test_a_schema_the_server_accepts_but_ignores_counts_as_unsupported(
 ) -> None:
     db_source(openai_server, probed_at=None)
     openai_server.reply_json({"ok": True}).reply_json({"probe": PROBE_WORD}).reply_json({"ok": True})
-    openai_server.reply_json({"ok": True}).reply_text("ok", logprobs=False)
+    openai_server.reply_text("ok", logprobs=False).reply_json({"ok": True})
 
     probe = llm_source_probe(source=llm_source_get(name="openrouter"))
 
@@ -112,7 +112,7 @@ def test_a_server_fault_leaves_that_capability_as_it_was(llm_settings: Any, open
     db_source(openai_server, probed_at=None, supports_json_schema=True)
     openai_server.reply_status(503, "overloaded")
     openai_server.reply_json({"probe": PROBE_WORD}).reply_json({"ok": True})
-    openai_server.reply_status(400, "tools are not supported").reply_text("ok", logprobs=True)
+    openai_server.reply_text("ok", logprobs=True).reply_status(400, "tools are not supported")
 
     probe = llm_source_probe(source=llm_source_get(name="openrouter"))
 
@@ -139,7 +139,25 @@ def test_a_server_that_does_not_answer_stops_the_probe_quickly_and_changes_nothi
     row.refresh_from_db()
     assert row.probed_at is None  # probed again at its next use
     assert row.supports_json_schema is True
-    assert row.probe_summary.startswith("stopped, nothing changed: json_schema: timeout")
+    assert row.probe_summary.startswith("not probed: json_schema: timeout")
+
+
+def test_a_probe_cut_short_keeps_what_it_saw_and_leaves_the_rest(
+    llm_settings: Any, openai_server: OpenAIServer
+) -> None:
+    row = db_source(openai_server, probed_at=None, timeout_seconds=0.3, supports_tools=True)
+    openai_server.reply_status(500, LLAMA_CPP_REFUSAL).reply_json({"probe": PROBE_WORD})
+    openai_server.reply_json({"ok": True}).reply_text("ok", logprobs=False).reply_delay(5.0)
+
+    probe = llm_source_probe(source=llm_source_get(name="openrouter"))
+
+    assert probe.finished is False
+    assert probe.calls == 5
+    row.refresh_from_db()
+    assert row.probed_at is not None
+    assert (row.supports_json_schema, row.supports_json_object_schema, row.supports_logprobs) == (False, True, False)
+    assert row.supports_tools is True  # not seen: as it was
+    assert row.probe_summary.endswith("stopped, the rest unchanged: tools: timeout (Request timed out.)")
 
 
 def test_capabilities_staff_set_are_kept_while_the_probe_records_what_it_saw(

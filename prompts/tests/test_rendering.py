@@ -19,6 +19,7 @@ from prompts.rendering import (
     reply_schema,
     reply_scores,
     reply_validate,
+    schema_for_strict_mode,
     schema_within_limits,
 )
 
@@ -156,12 +157,13 @@ def test_an_injected_recipe_still_yields_only_allowed_slugs() -> None:
         assert set(validated.tags[category.slug]) <= allowed
 
 
-def item(slugs: list[str]) -> dict[str, object]:
+def item(slugs: list[str], *, strict: bool = False) -> dict[str, object]:
+    reason: dict[str, object] = {"type": "string"} if strict else {"type": "string", "maxLength": REASON_MAX_CHARS}
     return {
         "type": "object",
         "properties": {
             "tag": {"type": "string", "enum": slugs},
-            "reason": {"type": "string"},
+            "reason": reason,
             "confidence": {"type": "number"},
         },
         "required": ["tag", "reason", "confidence"],
@@ -169,19 +171,35 @@ def item(slugs: list[str]) -> dict[str, object]:
     }
 
 
-def test_the_schema_allows_exactly_each_categorys_slugs() -> None:
+def test_the_schema_allows_exactly_each_categorys_slugs_at_most_k_of_them() -> None:
     schema = reply_schema(categories=CATEGORIES)
 
     assert schema == {
         "type": "object",
         "properties": {
-            "cuisine": {"type": "array", "items": item(["italian", "mexican", "japanese"])},
-            "diet": {"type": "array", "items": item(["vegan", "vegetarian"])},
+            "cuisine": {"type": "array", "maxItems": 2, "items": item(["italian", "mexican", "japanese"])},
+            "diet": {"type": "array", "maxItems": 1, "items": item(["vegan", "vegetarian"])},
         },
         "required": ["cuisine", "diet"],
         "additionalProperties": False,
     }
-    assert "maxItems" not in json.dumps(schema)
+
+
+def test_the_strict_mode_schema_has_no_length_or_count_bounds() -> None:
+    bounded = CategoryChoice(slug="maxLength", name="", description="", k=1, tags=CUISINE.tags)
+
+    strict = schema_for_strict_mode(reply_schema(categories=[CUISINE, bounded]))
+
+    assert strict == {
+        "type": "object",
+        "properties": {
+            "cuisine": {"type": "array", "items": item(["italian", "mexican", "japanese"], strict=True)},
+            "maxLength": {"type": "array", "items": item(["italian", "mexican", "japanese"], strict=True)},
+        },
+        "required": ["cuisine", "maxLength"],
+        "additionalProperties": False,
+    }
+    assert "maxItems" not in json.dumps(strict)
 
 
 def test_the_schema_rejects_a_category_without_tags() -> None:
