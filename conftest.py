@@ -19,6 +19,7 @@ from pgvector import Vector
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from prompts.tests.llama_server import LlamaServer, LlamaServerUnavailable
 from prompts.tests.openai_server import OpenAIServer
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -194,6 +195,18 @@ def staff_browser(client: Client, staff: Any) -> Client:
 @pytest.fixture
 def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """A real llama.cpp server with Gemma 3 270M (prompts/tests/llama_server.py), started once per run and
+    stopped with its whole process group. When it cannot start, the tests using it fail and say why."""
+    try:
+        server = LlamaServer.start()
+    except LlamaServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
 
