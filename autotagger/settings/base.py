@@ -226,13 +226,13 @@ LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
 # taken without the LLM; the LLM chooses among a shortlist sized for recall: best first until the
 # probabilities left out sum to at most MISS_SHARE of the category's, or the next is under FLOOR; at least
 # SHORTLIST_MIN tags, at most SHORTLIST_MAX_PER_K per open slot of k. Zero-shot scores are no probabilities:
-# their best ZERO_SHOT_PER_K per open slot are offered.
+# their best ZERO_SHOT_PER_K per open slot are offered. Tuned on the shared datasets (README, "Hybrid").
 HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.95)
-HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.03)
+HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.05)
 HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.01)
 HYBRID_SHORTLIST_MIN = env.int("HYBRID_SHORTLIST_MIN", default=2)
-HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=4.0)
-HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=5.0)
+HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=6.0)
+HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=8.0)
 # A zero-shot score is no probability: it is taken without the LLM only at or above this (default: never).
 HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
