@@ -232,7 +232,7 @@ HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.95)
 HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.05)
 HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.0)
 HYBRID_SHORTLIST_MIN = env.int("HYBRID_SHORTLIST_MIN", default=2)
-HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=6.0)
+HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=8.0)
 HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=8.0)
 # A zero-shot score is no probability: it is taken without the LLM only at or above this (default: never).
 HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
