@@ -2,16 +2,17 @@
 
 Per category, best first, after the tags the recipe's ingredients rule out (never offered):
 - **accepted** without the LLM: tags whose calibrated probability is at least HYBRID_ACCEPT (nearly
-  certain), at most k;
+  certain), at most k; a zero-shot guess only at HYBRID_ZERO_SHOT_ACCEPT (by default never);
 - **shortlisted** for the LLM, for the slots the accepted tags left: sized for recall. Where the scores
   are calibrated probabilities (a learned category: see tagging.calibration), their sum over the tags not
   offered is the expected number of gold tags the model never sees, so tags are added best first until
   that sum is at most HYBRID_MISS_SHARE of the category's expected gold tags, or the next tag's probability
-  is under HYBRID_FLOOR; never fewer than HYBRID_SHORTLIST_MIN tags, never more than HYBRID_SHORTLIST_MAX_PER_K
-  per slot of k. A confident category gets a short list, an unsure one a long one. Zero-shot scores
-  (no labels for the category, or a tag added since the last fit) are not probabilities and say little
-  about how much is left out, so those tags are offered generously: the best HYBRID_ZERO_SHOT_PER_K per
-  slot of k.
+  is under HYBRID_FLOOR (none by default); never fewer than HYBRID_SHORTLIST_MIN tags, never more than
+  HYBRID_SHORTLIST_MAX_PER_K per slot of k. A confident category gets a short list, an unsure one a long
+  one (the defaults were tuned against an oracle on the shared datasets: bench/llm_quality.py). Zero-shot
+  scores (no labels for the category, or a tag added since the last fit) are not probabilities and say
+  little about how much is left out, so those tags are offered generously: the best HYBRID_ZERO_SHOT_PER_K
+  per slot of k.
 - the rest is dropped.
 
 A category with nothing to shortlist (or no slot left) makes no call, and a recipe whose categories are
