@@ -189,9 +189,13 @@ def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
                 name=f"bench-{name}", defaults={"base_url": server.url, "model": f"{name}-model", "timeout_seconds": 30}
             )
             for strategy in ("llm", "hybrid"):
+                server.part_tokens.clear()
                 results[(name, strategy)] = evaluation(
                     content=held_out, name=f"{dataset.name}-held-out", strategy=strategy, source=f"bench-{name}"
                 )
+                if name == "oracle":
+                    parts = ", ".join(f"{part} {n / len(sample):.0f}" for part, n in server.part_tokens.items())
+                    say(f"  {strategy} prompt tokens per recipe by part (oracle): {parts}")
     say(f"Evaluated {len(sample)} recipes 4 times; {time.perf_counter() - started:.0f}s on this dataset")
     for name in ("oracle", "careless"):
         llm, hybrid = results[(name, "llm")], results[(name, "hybrid")]

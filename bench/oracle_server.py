@@ -25,7 +25,7 @@ from typing import Any
 
 RECIPE = re.compile(r"<recipe>\n(?P<body>.*?)\n</recipe>", re.DOTALL)
 CATEGORY_HEADER = re.compile(r'^Category "(?P<slug>[^"]+)" \(.*; at most (?P<k>\d+)\)')
-TAG_LINE = re.compile(r"^- (?P<slug>\S+) — ")
+TAG_LINE = re.compile(r"^- (?P<slug>\S+)(?: — |$)")
 SPACES = re.compile(r"\s+")
 
 # Category slug -> allowed tag slugs, in the order the request lists them.
@@ -188,6 +188,18 @@ def reply_content(chosen: Mapping[str, Sequence[str]], allowed: Allowed) -> dict
     }
 
 
+def prompt_parts(messages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """A tagging prompt cut into its parts: the system message, the tag listing (with the answer keys), the
+    few-shot examples, and the fenced recipe with the closing request."""
+    system = "\n".join(str(m["content"]) for m in messages if m.get("role") == "system")
+    user = "\n".join(str(m["content"]) for m in messages if m.get("role") == "user")
+    head, fence, recipe = user.partition("<recipe>\n")
+    if not fence:
+        return {"system": system, "other": user}
+    listing, marker, examples = head.partition("Examples of recipes tagged by people")
+    return {"system": system, "tag listing": listing, "examples": marker + examples, "recipe": fence + recipe}
+
+
 class TaggingServer:
     """An OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 that answers with `answer`. `requests` counts
     the requests served, `prompt_tokens` the prompt tokens it reported."""
@@ -198,6 +210,8 @@ class TaggingServer:
         self.model = model
         self.requests = 0
         self.prompt_tokens = 0
+        # Prompt tokens by part of the prompt (prompt_parts): what a strategy spends them on.
+        self.part_tokens: dict[str, int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -232,9 +246,12 @@ class TaggingServer:
             content = simplest_instance(schema) if schema is not None else {}
         text = json.dumps(content)
         prompt_tokens = sum(self.count_tokens(t) for t in texts)
+        parts = {name: self.count_tokens(text) for name, text in prompt_parts(messages).items()}
         with self._lock:
             self.requests += 1
             self.prompt_tokens += prompt_tokens
+            for name, tokens in parts.items():
+                self.part_tokens[name] = self.part_tokens.get(name, 0) + tokens
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         finish = "stop"
         tool = _forced_tool(request)

@@ -55,6 +55,7 @@ REASON_MAX_CHARS = 80
 # Anything that could read as a fence marker, including sloppy variants (`< / Recipe >`, no `>`).
 _MARKER = re.compile(r"<\s*/?\s*(?:recipe|example)\b[^<>]*>?", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 SYSTEM_PROMPT = (
     "You tag recipes with tags from a fixed taxonomy.\n"
@@ -157,12 +158,21 @@ def _recipe_block(recipe: RecipeText) -> str:
     return _neutralise("\n".join(lines))
 
 
-def _category_block(category: CategoryChoice) -> str:
+def _spelled_by_slug(name: str, slug: str) -> bool:
+    """Whether a tag's name says nothing its slug does not ("Main course" for main-course)."""
+    return _NON_WORD.sub("", name.lower()) == _NON_WORD.sub("", slug.lower())
+
+
+def _category_block(category: CategoryChoice, *, brief: bool) -> str:
     header = f'Category "{category.slug}" ({_one_line(category.name, DESCRIPTION_MAX_CHARS)}; at most {category.k})'
     description = _one_line(category.description, DESCRIPTION_MAX_CHARS)
     lines = [f"{header}: {description}" if description else header]
     for tag in category.tags:
-        line = f"- {tag.slug} — {_one_line(tag.name, DESCRIPTION_MAX_CHARS)}"
+        name = _one_line(tag.name, DESCRIPTION_MAX_CHARS)
+        if brief:
+            lines.append(f"- {tag.slug}" if _spelled_by_slug(name, tag.slug) else f"- {tag.slug} — {name}")
+            continue
+        line = f"- {tag.slug} — {name}"
         tag_description = _one_line(tag.description, DESCRIPTION_MAX_CHARS)
         lines.append(f"{line}: {tag_description}" if tag_description else line)
     return "\n".join(lines)
@@ -203,17 +213,28 @@ def _examples_blocks(examples: Sequence[FewShotExample], categories: Sequence[Ca
 
 
 def prompt_messages(
-    *, recipe: RecipeText, categories: Sequence[CategoryChoice], examples: Sequence[FewShotExample] = ()
+    *,
+    recipe: RecipeText,
+    categories: Sequence[CategoryChoice],
+    examples: Sequence[FewShotExample] = (),
+    brief_tags: bool = False,
 ) -> tuple[str, str]:
     """(system, user) messages asking for at most k allowed slugs per category for `recipe`, showing the
-    `examples` (labelled recipes, most useful first) that fit in FEW_SHOT_MAX_CHARS."""
+    `examples` (labelled recipes, most useful first) that fit in FEW_SHOT_MAX_CHARS. `brief_tags` lists
+    each tag by its slug alone (and its name where the slug does not spell it), without descriptions: for
+    a shortlist of tags already found plausible, where the descriptions would be most of the prompt."""
     keys = ", ".join(f'"{c.slug}"' for c in categories)
     shown = _examples_blocks(examples, categories)
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
+    listing = (
+        "Allowed tags per category, as `slug` or `slug — name`:"
+        if brief_tags
+        else "Allowed tags per category, as `slug — name: description`:"
+    )
     user = "\n\n".join(
         [
-            "Allowed tags per category, as `slug — name: description`:",
-            *(_category_block(c) for c in categories),
+            listing,
+            *(_category_block(c, brief=brief_tags) for c in categories),
             f"Answer keys: {keys}.",
             *intro,
             f"{RECIPE_OPEN}\n{_recipe_block(recipe)}\n{RECIPE_CLOSE}",

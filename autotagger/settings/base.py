@@ -236,6 +236,12 @@ HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=8.0
 HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=8.0)
 # A zero-shot score is no probability: it is taken without the LLM only at or above this (default: never).
 HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
+# The shortlist is offered as slugs (and names the slugs do not spell), without descriptions: the similarity
+# tagger has already found every one of them plausible, and descriptions would be most of the prompt.
+HYBRID_BRIEF_TAGS = env.bool("HYBRID_BRIEF_TAGS", default=True)
+# Labelled recipes shown to the model by the hybrid strategy. None by default: its shortlist already carries
+# what the labelled neighbours teach, and on the shared datasets the examples were a quarter of its prompt.
+HYBRID_FEW_SHOT_EXAMPLES = env.int("HYBRID_FEW_SHOT_EXAMPLES", default=0)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
 # longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
 TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)

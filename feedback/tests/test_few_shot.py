@@ -122,3 +122,30 @@ def test_the_llm_prompt_shows_neighbours_as_examples_but_never_the_recipe_itself
     assert prompt.count(EXAMPLE_OPEN) == 3
     assert prompt.count(f"Title: {recipe.title}") == 1, "the recipe appears once: as the recipe to tag"
     assert prompt.index(EXAMPLE_OPEN) < prompt.index(f"Title: {recipe.title}")
+
+
+def test_the_hybrid_prompt_shows_no_examples_by_default(
+    fitted: Category, llm_settings: Any, openai_server: OpenAIServer, settings: Any
+) -> None:
+    settings.HYBRID_ACCEPT = 1.01  # nothing taken without the model, so the category is asked
+    recipe = Recipe.objects.get(title=KIDS[1][0])
+    openai_server.reply_json({"family_verdict": [{"tag": "kids", "reason": "cheese", "confidence": 0.9}]})
+
+    run = run_executed(run_queued(recipe, strategy="hybrid", categories=("family_verdict",), k=1))
+
+    assert run.stats["few_shot_examples"] == 0
+    assert EXAMPLE_OPEN not in user_prompt(openai_server.requests[0])
+
+
+def test_the_hybrid_prompt_shows_as_many_examples_as_its_setting_asks(
+    fitted: Category, llm_settings: Any, openai_server: OpenAIServer, settings: Any
+) -> None:
+    settings.HYBRID_ACCEPT = 1.01
+    settings.HYBRID_FEW_SHOT_EXAMPLES = 2
+    recipe = Recipe.objects.get(title=KIDS[1][0])
+    openai_server.reply_json({"family_verdict": [{"tag": "kids", "reason": "cheese", "confidence": 0.9}]})
+
+    run = run_executed(run_queued(recipe, strategy="hybrid", categories=("family_verdict",), k=1))
+
+    assert run.stats["few_shot_examples"] == 2
+    assert user_prompt(openai_server.requests[0]).count(EXAMPLE_OPEN) == 2

@@ -66,7 +66,18 @@ def llm_cache_key(
         "threshold": config.threshold,
         # The few-shot examples (both strategies) and hybrid's shortlist come from what the tagger learned.
         "state": TaggerState.objects.filter(active=True).values_list("id", flat=True).first(),
-        "hybrid": [settings.HYBRID_ACCEPT, settings.HYBRID_FLOOR, embedding_model_name()]
+        "hybrid": [
+            settings.HYBRID_ACCEPT,
+            settings.HYBRID_ZERO_SHOT_ACCEPT,
+            settings.HYBRID_MISS_SHARE,
+            settings.HYBRID_FLOOR,
+            settings.HYBRID_SHORTLIST_MIN,
+            settings.HYBRID_SHORTLIST_MAX_PER_K,
+            settings.HYBRID_ZERO_SHOT_PER_K,
+            settings.HYBRID_FEW_SHOT_EXAMPLES,
+            settings.HYBRID_BRIEF_TAGS,
+            embedding_model_name(),
+        ]
         if config.strategy == Strategy.HYBRID
         else None,
     }
@@ -136,6 +147,7 @@ def text_tag_with_llm(
             category_slugs=[r.category.slug for r in requests],
             exclude_recipe_id=exclude_recipe_id,
             exclude_content_hash=content_hash,
+            limit=int(settings.HYBRID_FEW_SHOT_EXAMPLES) if strategy == Strategy.HYBRID else None,
         )
     if strategy == Strategy.HYBRID:
         if embedding is None:

@@ -203,6 +203,7 @@ class HybridTagger:
                 run_id=run_id,
                 slots=slots,
                 examples=self.examples,
+                brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
             )
             stats = HybridStats.of(llm_stats)
         output = TaggerOutput()

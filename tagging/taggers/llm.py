@@ -102,14 +102,15 @@ def llm_pick(
     run_id: int | None,
     slots: dict[int, int] | None = None,
     examples: Sequence[FewShotExample] = (),
+    brief_tags: bool = False,
 ) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
     """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
-    recipes with their tags). Raises LLMError."""
+    recipes with their tags), the tags listed without descriptions when `brief_tags`. Raises LLMError."""
     choices = category_choices(requests, tags, slots)
     stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
     if not choices:
         return {}, stats
-    system, user = prompt_messages(recipe=recipe, categories=choices, examples=examples)
+    system, user = prompt_messages(recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags)
     schema = reply_schema(categories=choices)
     strict = source.supports_json_schema and schema_within_limits(schema)
     result = chat_json(
