@@ -112,17 +112,24 @@ def recipe_is_gold_labelled(*, recipe: Recipe) -> bool:
     )
 
 
-def recipes_list(
-    *, user: User | None, tag_slug: str | None = None, category_slug: str | None = None
+def _with_latest_run(
+    recipes: QuerySet[Recipe], *, tag_slug: str | None, category_slug: str | None = None
 ) -> QuerySet[Recipe]:
-    """Recipes `user` may read, newest first; with `tag_slug`, only those whose latest successful run
-    assigned that tag."""
-    recipes = recipes_visible(user=user).annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
+    recipes = recipes.annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
     if tag_slug:
         assignments = TagAssignment.objects.filter(run_id=OuterRef("latest_run_id"), tag__slug=tag_slug)
         if category_slug:
             assignments = assignments.filter(tag__category__slug=category_slug)
         recipes = recipes.filter(Exists(assignments))
+    return recipes
+
+
+def recipes_list(
+    *, user: User | None, tag_slug: str | None = None, category_slug: str | None = None
+) -> QuerySet[Recipe]:
+    """Recipes `user` may read, newest first; with `tag_slug`, only those whose latest successful run
+    assigned that tag."""
+    recipes = _with_latest_run(recipes_visible(user=user), tag_slug=tag_slug, category_slug=category_slug)
     return recipes.order_by("-created_at", "-id")
 
 
@@ -220,8 +227,8 @@ def recipes_for_job(
         recipes = recipes_changeable(user=user).filter(pk__in=list(recipe_ids))
     else:
         filters = filters or {}
-        recipes = recipes_list(user=user, tag_slug=str(filters["tag"]) if filters.get("tag") else None).filter(
-            pk__in=recipes_changeable(user=user).values("pk")
+        recipes = _with_latest_run(
+            recipes_changeable(user=user), tag_slug=str(filters["tag"]) if filters.get("tag") else None
         )
         if filters.get("source"):
             recipes = recipes.filter(source=filters["source"])
