@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,10 +153,30 @@ def staff(django_user_model: Any) -> Any:
     )
 
 
+def reviewers_group() -> Any:
+    """The "reviewers" group as its migration (tagging 0010_reviewers_group) makes it; made again here after a
+    transactional test emptied the database."""
+    from django.contrib.auth.models import Group, Permission
+
+    from autotagger.permissions import REVIEWERS_GROUP
+
+    group, created = Group.objects.get_or_create(name=REVIEWERS_GROUP)
+    if created:
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="tagging",
+                codename__in=["view_recipe", "view_taggingrun", "view_taggingjob", "view_tagassignment"],
+            )
+        )
+    return group
+
+
 @pytest.fixture
 def reviewer(django_user_model: Any) -> Any:
-    """A person who signs in to review tags, without staff rights."""
-    return django_user_model.objects.create_user(username="reviewer", password="reviewer-password")
+    """A person who signs in to review tags: in the reviewers group, without staff rights."""
+    user = django_user_model.objects.create_user(username="reviewer", password="reviewer-password")
+    user.groups.add(reviewers_group())
+    return user
 
 
 @pytest.fixture
@@ -170,12 +190,23 @@ def anonymous() -> APIClient:
 
 
 @pytest.fixture
-def token_client(api_client_user: Any) -> APIClient:
+def api_client_for(db: None) -> Callable[[Any], APIClient]:
+    """Makes an API client that calls as `user` with a token staff issued to them (the one place that knows how
+    tokens are made)."""
+
+    def make(user: Any) -> APIClient:
+        token = Token.objects.create(user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def token_client(api_client_user: Any, api_client_for: Callable[[Any], APIClient]) -> APIClient:
     """An app calling the API with a token that staff issued."""
-    token = Token.objects.create(user=api_client_user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return api_client_for(api_client_user)
 
 
 @pytest.fixture

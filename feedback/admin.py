@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
+from autotagger.permissions import can_import_recipes
 from autotagger.uploads import json_upload_load
 from feedback.models import EvaluationRun, GoldLabel
 from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
@@ -22,13 +23,6 @@ from feedback.services.imports import ImportConfigError, ImportReport, recipes_i
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
 MAPPING_MAX_BYTES = 1024 * 1024
 ERRORS_SHOWN = 50
-IMPORT_PERMISSIONS = (
-    "feedback.add_goldlabel",
-    "feedback.delete_goldlabel",
-    "tagging.add_recipe",
-    "tagging.change_recipe",
-)
-TAXONOMY_PERMISSIONS = ("taxonomy.add_category", "taxonomy.add_tag")
 
 
 class RecipeImportForm(forms.Form):
@@ -109,11 +103,11 @@ class GoldLabelAdmin(admin.ModelAdmin):
         return custom + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_import_recipes": request.user.has_perms(IMPORT_PERMISSIONS)}
+        extra_context = {**(extra_context or {}), "can_import_recipes": can_import_recipes(request.user)}
         return super().changelist_view(request, extra_context=extra_context)
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perms(IMPORT_PERMISSIONS):
+        if not can_import_recipes(request.user):
             raise PermissionDenied
         report: ImportReport | None = None
         source = ""
@@ -122,7 +116,7 @@ class GoldLabelAdmin(admin.ModelAdmin):
             if (
                 form.is_valid()
                 and form.cleaned_data["create_taxonomy"]
-                and not request.user.has_perms(TAXONOMY_PERMISSIONS)
+                and not can_import_recipes(request.user, create_taxonomy=True)
             ):
                 form.add_error("create_taxonomy", "You may not add categories and tags.")
             if form.is_valid():

@@ -16,8 +16,9 @@ class GoldLabelSource(models.TextChoices):
 class GoldLabel(models.Model):
     """A tag a person says a recipe has: what the learned tagger is fitted on and scored against."""
 
-    # No index of its own: the (recipe, tag) unique constraint's index starts with recipe.
-    recipe = models.ForeignKey("tagging.Recipe", on_delete=models.CASCADE, related_name="gold_labels", db_index=False)
+    # No index of its own: the (recipe, tag) unique constraint's index starts with recipe. PROTECT: deleting a
+    # recipe never takes staff's labels with it; the labels have to go first (by importing again).
+    recipe = models.ForeignKey("tagging.Recipe", on_delete=models.PROTECT, related_name="gold_labels", db_index=False)
     # Indexed by the named index in Meta rather than by the foreign key's unnamed one.
     tag = models.ForeignKey("taxonomy.Tag", on_delete=models.CASCADE, related_name="gold_labels", db_index=False)
     source = models.CharField(max_length=20, choices=GoldLabelSource.choices)

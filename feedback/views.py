@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from autotagger.permissions import is_staff
 from feedback.dispatch import evaluation_job_enqueue
 from feedback.evaluation.datasets import DatasetError
 from feedback.evaluation.errors import EvaluationError
@@ -54,7 +55,7 @@ def staff_required(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_staff:
+        if not is_staff(request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
 

@@ -32,12 +32,13 @@ class IngredientsField(SimpleArrayField):
 
 @admin.register(Recipe)
 class RecipeAdmin(admin.ModelAdmin):
-    list_display = ("title", "source", "external_id", "created_at")
+    list_display = ("title", "source", "external_id", "created_by", "created_at")
     list_filter = ("source",)
+    list_select_related = ("created_by",)
     search_fields = ("title", "external_id")
     ordering = ("-created_at", "-id")
     exclude = ("embedding",)
-    readonly_fields = ("content_hash", "embedding_model", "created_at", "updated_at")
+    readonly_fields = ("content_hash", "embedding_model", "created_by", "created_at", "updated_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Recipe]:
         return super().get_queryset(request).defer("embedding")
@@ -50,7 +51,11 @@ class RecipeAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Recipe, form: ModelForm, change: bool) -> None:
         # Through the service, so the content hash follows the text and a stale embedding is dropped.
         changed = form.changed_data if change else RECIPE_CONTENT_FIELDS
-        recipe_update(recipe=obj, data={name: form.cleaned_data[name] for name in changed if name in form.cleaned_data})
+        recipe_update(
+            recipe=obj,
+            data={name: form.cleaned_data[name] for name in changed if name in form.cleaned_data},
+            actor=request.user,
+        )
 
 
 class TagAssignmentInline(admin.TabularInline):

@@ -71,7 +71,12 @@ def recipe_tag_adhoc(
     """Tag an ad-hoc recipe; the recipe is stored with its run. A config that cannot be served stores
     nothing. Strategies that use the LLM run on the worker (see recipe_tag_request)."""
     recipe = recipe_build(
-        title=title, ingredients=ingredients, instructions=instructions, external_id=None, source="api"
+        title=title,
+        ingredients=ingredients,
+        instructions=instructions,
+        external_id=None,
+        source="api",
+        created_by=user,
     )
     if config.uses_llm:
         tagging_config_validate(config=config)
@@ -123,11 +128,12 @@ def recipes_tag_job(
     user: AbstractBaseUser | AnonymousUser | None = None,
 ) -> TaggingJob:
     """Tag many recipes on the worker: a job with one queued run per recipe, chosen by id or by filter
-    (source, tag slug, untagged). Nothing is created if the selection or config is invalid."""
+    (source, tag slug, untagged) among those `user` may tag (an id of any other is reported missing).
+    Nothing is created if the selection or config is invalid."""
     requests = category_requests(config=config)
     if (recipe_ids is None) == (filters is None):
         raise InvalidJob("Give either recipe_ids or filter.", details={"recipe_ids": recipe_ids, "filter": filters})
-    recipes = recipes_for_job(recipe_ids=recipe_ids, filters=filters, limit=MAX_JOB_RECIPES + 1)
+    recipes = recipes_for_job(recipe_ids=recipe_ids, filters=filters, limit=MAX_JOB_RECIPES + 1, user=user)
     if recipe_ids is not None:
         missing = sorted(set(recipe_ids) - {r.pk for r in recipes})
         if missing:

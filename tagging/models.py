@@ -32,6 +32,10 @@ class Recipe(models.Model):
     content_hash = models.CharField(max_length=64, db_index=True, editable=False)
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True, editable=False)
     embedding_model = models.CharField(max_length=200, blank=True, editable=False)
+    # The API client that created it; NULL for imported datasets and recipes stored before owners were kept.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

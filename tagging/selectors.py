@@ -4,9 +4,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import PROTECT, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from pgvector.django import CosineDistance
 
+from autotagger.permissions import (
+    User,
+    can_change_all_recipes,
+    can_read_all_jobs,
+    can_read_all_recipes,
+    can_read_all_runs,
+    is_signed_in,
+)
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingJob, TaggingRun, TrainingExample
 from taxonomy.models import Category, Tag
 
@@ -69,14 +77,59 @@ def _latest_succeeded_run_id() -> Subquery:
     )
 
 
-def recipes_list(*, tag_slug: str | None = None, category_slug: str | None = None) -> QuerySet[Recipe]:
-    """Recipes, newest first; with `tag_slug`, only those whose latest successful run assigned that tag."""
-    recipes = Recipe.objects.annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
+def recipes_visible(*, user: User | None) -> QuerySet[Recipe]:
+    """The recipes `user` may read: their own, or all with the recipe view permission (staff, reviewers)."""
+    if can_read_all_recipes(user):
+        return Recipe.objects.all()
+    if not is_signed_in(user):
+        return Recipe.objects.none()
+    return Recipe.objects.filter(created_by_id=user.pk)  # type: ignore[union-attr]
+
+
+def recipes_changeable(*, user: User | None) -> QuerySet[Recipe]:
+    """The recipes `user` may change and tag: their own, or all with the recipe change permission."""
+    if can_change_all_recipes(user):
+        return Recipe.objects.all()
+    if not is_signed_in(user):
+        return Recipe.objects.none()
+    return Recipe.objects.filter(created_by_id=user.pk)  # type: ignore[union-attr]
+
+
+def recipe_get(*, recipe_id: int, user: User | None) -> Recipe | None:
+    """The recipe, if `user` may read it (without its embedding)."""
+    return recipes_visible(user=user).defer("embedding").filter(pk=recipe_id).first()
+
+
+def recipe_is_gold_labelled(*, recipe: Recipe) -> bool:
+    """Whether records protect the recipe from deletion: the gold labels people gave it.
+
+    Read through the recipe's PROTECT relations rather than the labels' model, which belongs to an app above
+    this one."""
+    return any(
+        relation.related_model._base_manager.filter(**{relation.field.name: recipe}).exists()
+        for relation in Recipe._meta.related_objects
+        if relation.on_delete is PROTECT
+    )
+
+
+def _with_latest_run(
+    recipes: QuerySet[Recipe], *, tag_slug: str | None, category_slug: str | None = None
+) -> QuerySet[Recipe]:
+    recipes = recipes.annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
     if tag_slug:
         assignments = TagAssignment.objects.filter(run_id=OuterRef("latest_run_id"), tag__slug=tag_slug)
         if category_slug:
             assignments = assignments.filter(tag__category__slug=category_slug)
         recipes = recipes.filter(Exists(assignments))
+    return recipes
+
+
+def recipes_list(
+    *, user: User | None, tag_slug: str | None = None, category_slug: str | None = None
+) -> QuerySet[Recipe]:
+    """Recipes `user` may read, newest first; with `tag_slug`, only those whose latest successful run
+    assigned that tag."""
+    recipes = _with_latest_run(recipes_visible(user=user), tag_slug=tag_slug, category_slug=category_slug)
     return recipes.order_by("-created_at", "-id")
 
 
@@ -93,14 +146,25 @@ def runs_with_assignments() -> QuerySet[TaggingRun]:
     return TaggingRun.objects.select_related("recipe").prefetch_related(Prefetch("assignments", queryset=assignments))
 
 
-def run_get(*, run_id: int) -> TaggingRun | None:
-    return runs_with_assignments().filter(pk=run_id).first()
+def _runs_visible(runs: QuerySet[TaggingRun], *, user: User | None) -> QuerySet[TaggingRun]:
+    """Runs `user` may read: those they started or of their recipes, or all with the run view permission."""
+    if can_read_all_runs(user):
+        return runs
+    if not is_signed_in(user):
+        return runs.none()
+    return runs.filter(Q(created_by_id=user.pk) | Q(recipe__created_by_id=user.pk))  # type: ignore[union-attr]
 
 
-def runs_recent(*, limit: int = 20) -> list[TaggingRun]:
-    """The latest runs with their recipe and `tag_count`."""
+def run_get(*, run_id: int, user: User | None) -> TaggingRun | None:
+    """The run with its assignments, if `user` may read it."""
+    return _runs_visible(runs_with_assignments(), user=user).filter(pk=run_id).first()
+
+
+def runs_recent(*, user: User | None, limit: int = 20) -> list[TaggingRun]:
+    """The latest runs `user` may read, with their recipe and `tag_count`."""
     return list(
-        TaggingRun.objects.select_related("recipe")
+        _runs_visible(TaggingRun.objects.all(), user=user)
+        .select_related("recipe")
         .defer("recipe__embedding")
         .annotate(tag_count=Count("assignments"))
         .order_by("-created_at", "-id")[:limit]
@@ -153,14 +217,19 @@ def training_examples_nearest(*, state_id: int, embedding: np.ndarray, limit: in
     return [(example_id, 1.0 - float(distance)) for example_id, distance in rows]
 
 
-def recipes_for_job(*, recipe_ids: Sequence[int] | None, filters: dict[str, object] | None, limit: int) -> list[Recipe]:
-    """The recipes a tagging job covers: by id, or by filter (`source`, `tag` slug of the latest
-    tagging, `untagged`: never successfully tagged). At most `limit`, oldest first."""
+def recipes_for_job(
+    *, recipe_ids: Sequence[int] | None, filters: dict[str, object] | None, limit: int, user: User | None
+) -> list[Recipe]:
+    """The recipes a tagging job of `user` covers, among those they may tag: by id, or by filter
+    (`source`, `tag` slug of the latest tagging, `untagged`: never successfully tagged). At most `limit`,
+    oldest first."""
     if recipe_ids is not None:
-        recipes = Recipe.objects.filter(pk__in=list(recipe_ids))
+        recipes = recipes_changeable(user=user).filter(pk__in=list(recipe_ids))
     else:
         filters = filters or {}
-        recipes = recipes_list(tag_slug=str(filters["tag"]) if filters.get("tag") else None)
+        recipes = _with_latest_run(
+            recipes_changeable(user=user), tag_slug=str(filters["tag"]) if filters.get("tag") else None
+        )
         if filters.get("source"):
             recipes = recipes.filter(source=filters["source"])
         if filters.get("untagged"):
@@ -190,5 +259,19 @@ def job_progress(*, job: TaggingJob) -> JobProgress:
     return JobProgress(total=job.total, done=done, failed=failed, pending=max(job.total - done - failed, 0))
 
 
-def jobs_recent(*, limit: int = 10) -> list[tuple[TaggingJob, JobProgress]]:
-    return [(job, job_progress(job=job)) for job in TaggingJob.objects.order_by("-created_at", "-id")[:limit]]
+def jobs_visible(*, user: User | None) -> QuerySet[TaggingJob]:
+    """The jobs `user` may read: those they started, or all with the job view permission."""
+    if can_read_all_jobs(user):
+        return TaggingJob.objects.all()
+    if not is_signed_in(user):
+        return TaggingJob.objects.none()
+    return TaggingJob.objects.filter(created_by_id=user.pk)  # type: ignore[union-attr]
+
+
+def job_get(*, job_id: int, user: User | None) -> TaggingJob | None:
+    return jobs_visible(user=user).filter(pk=job_id).first()
+
+
+def jobs_recent(*, user: User | None, limit: int = 10) -> list[tuple[TaggingJob, JobProgress]]:
+    jobs = jobs_visible(user=user).order_by("-created_at", "-id")[:limit]
+    return [(job, job_progress(job=job)) for job in jobs]

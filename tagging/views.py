@@ -58,8 +58,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             status = exc.status
         else:
             return redirect("dashboard:run-detail", run_id=run.pk)
-    runs = runs_recent(limit=20)
-    jobs = jobs_recent(limit=5)
+    # Everyone's for staff and reviewers with the view permissions, otherwise the user's own.
+    runs = runs_recent(user=request.user, limit=20)
+    jobs = jobs_recent(user=request.user, limit=5)
     context = {
         "form": form,
         "runs": runs,
@@ -73,7 +74,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = run_get(run_id=run_id)
+    run = run_get(run_id=run_id, user=request.user)
     if run is None:
         raise Http404("No such tagging run.")
     groups = run_tags_by_category(run=run)

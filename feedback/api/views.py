@@ -9,9 +9,9 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, PermissionDenied
 from rest_framework.parsers import BaseParser
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils import json
@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from autotagger.api.errors import PayloadTooLarge
 from autotagger.api.schema import ErrorSerializer
+from autotagger.permissions import CanImportRecipes, can_import_recipes
 from feedback.api.serializers import (
     RecipeImportOptionsSerializer,
     RecipeImportReportSerializer,
@@ -119,19 +120,22 @@ EXAMPLE_REPORT = OpenApiExample(
 
 
 class RecipeImportView(APIView):
-    permission_classes = [IsAuthenticated, IsAdminUser]
+    # The permissions of the admin's import page, not `is_staff`.
+    permission_classes = [IsAuthenticated, CanImportRecipes]
     parser_classes = [ImportJSONParser, ImportJSONLinesParser, ImportJSONLParser]
 
     @extend_schema(
         operation_id="recipes_import",
-        summary="Import recipes, optionally with their tags as gold labels (staff only)",
+        summary="Import recipes, optionally with their tags as gold labels",
         description=(
             "The body is `application/x-ndjson` (or `application/jsonl`): one recipe object a line; or JSON: an "
             "object with `recipes` and the options, or a bare array of recipes. With a JSON-lines or array "
             "body, the options come from the query string. Recipes are matched on (`source`, `id`), so "
             "importing again updates them. A bad recipe is reported in `errors` and skipped; the others are "
             "stored. A `map` naming a tag that does not exist is refused (400) before anything is written. "
-            "The body may be up to `AUTOTAGGER_IMPORT_MAX_BYTES` (5 MB by default)."
+            "The body may be up to `AUTOTAGGER_IMPORT_MAX_BYTES` (5 MB by default). It needs the admin "
+            "import's permissions: add and change recipes, add and delete gold labels; and, with "
+            "`create_taxonomy`, add categories and tags."
         ),
         parameters=[
             OpenApiParameter("labeled", bool, description="JSON-lines or array body: store the tags as gold labels."),
@@ -149,7 +153,7 @@ class RecipeImportView(APIView):
             200: RecipeImportReportSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Invalid options or mapping; nothing was stored"),
             401: OpenApiResponse(ErrorSerializer, description="No or invalid credentials"),
-            403: OpenApiResponse(ErrorSerializer, description="Not staff"),
+            403: OpenApiResponse(ErrorSerializer, description="Lacks the import (or taxonomy) permissions"),
             413: OpenApiResponse(ErrorSerializer, description="Body over the import size limit"),
             415: OpenApiResponse(ErrorSerializer, description="Neither JSON nor JSON lines"),
         },
@@ -168,6 +172,8 @@ class RecipeImportView(APIView):
             serializer.is_valid(raise_exception=True)
             params = serializer.validated_data
             lines = _as_lines(params["recipes"])
+        if params["create_taxonomy"] and not can_import_recipes(request.user, create_taxonomy=True):
+            raise PermissionDenied("Creating categories and tags needs the permissions to add them.")
         report = recipes_import(
             lines=lines,
             source=params["source"],

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from autotagger.permissions import IMPORT_PERMISSIONS
 from conftest import assert_error
 from feedback.models import GoldLabel, GoldLabelSource
 from tagging.models import Recipe
@@ -170,11 +173,56 @@ def test_a_body_that_is_neither_json_nor_json_lines_is_refused_with_415(staff_cl
     assert_error(response, status=415, code="unsupported_media_type")
 
 
-def test_only_staff_may_import(token_client: APIClient) -> None:
+def _user_with(django_user_model: Any, *perms: str, is_staff: bool = False) -> Any:
+    user = django_user_model.objects.create_user(username="importer", is_staff=is_staff)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
+
+
+def test_a_client_without_the_import_permissions_may_not_import(token_client: APIClient) -> None:
     response = token_client.post(URL, [_recipe("1")], format="json")
 
     assert_error(response, status=403, code="permission_denied")
     assert Recipe.objects.count() == 0
+
+
+def test_being_staff_is_not_enough_to_import(
+    django_user_model: Any, api_client_for: Callable[[Any], APIClient]
+) -> None:
+    client = api_client_for(_user_with(django_user_model, is_staff=True))
+
+    response = client.post(URL, [_recipe("1")], format="json")
+
+    assert_error(response, status=403, code="permission_denied")
+    assert Recipe.objects.count() == 0
+
+
+def test_the_admin_imports_permissions_are_enough_to_import_without_being_staff(
+    django_user_model: Any, api_client_for: Callable[[Any], APIClient], cuisine: Category
+) -> None:
+    client = api_client_for(_user_with(django_user_model, *IMPORT_PERMISSIONS))
+
+    response = client.post(
+        URL, {"recipes": [_recipe("1", tags={"cuisine": ["Italian"]})], "labeled": True}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["created"], response.json()["labels"]) == (1, 1)
+
+
+def test_creating_taxonomy_in_an_import_needs_the_taxonomy_permissions_too(
+    django_user_model: Any, api_client_for: Callable[[Any], APIClient], cuisine: Category
+) -> None:
+    client = api_client_for(_user_with(django_user_model, *IMPORT_PERMISSIONS))
+    body = {"recipes": [_recipe("1", tags={"occasion": ["Picnic"]})], "labeled": True, "create_taxonomy": True}
+
+    response = client.post(URL, body, format="json")
+
+    assert_error(response, status=403, code="permission_denied")
+    assert Recipe.objects.count() == 0
+    assert not Category.objects.filter(slug="occasion").exists()
 
 
 def test_anonymous_visitors_must_authenticate(anonymous: APIClient) -> None:

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from autotagger.api.schema import ErrorSerializer
+from autotagger.permissions import IsOwnerOrHasModelPermission
 from tagging.api import examples
 from tagging.api.serializers import (
     JobRequestSerializer,
@@ -24,7 +25,7 @@ from tagging.api.serializers import (
 )
 from tagging.dispatch import recipe_tag_adhoc, recipe_tag_request, recipes_tag_job
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
-from tagging.selectors import job_progress, recipe_latest_run, recipes_list, run_get
+from tagging.selectors import job_get, job_progress, recipe_get, recipe_latest_run, recipes_list, run_get
 from tagging.services.recipes import recipe_create, recipe_delete, recipe_update
 
 ERRORS = {
@@ -32,13 +33,20 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="No or invalid credentials"),
     413: OpenApiResponse(ErrorSerializer, description="Body over the size limit"),
 }
-NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such object")}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such object, or not one of yours")}
+FORBIDDEN = {
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="You may read it but not change it (`permission_denied`), or it has gold labels, which only "
+        "staff and reviewers change (`recipe_gold_labelled`)",
+    )
+}
 
 
-def _run_answer(run: TaggingRun) -> Response:
+def _run_answer(run: TaggingRun, request: Request) -> Response:
     """200 with a finished run; 202 with a run still queued or running, to poll at its Location."""
     finished = run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
-    data = TaggingRunSerializer(run_get(run_id=run.pk)).data
+    data = TaggingRunSerializer(run_get(run_id=run.pk, user=request.user)).data
     if finished:
         return Response(data)
     return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.pk}"})
@@ -71,7 +79,7 @@ class TagView(APIView):
             user=request.user,
             wait=data.get("wait") or 0.0,
         )
-        return _run_answer(run)
+        return _run_answer(run, request)
 
 
 class RecipeListView(APIView):
@@ -89,6 +97,7 @@ class RecipeListView(APIView):
     def get(self, request: Request) -> Response:
         paginator = PageNumberPagination()
         recipes = recipes_list(
+            user=request.user,
             tag_slug=request.query_params.get("tag") or None,
             category_slug=request.query_params.get("category") or None,
         )
@@ -106,13 +115,21 @@ class RecipeListView(APIView):
     def post(self, request: Request) -> Response:
         serializer = RecipeCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        recipe = recipe_create(**serializer.validated_data)
+        recipe = recipe_create(**serializer.validated_data, created_by=request.user)
         return Response(RecipeSerializer(recipe).data, status=status.HTTP_201_CREATED)
 
 
+def _recipe(view: APIView, request: Request, recipe_id: int) -> Recipe:
+    """The recipe if the caller may read it (else 404) and do what the request asks of it (else 403)."""
+    recipe = recipe_get(recipe_id=recipe_id, user=request.user)
+    if recipe is None:
+        raise NotFound(f"No recipe with id {recipe_id}.")
+    view.check_object_permissions(request, recipe)
+    return recipe
+
+
 class RecipeDetailView(APIView):
-    def _recipe(self, recipe_id: int) -> Recipe:
-        return get_object_or_404(Recipe.objects.defer("embedding"), pk=recipe_id)
+    permission_classes = [IsAuthenticated, IsOwnerOrHasModelPermission]
 
     @extend_schema(
         operation_id="recipes_retrieve",
@@ -121,14 +138,14 @@ class RecipeDetailView(APIView):
         tags=["recipes"],
     )
     def get(self, request: Request, recipe_id: int) -> Response:
-        recipe = self._recipe(recipe_id)
+        recipe = _recipe(self, request, recipe_id)
         return Response(RecipeSerializer(recipe, context={"latest_run": recipe_latest_run(recipe=recipe)}).data)
 
     @extend_schema(
         operation_id="recipes_update",
         summary="Replace a recipe",
         request=RecipeCreateSerializer,
-        responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
+        responses={200: RecipeSerializer, **ERRORS, **FORBIDDEN, **NOT_FOUND},
         examples=[examples.RECIPE_CREATE],
         tags=["recipes"],
     )
@@ -139,7 +156,7 @@ class RecipeDetailView(APIView):
         operation_id="recipes_partial_update",
         summary="Change some of a recipe's fields",
         request=RecipeUpdateSerializer,
-        responses={200: RecipeSerializer, **ERRORS, **NOT_FOUND},
+        responses={200: RecipeSerializer, **ERRORS, **FORBIDDEN, **NOT_FOUND},
         examples=[examples.RECIPE_CREATE],
         tags=["recipes"],
     )
@@ -152,25 +169,34 @@ class RecipeDetailView(APIView):
         recipe_id: int,
         serializer_class: type[RecipeUpdateSerializer | RecipeCreateSerializer] = RecipeUpdateSerializer,
     ) -> Response:
-        recipe = self._recipe(recipe_id)
+        recipe = _recipe(self, request, recipe_id)
         # PUT replaces the whole recipe (omitted optional fields take their defaults); PATCH changes some.
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        recipe = recipe_update(recipe=recipe, data=serializer.validated_data)
+        recipe = recipe_update(recipe=recipe, data=serializer.validated_data, actor=request.user)
         return Response(RecipeSerializer(recipe, context={"latest_run": recipe_latest_run(recipe=recipe)}).data)
 
     @extend_schema(
         operation_id="recipes_destroy",
         summary="Delete a recipe and its tagging runs",
-        responses={204: None, **ERRORS, **NOT_FOUND},
+        description="A recipe with gold labels is not deleted: 403 for an API client, 409 for staff and reviewers.",
+        responses={
+            204: None,
+            **ERRORS,
+            **FORBIDDEN,
+            **NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="It has gold labels (`recipe_has_gold_labels`)"),
+        },
         tags=["recipes"],
     )
     def delete(self, request: Request, recipe_id: int) -> Response:
-        recipe_delete(recipe=self._recipe(recipe_id))
+        recipe_delete(recipe=_recipe(self, request, recipe_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RecipeTagView(APIView):
+    permission_classes = [IsAuthenticated, IsOwnerOrHasModelPermission]
+
     @extend_schema(
         operation_id="recipes_tag",
         summary="Tag a stored recipe",
@@ -179,12 +205,19 @@ class RecipeTagView(APIView):
             "(202 with the queued run; poll `GET /api/v1/runs/{id}`)."
         ),
         request=RecipeTagRequestSerializer,
-        responses={200: TaggingRunSerializer, 202: TaggingRunSerializer, **ERRORS, **NOT_FOUND, 503: ErrorSerializer},
+        responses={
+            200: TaggingRunSerializer,
+            202: TaggingRunSerializer,
+            **ERRORS,
+            403: OpenApiResponse(ErrorSerializer, description="You may read the recipe but not tag it"),
+            **NOT_FOUND,
+            503: ErrorSerializer,
+        },
         examples=[examples.RECIPE_TAG_REQUEST, examples.RUN_RESPONSE, examples.QUEUED_RESPONSE],
         tags=["recipes"],
     )
     def post(self, request: Request, recipe_id: int) -> Response:
-        recipe = get_object_or_404(Recipe, pk=recipe_id)
+        recipe = _recipe(self, request, recipe_id)
         serializer = RecipeTagRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         run = recipe_tag_request(
@@ -194,7 +227,7 @@ class RecipeTagView(APIView):
             run_async=serializer.validated_data["async"],
             wait=serializer.validated_data.get("wait") or 0.0,
         )
-        return _run_answer(run)
+        return _run_answer(run, request)
 
 
 class RunDetailView(APIView):
@@ -207,7 +240,7 @@ class RunDetailView(APIView):
         tags=["tagging"],
     )
     def get(self, request: Request, run_id: int) -> Response:
-        run = run_get(run_id=run_id)
+        run = run_get(run_id=run_id, user=request.user)
         if run is None:
             raise NotFound(f"No tagging run with id {run_id}.")
         return Response(TaggingRunSerializer(run).data)
@@ -266,7 +299,7 @@ class JobDetailView(APIView):
         tags=["tagging"],
     )
     def get(self, request: Request, job_id: int) -> Response:
-        job = TaggingJob.objects.filter(pk=job_id).first()
+        job = job_get(job_id=job_id, user=request.user)
         if job is None:
             raise NotFound(f"No tagging job with id {job_id}.")
         return Response(_job_data(job))

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 
 from autotagger.embeddings import EmbeddingError, embedding_model_name, embeddings_create
+from autotagger.permissions import User, can_change_gold_labelled_recipes
 from tagging.models import EmbeddingCacheEntry, Recipe
-from tagging.selectors import recipe_embedding_cached
-from tagging.services.config import TaggingError
+from tagging.selectors import recipe_embedding_cached, recipe_is_gold_labelled
+from tagging.services.config import TaggingError, user_or_none
 from tagging.taggers.base import CategoryRequest
 from taxonomy.embedding import tags_embed
 from taxonomy.selectors import tags_needing_embedding
@@ -37,6 +39,20 @@ class EmbeddingUnavailable(TaggingError):
     status = 503
 
 
+class RecipeGoldLabelled(TaggingError):
+    """Only curators (staff, reviewers) change or delete a recipe with gold labels, even one a client owns."""
+
+    code = "recipe_gold_labelled"
+    status = 403
+
+
+class RecipeHasGoldLabels(TaggingError):
+    """Deleting a recipe never deletes its gold labels with it: they have to go first."""
+
+    code = "recipe_has_gold_labels"
+    status = 409
+
+
 def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions: str) -> str:
     """The same for any two recipes that are stored the same (blank ingredient lines are dropped)."""
     canonical = json.dumps(
@@ -52,9 +68,16 @@ def recipe_content_hash(*, title: str, ingredients: Sequence[str], instructions:
 
 
 def recipe_build(
-    *, title: str, ingredients: Sequence[str], instructions: str, external_id: str | None, source: str
+    *,
+    title: str,
+    ingredients: Sequence[str],
+    instructions: str,
+    external_id: str | None,
+    source: str,
+    created_by: User | None = None,
 ) -> Recipe:
     return Recipe(
+        created_by=user_or_none(user=created_by),
         title=title.strip(),
         ingredients=[i.strip() for i in ingredients if i.strip()],
         instructions=instructions.strip(),
@@ -71,9 +94,16 @@ def recipe_create(
     instructions: str,
     external_id: str | None = None,
     source: str = "api",
+    created_by: User | None = None,
 ) -> Recipe:
+    """Store a recipe; `created_by` (the API client) owns it, or nobody (imports, staff's tools)."""
     recipe = recipe_build(
-        title=title, ingredients=ingredients, instructions=instructions, external_id=external_id, source=source
+        title=title,
+        ingredients=ingredients,
+        instructions=instructions,
+        external_id=external_id,
+        source=source,
+        created_by=created_by,
     )
     try:
         with transaction.atomic():
@@ -83,8 +113,21 @@ def recipe_create(
     return recipe
 
 
-def recipe_update(*, recipe: Recipe, data: dict[str, Any]) -> Recipe:
-    """Change some of a recipe's fields; a change of content drops its stored embedding."""
+def _gold_labelled_check(*, recipe: Recipe, actor: User | None, verb: str) -> bool:
+    """Whether the recipe has gold labels; refuses an actor who is not a curator."""
+    gold_labelled = recipe.pk is not None and recipe_is_gold_labelled(recipe=recipe)
+    if gold_labelled and not can_change_gold_labelled_recipes(actor):
+        raise RecipeGoldLabelled(
+            f"Recipe {recipe.pk} has gold labels: only staff and reviewers may {verb} it.",
+            details={"recipe_id": recipe.pk},
+        )
+    return gold_labelled
+
+
+def recipe_update(*, recipe: Recipe, data: dict[str, Any], actor: User | None) -> Recipe:
+    """Change some of a recipe's fields; a change of content drops its stored embedding. A gold-labelled
+    recipe is changed only by a curator (`actor` staff or reviewer)."""
+    _gold_labelled_check(recipe=recipe, actor=actor, verb="change")
     for name in ("title", "instructions", "source"):
         if name in data:
             setattr(recipe, name, data[name].strip())
@@ -129,8 +172,21 @@ def _conflict_or(exc: IntegrityError, recipe: Recipe) -> Exception:
     )
 
 
-def recipe_delete(*, recipe: Recipe) -> None:
-    recipe.delete()
+def recipe_delete(*, recipe: Recipe, actor: User | None) -> None:
+    """Delete a recipe and its runs. A gold-labelled one is refused: to a client (RecipeGoldLabelled), and to a
+    curator too until its labels are gone (RecipeHasGoldLabels; the database protects them as well)."""
+    refused = RecipeHasGoldLabels(
+        f"Recipe {recipe.pk} has gold labels; they are kept, so the recipe cannot be deleted.",
+        details={"recipe_id": recipe.pk},
+    )
+    if _gold_labelled_check(recipe=recipe, actor=actor, verb="delete"):
+        raise refused
+    try:
+        with transaction.atomic():
+            recipe.delete()
+    except ProtectedError as exc:
+        # Labelled between the check and the delete.
+        raise refused from exc
 
 
 def tags_ensure_embedded(*, requests: Sequence[CategoryRequest], model: str) -> None:

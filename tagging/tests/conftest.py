@@ -58,8 +58,9 @@ def demo_recipe(demo_recipes: list[dict[str, Any]], title: str, **fields: Any) -
 
 
 @pytest.fixture
-def carbonara(db: None, demo_recipes: list[dict[str, Any]]) -> Recipe:
-    return demo_recipe(demo_recipes, "Spaghetti Carbonara")
+def carbonara(db: None, demo_recipes: list[dict[str, Any]], api_client_user: Any) -> Recipe:
+    """The carbonara, stored by the API client of `token_client`."""
+    return demo_recipe(demo_recipes, "Spaghetti Carbonara", created_by=api_client_user)
 
 
 @pytest.fixture

@@ -211,3 +211,28 @@ def test_it_finds_recipes_by_title_or_external_id(staff_browser: Client) -> None
 
     assert [r.title for r in by_title.context["cl"].result_list] == ["Spaghetti carbonara"]
     assert [r.title for r in by_external_id.context["cl"].result_list] == ["Pad thai"]
+
+
+def test_it_refuses_to_delete_a_gold_labelled_recipe_and_keeps_its_labels(staff_browser: Client) -> None:
+    from feedback.models import GoldLabel, GoldLabelSource
+
+    recipe = RecipeFactory()
+    GoldLabel.objects.create(recipe=recipe, tag=TagFactory(), source=GoldLabelSource.IMPORT)
+
+    response = staff_browser.post(reverse("admin:tagging_recipe_delete", args=[recipe.pk]), {"post": "yes"})
+
+    assert response.status_code == 200
+    assert "<title>Cannot delete recipe | Django site admin</title>" in response.content.decode()
+    assert Recipe.objects.filter(pk=recipe.pk).exists()
+    assert GoldLabel.objects.filter(recipe=recipe).count() == 1
+
+
+def test_it_shows_who_stored_a_recipe_without_letting_staff_change_it(
+    staff_browser: Client, api_client_user: Any
+) -> None:
+    recipe = RecipeFactory(created_by=api_client_user)
+
+    page = staff_browser.get(reverse("admin:tagging_recipe_change", args=[recipe.pk])).content.decode()
+
+    assert 'name="created_by"' not in page
+    assert api_client_user.username in page

@@ -46,12 +46,13 @@ def _stored(recipe: Recipe) -> dict[str, Any]:
 
 
 def test_it_lists_recipes_newest_first_twenty_to_a_page(
-    token_client: APIClient, django_assert_max_num_queries: Any
+    token_client: APIClient, api_client_user: Any, django_assert_max_num_queries: Any
 ) -> None:
     for number in range(1, 24):
-        recipe_create(title=f"Recipe {number}", ingredients=["1 egg"], instructions="")
+        recipe_create(title=f"Recipe {number}", ingredients=["1 egg"], instructions="", created_by=api_client_user)
 
-    with django_assert_max_num_queries(4):
+    # The token, the caller's permissions (theirs and their groups'), the count and the page.
+    with django_assert_max_num_queries(5):
         first = token_client.get(LIST_URL)
     second = token_client.get(first.json()["next"])
 
@@ -76,16 +77,17 @@ def test_it_lists_recipes_newest_first_twenty_to_a_page(
 
 
 def test_it_lists_only_recipes_whose_latest_successful_run_assigned_the_tag(
-    token_client: APIClient, taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]]
+    token_client: APIClient, taxonomy: dict[str, Any], demo_recipes: list[dict[str, Any]], api_client_user: Any
 ) -> None:
-    tagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
+    mine = {"created_by": api_client_user}
+    tagged = demo_recipe(demo_recipes, "Spaghetti Carbonara", **mine)
     run = recipe_tag(recipe=tagged, config=TaggingConfig())
     TaggingRunFactory(recipe=tagged, status=RunStatus.FAILED, error="boom")
-    retagged = demo_recipe(demo_recipes, "Spaghetti Carbonara")
+    retagged = demo_recipe(demo_recipes, "Spaghetti Carbonara", **mine)
     recipe_tag(recipe=retagged, config=TaggingConfig())
     recipe_tag(recipe=retagged, config=TaggingConfig(categories=("diet",)))
-    demo_recipe(demo_recipes, "Spaghetti Carbonara")
-    recipe_tag(recipe=demo_recipe(demo_recipes, "Beef Tacos"), config=TaggingConfig())
+    demo_recipe(demo_recipes, "Spaghetti Carbonara", **mine)
+    recipe_tag(recipe=demo_recipe(demo_recipes, "Beef Tacos", **mine), config=TaggingConfig())
 
     response = token_client.get(LIST_URL, {"tag": "italian"})
 
@@ -319,9 +321,12 @@ def test_it_refuses_a_put_that_leaves_out_the_title(token_client: APIClient, car
     assert _stored(carbonara) == before
 
 
-def test_it_refuses_to_change_external_id_to_one_the_source_already_uses(token_client: APIClient) -> None:
-    recipe_create(title="Toast", ingredients=["bread"], instructions="", external_id="sku-1", source="catalogue")
-    other = recipe_create(title="Tea", ingredients=["tea"], instructions="", external_id="sku-2", source="catalogue")
+def test_it_refuses_to_change_external_id_to_one_the_source_already_uses(
+    token_client: APIClient, api_client_user: Any
+) -> None:
+    mine = {"created_by": api_client_user, "instructions": "", "source": "catalogue"}
+    recipe_create(title="Toast", ingredients=["bread"], external_id="sku-1", **mine)
+    other = recipe_create(title="Tea", ingredients=["tea"], external_id="sku-2", **mine)
 
     response = token_client.patch(_url(other.pk), {"external_id": "sku-1"}, format="json")
 
@@ -329,9 +334,12 @@ def test_it_refuses_to_change_external_id_to_one_the_source_already_uses(token_c
     assert _stored(other)["external_id"] == "sku-2"
 
 
-def test_it_lets_several_recipes_of_a_source_clear_their_external_id(token_client: APIClient) -> None:
-    first = recipe_create(title="Toast", ingredients=["bread"], instructions="", external_id="sku-1", source="shop")
-    second = recipe_create(title="Tea", ingredients=["tea"], instructions="", external_id="sku-2", source="shop")
+def test_it_lets_several_recipes_of_a_source_clear_their_external_id(
+    token_client: APIClient, api_client_user: Any
+) -> None:
+    mine = {"created_by": api_client_user, "instructions": "", "source": "shop"}
+    first = recipe_create(title="Toast", ingredients=["bread"], external_id="sku-1", **mine)
+    second = recipe_create(title="Tea", ingredients=["tea"], external_id="sku-2", **mine)
 
     responses = [token_client.patch(_url(r.pk), {"external_id": ""}, format="json") for r in (first, second)]
 

@@ -80,6 +80,7 @@ def test_it_stores_the_recipe_and_the_run(
     assert recipe.ingredients == carbonara_payload["ingredients"]
     assert recipe.instructions == carbonara_payload["instructions"]
     assert recipe.source == "api"
+    assert recipe.created_by == api_client_user
     assert recipe.embedding is not None
     run = TaggingRun.objects.get(pk=body["id"])
     assert run.recipe_id == recipe.pk

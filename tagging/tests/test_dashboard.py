@@ -5,7 +5,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tagging.dispatch import recipes_tag_job
 from tagging.models import Recipe, TaggingRun
+from tagging.services.config import TaggingConfig
+from tagging.services.recipes import recipe_create
 
 pytestmark = pytest.mark.django_db
 
@@ -174,16 +177,57 @@ def test_it_lists_recent_runs_without_a_query_per_run(
     assert content.count('<span class="badge badge-succeeded">') == 4
 
 
-def test_it_shows_batch_jobs_with_their_progress(staff_browser: Client, taxonomy: Any) -> None:
-    from tagging.dispatch import recipes_tag_job
-    from tagging.services.config import TaggingConfig
-    from tagging.services.recipes import recipe_create
-
+def test_it_shows_batch_jobs_with_their_progress(staff_browser: Client, staff: Any, taxonomy: Any) -> None:
     recipes = [recipe_create(title=f"Toast {i}", ingredients=["bread"], instructions="") for i in range(2)]
-    job = recipes_tag_job(recipe_ids=[r.pk for r in recipes], filters=None, config=TaggingConfig())
+    job = recipes_tag_job(recipe_ids=[r.pk for r in recipes], filters=None, config=TaggingConfig(), user=staff)
 
     content = staff_browser.get("/").content.decode()
 
     assert f"Job #{job.pk}" in content
     assert "0 done · 0 failed · 2 total" in content
     assert f'data-job-url="/api/v1/jobs/{job.pk}"' in content
+
+
+def _tag_as(client: Client, user: Any, title: str, demo_recipes: list[dict[str, Any]]) -> TaggingRun:
+    client.force_login(user)
+    client.post("/", {**_carbonara(demo_recipes), "title": title})
+    return TaggingRun.objects.get(recipe__title=title)
+
+
+def test_a_signed_in_user_sees_only_their_own_runs_and_jobs(
+    client: Client, api_client_user: Any, django_user_model: Any, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    other = django_user_model.objects.create_user(username="other")
+    _tag_as(client, other, "Other's carbonara", demo_recipes)
+    other_job = recipes_tag_job(
+        recipe_ids=[Recipe.objects.get(title="Other's carbonara").pk], filters=None, config=TaggingConfig(), user=other
+    )
+    mine = _tag_as(client, api_client_user, "My carbonara", demo_recipes)
+
+    content = client.get("/").content.decode()
+
+    assert f'<a href="/runs/{mine.pk}/">My carbonara</a>' in content
+    assert "Other's carbonara" not in content
+    assert f"Job #{other_job.pk}" not in content
+
+
+def test_a_reviewer_sees_everyones_recent_runs(
+    client: Client, api_client_user: Any, reviewer: Any, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    _tag_as(client, api_client_user, "My carbonara", demo_recipes)
+    client.force_login(reviewer)
+
+    content = client.get("/").content.decode()
+
+    assert "My carbonara" in content
+
+
+def test_the_page_of_someone_elses_run_is_404(
+    client: Client, api_client_user: Any, django_user_model: Any, taxonomy: Any, demo_recipes: list[dict[str, Any]]
+) -> None:
+    run = _tag_as(client, api_client_user, "My carbonara", demo_recipes)
+    client.force_login(django_user_model.objects.create_user(username="other"))
+
+    response = client.get(f"/runs/{run.pk}/")
+
+    assert response.status_code == 404

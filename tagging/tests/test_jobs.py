@@ -28,10 +28,13 @@ def _job_when_finished(client: APIClient, location: str) -> dict[str, Any]:
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_a_job_of_recipe_ids_tags_each_of_them_on_the_worker(
-    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]]
+    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]], api_client_user: Any
 ) -> None:
-    recipes = [demo_recipe(demo_recipes, title) for title in ("Spaghetti Carbonara", "Beef Tacos", "Miso Ramen")]
-    demo_recipe(demo_recipes, "Greek Salad")  # not asked for
+    recipes = [
+        demo_recipe(demo_recipes, title, created_by=api_client_user)
+        for title in ("Spaghetti Carbonara", "Beef Tacos", "Miso Ramen")
+    ]
+    demo_recipe(demo_recipes, "Greek Salad", created_by=api_client_user)  # not asked for
 
     response = token_client.post(
         JOBS, {"recipe_ids": [r.pk for r in recipes], "strategy": "similarity", "k": 2}, format="json"
@@ -53,14 +56,14 @@ def test_a_job_of_recipe_ids_tags_each_of_them_on_the_worker(
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_a_job_by_source_tags_exactly_that_sources_recipes(
-    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]]
+    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]], api_client_user: Any
 ) -> None:
     from_blog = [
-        demo_recipe(demo_recipes, "Greek Salad", source="blog"),
-        demo_recipe(demo_recipes, "Palak Paneer", source="blog"),
+        demo_recipe(demo_recipes, "Greek Salad", source="blog", created_by=api_client_user),
+        demo_recipe(demo_recipes, "Palak Paneer", source="blog", created_by=api_client_user),
     ]
-    demo_recipe(demo_recipes, "Shakshuka", source="demo")
-    demo_recipe(demo_recipes, "Beef Tacos")
+    demo_recipe(demo_recipes, "Shakshuka", source="demo", created_by=api_client_user)
+    demo_recipe(demo_recipes, "Beef Tacos", created_by=api_client_user)
 
     response = token_client.post(JOBS, {"filter": {"source": "blog"}}, format="json")
 

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from conftest import DEMO_RECIPES
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
-from tagging.selectors import run_get, run_tags_by_category
+from tagging.selectors import run_tags_by_category, runs_with_assignments
 from tagging.services import recipes as recipe_services
 from tagging.services.config import TaggingConfig
 from tagging.services.recipes import recipe_create
@@ -221,7 +221,7 @@ def test_it_returns_an_empty_list_for_every_category_when_nothing_reaches_the_th
     assert not TagAssignment.objects.filter(run=run).exists()
     all_slugs = list(Category.objects.order_by("position", "id").values_list("slug", flat=True))
     assert run.config["category_slugs"] == all_slugs
-    assert run_tags_by_category(run=run_get(run_id=run.pk)) == [
+    assert run_tags_by_category(run=runs_with_assignments().get(pk=run.pk)) == [
         {"slug": slug, "name": Category.objects.get(slug=slug).name, "tags": []} for slug in all_slugs
     ]
 
@@ -233,7 +233,7 @@ def test_it_still_lists_a_category_that_got_no_tags_beside_one_that_did(
 
     run = recipe_tag(recipe=carbonara, config=TaggingConfig(categories=("cuisine", "occasion")))
 
-    groups = run_tags_by_category(run=run_get(run_id=run.pk))
+    groups = run_tags_by_category(run=runs_with_assignments().get(pk=run.pk))
     assert [group["slug"] for group in groups] == ["cuisine", "occasion"]
     assert [tag["slug"] for tag in groups[0]["tags"]] == ["italian"]  # type: ignore[index]
     assert groups[1] == {"slug": "occasion", "name": "Occasion", "tags": []}

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from conftest import wait_for
 from tagging.dispatch import recipe_tag_async
 from tagging.models import RunStatus, TagAssignment, TaggingRun
-from tagging.selectors import run_get, run_tags_by_category
+from tagging.selectors import run_tags_by_category, runs_with_assignments
 from tagging.services.config import TaggingConfig
 from tagging.services.runs import run_execute
 from tagging.tasks import run_execute_task
@@ -33,9 +33,9 @@ def _wait_until_finished(run_id: int) -> TaggingRun:
 
 
 def test_it_queues_a_run_and_answers_202_with_where_to_poll(
-    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]]
+    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]], api_client_user: Any
 ) -> None:
-    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara")
+    carbonara = demo_recipe(demo_recipes, "Spaghetti Carbonara", created_by=api_client_user)
 
     response = token_client.post(f"/api/v1/recipes/{carbonara.pk}/tag", {"async": True, "k": 2}, format="json")
 
@@ -52,9 +52,9 @@ def test_it_queues_a_run_and_answers_202_with_where_to_poll(
 
 
 def test_it_reaches_succeeded_with_tags_when_polled(
-    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]]
+    worker: Any, token_client: APIClient, demo_recipes: list[dict[str, Any]], api_client_user: Any
 ) -> None:
-    tacos = demo_recipe(demo_recipes, "Beef Tacos")
+    tacos = demo_recipe(demo_recipes, "Beef Tacos", created_by=api_client_user)
     location = token_client.post(f"/api/v1/recipes/{tacos.pk}/tag", {"async": True}, format="json")["Location"]
 
     succeeded = wait_for(lambda: token_client.get(location).json()["status"] in FINISHED, timeout=60, interval=0.2)
@@ -126,7 +126,7 @@ def test_it_never_reports_a_category_deactivated_before_the_worker_took_it_as_ta
     run = _wait_until_finished(queued.pk)
 
     # The run asked for every active category, so it tags those active when the worker takes it.
-    shown = [group["slug"] for group in run_tags_by_category(run=run_get(run_id=run.pk))]
+    shown = [group["slug"] for group in run_tags_by_category(run=runs_with_assignments().get(pk=run.pk))]
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert "occasion" not in shown
     active = Category.objects.filter(active=True).order_by("position", "name")
