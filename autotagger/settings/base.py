@@ -154,8 +154,27 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = REDIS_URL
+# REDIS_URL (the broker, also used for the LLM slots and the refit debounce) is set by each settings module
+# with redis_url_from_env: required in production; in development and tests, when unset, the local Redis
+# if one answers on AUTOTAGGER_LOCAL_REDIS_PORT, else the embedded broker in DATA_DIR/valkey.
+EMBEDDED_BROKER_DIR = DATA_DIR / "valkey"
+
+
+def redis_url_from_env(name: str, *, allow_embedded: bool, db: int = 0) -> str:
+    url: str = env(name, default="")
+    if url:
+        return url
+    if not allow_embedded:
+        raise ImproperlyConfigured(f"{name} is required (redis://:PASSWORD@HOST:6379/0).")
+    from autotagger.embedded_broker import embedded_broker_url, local_redis_answers
+
+    # 0 skips the local Redis and always uses the embedded broker.
+    port = env.int("AUTOTAGGER_LOCAL_REDIS_PORT", default=6379)
+    if port and local_redis_answers(port):
+        return f"redis://127.0.0.1:{port}/{db}"
+    return embedded_broker_url(EMBEDDED_BROKER_DIR, db=db)
+
+
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
