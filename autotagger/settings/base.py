@@ -202,6 +202,25 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Email ----------------------------------------------------------------------------------
+# Password-reset mail. With no EMAIL_HOST, development prints mails on the console; production requires a
+# server (or an explicit EMAIL_BACKEND).
+EMAIL_HOST = env("EMAIL_HOST", default="")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="AutoTagger <autotagger@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- Embeddings -----------------------------------------------------------------------------
 # `local`: sentence-transformers in this process; `openai`: any OpenAI-compatible /embeddings API.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", default="local")
