@@ -5,6 +5,14 @@ from django.core.exceptions import ImproperlyConfigured
 from autotagger.settings.base import *  # noqa: F403
 from autotagger.settings.base import EMAIL_HOST, databases_from_env, env, redis_url_from_env
 
+
+def required_from_env(name: str) -> str:
+    value: str = env(name, default="")
+    if not value.strip():
+        raise ImproperlyConfigured(f"{name} is required in production (see .env.example).")
+    return value
+
+
 DEBUG = False
 DATABASES = databases_from_env(allow_embedded=False)
 REDIS_URL = redis_url_from_env("REDIS_URL", allow_embedded=False)
@@ -12,9 +20,9 @@ if not urlsplit(REDIS_URL).password:
     # Anyone who reaches an open Redis can queue tasks for the worker to run.
     raise ImproperlyConfigured("REDIS_URL must include the Redis password (redis://:PASSWORD@HOST:6379/0).")
 CELERY_BROKER_URL = REDIS_URL
-# Secrets have no defaults in production: a missing one stops the process at start-up.
-SECRET_KEY = env("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# Secrets have no defaults in production: a missing or empty one stops the process at start-up.
+SECRET_KEY = required_from_env("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = [host.strip() for host in required_from_env("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
 # Password-reset mail (linked on the login page) needs a mail server: SMTP unless EMAIL_BACKEND says otherwise.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 if EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend" and not EMAIL_HOST:

@@ -97,9 +97,11 @@ print(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5).ping())
 
 def settings_in_a_process(data_dir: Path, *, probe_port: int) -> list[str]:
     """REDIS_URL as the development settings resolve it, in a process of its own that exits afterwards."""
-    env = {name: value for name, value in os.environ.items() if name not in {"REDIS_URL", "TEST_REDIS_URL"}}
+    env = dict(os.environ)
     env.update(
         {
+            # Empty rather than absent, so that a developer's .env cannot set it.
+            "REDIS_URL": "",
             "DJANGO_SETTINGS_MODULE": "autotagger.settings.development",
             "AUTOTAGGER_DATA_DIR": str(data_dir),
             "AUTOTAGGER_LOCAL_REDIS_PORT": str(probe_port),

@@ -27,10 +27,8 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         "AUTOTAGGER_PRELOAD_MODEL": "0",
     }
     for name, value in overrides.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
+        # Unset as empty, so that a developer's .env (read without overriding the environment) cannot fill it.
+        env[name] = "" if value is None else value
     return env
 
 
@@ -58,7 +56,7 @@ def test_the_deployment_checks_warn_when_hsts_and_the_https_redirect_are_turned_
 
 
 def test_each_secret_is_required() -> None:
-    for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST"):
+    for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST"):
         result = run(["manage.py", "check"], production_env(**{name: None}))
 
         assert result.returncode != 0, name
@@ -120,7 +118,7 @@ def test_without_a_proxy_the_forwarded_header_is_not_trusted() -> None:
 
 def test_the_wsgi_application_and_the_celery_app_default_to_the_production_settings() -> None:
     env = production_env()
-    env.pop("DJANGO_SETTINGS_MODULE")
+    del env["DJANGO_SETTINGS_MODULE"]
     probe = (
         "import os, autotagger.wsgi, autotagger.celery\n"
         "from django.conf import settings\n"
