@@ -236,14 +236,16 @@ def _leave(folder: Path, pid: int) -> None:
         handles = [handle for handle in _handles(folder) if handle != pid]
         (folder / HANDLES_FILE).write_text(json.dumps(handles))
         if not handles:
-            _shutdown(folder)
+            # No logging this late: the handlers' streams may be closed already (pytest's capture is).
+            _shutdown(folder, announce=False)
 
 
-def _shutdown(folder: Path) -> bool:
+def _shutdown(folder: Path, *, announce: bool = True) -> bool:
     pid = embedded_broker_pid(folder)
     if pid is None:
         return False
-    logger.info("Stopping the embedded broker in %s", folder)
+    if announce:
+        logger.info("Stopping the embedded broker in %s", folder)
     # SIGTERM makes the server save its data and exit, like SHUTDOWN.
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
