@@ -86,13 +86,14 @@ WORKDIR /app
 COPY . /app
 
 # collectstatic needs settings but no database: the production settings require DJANGO_SECRET_KEY,
-# DJANGO_ALLOWED_HOSTS, DATABASE_URL and REDIS_URL, so build-only placeholders are given to this
-# one command; nothing connects to those URLs.
+# DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL (with a password) and EMAIL_HOST, so build-only placeholders are
+# given to this one command; nothing connects to those addresses.
 RUN chmod 0755 /app/docker/entrypoint.sh \
     && DJANGO_SECRET_KEY=build-only-not-a-secret \
        DJANGO_ALLOWED_HOSTS=localhost \
        DATABASE_URL=postgres://build@localhost/build \
-       REDIS_URL=redis://localhost:6379/0 \
+       REDIS_URL=redis://:build-only@localhost:6379/0 \
+       EMAIL_HOST=localhost \
        python manage.py collectstatic --noinput \
     && mkdir -p /app/.data \
     && chown autotagger:autotagger /app/.data

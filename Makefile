@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean-data
+.PHONY: install run test lint typecheck bench bench-load clean-data
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -41,6 +41,9 @@ typecheck: install
 
 bench: install
 	$(BIN)/python bench/tagging_throughput.py
+
+bench-load: install
+	$(BIN)/python bench/load.py
 
 clean-data:
 	rm -rf .data

@@ -295,6 +295,8 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
         "DATABASE_URL": _worker_database_url(),
+        # The broker this run resolved (the local Redis or the embedded one), so the worker never probes again.
+        "TEST_REDIS_URL": settings.REDIS_URL,
         "AUTOTAGGER_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
     }
     log_path = BASE_DIR / ".data" / f"test-worker-{os.getpid()}.log"

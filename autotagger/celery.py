@@ -4,7 +4,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development")
+# A server or worker started without saying otherwise is a deployment: production settings, which refuse to
+# start without their secrets. `make run` (Procfile) and the tests name their settings module.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.production")
 
 app = Celery("autotagger")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -38,13 +38,19 @@ def _broker_status() -> dict[str, object]:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and embedding model status: 200 when all are up, 503 otherwise."""
+    """Database, broker and embedding model status: 200 when all are up, 503 otherwise.
+
+    Anyone (a load balancer) learns whether each check passes; only signed-in staff see the details (driver
+    errors, versions, model name), which would tell an attacker what runs here and where.
+    """
     checks = {
         "database": _database_status(),
         "broker": _broker_status(),
         "embedding_model": embeddings_status(),
     }
     healthy = all(check["ok"] for check in checks.values())
+    if not request.user.is_staff:
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
     )

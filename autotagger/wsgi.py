@@ -2,7 +2,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development")
+# A server or worker started without saying otherwise is a deployment: production settings, which refuse to
+# start without their secrets. `make run` (Procfile) and the tests name their settings module.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.production")
 
 application = get_wsgi_application()
 

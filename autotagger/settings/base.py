@@ -154,8 +154,27 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = REDIS_URL
+# REDIS_URL (the broker, also used for the LLM slots and the refit debounce) is set by each settings module
+# with redis_url_from_env: required in production; in development and tests, when unset, the local Redis
+# if one answers on AUTOTAGGER_LOCAL_REDIS_PORT, else the embedded broker in DATA_DIR/valkey.
+EMBEDDED_BROKER_DIR = DATA_DIR / "valkey"
+
+
+def redis_url_from_env(name: str, *, allow_embedded: bool, db: int = 0) -> str:
+    url: str = env(name, default="")
+    if url:
+        return url
+    if not allow_embedded:
+        raise ImproperlyConfigured(f"{name} is required (redis://:PASSWORD@HOST:6379/0).")
+    from autotagger.embedded_broker import embedded_broker_url, local_redis_answers
+
+    # 0 skips the local Redis and always uses the embedded broker.
+    port = env.int("AUTOTAGGER_LOCAL_REDIS_PORT", default=6379)
+    if port and local_redis_answers(port):
+        return f"redis://127.0.0.1:{port}/{db}"
+    return embedded_broker_url(EMBEDDED_BROKER_DIR, db=db)
+
+
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -182,6 +201,25 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("TAXONOMY_EMBED_INTERVAL_SECONDS", default=600.0),
     },
 }
+
+# --- Email ----------------------------------------------------------------------------------
+# Password-reset mail. With no EMAIL_HOST, development prints mails on the console; production requires a
+# server (or an explicit EMAIL_BACKEND).
+EMAIL_HOST = env("EMAIL_HOST", default="")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="AutoTagger <autotagger@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Embeddings -----------------------------------------------------------------------------
 # `local`: sentence-transformers in this process; `openai`: any OpenAI-compatible /embeddings API.

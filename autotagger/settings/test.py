@@ -1,7 +1,7 @@
 import os
 
 from autotagger.settings.base import *  # noqa: F403
-from autotagger.settings.base import LOGGING, databases_from_env, env
+from autotagger.settings.base import LOGGING, databases_from_env, env, redis_url_from_env
 
 DATABASES = databases_from_env(allow_embedded=True)
 # One test database per pytest process, so two runs at once (two terminals, a helper) never collide;
@@ -11,10 +11,12 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{o
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests use their own Redis database and queue so that a running `make run` worker never takes their tasks.
-REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+# The test worker (conftest.py) is given this resolved URL, so it uses the same server.
+REDIS_URL = redis_url_from_env("TEST_REDIS_URL", allow_embedded=True, db=15)
 CELERY_BROKER_URL = REDIS_URL
 # Per pytest process too; the test worker is told the name of its run's queue.
 CELERY_TASK_DEFAULT_QUEUE = env("AUTOTAGGER_TEST_QUEUE", default=f"autotagger-test-{os.getpid()}")
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
