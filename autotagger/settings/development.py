@@ -3,3 +3,5 @@ from autotagger.settings.base import databases_from_env, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 DATABASES = databases_from_env(allow_embedded=True)
+# Plain http to a local model server is fine on this machine (never in production).
+LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "::1"])
