@@ -171,11 +171,11 @@ def anonymous() -> APIClient:
 @pytest.fixture
 def token_client(api_client_user: Any) -> APIClient:
     """An app calling the API with a token that staff issued."""
-    from rest_framework.authtoken.models import Token
+    from autotagger.tokens.services import api_token_create
 
-    token = Token.objects.create(user=api_client_user)
+    _, key = api_token_create(user=api_client_user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,7 +30,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "tagging",
     "prompts",
     "feedback",
+    # After knox: its admin replaces knox's own.
+    "autotagger.tokens",
 ]
 
 MIDDLEWARE = [
@@ -126,7 +129,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTOTAGGER_MAX_BODY_BYTES", default=100 *
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "autotagger.tokens.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -137,6 +140,15 @@ REST_FRAMEWORK = {
     # DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE caps it: 413 above the limit.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# API tokens (django-rest-knox): stored as a SHA-512 digest, shown once when issued, expiring after
+# API_TOKEN_TTL_DAYS unless issued with another lifetime; staff revoke them in admin.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
