@@ -7,7 +7,7 @@ class PromptsConfig(AppConfig):
     verbose_name = "Prompts"
 
     def ready(self) -> None:
-        from prompts.checks import llm_sources_priced_check, llm_spending_cap_check
+        from prompts.checks import llm_settings_check, llm_sources_priced_check
 
-        checks.register(llm_spending_cap_check)
+        checks.register(llm_settings_check)
         checks.register(llm_sources_priced_check, checks.Tags.database)

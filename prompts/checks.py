@@ -3,13 +3,14 @@ serving, see autotagger.checks)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
-from prompts.endpoints import base_url_problem
+from prompts.endpoints import DEFAULT_SOURCE_KEY_ENV, base_url_problem
 from prompts.models import LLMSource
 
 
@@ -17,8 +18,9 @@ def _cap() -> float:
     return float(settings.LLM_DAILY_SPEND_CAP or 0.0)
 
 
-def llm_spending_cap_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A cap over a source priced at 0 can never trigger: every call would count as free."""
+def llm_settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The default source's settings: a cap over it priced at 0 can never trigger (every call would count
+    as free); its base URL must pass prompts.endpoints; a left-over LLM_API_KEY is named (no longer read)."""
     errors: list[checks.CheckMessage] = []
     default_source = bool(settings.LLM_BASE_URL and settings.LLM_MODEL)
     unpriced = float(settings.LLM_PRICE_INPUT_PER_1K) <= 0 and float(settings.LLM_PRICE_OUTPUT_PER_1K) <= 0
@@ -30,6 +32,15 @@ def llm_spending_cap_check(app_configs: Any = None, **kwargs: Any) -> list[check
                 hint="Set LLM_PRICE_INPUT_PER_1K and LLM_PRICE_OUTPUT_PER_1K (USD per 1,000 tokens), or unset "
                 "LLM_DAILY_SPEND_CAP.",
                 id="prompts.E001",
+            )
+        )
+    if os.environ.get("LLM_API_KEY") and not settings.LLM_API_KEY:
+        errors.append(
+            checks.Warning(
+                "LLM_API_KEY is set but no longer read: the default LLM source would call without a key.",
+                hint=f"Rename it {DEFAULT_SOURCE_KEY_ENV} (every LLM key comes from an AUTOTAGGER_LLM_KEY_... "
+                "variable).",
+                id="prompts.W001",
             )
         )
     if settings.LLM_BASE_URL:

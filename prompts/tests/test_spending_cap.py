@@ -1,6 +1,6 @@
 """LLM_DAILY_SPEND_CAP: each request reserves the most it can cost before it is sent and settles at its real
 cost after, so requests at once never spend past the cap; a cap over a source without prices stops the
-process at start-up."""
+process at start-up (test_checks.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import threading
 from typing import Any
 
 import pytest
-from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from autotagger.checks import checks_enforce
-from prompts.checks import llm_sources_priced_check, llm_spending_cap_check
 from prompts.gateway import LLMSourceRefused, LLMSpendingCapReached, spend_today
 from prompts.models import LLMCall
 from prompts.sources import llm_source_get
@@ -89,56 +85,3 @@ def test_a_source_without_prices_is_not_called_under_a_cap(llm_settings: Any, op
 
     assert openai_server.requests == []
     assert not LLMCall.objects.exists()
-
-
-def test_the_start_up_check_refuses_a_cap_over_the_default_source_without_prices(settings: Any) -> None:
-    settings.LLM_BASE_URL = "https://api.example.com/v1"
-    settings.LLM_MODEL = "m"
-    settings.LLM_DAILY_SPEND_CAP = 5.0
-    settings.LLM_PRICE_INPUT_PER_1K = 0.0
-    settings.LLM_PRICE_OUTPUT_PER_1K = 0.0
-
-    errors = llm_spending_cap_check()
-
-    assert [error.id for error in errors] == ["prompts.E001"]
-    assert errors[0].level == checks.ERROR
-    with pytest.raises(ImproperlyConfigured, match=r"prompts\.E001"):
-        checks_enforce()
-
-
-def test_the_start_up_check_passes_a_cap_with_prices_or_no_cap(settings: Any) -> None:
-    settings.LLM_BASE_URL = "https://api.example.com/v1"
-    settings.LLM_MODEL = "m"
-    settings.LLM_PRICE_INPUT_PER_1K = 0.0
-    settings.LLM_PRICE_OUTPUT_PER_1K = 0.0
-    settings.LLM_DAILY_SPEND_CAP = 0.0
-    uncapped = llm_spending_cap_check()
-    settings.LLM_DAILY_SPEND_CAP = 5.0
-    settings.LLM_PRICE_OUTPUT_PER_1K = 0.6
-
-    priced = llm_spending_cap_check()
-
-    assert (uncapped, priced) == ([], [])
-
-
-def test_the_start_up_check_refuses_a_default_source_over_plain_http_to_a_host_not_allowed(settings: Any) -> None:
-    settings.LLM_BASE_URL = "http://evil.example/v1"
-    settings.LLM_MODEL = "m"
-    settings.LLM_ALLOWED_HOSTS = []
-
-    assert [error.id for error in llm_spending_cap_check()] == ["prompts.E003"]
-
-
-@pytest.mark.django_db
-def test_the_database_check_names_the_active_sources_without_prices(settings: Any, openai_server: OpenAIServer) -> None:
-    settings.LLM_DAILY_SPEND_CAP = 5.0
-    db_source(openai_server, name="free")
-    db_source(openai_server, name="retired", active=False)
-    db_source(openai_server, name="priced", price_output_per_1k="0.6")
-
-    errors = llm_sources_priced_check(databases=["default"])
-
-    assert [error.id for error in errors] == ["prompts.E002"]
-    assert "free" in errors[0].msg
-    assert "retired" not in errors[0].msg
-    assert "priced" not in errors[0].msg
