@@ -35,9 +35,6 @@ class TokenIssueForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["days"].initial = settings.API_TOKEN_TTL_DAYS
-        user_field = self.fields["user"]
-        assert isinstance(user_field, forms.ModelChoiceField)
-        user_field.queryset = get_user_model().objects.filter(is_active=True).order_by("username")
 
 
 @admin.register(AuthToken)
@@ -72,6 +69,15 @@ class AuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a token is issued or revoked, never edited
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            users = get_user_model().objects.filter(is_active=True).order_by("username")
+            if not request.user.is_superuser:
+                # A token acts as its user through the API: staff may not mint one for staff or a superuser.
+                users = users.filter(is_staff=False, is_superuser=False)
+            kwargs["queryset"] = users
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: AuthToken, form: Any, change: bool) -> None:
         token, key = api_token_create(user=form.cleaned_data["user"], days=form.cleaned_data["days"])

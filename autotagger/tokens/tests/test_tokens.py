@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test.client import Client
 from django.urls import reverse
@@ -117,3 +118,18 @@ def test_staff_issue_a_token_in_admin_and_see_its_key_once(api_client_user: Any,
     listed = staff_browser.get(reverse("admin:knox_authtoken_changelist")).content.decode()
     assert token.token_key in listed
     assert key not in listed
+
+
+def test_staff_who_are_not_superusers_issue_tokens_only_for_users_without_staff_rights(
+    django_user_model: Any, api_client_user: Any, staff: Any, client: Client
+) -> None:
+    operator = django_user_model.objects.create_user(username="operator", password="operator-pw", is_staff=True)
+    operator.user_permissions.set(Permission.objects.filter(content_type__app_label="knox"))
+    client.force_login(operator)
+
+    for_superuser = client.post(reverse("admin:knox_authtoken_add"), {"user": staff.pk, "days": 30})
+    for_app = client.post(reverse("admin:knox_authtoken_add"), {"user": api_client_user.pk, "days": 30})
+
+    assert "user" in for_superuser.context["adminform"].form.errors
+    assert for_app.status_code == 200
+    assert list(AuthToken.objects.values_list("user__username", flat=True)) == ["app"]
