@@ -16,7 +16,6 @@ import pytest
 from django.conf import settings
 from django.test.client import Client
 from pgvector import Vector
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from prompts.tests.llama_server import LlamaServer, LlamaServerUnavailable
@@ -195,9 +194,11 @@ def api_client_for(db: None) -> Callable[[Any], APIClient]:
     tokens are made)."""
 
     def make(user: Any) -> APIClient:
-        token = Token.objects.create(user=user)
+        from autotagger.tokens.services import api_token_create
+
+        _, key = api_token_create(user=user)
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client
 
     return make
@@ -244,10 +245,13 @@ def llama_server() -> Iterator[LlamaServer]:
 
 @pytest.fixture
 def llm_settings(settings: Any, openai_server: OpenAIServer) -> Any:
-    """The "default" LLM source at the test server, with quick retries and prices that make costs visible."""
+    """The "default" LLM source at the test server, with quick retries and prices that make costs visible,
+    and no spend carried over from another test in Redis."""
+    from prompts.tests.helpers import spending_cap_reset
+
     settings.LLM_BASE_URL = openai_server.url
     settings.LLM_MODEL = "test-model"
-    settings.LLM_API_KEY = "test-key"
+    settings.LLM_API_KEY = "test-key"  # as if from AUTOTAGGER_LLM_KEY_DEFAULT
     settings.LLM_DEFAULT_SOURCE = "default"
     settings.LLM_TIMEOUT_SECONDS = 5.0
     settings.LLM_MAX_CONCURRENCY = 4
@@ -260,6 +264,8 @@ def llm_settings(settings: Any, openai_server: OpenAIServer) -> Any:
     settings.LLM_RETRY_MAX_SECONDS = 0.05
     settings.LLM_SLOT_WAIT_SECONDS = 2.0
     settings.LLM_DAILY_SPEND_CAP = 0.0
+    settings.LLM_MAX_OUTPUT_TOKENS = 4096
+    spending_cap_reset()
     return settings
 
 

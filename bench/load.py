@@ -217,8 +217,8 @@ def main() -> None:
 
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from autotagger.tokens.services import api_token_create
     from tagging.models import Recipe
 
     call_command("migrate", verbosity=0)
@@ -226,7 +226,7 @@ def main() -> None:
     user, _ = get_user_model().objects.update_or_create(
         username="bench-load", defaults={"is_staff": True, "is_superuser": True}
     )
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token = api_token_create(user=user)
     Recipe.objects.filter(title__startswith=TITLE_PREFIX).delete()
 
     port = free_port()
@@ -237,7 +237,7 @@ def main() -> None:
         wait_until_healthy(port, process)
         # Warm-up: every worker thread loads what it needs before the clock starts.
         warm = Results()
-        client_loop(client=-1, port=port, token=token.key, stop_at=time.monotonic() + 3, results=warm)
+        client_loop(client=-1, port=port, token=token, stop_at=time.monotonic() + 3, results=warm)
 
         results = Results()
         started = time.monotonic()
@@ -245,7 +245,7 @@ def main() -> None:
         threads = [
             threading.Thread(
                 target=client_loop,
-                kwargs={"client": i, "port": port, "token": token.key, "stop_at": stop_at, "results": results},
+                kwargs={"client": i, "port": port, "token": token, "stop_at": stop_at, "results": results},
             )
             for i in range(args.clients)
         ]

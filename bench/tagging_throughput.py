@@ -82,10 +82,10 @@ def main() -> None:
 
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from autotagger.embeddings import _get_backend, embeddings_cache_clear, embeddings_create
     from autotagger.recipe_text import RecipeText
+    from autotagger.tokens.services import api_token_create
     from tagging.models import Recipe, TaggingRun
     from tagging.services.config import TaggingConfig
     from tagging.services.recipes import recipe_create
@@ -127,7 +127,7 @@ def main() -> None:
 
     # 3. Single-recipe latency over real HTTP.
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token_key = api_token_create(user=user, days=1)
     from django.core.wsgi import get_wsgi_application
 
     server = make_server(
@@ -148,7 +148,7 @@ def main() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         started = time.perf_counter()
         conn.request(
-            "POST", "/api/v1/tag", body, {"Content-Type": "application/json", "Authorization": f"Token {token.key}"}
+            "POST", "/api/v1/tag", body, {"Content-Type": "application/json", "Authorization": f"Token {token_key}"}
         )
         response = conn.getresponse()
         response.read()

@@ -1,5 +1,6 @@
-"""Admin for LLM sources (staff-editable endpoints, their probed capabilities) and the LLM call ledger
-(read-only, with totals)."""
+"""Admin for LLM sources (endpoints only superusers change: they decide where requests and keys go; staff
+with the view permission see them) and the LLM call ledger (read-only, with totals and the providers'
+error bodies, for staff only)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from prompts.endpoints import API_KEY_ENV_PREFIX
 from prompts.gateway import llm_source_probe
 from prompts.models import LLMCall, LLMSource
 from prompts.sources import CAPABILITY_FIELDS, LLMError, llm_source_get
@@ -51,8 +53,9 @@ class LLMSourceAdmin(admin.ModelAdmin):
             {
                 "fields": ("api_key_env",),
                 "description": (
-                    "Enter the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key: the key "
-                    "stays in the environment of the web and worker processes and is never stored here."
+                    f"Enter the NAME of an environment variable starting with {API_KEY_ENV_PREFIX} (e.g. "
+                    f"{API_KEY_ENV_PREFIX}OPENAI), not the key: the key stays in the environment of the web and "
+                    "worker processes and is never stored here."
                 ),
             },
         ),
@@ -77,6 +80,16 @@ class LLMSourceAdmin(admin.ModelAdmin):
     # A change to any of these means another endpoint: what the old one supported says nothing about it.
     PROBE_WHEN_CHANGED = frozenset({"base_url", "model", "api_key_env"})
 
+    # Where requests go and which key they carry is for superusers only, whatever model permissions say.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
     @admin.display(description="Capabilities")
     def capabilities(self, obj: LLMSource) -> str:
         labels = {"json_schema": "json_schema", "json_object_schema": "json_object+schema"}
@@ -92,7 +105,7 @@ class LLMSourceAdmin(admin.ModelAdmin):
             # After commit: the probe's call records must not roll back with the form, and it takes seconds.
             transaction.on_commit(lambda: self._probe(request, obj))
 
-    @admin.action(description="Probe capabilities")
+    @admin.action(description="Probe capabilities", permissions=["change"])
     def probe_capabilities(self, request: HttpRequest, queryset: QuerySet[LLMSource]) -> None:
         for obj in queryset.order_by("name", "id"):
             self._probe(request, obj)

@@ -7,8 +7,11 @@
   retry, and the source remembers it. It retries transient failures here and only here (bounded
   exponential backoff with jitter, Retry-After honoured up to the cap), records every HTTP attempt as an
   `LLMCall` row (tokens, latency, cost, outcome), keeps each source under its concurrency limit across
-  processes (a Redis semaphore), and refuses to call once today's recorded spend reaches
-  LLM_DAILY_SPEND_CAP.
+  processes (a Redis semaphore), and reserves the most each request can cost against LLM_DAILY_SPEND_CAP
+  before sending it (one Redis script checks and reserves, so calls at once never go over the cap),
+  settling at the real cost after.
+- It sends nothing to a source whose base URL or key variable prompts.endpoints refuses, and its errors
+  carry a stable code and a fixed message: what a provider answered stays in the ledger (staff only).
 - `llm_source_probe` finds what a source supports with a few tiny requests (recorded as calls of
   prompt_version "probe"): when staff save it in admin, from the admin action, and before the first call
   to a source never probed.
@@ -37,11 +40,13 @@ from typing import Any
 import openai
 import redis
 from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
 from autotagger.redis import redis_client
+from prompts.endpoints import api_key_env_problem, base_url_problem
 from prompts.models import LLMCall, LLMCallOutcome
 from prompts.rendering import schema_for_strict_mode
 from prompts.sources import (
@@ -60,34 +65,65 @@ _ERROR_TEXT_LIMIT = 2000
 
 
 # --- Errors ---------------------------------------------------------------------------------------
+# Each has a stable code and a fixed message: what the provider answered (its error body, a reply that did
+# not parse) stays in the `LLMCall` ledger and the logs, which staff read; it never reaches a run's error or
+# an API response, where it would read back whatever an edited base URL answered.
 
 
 class LLMUnavailable(LLMError):
     code = "llm_unavailable"
     status = 503
     default_retryable = True
+    default_message = "The language model is unavailable; try again later."
+
+
+class LLMTimeout(LLMUnavailable):
+    code = "llm_timeout"
+    status = 504
+    default_message = "The language model did not answer in time; try again later."
+
+
+class LLMRejected(LLMUnavailable):
+    """The provider refused the request (a 4xx: model name, key, parameters): it fails the same way again."""
+
+    code = "llm_rejected"
+    status = 502
+    default_retryable = False
+    default_message = "The language model rejected the request; staff can see why in the LLM call ledger."
 
 
 class LLMRateLimited(LLMError):
     code = "llm_rate_limited"
     status = 503
     default_retryable = True
+    default_message = "The language model is rate-limiting requests; try again later."
 
 
 class LLMBadReply(LLMError):
     code = "llm_bad_reply"
     status = 502
+    default_message = "The language model gave no usable reply."
 
 
 class LLMSpendingCapReached(LLMError):
-    code = "llm_spending_cap"
+    code = "spending_cap_reached"
     status = 503
+    default_message = "Today's LLM spending cap (LLM_DAILY_SPEND_CAP) is reached; no call was made."
 
 
 class LLMBusy(LLMError):
     code = "llm_busy"
     status = 503
     default_retryable = True
+    default_message = "The language model is busy with other requests; try again later."
+
+
+class LLMSourceRefused(LLMError):
+    """A source whose key variable or base URL breaks the rules of prompts.endpoints: nothing is sent."""
+
+    code = "llm_source_refused"
+    status = 503
+    default_message = "The LLM source's settings are refused (its base URL or key variable); see admin."
 
 
 # --- Typed values ---------------------------------------------------------------------------------
@@ -128,17 +164,143 @@ def spend_today(*, source: str | None = None) -> float:
     return float(calls.aggregate(total=Sum("cost"))["total"] or 0.0)
 
 
-def _check_spending_cap() -> None:
-    cap = float(settings.LLM_DAILY_SPEND_CAP or 0.0)
+# Today's spend and the reservations of calls in flight, in Redis so that one script checks and reserves at
+# once across every process: KEYS[1] the day's settled spend (seeded from the ledger when missing: Redis
+# restarted, or a new day), KEYS[2] reservations scored by lease expiry, KEYS[3] their amounts. A worker
+# that dies mid-call leaves a reservation that its lease frees, as with the concurrency slots.
+# Returns {1, spent, reserved} when reserved, {0, spent, reserved} when over the cap, {-1} when unseeded.
+_RESERVE_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local ttl = tonumber(ARGV[6])
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[5], 'NX', 'EX', ttl)
+end
+local spent = redis.call('GET', KEYS[1])
+if not spent then
+  return {-1}
+end
+spent = tonumber(spent)
+for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  redis.call('HDEL', KEYS[3], token)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local reserved = 0
+for _, amount in ipairs(redis.call('HVALS', KEYS[3])) do
+  reserved = reserved + tonumber(amount)
+end
+local amount = tonumber(ARGV[2])
+if spent + reserved + amount > tonumber(ARGV[1]) then
+  return {0, tostring(spent), tostring(reserved)}
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+return {1, tostring(spent), tostring(reserved)}
+"""
+
+# Drop the reservation and add what the call really cost (a missing day is seeded from the ledger, which
+# already holds this call, at the next reservation).
+_SETTLE_SCRIPT = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+# Tokens a chat template adds around the messages (role markers, separators), at most, per request.
+_TEMPLATE_TOKENS = 64
+_SPEND_KEYS_TTL_SECONDS = 2 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    keys: tuple[str, str, str]
+    token: str
+    amount: float
+
+
+def spending_cap() -> float:
+    """LLM_DAILY_SPEND_CAP in USD; 0: no cap."""
+    return max(0.0, float(settings.LLM_DAILY_SPEND_CAP or 0.0))
+
+
+def source_is_priced(source: LLMSourceConfig) -> bool:
+    return source.price_input_per_1k > 0 or source.price_output_per_1k > 0
+
+
+def _cost_bound(source: LLMSourceConfig, params: dict[str, Any]) -> float:
+    """The most one request with `params` can cost: no tokenizer makes more prompt tokens than the request
+    body has bytes (plus the chat template's), and the reply stops at max_tokens."""
+    body = len(json.dumps(params, ensure_ascii=False).encode("utf-8"))
+    input_tokens = body + _TEMPLATE_TOKENS
+    output_tokens = int(params["max_tokens"])
+    return (input_tokens * source.price_input_per_1k + output_tokens * source.price_output_per_1k) / 1000
+
+
+def spend_keys_prefix() -> str:
+    """Per database, like the ledger the day's spend is seeded from: two deployments (or two test runs)
+    sharing a Redis keep their own."""
+    return f"autotagger:llm:spend:{connection.settings_dict['NAME']}"
+
+
+def _spend_keys() -> tuple[str, str, str]:
+    day = f"{spend_keys_prefix()}:{timezone.localdate().isoformat()}"
+    return (day, f"{day}:leases", f"{day}:amounts")
+
+
+def _spend_reserve(source: LLMSourceConfig, params: dict[str, Any]) -> _Reservation | None:
+    """Reserve the most the request can cost under LLM_DAILY_SPEND_CAP (None: no cap); raises
+    LLMSpendingCapReached when today's spend, the calls in flight and this one would go over it."""
+    cap = spending_cap()
     if cap <= 0:
-        return
-    spent = spend_today()
-    if spent >= cap:
-        raise LLMSpendingCapReached(
-            f"Today's LLM spend is ${spent:.4f}, at or over the daily cap of ${cap:.2f} (LLM_DAILY_SPEND_CAP); "
-            "no call was made",
-            details={"cap": cap, "spent_today": spent},
+        return None
+    if not source_is_priced(source):
+        # The start-up check refuses this for the settings source and rows; a row priced 0 since then is
+        # refused here rather than called for free under a cap.
+        raise LLMSourceRefused(
+            "The LLM source has no prices while a daily spending cap is set; set its prices in admin.",
+            details={"source": source.name},
         )
+    reservation = _Reservation(keys=_spend_keys(), token=uuid.uuid4().hex, amount=_cost_bound(source, params))
+    lease = 2 * source.timeout_seconds + 30
+    client = redis_client()
+    seed = ""
+    try:
+        for _ in range(2):
+            args = (cap, repr(reservation.amount), reservation.token, lease, seed, _SPEND_KEYS_TTL_SECONDS)
+            answer = client.eval(_RESERVE_SCRIPT, 3, *reservation.keys, *args)
+            if int(answer[0]) != -1:
+                break
+            seed = repr(spend_today())
+    except redis.RedisError as exc:
+        logger.exception("The LLM spending cap (Redis at REDIS_URL) is unreachable")
+        raise LLMUnavailable(details={"source": source.name}) from exc
+    if int(answer[0]) != 1:
+        logger.warning(
+            "LLM spending cap of $%.2f reached: $%s spent today, $%s reserved by calls in flight, $%.6f asked "
+            "for a call to %s",
+            cap,
+            answer[1],
+            answer[2],
+            reservation.amount,
+            source.name,
+        )
+        raise LLMSpendingCapReached(details={"cap": cap})
+    return reservation
+
+
+def _spend_settle(reservation: _Reservation | None, *, cost: float) -> None:
+    if reservation is None:
+        return
+    try:
+        redis_client().eval(_SETTLE_SCRIPT, 3, *reservation.keys, reservation.token, repr(cost))
+    except redis.RedisError:
+        # The lease frees the reservation; the ledger holds the cost and seeds the day again if Redis lost it.
+        logger.exception("Unable to settle an LLM spend reservation; its lease will free it")
 
 
 # --- Concurrency ----------------------------------------------------------------------------------
@@ -181,18 +343,19 @@ def _slot(source: LLMSourceConfig, *, wait: float) -> Iterator[None]:
         while not client.eval(_ACQUIRE_SCRIPT, 1, key, source.max_concurrency, token, lease):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LLMBusy(
-                    f"All {source.max_concurrency} concurrent slots of the LLM source {source.name!r} stayed "
-                    f"busy for {wait:g}s (LLM_SLOT_WAIT_SECONDS, or what was left of the call's budget)",
-                    details={"source": source.name, "max_concurrency": source.max_concurrency, "waited": wait},
+                logger.warning(
+                    "All %d slots of LLM source %s stayed busy for %gs (LLM_SLOT_WAIT_SECONDS, or what was left "
+                    "of the call's budget)",
+                    source.max_concurrency,
+                    source.name,
+                    wait,
                 )
+                raise LLMBusy(details={"source": source.name, "waited": wait})
             time.sleep(min(remaining, pause * random.uniform(0.5, 1.5)))
             pause = min(pause * 2, 0.5)
     except redis.RedisError as exc:
-        raise LLMUnavailable(
-            f"The LLM concurrency limiter (Redis at REDIS_URL) is unreachable: {exc}",
-            details={"source": source.name},
-        ) from exc
+        logger.exception("The LLM concurrency limiter (Redis at REDIS_URL) is unreachable")
+        raise LLMUnavailable(details={"source": source.name}) from exc
     try:
         yield
     finally:
@@ -210,6 +373,12 @@ _clients_lock = threading.Lock()
 
 
 def _client(source: LLMSourceConfig) -> openai.OpenAI:
+    """The SDK client for `source`; raises LLMSourceRefused, before anything is sent, for a base URL or key
+    variable that prompts.endpoints refuses (a row edited in the database, bypassing admin)."""
+    problem = base_url_problem(source.base_url) or api_key_env_problem(source.api_key_env)
+    if problem:
+        logger.error("LLM source %s refused, nothing sent: %s", source.name, problem)
+        raise LLMSourceRefused(details={"source": source.name})
     key = (source.base_url, source.api_key, source.timeout_seconds)
     with _clients_lock:
         if key not in _clients:
@@ -313,8 +482,9 @@ def chat_json(
     refused log-probabilities are dropped, both remembered on the source. A source never probed is probed
     first (within the call's budget).
 
-    Raises LLMSpendingCapReached (before any request), LLMBusy, LLMUnavailable (timeouts, connection
-    errors, 5xx after the retries; other 4xx at once), LLMRateLimited or LLMBadReply. Unless the mode is
+    Raises LLMSpendingCapReached or LLMSourceRefused (before a request), LLMBusy, LLMUnavailable (connection
+    errors, 5xx after the retries; LLMTimeout for timeouts; LLMRejected for other 4xx, at once),
+    LLMRateLimited or LLMBadReply. Unless the mode is
     constrained, the caller must validate `data` against its schema. Call it outside your write
     transaction (see the module docstring). It takes at most `llm_call_budget_seconds()`.
     """
@@ -333,28 +503,40 @@ def chat_json(
     while True:
         number += 1
         tries += 1
-        _check_spending_cap()
         mode = modes[0]
         params: dict[str, Any] = {
             "model": source.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "max_tokens": int(settings.LLM_MAX_OUTPUT_TOKENS),
         }
         response_format = _response_format(mode, schema, schema_name)
         if response_format is not None:
             params["response_format"] = response_format
         if logprobs:
             params["logprobs"] = True
-        with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
-            timeout = min(source.timeout_seconds, max(MIN_ATTEMPT_SECONDS, _left(deadline)))
-            started = time.perf_counter()
-            attempt = _attempt(client, {**params, "timeout": timeout})
-            latency_ms = (time.perf_counter() - started) * 1000
-        refused = _refused(attempt, asked_format=response_format is not None, asked_logprobs=logprobs)
-        if refused is not None:
-            attempt.outcome = LLMCallOutcome.FORMAT_REFUSED
-        cost = _record(
-            source, attempt, prompt_version=prompt_version, run_id=run_id, number=number, latency_ms=latency_ms
-        )
+        reservation = _spend_reserve(source, params)
+        cost = 0.0
+        try:
+            with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
+                timeout = min(source.timeout_seconds, max(MIN_ATTEMPT_SECONDS, _left(deadline)))
+                started = time.perf_counter()
+                attempt = _attempt(client, {**params, "timeout": timeout})
+                latency_ms = (time.perf_counter() - started) * 1000
+            refused = _refused(attempt, asked_format=response_format is not None, asked_logprobs=logprobs)
+            if refused is not None:
+                attempt.outcome = LLMCallOutcome.FORMAT_REFUSED
+            cost = _attempt_cost(source, attempt)
+            _record(
+                source,
+                attempt,
+                cost=cost,
+                prompt_version=prompt_version,
+                run_id=run_id,
+                number=number,
+                latency_ms=latency_ms,
+            )
+        finally:
+            _spend_settle(reservation, cost=cost)
         if attempt.outcome == LLMCallOutcome.OK:
             assert attempt.result is not None
             return ChatResult(
@@ -415,19 +597,23 @@ def chat_json(
     raise _final_error(source, attempt, attempts=number)
 
 
+def _attempt_cost(source: LLMSourceConfig, attempt: _Attempt) -> float:
+    return (
+        attempt.input_tokens * source.price_input_per_1k + attempt.output_tokens * source.price_output_per_1k
+    ) / 1000
+
+
 def _record(
     source: LLMSourceConfig,
     attempt: _Attempt,
     *,
+    cost: float,
     prompt_version: str,
     run_id: int | None,
     number: int,
     latency_ms: float,
-) -> float:
-    """Write the attempt to the ledger; its cost."""
-    cost = (
-        attempt.input_tokens * source.price_input_per_1k + attempt.output_tokens * source.price_output_per_1k
-    ) / 1000
+) -> None:
+    """Write the attempt to the ledger."""
     LLMCall.objects.create(
         source=source.name,
         model=source.model,
@@ -442,7 +628,6 @@ def _record(
         outcome=attempt.outcome,
         error=attempt.error[:_ERROR_TEXT_LIMIT],
     )
-    return cost
 
 
 def _left(deadline: float) -> float:
@@ -561,17 +746,27 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
 
 
 def _final_error(source: LLMSourceConfig, attempt: _Attempt, *, attempts: int) -> LLMError:
-    details = {"source": source.name, "model": source.model, "attempts": attempts, "outcome": attempt.outcome}
-    where = f"LLM source {source.name!r} ({source.model})"
-    tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+    """The caller's error: a stable code, a fixed message and what it may know (no provider text, which
+    is logged here and kept in the ledger)."""
+    logger.warning(
+        "LLM call to %s (%s) failed after %d attempt(s): %s: %s",
+        source.name,
+        source.model,
+        attempts,
+        attempt.outcome,
+        attempt.error[:500],
+    )
+    details = {"source": source.name, "attempts": attempts, "outcome": attempt.outcome}
     if attempt.outcome == LLMCallOutcome.RATE_LIMITED:
-        return LLMRateLimited(f"The {where} kept rate-limiting {tries}: {attempt.error}", details=details)
+        return LLMRateLimited(details=details)
     if attempt.outcome in (LLMCallOutcome.BAD_REPLY, LLMCallOutcome.REFUSED):
-        return LLMBadReply(f"No usable JSON reply from the {where} {tries}: {attempt.error}", details=details)
+        return LLMBadReply(details=details)
     if attempt.outcome in (LLMCallOutcome.CLIENT_ERROR, LLMCallOutcome.FORMAT_REFUSED):
         # A request the provider rejects (bad model name, key, parameters) fails the same way next time.
-        return LLMUnavailable(f"The {where} rejected the request: {attempt.error}", details=details, retryable=False)
-    return LLMUnavailable(f"The {where} is unavailable {tries}: {attempt.error}", details=details)
+        return LLMRejected(details=details)
+    if attempt.outcome == LLMCallOutcome.TIMEOUT:
+        return LLMTimeout(details=details)
+    return LLMUnavailable(details=details)
 
 
 # --- The probe ------------------------------------------------------------------------------------
@@ -631,7 +826,11 @@ def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) 
     """
     budget_end = time.monotonic() + PROBE_BUDGET_SECONDS
     deadline = budget_end if deadline is None else min(deadline, budget_end)
-    client = _client(source)
+    try:
+        client = _client(source)
+    except LLMSourceRefused as exc:
+        summary = f"not probed: {exc.message}"
+        return LLMProbe(source=source, seen=source.capabilities, summary=summary, finished=False, calls=0)
     seen = source.capabilities
     notes: list[str] = []
     calls = answered = 0
@@ -647,15 +846,29 @@ def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) 
             **params,
             "timeout": min(source.timeout_seconds, PROBE_TIMEOUT_SECONDS, _left(deadline)),
         }
-        with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
-            started = time.perf_counter()
-            sent = _send(client, request)
-            latency_ms = (time.perf_counter() - started) * 1000
-        recorded = sent if isinstance(sent, _Attempt) else _Attempt(LLMCallOutcome.OK)
-        if not isinstance(sent, _Attempt):
-            _read_usage(sent, recorded)
-        calls += 1
-        _record(source, recorded, prompt_version=PROBE_PROMPT_VERSION, run_id=None, number=1, latency_ms=latency_ms)
+        reservation = _spend_reserve(source, request)
+        cost = 0.0
+        try:
+            with _slot(source, wait=min(float(settings.LLM_SLOT_WAIT_SECONDS), _left(deadline))):
+                started = time.perf_counter()
+                sent = _send(client, request)
+                latency_ms = (time.perf_counter() - started) * 1000
+            recorded = sent if isinstance(sent, _Attempt) else _Attempt(LLMCallOutcome.OK)
+            if not isinstance(sent, _Attempt):
+                _read_usage(sent, recorded)
+            calls += 1
+            cost = _attempt_cost(source, recorded)
+            _record(
+                source,
+                recorded,
+                cost=cost,
+                prompt_version=PROBE_PROMPT_VERSION,
+                run_id=None,
+                number=1,
+                latency_ms=latency_ms,
+            )
+        finally:
+            _spend_settle(reservation, cost=cost)
         if recorded.outcome in (LLMCallOutcome.TIMEOUT, LLMCallOutcome.CONNECTION):
             raise _ProbeStopped(f"{label}: {recorded.outcome} ({recorded.error[:120]})")
         answered += 1
@@ -743,13 +956,12 @@ def llm_source_probe(*, source: LLMSourceConfig, deadline: float | None = None) 
     ]
     stopped = ""
     try:
-        _check_spending_cap()
         for label, capability, request, judge in checks:
             verdict, supported = judge(request())
             notes.append(f"{label}: {verdict}")
             if supported is not None:
                 seen = replace(seen, **{capability: supported})
-    except (_ProbeStopped, LLMBusy, LLMUnavailable, LLMSpendingCapReached) as exc:
+    except (_ProbeStopped, LLMBusy, LLMUnavailable, LLMSpendingCapReached, LLMSourceRefused) as exc:
         stopped = exc.message if isinstance(exc, LLMError) else str(exc)
         logger.warning("Probe of LLM source %s stopped: %s", source.name, stopped)
 

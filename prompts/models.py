@@ -9,6 +9,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from prompts.endpoints import API_KEY_ENV_PATTERN, API_KEY_ENV_PREFIX, base_url_problem
+
 
 def validate_confidence_calibration(value: Any) -> None:
     """A list of [stated, observed] pairs of numbers in [0, 1]."""
@@ -27,7 +29,8 @@ class LLMSource(models.Model):
     """An OpenAI-compatible chat endpoint that staff can add or retune without a deploy.
 
     The API key is never stored: `api_key_env` names the environment variable that holds it, so the
-    secret stays in the deployment's environment and a database dump leaks nothing.
+    secret stays in the deployment's environment and a database dump leaks nothing. Only variables named
+    AUTOTAGGER_LLM_KEY_... qualify, and `base_url` must be https or an allowed host (prompts.endpoints).
     """
 
     name = models.SlugField(
@@ -35,7 +38,13 @@ class LLMSource(models.Model):
         unique=True,
         help_text='How code and tagging configs refer to this source. "default" replaces the LLM_* settings.',
     )
-    base_url = models.CharField(max_length=500, help_text="The API's base URL, e.g. https://api.openai.com/v1.")
+    base_url = models.CharField(
+        max_length=500,
+        help_text=(
+            "The API's base URL, e.g. https://api.openai.com/v1: https, or plain http only to a host on "
+            "LLM_ALLOWED_HOSTS (loopback in development)."
+        ),
+    )
     model = models.CharField(max_length=200)
     api_key_env = models.CharField(
         "API key environment variable",
@@ -43,12 +52,15 @@ class LLMSource(models.Model):
         blank=True,
         validators=[
             RegexValidator(
-                r"^[A-Za-z_][A-Za-z0-9_]*$", "Enter the NAME of an environment variable, e.g. OPENAI_API_KEY."
+                API_KEY_ENV_PATTERN,
+                f"Enter the NAME of an environment variable starting with {API_KEY_ENV_PREFIX} (capital letters, "
+                f"digits, underscores), e.g. {API_KEY_ENV_PREFIX}OPENAI.",
             )
         ],
         help_text=(
-            "The NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY), never the key "
-            "itself. It must be set in the web and worker processes. Leave blank for an endpoint without a key."
+            f"The NAME of the environment variable that holds the API key (e.g. {API_KEY_ENV_PREFIX}OPENAI), never "
+            f"the key itself; only names starting with {API_KEY_ENV_PREFIX} are accepted. It must be set in the web "
+            "and worker processes. Leave blank for an endpoint without a key."
         ),
     )
     timeout_seconds = models.FloatField(default=30.0, help_text="Timeout of one request, in seconds.")
@@ -121,10 +133,20 @@ class LLMSource(models.Model):
                 condition=Q(price_input_per_1k__gte=0) & Q(price_output_per_1k__gte=0),
                 name="prompts_llm_source_prices_not_negative",
             ),
+            models.CheckConstraint(
+                condition=Q(api_key_env="") | Q(api_key_env__regex=API_KEY_ENV_PATTERN),
+                name="prompts_llm_source_key_env_prefixed",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        problem = base_url_problem(self.base_url) if self.base_url else None
+        if problem:
+            raise ValidationError({"base_url": problem})
 
 
 class LLMCallOutcome(models.TextChoices):

@@ -1,6 +1,7 @@
-"""The model sources a call can use: staff-editable `LLMSource` rows by name, plus "default" built from the
-LLM_BASE_URL, LLM_MODEL and LLM_API_KEY settings (a row named "default" replaces it). A row holds the NAME
-of the environment variable with its key, never the key.
+"""The model sources a call can use: `LLMSource` rows (superusers edit them) by name, plus "default" built
+from the LLM_BASE_URL and LLM_MODEL settings and the AUTOTAGGER_LLM_KEY_DEFAULT variable (a row named
+"default" replaces it). A row holds the NAME of the environment variable with its key, never the key; only
+AUTOTAGGER_LLM_KEY_... variables are read (prompts.endpoints).
 
 Each source knows what it supports (`LLMCapabilities`): which request modes (`ResponseMode`) it accepts,
 tools, log-probabilities. A row records them (probed, or set by staff); the settings source takes them from
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.utils import timezone
 
+from prompts.endpoints import DEFAULT_SOURCE_KEY_ENV, api_key_env_problem
 from prompts.models import LLMSource
 
 DEFAULT_SOURCE_NAME = "default"
@@ -84,8 +86,14 @@ class LLMError(Exception):
     code: ClassVar[str] = "llm_error"
     status: ClassVar[int] = 502
     default_retryable: ClassVar[bool] = False
+    # The fixed message of errors that describe a provider's answer (prompts.gateway): callers see it, never
+    # what the provider said.
+    default_message: ClassVar[str] = "The language model call failed."
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, retryable: bool | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, details: dict[str, Any] | None = None, retryable: bool | None = None
+    ) -> None:
+        message = self.default_message if message is None else message
         super().__init__(message)
         self.message = message
         self.details = details or {}
@@ -115,6 +123,7 @@ class LLMSourceConfig:
     # (stated confidence, observed precision) points measured on gold labels; empty: none yet.
     confidence_calibration: tuple[tuple[float, float], ...] = ()
     row_id: int | None = None  # the LLMSource row; None for the settings source
+    api_key_env: str = ""  # the variable the key was read from; "" for none
 
     @property
     def supports_json_schema(self) -> bool:
@@ -138,32 +147,30 @@ def llm_sources_available() -> list[str]:
 
 
 def llm_source_get(*, name: str | None = None) -> LLMSourceConfig:
-    """The source called `name` (None: LLM_DEFAULT_SOURCE); LLMNotConfigured says what is missing."""
+    """The source called `name` (None: LLM_DEFAULT_SOURCE); LLMNotConfigured says what is missing.
+
+    An unknown or inactive name is refused without naming the other sources: a caller may only learn
+    whether the name it asked for exists (staff see them all in admin)."""
     name = name or str(settings.LLM_DEFAULT_SOURCE)
     row = LLMSource.objects.filter(name=name).first()
     if row is not None:
         if not row.active:
-            raise LLMNotConfigured(
-                f"The LLM source {name!r} is inactive; available sources: {_names_for_message()}",
-                details={"source": name, "available": llm_sources_available()},
-            )
+            raise LLMNotConfigured(f"The LLM source {name!r} is inactive.", details={"source": name})
         return _config_from_row(row)
     if name == DEFAULT_SOURCE_NAME:
         return _config_from_settings()
-    available = llm_sources_available()
-    raise LLMNotConfigured(
-        f"Unknown LLM source {name!r}; available sources: {_names_for_message()}",
-        details={"source": name, "available": available},
-    )
-
-
-def _names_for_message() -> str:
-    return ", ".join(llm_sources_available()) or "none (set LLM_BASE_URL and LLM_MODEL, or add one in admin)"
+    raise LLMNotConfigured(f"There is no LLM source named {name!r}.", details={"source": name})
 
 
 def _config_from_row(row: LLMSource) -> LLMSourceConfig:
     api_key = ""
     if row.api_key_env:
+        if api_key_env_problem(row.api_key_env):
+            # The constraint keeps such a name out of the table; read nothing if it got in anyway.
+            raise LLMNotConfigured(
+                f"The LLM source {row.name!r} names an environment variable that may not hold an LLM key.",
+                details={"source": row.name},
+            )
         api_key = os.environ.get(row.api_key_env, "")
         if not api_key:
             raise LLMNotConfigured(
@@ -185,6 +192,7 @@ def _config_from_row(row: LLMSource) -> LLMSourceConfig:
         capabilities_from_staff=row.capabilities_from_staff,
         confidence_calibration=_calibration_table(row.confidence_calibration),
         row_id=row.pk,
+        api_key_env=row.api_key_env,
     )
 
 
@@ -225,6 +233,7 @@ def _config_from_settings() -> LLMSourceConfig:
         max_concurrency=int(settings.LLM_MAX_CONCURRENCY),
         price_input_per_1k=float(settings.LLM_PRICE_INPUT_PER_1K),
         price_output_per_1k=float(settings.LLM_PRICE_OUTPUT_PER_1K),
+        api_key_env=DEFAULT_SOURCE_KEY_ENV if settings.LLM_API_KEY else "",
     )
     with _settings_learned_lock:
         learned = _settings_learned.get(_settings_key(config))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,7 +30,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "tagging",
     "prompts",
     "feedback",
+    # After knox: its admin replaces knox's own.
+    "autotagger.tokens",
 ]
 
 MIDDLEWARE = [
@@ -126,7 +129,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTOTAGGER_MAX_BODY_BYTES", default=100 *
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "autotagger.tokens.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -137,6 +140,15 @@ REST_FRAMEWORK = {
     # DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE caps it: 413 above the limit.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# API tokens (django-rest-knox): stored as a SHA-512 digest, shown once when issued, expiring after
+# API_TOKEN_TTL_DAYS unless issued with another lifetime; staff revoke them in admin.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -243,7 +255,11 @@ TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
 LLM_DEFAULT_SOURCE = env("LLM_DEFAULT_SOURCE", default="default")
 LLM_BASE_URL = env("LLM_BASE_URL", default="")
 LLM_MODEL = env("LLM_MODEL", default="")
-LLM_API_KEY = env("LLM_API_KEY", default="")
+# Like every source's key, from a variable named AUTOTAGGER_LLM_KEY_... (prompts.endpoints); LLM_API_KEY is not read.
+LLM_API_KEY = env("AUTOTAGGER_LLM_KEY_DEFAULT", default="")
+# Hosts an LLM source may reach over plain http (any host over https). None in production: a key never
+# travels in clear; development and tests allow loopback (local llama.cpp, Ollama, the test server).
+LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=[])
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=4)
 LLM_PRICE_INPUT_PER_1K = env.float("LLM_PRICE_INPUT_PER_1K", default=0.0)
@@ -257,8 +273,12 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 LLM_RETRY_BASE_SECONDS = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 LLM_RETRY_MAX_SECONDS = env.float("LLM_RETRY_MAX_SECONDS", default=8.0)
 LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=30.0)
-# USD per day across all sources; new LLM calls stop with a clear error once reached. 0: no cap.
+# USD per day across all sources; 0: no cap. Each call reserves its largest possible cost before it is made
+# (prompt bytes and LLM_MAX_OUTPUT_TOKENS at the source's prices) and settles at the real cost after, so
+# calls at once never go over; a cap with a source that has no prices stops the process at start-up.
 LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
+# The most tokens a reply may have (sent as max_tokens): bounds what a call can cost.
+LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=4096)
 
 # Hybrid strategy (tagging/taggers/hybrid.py): per category, a calibrated probability at or above ACCEPT is
 # taken without the LLM; the LLM chooses among a shortlist sized for recall: best first until the

@@ -23,3 +23,5 @@ STORAGES = {
 }
 LOG_FORMAT = "text"
 LOGGING = {**LOGGING, "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}}}
+# Plain http to a local model server is fine on this machine (never in production).
+LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "::1"])

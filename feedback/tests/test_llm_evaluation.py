@@ -22,7 +22,8 @@ from feedback.evaluation.confidence import confidence_calibration_fit, source_ca
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.jobs import evaluation_job_run_here, evaluation_job_start, evaluation_job_step
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
-from prompts.models import LLMSource
+from prompts.gateway import LLMRejected
+from prompts.models import LLMCall, LLMSource
 from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN, confidence_calibrated
 from prompts.tests.openai_server import OpenAIServer
 
@@ -175,7 +176,8 @@ def test_a_recipe_the_model_fails_on_is_counted_and_reported_not_fatal(
     llm = job.run.metrics["llm"]
     assert llm["failures"] == 1
     assert llm["answered"] == len(RECIPES) - 1
-    assert "This model does not exist" in llm["failure_examples"][0]
+    assert llm["failure_examples"][0].endswith(LLMRejected.default_message)  # the provider's words: the ledger
+    assert LLMCall.objects.filter(error__contains="This model does not exist").exists()
     assert job.run.metrics["overall"]["recall"] == pytest.approx((len(RECIPES) - 1) / len(RECIPES), abs=1e-3)
 
 
@@ -187,7 +189,7 @@ def test_it_refuses_what_it_cannot_evaluate_and_stores_nothing(
         evaluation_job_start(content=content, name="x", strategy="similarity", source=None, k=1, categories=None)
     with pytest.raises(EvaluationError, match="no tags in course"):
         evaluation_job_start(content=content, name="x", strategy="llm", source=None, k=1, categories=["course"])
-    with pytest.raises(EvaluationError, match="Unknown LLM source 'nope'"):
+    with pytest.raises(EvaluationError, match="no LLM source named 'nope'"):
         evaluation_job_start(content=content, name="x", strategy="llm", source="nope", k=1, categories=None)
     settings.LLM_BASE_URL = ""
     with pytest.raises(EvaluationError, match="LLM_BASE_URL"):

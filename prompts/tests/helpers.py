@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from prompts.gateway import chat_json
+from autotagger.redis import redis_client
+from prompts.gateway import chat_json, spend_keys_prefix
 from prompts.models import LLMCall, LLMSource
 from prompts.sources import LLMSourceConfig
 from prompts.tests.conftest import LLMSourceFactory
@@ -44,3 +45,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def spending_cap_reset() -> None:
+    """Forget the day's spend and reservations kept in Redis (seeded again from this test's ledger): they
+    outlive the test's database transaction."""
+    client = redis_client()
+    for key in client.scan_iter(match=f"{spend_keys_prefix()}:*", count=1000):
+        client.delete(key)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_llm_source_admin_pages_render_for_staff(staff_browser: Client, openai_server: OpenAIServer) -> None:
-    source = db_source(openai_server, api_key_env="AUTOTAGGER_TEST_OPENROUTER_KEY")
+    source = db_source(openai_server, api_key_env="AUTOTAGGER_LLM_KEY_TEST_OPENROUTER")
 
     pages = [
         staff_browser.get(reverse("admin:prompts_llmsource_changelist")),
@@ -32,7 +32,7 @@ def test_the_llm_source_admin_pages_render_for_staff(staff_browser: Client, open
     assert [page.status_code for page in pages] == [200, 200, 200]
     assert "openrouter" in pages[0].content.decode()
     assert "NAME of an environment variable" in pages[1].content.decode()
-    assert "AUTOTAGGER_TEST_OPENROUTER_KEY" in pages[2].content.decode()
+    assert "AUTOTAGGER_LLM_KEY_TEST_OPENROUTER" in pages[2].content.decode()
 
 
 def test_the_llm_call_list_shows_totals_per_day_and_source_for_the_filter(staff_browser: Client) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from prompts.gateway import PROBE_MAX_TOKENS, PROBE_WORD, llm_source_probe
+from prompts.gateway import PROBE_MAX_TOKENS, PROBE_WORD, LLMSpendingCapReached, llm_source_probe
 from prompts.models import LLMCall
 from prompts.sources import LLMCapabilities, llm_source_get
 from prompts.tests.helpers import ask, db_source, outcomes
@@ -208,11 +208,11 @@ def test_the_settings_source_with_auto_is_probed_once_per_process(
 
 def test_the_probe_spends_nothing_once_the_daily_cap_is_reached(llm_settings: Any, openai_server: OpenAIServer) -> None:
     llm_settings.LLM_DAILY_SPEND_CAP = 0.01
-    db_source(openai_server, probed_at=None)
+    db_source(openai_server, probed_at=None, price_input_per_1k="0.5")
     LLMCall.objects.create(source="x", model="m", cost=1.0, outcome="ok")
 
     probe = llm_source_probe(source=llm_source_get(name="openrouter"))
 
     assert probe.finished is False
     assert openai_server.requests == []
-    assert "daily cap" in probe.summary
+    assert LLMSpendingCapReached.default_message in probe.summary

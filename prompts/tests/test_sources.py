@@ -44,21 +44,21 @@ def test_not_configured_names_both_settings_when_both_are_unset(settings: Any) -
 def test_a_db_source_whose_key_variable_is_missing_names_the_variable(
     llm_settings: Any, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("AUTOTAGGER_TEST_OPENROUTER_KEY", raising=False)
-    db_source(openai_server, api_key_env="AUTOTAGGER_TEST_OPENROUTER_KEY")
+    monkeypatch.delenv("AUTOTAGGER_LLM_KEY_TEST_OPENROUTER", raising=False)
+    db_source(openai_server, api_key_env="AUTOTAGGER_LLM_KEY_TEST_OPENROUTER")
 
     with pytest.raises(LLMNotConfigured) as excinfo:
         llm_source_get(name="openrouter")
 
-    assert "AUTOTAGGER_TEST_OPENROUTER_KEY" in excinfo.value.message
-    assert excinfo.value.details["missing_env"] == "AUTOTAGGER_TEST_OPENROUTER_KEY"
+    assert "AUTOTAGGER_LLM_KEY_TEST_OPENROUTER" in excinfo.value.message
+    assert excinfo.value.details["missing_env"] == "AUTOTAGGER_LLM_KEY_TEST_OPENROUTER"
 
 
 def test_a_db_source_sends_the_key_from_the_variable_it_names(
     llm_settings: Any, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUTOTAGGER_TEST_OPENROUTER_KEY", "sk-from-env")
-    db_source(openai_server, api_key_env="AUTOTAGGER_TEST_OPENROUTER_KEY", timeout_seconds=12, max_concurrency=2)
+    monkeypatch.setenv("AUTOTAGGER_LLM_KEY_TEST_OPENROUTER", "sk-from-env")
+    db_source(openai_server, api_key_env="AUTOTAGGER_LLM_KEY_TEST_OPENROUTER", timeout_seconds=12, max_concurrency=2)
     openai_server.reply_json({"tags": []})
 
     source = llm_source_get(name="openrouter")
@@ -70,16 +70,17 @@ def test_a_db_source_sends_the_key_from_the_variable_it_names(
     assert LLMCall.objects.get().source == "openrouter"
 
 
-def test_an_unknown_source_name_lists_the_allowed_ones(llm_settings: Any, openai_server: OpenAIServer) -> None:
+def test_an_unknown_source_name_is_refused_without_naming_the_others(
+    llm_settings: Any, openai_server: OpenAIServer
+) -> None:
     db_source(openai_server, name="openrouter")
     db_source(openai_server, name="retired", active=False)
 
     with pytest.raises(LLMNotConfigured) as excinfo:
         llm_source_get(name="antropic")
 
-    assert "'antropic'" in excinfo.value.message
-    assert "default, openrouter" in excinfo.value.message
-    assert excinfo.value.details["available"] == ["default", "openrouter"]
+    assert excinfo.value.message == "There is no LLM source named 'antropic'."
+    assert excinfo.value.details == {"source": "antropic"}
 
 
 def test_an_inactive_db_source_is_not_available(llm_settings: Any, openai_server: OpenAIServer) -> None:
@@ -88,7 +89,8 @@ def test_an_inactive_db_source_is_not_available(llm_settings: Any, openai_server
     with pytest.raises(LLMNotConfigured) as excinfo:
         llm_source_get(name="retired")
 
-    assert "inactive" in excinfo.value.message
+    assert excinfo.value.message == "The LLM source 'retired' is inactive."
+    assert "default" not in str(excinfo.value.details)
     assert llm_sources_available() == ["default"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from prompts.gateway import LLMBadReply, LLMRateLimited, LLMSpendingCapReached, LLMTimeout, LLMUnavailable
 from prompts.models import LLMCall, LLMCallOutcome
 from prompts.tests.conftest import LLMCallFactory
 from prompts.tests.openai_server import OpenAIServer
@@ -19,37 +20,41 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
 
 
 @pytest.mark.parametrize(
-    ("script", "outcome", "message"),
+    ("script", "outcome", "message", "provider_text"),
     [
         pytest.param(
             lambda server: server.reply_status(500, "upstream exploded"),
             LLMCallOutcome.SERVER_ERROR,
-            "is unavailable after 4 attempts: HTTP 500: upstream exploded",
+            LLMUnavailable.default_message,
+            "upstream exploded",
             id="500 every time",
         ),
         pytest.param(
             lambda server: server.reply_status(429, "slow down"),
             LLMCallOutcome.RATE_LIMITED,
-            "kept rate-limiting after 4 attempts: HTTP 429: slow down",
+            LLMRateLimited.default_message,
+            "slow down",
             id="429 every time",
         ),
         pytest.param(
             lambda server: server.reply_text('{"cuisine": ["ital'),
             LLMCallOutcome.BAD_REPLY,
-            "No usable JSON reply from the LLM source 'default' (test-model) after 4 attempts: "
-            "The reply is not valid JSON",
+            LLMBadReply.default_message,
+            "ital",
             id="malformed JSON every time",
         ),
         pytest.param(
             lambda server: server.reply_refusal("I can't help with that."),
             LLMCallOutcome.REFUSED,
-            "after 4 attempts: The model refused: I can't help with that.",
+            LLMBadReply.default_message,
+            "I can't help with that.",
             id="a refusal every time",
         ),
         pytest.param(
             lambda server: server.reply_empty(),
             LLMCallOutcome.BAD_REPLY,
-            "after 4 attempts: Empty reply",
+            LLMBadReply.default_message,
+            "Empty reply",
             id="an empty reply every time",
         ),
     ],
@@ -61,6 +66,7 @@ def test_it_fails_the_run_without_tags_when_the_model_never_answers_usably(
     script: Callable[[OpenAIServer], Any],
     outcome: str,
     message: str,
+    provider_text: str,
 ) -> None:
     attempts = llm_settings.LLM_MAX_RETRIES + 1
     for _ in range(attempts + 1):  # one more than it may use
@@ -70,7 +76,11 @@ def test_it_fails_the_run_without_tags_when_the_model_never_answers_usably(
     run = run_failed(run)
 
     assert run.status == RunStatus.FAILED
-    assert message in run.error
+    assert run.error == message
+    assert provider_text not in run.error
+    assert all(
+        provider_text in error for error in LLMCall.objects.filter(run_id=run.pk).values_list("error", flat=True)
+    )
     assert run.finished_at is not None
     assert not TagAssignment.objects.filter(run=run).exists()
     assert len(openai_server.requests) == attempts
@@ -94,8 +104,7 @@ def test_it_fails_the_run_when_every_attempt_times_out_within_the_bound(
 
     elapsed = time.monotonic() - started
     assert run.status == RunStatus.FAILED
-    assert "is unavailable after 3 attempts" in run.error
-    assert "timed out" in run.error
+    assert run.error == LLMTimeout.default_message
     assert not TagAssignment.objects.filter(run=run).exists()
     assert len(openai_server.requests) == 3
     assert list(LLMCall.objects.filter(run_id=run.pk).values_list("outcome", flat=True)) == [LLMCallOutcome.TIMEOUT] * 3
@@ -131,8 +140,7 @@ def test_it_makes_no_request_and_fails_the_run_once_todays_spend_is_over_the_cap
     run = run_failed(run)
 
     assert run.status == RunStatus.FAILED
-    assert "daily cap of $0.01 (LLM_DAILY_SPEND_CAP)" in run.error
-    assert "no call was made" in run.error
+    assert run.error == LLMSpendingCapReached.default_message
     assert openai_server.requests == []
     assert not TagAssignment.objects.filter(run=run).exists()
     assert LLMCall.objects.count() == 1
@@ -151,7 +159,7 @@ def test_a_hybrid_run_whose_llm_fails_stores_not_even_the_tags_similarity_accept
     run = run_failed(run)
 
     assert run.status == RunStatus.FAILED
-    assert "HTTP 503" in run.error
+    assert run.error == LLMUnavailable.default_message
     assert not TagAssignment.objects.filter(run=run).exists()
     assert len(openai_server.requests) == 1
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from prompts.gateway import LLMTimeout
 from prompts.models import LLMCall, LLMCallOutcome, LLMSource
 from prompts.tests.conftest import LLMSourceFactory
 from prompts.tests.llama_server import LlamaServer
@@ -121,7 +122,7 @@ def test_a_source_that_times_out_fails_the_run_clearly_and_quickly(
 
     elapsed = time.monotonic() - started
     assert run.status == RunStatus.FAILED
-    assert "timed out" in run.error
+    assert run.error == LLMTimeout.default_message
     assert not TagAssignment.objects.filter(run=run).exists()
     assert LLMCall.objects.filter(run_id=run.pk).last().outcome == LLMCallOutcome.TIMEOUT  # type: ignore[union-attr]
     assert elapsed < 5.0
