@@ -112,10 +112,10 @@ def run_abandon(*, run: TaggingRun) -> None:
     """Within the caller's transaction (the run locked): fail a run that was delivered too often."""
     run.status, run.error_code, run.finished_at = RunStatus.FAILED, RUN_ABANDONED, timezone.now()
     run.error = (
-        f"The run was started {run.attempts} times without finishing (its worker was lost each time); "
-        "it is not tried again."
+        f"The run was delivered {run.attempts} times without finishing (its worker or its message was lost "
+        "each time); it is not tried again."
     )
-    run.save(update_fields=["status", "error", "error_code", "finished_at"])
+    run.save(update_fields=["status", "error", "error_code", "finished_at", "attempts"])
 
 
 def run_execute(*, run_id: int, delivery: str | None = None) -> TaggingRun:

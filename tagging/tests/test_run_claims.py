@@ -97,7 +97,7 @@ def test_a_run_that_lost_its_worker_max_attempts_times_is_failed_and_not_run_aga
     run = TaggingRun.objects.get(pk=queued.pk)
     assert run.status == RunStatus.FAILED
     assert run.error_code == RUN_ABANDONED
-    assert f"started {settings.TAGGING_RUN_MAX_ATTEMPTS} times" in run.error
+    assert f"delivered {settings.TAGGING_RUN_MAX_ATTEMPTS} times" in run.error
     assert run.finished_at is not None
     assert run.attempts == settings.TAGGING_RUN_MAX_ATTEMPTS
     assert not TagAssignment.objects.filter(run=run).exists()

@@ -107,7 +107,7 @@ def test_it_fails_a_run_that_lost_its_worker_max_attempts_times(
     failed = TaggingRun.objects.get(pk=run.pk)
     assert failed.status == RunStatus.FAILED
     assert failed.error_code == RUN_ABANDONED
-    assert "started 2 times" in failed.error
+    assert "delivered 2 times" in failed.error
     assert failed.finished_at is not None
     assert not TagAssignment.objects.filter(run=failed).exists()
 
@@ -127,7 +127,8 @@ def test_a_run_is_requeued_until_its_attempts_run_out_then_failed(
 
     assert outcomes == [([run.pk], []), ([run.pk], []), ([], [run.pk]), ([], [])]
     assert recorder.sent == [run.pk, run.pk]
-    assert TaggingRun.objects.get(pk=run.pk).error_code == RUN_ABANDONED
+    abandoned = TaggingRun.objects.get(pk=run.pk)
+    assert (abandoned.status, abandoned.error_code, abandoned.attempts) == (RunStatus.FAILED, RUN_ABANDONED, 3)
 
 
 @pytest.mark.django_db

@@ -93,7 +93,7 @@ def test_a_worker_killed_mid_job_leaves_every_recipe_tagged_exactly_once(
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     runs = TaggingRun.objects.filter(job_id=job_id)
-    assert wait_for(lambda: runs.filter(status=RunStatus.SUCCEEDED).count() >= 10, timeout=90)
+    assert wait_for(lambda: runs.filter(status=RunStatus.SUCCEEDED).count() >= 10, timeout=180)
 
     killed_run = _kill_mid_run(prefork_worker, job_id)
 
