@@ -287,6 +287,59 @@ def _worker_database_url() -> str:
     return f"postgresql://{credentials}@{host}:{params.get('port') or 5432}/{params['dbname']}"
 
 
+def worker_start(*, queue: str, log_path: Path, pool: tuple[str, ...] = ("--pool=solo",)) -> subprocess.Popen[bytes]:
+    """A real Celery worker process consuming `queue` on the test database, once it is ready; its output goes
+    to `log_path`. Stop it with worker_stop."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
+        "DATABASE_URL": _worker_database_url(),
+        # The broker this run resolved (the local Redis or the embedded one), so the worker never probes again.
+        "TEST_REDIS_URL": settings.REDIS_URL,
+        "AUTOTAGGER_TEST_QUEUE": queue,
+    }
+    log = open(log_path, "wb")  # noqa: SIM115 - the worker writes to it until it stops
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "autotagger",
+            "worker",
+            *pool,
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            queue,
+            "--loglevel=INFO",
+        ],
+        env=env,
+        cwd=BASE_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if b"ready." in log_path.read_bytes():
+            return process
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=10)
+    pytest.fail(f"The Celery worker did not start; see {log_path}")
+
+
+def worker_stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker, in its own process, consuming the tests' queue on the test database.
@@ -297,56 +350,10 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
 
     client = redis_client()
     client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
-        "DATABASE_URL": _worker_database_url(),
-        # The broker this run resolved (the local Redis or the embedded one), so the worker never probes again.
-        "TEST_REDIS_URL": settings.REDIS_URL,
-        "AUTOTAGGER_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-    }
     log_path = BASE_DIR / ".data" / f"test-worker-{os.getpid()}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "autotagger",
-            "worker",
-            "--pool=solo",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-Q",
-            settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--loglevel=INFO",
-        ],
-        env=env,
-        cwd=BASE_DIR,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    ready = False
-    while time.monotonic() < deadline and process.poll() is None:
-        if b"ready." in log_path.read_bytes():
-            ready = True
-            break
-        time.sleep(0.2)
-    if not ready:
-        process.kill()
-        log.close()
-        pytest.fail(f"The Celery worker did not start; see {log_path}")
+    process = worker_start(queue=settings.CELERY_TASK_DEFAULT_QUEUE, log_path=log_path)
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-    log.close()
+    worker_stop(process)
     log_path.unlink(missing_ok=True)
     client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
 

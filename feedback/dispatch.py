@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from autotagger.queue import BrokerUnavailable, task_enqueue
 from feedback.models import EvaluationJob, EvaluationJobStatus
 from feedback.tasks import evaluation_job_step_task
 
@@ -20,11 +21,11 @@ def evaluation_job_enqueue(*, job: EvaluationJob) -> None:
 
 def _enqueue(job_id: int) -> None:
     try:
-        evaluation_job_step_task.delay(job_id=job_id)
-    except Exception as exc:  # kombu raises several types for an unreachable broker
+        task_enqueue(evaluation_job_step_task, job_id=job_id)
+    except BrokerUnavailable as exc:
         logger.exception("Unable to queue evaluation job %s", job_id)
         EvaluationJob.objects.filter(pk=job_id).update(
-            status=EvaluationJobStatus.FAILED, error=f"The task queue is unavailable: {exc}", finished_at=timezone.now()
+            status=EvaluationJobStatus.FAILED, error=exc.message, finished_at=timezone.now()
         )
 
 

@@ -33,6 +33,9 @@ EVALUATION_STEP_SOFT_TIME_LIMIT = (
     max_retries=3,
     soft_time_limit=1800,
     time_limit=2000,
+    # Not given back when its worker dies: beat re-checks for a needed refit every hour, and a refit that
+    # runs its worker out of memory must not be re-delivered for ever.
+    reject_on_worker_lost=False,
 )
 def tagger_refit_task(*, requested_at: float | None = None) -> None:
     """Refit the learned tagger on the gold labels, unless superseded or already current."""

@@ -92,11 +92,15 @@ class TaggingRunAdmin(admin.ModelAdmin):
         "config",
         "embedding_model",
         "error",
+        "error_code",
         "timings",
         "created_by",
         "created_at",
         "started_at",
         "finished_at",
+        "attempts",
+        "claimed_by",
+        "lease_expires_at",
     )
     readonly_fields = fields
     inlines = (TagAssignmentInline,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 
 from prompts.gateway import llm_call_budget_seconds
@@ -28,4 +29,16 @@ def run_time_limits_check(app_configs: Any = None, **kwargs: Any) -> list[checks
             "TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS.",
             id="tagging.E001",
         )
+    ]
+
+
+def lost_runs_settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The sweep and job fan-out need positive bounds: 0 attempts would fail every run at its first claim."""
+    names = ("TAGGING_RUN_MAX_ATTEMPTS", "TAGGING_RUN_STALE_SECONDS", "TAGGING_JOB_CHUNK_SIZE")
+    return [
+        checks.Error(
+            f"{name} is {getattr(settings, name)!r}; it must be a whole number of at least 1.", id="tagging.E002"
+        )
+        for name in names
+        if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1
     ]

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from autotagger.embeddings import embedding_model_name
+from autotagger.queue import BrokerUnavailable, task_enqueue
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
 from tagging.selectors import recipes_for_job
 from tagging.services.config import (
@@ -25,8 +26,8 @@ from tagging.services.config import (
     user_or_none,
 )
 from tagging.services.recipes import recipe_build
-from tagging.services.runs import recipe_tag, run_create
-from tagging.tasks import run_execute_task
+from tagging.services.runs import BROKER_UNAVAILABLE, recipe_tag, run_create
+from tagging.tasks import job_dispatch_task, run_execute_task
 
 logger = logging.getLogger(__name__)
 
@@ -34,29 +35,32 @@ logger = logging.getLogger(__name__)
 def recipe_tag_async(
     *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
 ) -> TaggingRun:
-    """Queue tagging of `recipe` on the Celery worker; the run is `queued` until the worker takes it."""
+    """Queue tagging of `recipe` on the Celery worker; the run is `queued` until the worker takes it.
+
+    Raises BrokerUnavailable (503) when the broker refuses the task: the run is then recorded as failed
+    (`broker_unavailable`), never left queued."""
     with transaction.atomic():
         run = run_create(recipe=recipe, config=config, user=user)
+        # Not robust: the broker's refusal must reach the caller, after the run is committed.
         transaction.on_commit(lambda: _run_enqueue(run))
     return run
 
 
-def runs_enqueue(*, runs: Sequence[TaggingRun]) -> None:
-    for run in runs:
-        _run_enqueue(run)
-
-
 def _run_enqueue(run: TaggingRun) -> None:
     try:
-        run_execute_task.delay(run_id=run.pk)
-    except Exception as exc:  # kombu raises several types for an unreachable broker
+        task_enqueue(run_execute_task, run_id=run.pk)
+    except BrokerUnavailable:
         logger.exception("Unable to queue tagging run %s", run.pk)
-        run.status, run.error, run.finished_at = (
+        run.status, run.error, run.error_code, run.finished_at = (
             RunStatus.FAILED,
-            f"The task queue is unavailable: {exc}",
+            "The task queue was unavailable when the run was requested.",
+            BROKER_UNAVAILABLE,
             timezone.now(),
         )
-        TaggingRun.objects.filter(pk=run.pk).update(status=run.status, error=run.error, finished_at=run.finished_at)
+        TaggingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=run.status, error=run.error, error_code=run.error_code, finished_at=run.finished_at
+        )
+        raise
 
 
 def recipe_tag_adhoc(
@@ -153,7 +157,8 @@ def recipes_tag_job(
             total=len(recipes),
             created_by=user_or_none(user=user),
         )
-        runs = TaggingRun.objects.bulk_create(
+        # Without a lease: the job's dispatch task gives each chunk of runs its lease as it queues it.
+        TaggingRun.objects.bulk_create(
             [
                 TaggingRun(
                     recipe=recipe,
@@ -168,5 +173,18 @@ def recipes_tag_job(
             ],
             batch_size=1000,
         )
-        transaction.on_commit(lambda: runs_enqueue(runs=runs))
+        # One message, whatever the job's size: the worker queues the runs (a request never waits on thousands).
+        transaction.on_commit(lambda: _job_enqueue(job))
     return job
+
+
+def _job_enqueue(job: TaggingJob) -> None:
+    try:
+        task_enqueue(job_dispatch_task, job_id=job.pk)
+    except BrokerUnavailable:
+        # Nothing of the job reached the worker: undo it, so the 503 leaves nothing behind to sweep.
+        logger.exception("Unable to queue tagging job %s; deleting it", job.pk)
+        with transaction.atomic():
+            TaggingRun.objects.filter(job=job).delete()
+            job.delete()
+        raise

@@ -108,9 +108,28 @@ class TaggingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A stable reason for a failure that clients can act on (the message in `error` may change).
+    error_code = models.CharField(max_length=50, blank=True)
+    # Who holds an unfinished run and until when, so that work lost with a worker is taken back: the task
+    # delivery (Celery task id) that claimed it while `running`, and the end of its lease (queued: the broker's,
+    # running: the task's hard time limit). Past the lease, the sweep re-queues the run.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Deliveries of this run that a worker started, or that were lost before one did; a run is "
+        "failed rather than tried again after TAGGING_RUN_MAX_ATTEMPTS.",
+    )
 
     class Meta:
-        indexes = [models.Index(fields=["recipe", "-created_at"], name="tagging_run_recipe_recent")]
+        indexes = [
+            models.Index(fields=["recipe", "-created_at"], name="tagging_run_recipe_recent"),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status__in=["queued", "running"]),
+                name="tagging_run_unfinished_lease",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.strategy}, {self.status})"

@@ -7,27 +7,68 @@ when code moves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
-from celery import shared_task
+import redis
+from celery import Task, shared_task
+from django.conf import settings
 
+from autotagger.queue import queue_length, tasks_enqueue
 from tagging.services.config import TaggingError
-from tagging.services.runs import RUN_SOFT_TIME_LIMIT, RUN_TIME_LIMIT, run_execute
+from tagging.services.runs import (
+    RUN_SOFT_TIME_LIMIT,
+    RUN_TIME_LIMIT,
+    RunsSwept,
+    job_runs_dispatch,
+    run_execute,
+    runs_requeue_stale,
+)
 
 logger = logging.getLogger(__name__)
 
 
 # No automatic retry: run_execute records any failure on the run (where the client polls for it) before
 # re-raising, so a retry would find the run finished and do nothing. LLM calls retry inside the gateway.
+# A worker lost mid-run (killed, out of memory) puts the message back (reject_on_worker_lost): its next
+# delivery takes the run over, and run_execute fails a run after TAGGING_RUN_MAX_ATTEMPTS deliveries, so a
+# run that kills its worker cannot loop.
 @shared_task(
     name="tagging.run_execute",
+    bind=True,
     acks_late=True,
+    reject_on_worker_lost=True,
     soft_time_limit=RUN_SOFT_TIME_LIMIT,
     time_limit=RUN_TIME_LIMIT,
 )
-def run_execute_task(*, run_id: int) -> None:
+def run_execute_task(self: Task, *, run_id: int) -> None:
     """Execute a queued tagging run. A run already finished is left as it is (safe to redeliver)."""
     try:
-        run_execute(run_id=run_id)
+        run_execute(run_id=run_id, delivery=self.request.id)
     except TaggingError:
         # The failure is recorded on the run, where the client polls for it.
         logger.warning("Tagging run %s failed", run_id, exc_info=True)
+
+
+def runs_send(run_ids: Sequence[int]) -> int:
+    """Queue one run_execute_task per run (one broker connection); raises BrokerUnavailable."""
+    return tasks_enqueue(run_execute_task, ({"run_id": run_id} for run_id in run_ids))
+
+
+@shared_task(name="tagging.job_dispatch", acks_late=True, soft_time_limit=300, time_limit=360)
+def job_dispatch_task(*, job_id: int) -> None:
+    """Queue the runs of a job recorded by the API, in chunks (a job may hold thousands). Safe to run twice:
+    a run is handed out once; one the broker refused is taken back by the sweep."""
+    job_runs_dispatch(job_id=job_id, enqueue=runs_send, chunk_size=settings.TAGGING_JOB_CHUNK_SIZE)
+
+
+@shared_task(name="tagging.runs_sweep", acks_late=True, soft_time_limit=120, time_limit=180)
+def runs_sweep_task() -> dict[str, Any]:
+    """Periodic (beat): re-queue runs lost with a worker or the broker, fail those tried too often."""
+    try:
+        queue_idle = queue_length() == 0
+    except redis.RedisError:
+        # This task came through the broker; if it is gone again, queued runs are left for the next sweep.
+        queue_idle = False
+    swept: RunsSwept = runs_requeue_stale(enqueue=runs_send, include_queued=queue_idle)
+    return {"requeued": len(swept.requeued), "failed": len(swept.failed)}

@@ -190,6 +190,9 @@ def redis_url_from_env(name: str, *, allow_embedded: bool, db: int = 0) -> str:
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+# A message whose worker process died mid-task goes back to the queue instead of being acknowledged (each task
+# that allows it bounds its re-deliveries; tagging runs: TAGGING_RUN_MAX_ATTEMPTS).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
@@ -198,6 +201,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = 10
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="autotagger")
+# Sending a task from a request (autotagger.queue): seconds to reach the broker and retries of the connection
+# and the publish, so that with the broker down the API answers 503 within a few seconds.
+TASK_ENQUEUE_TIMEOUT_SECONDS = env.float("TASK_ENQUEUE_TIMEOUT_SECONDS", default=2.0)
+TASK_ENQUEUE_MAX_RETRIES = env.int("TASK_ENQUEUE_MAX_RETRIES", default=2)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables on start, where staff can change or disable them in admin.
@@ -206,6 +213,11 @@ CELERY_BEAT_SCHEDULE = {
         # A safety net for refits whose request was lost (broker down when labels changed).
         "task": "tagging.tagger_refit",
         "schedule": env.float("TAGGER_REFIT_CHECK_SECONDS", default=3600.0),
+    },
+    "tagging-requeue-stale-runs": {
+        # Runs lost with a worker (killed mid-run) or with the broker: re-queued, or failed after max attempts.
+        "task": "tagging.runs_sweep",
+        "schedule": env.float("TAGGING_RUN_SWEEP_SECONDS", default=60.0),
     },
     "taxonomy-embed-stale-tags": {
         # Catches tags whose re-embedding could not be queued (broker down) or was lost.
@@ -303,6 +315,13 @@ HYBRID_FEW_SHOT_EXAMPLES = env.int("HYBRID_FEW_SHOT_EXAMPLES", default=0)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
 # longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
 TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)
+# A queued run no worker has taken after this many seconds (while nothing waits in the queue) counts as lost,
+# as does a running run past its task's hard time limit: the sweep (TAGGING_RUN_SWEEP_SECONDS) re-queues it,
+# or fails it (error_code run_abandoned) once it has had TAGGING_RUN_MAX_ATTEMPTS deliveries.
+TAGGING_RUN_STALE_SECONDS = env.int("TAGGING_RUN_STALE_SECONDS", default=600)
+TAGGING_RUN_MAX_ATTEMPTS = env.int("TAGGING_RUN_MAX_ATTEMPTS", default=3)
+# Runs a batch job's dispatch task queues per round trip to the broker.
+TAGGING_JOB_CHUNK_SIZE = env.int("TAGGING_JOB_CHUNK_SIZE", default=500)
 # Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
 TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -17,7 +18,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from conftest import wait_for
-from feedback.dispatch import evaluation_job_enqueue
+from feedback.dispatch import evaluation_job_enqueue, evaluation_job_enqueue_now
 from feedback.evaluation.confidence import confidence_calibration_fit, source_calibration_apply
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.jobs import evaluation_job_run_here, evaluation_job_start, evaluation_job_step
@@ -419,6 +420,29 @@ def test_a_job_whose_worker_died_is_taken_over_and_finished_without_asking_twice
     assert wait_for(lambda: EvaluationJob.objects.get(pk=job.pk).status == EvaluationJobStatus.SUCCEEDED, timeout=120)
     assert len(openai_server.requests) == len(RECIPES), "every recipe was asked once"
     assert EvaluationItem.objects.filter(job=job).count() == len(RECIPES)
+
+
+def test_a_job_that_cannot_be_queued_is_failed_within_seconds_saying_so(
+    scripted_source: LLMSource, tmp_path: Path, settings: Any
+) -> None:
+    job = evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(),
+        name="cuisines",
+        strategy="llm",
+        source="scripted",
+        k=1,
+        categories=None,
+    )
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    started = time.monotonic()
+
+    evaluation_job_enqueue_now(job=job)
+
+    assert time.monotonic() - started < 3
+    job.refresh_from_db()
+    assert job.status == EvaluationJobStatus.FAILED
+    assert job.error == "The task queue is unavailable; try again shortly."
+    assert job.finished_at is not None
 
 
 def test_hybrid_is_measured_against_an_oracle_and_a_careless_model_with_its_shortlist_recall(

@@ -25,6 +25,7 @@ RUN_RESPONSE = OpenApiExample(
         "config": {"strategy": "similarity", "k": 2, "categories": ["cuisine", "dish_type"], "threshold": None},
         "timings": {"embed_ms": 14.2, "query_ms": 3.1, "score_ms": 0.9, "total_ms": 21.5},
         "error": "",
+        "error_code": "",
         "created_at": "2026-11-26T12:00:00Z",
         "started_at": "2026-11-26T12:00:00Z",
         "finished_at": "2026-11-26T12:00:00Z",

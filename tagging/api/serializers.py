@@ -205,6 +205,7 @@ class TaggingRunSerializer(serializers.ModelSerializer):
             "timings",
             "stats",
             "error",
+            "error_code",
             "created_at",
             "started_at",
             "finished_at",

@@ -271,10 +271,11 @@ class RecipesTagJobView(APIView):
         summary="Tag many recipes on the worker",
         description=(
             "Creates a job with one run per recipe (by `recipe_ids`, or by `filter`: `source`, `tag`, "
-            "`untagged`), executed on the Celery worker. Poll `GET /api/v1/jobs/{id}` for done/failed/total."
+            "`untagged`), executed on the Celery worker. Poll `GET /api/v1/jobs/{id}` for done/failed/total. "
+            "503 `broker_unavailable` (nothing is kept) when the task queue cannot be reached."
         ),
         request=JobRequestSerializer,
-        responses={202: TaggingJobSerializer, **ERRORS},
+        responses={202: TaggingJobSerializer, **ERRORS, 503: ErrorSerializer},
         examples=[examples.JOB_REQUEST],
         tags=["tagging"],
     )

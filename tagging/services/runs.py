@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from autotagger.embeddings import EmbeddingError, embedding_model_name
@@ -83,6 +86,7 @@ def run_create(
         config=config_stored(config=config, requests=requests),
         embedding_model=embedding_model_name(),
         status=RunStatus.QUEUED,
+        lease_expires_at=timezone.now() + run_queued_lease(),
         created_by=user_or_none(user=user),
     )
 
@@ -94,25 +98,56 @@ RUN_SOFT_TIME_LIMIT = int(settings.TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS)
 RUN_TIME_LIMIT = RUN_SOFT_TIME_LIMIT + 60
 RUN_CLAIM = timedelta(seconds=RUN_TIME_LIMIT)
 
+# Error codes of runs that ended without a tagger's verdict.
+RUN_ABANDONED = "run_abandoned"
+BROKER_UNAVAILABLE = "broker_unavailable"
 
-def run_execute(*, run_id: int) -> TaggingRun:
-    """Execute a queued run and store its assignments, all or nothing.
 
-    Running a finished run again changes nothing, so a re-delivered task is harmless. A failure is
-    recorded on the run (status `failed`, `error`) and re-raised as a TaggingError.
+def run_queued_lease() -> timedelta:
+    """How long a queued run may wait for a worker before the sweep takes it for lost."""
+    return timedelta(seconds=settings.TAGGING_RUN_STALE_SECONDS)
+
+
+def run_abandon(*, run: TaggingRun) -> None:
+    """Within the caller's transaction (the run locked): fail a run that was delivered too often."""
+    run.status, run.error_code, run.finished_at = RunStatus.FAILED, RUN_ABANDONED, timezone.now()
+    run.error = (
+        f"The run was delivered {run.attempts} times without finishing (its worker or its message was lost "
+        "each time); it is not tried again."
+    )
+    run.save(update_fields=["status", "error", "error_code", "finished_at", "attempts"])
+
+
+def run_execute(*, run_id: int, delivery: str | None = None) -> TaggingRun:
+    """Execute a queued run and store its assignments, all or nothing, exactly once.
+
+    `delivery` names the task message (Celery task id) executing the run. The run is claimed for it, with a
+    lease of the task's hard time limit: a copy from another delivery leaves a run claimed by a live one
+    alone, and a finished run is never run again, so duplicate messages are harmless. The same delivery
+    arriving again means the worker that held it was lost (the broker only re-delivers a message whose
+    worker died), so it takes the run over at once. After TAGGING_RUN_MAX_ATTEMPTS claims the run is failed
+    (`run_abandoned`) instead of killing yet another worker. A failure is recorded on the run (status
+    `failed`, `error`) and re-raised as a TaggingError.
     """
+    token = delivery or uuid.uuid4().hex
     with transaction.atomic():
         run = TaggingRun.objects.select_for_update().select_related("recipe").get(pk=run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
             return run
-        if run.status == RunStatus.RUNNING and run.started_at and run.started_at > timezone.now() - RUN_CLAIM:
-            # Another copy of the task holds the run (a re-delivery while it works): asking the model
-            # twice would pay twice. A copy that died is taken over once its claim has expired.
+        now = timezone.now()
+        held = run.lease_expires_at is not None and run.lease_expires_at > now
+        if run.status == RunStatus.RUNNING and held and run.claimed_by != token:
+            # Another copy of the task holds the run (a duplicate message while it works): asking the
+            # model twice would pay twice. A copy that died is taken over once its lease has expired.
             return run
-        run.status = RunStatus.RUNNING
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        if run.attempts >= settings.TAGGING_RUN_MAX_ATTEMPTS:
+            run_abandon(run=run)
+            return run
+        run.status, run.started_at, run.claimed_by = RunStatus.RUNNING, now, token
+        run.lease_expires_at, run.attempts = now + RUN_CLAIM, run.attempts + 1
+        run.save(update_fields=["status", "started_at", "claimed_by", "lease_expires_at", "attempts"])
     config = TaggingConfig.from_dict(run.config)
+    ours = TaggingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, claimed_by=token)
     try:
         requests = category_requests(config=config)
         if config.uses_llm:
@@ -123,22 +158,90 @@ def run_execute(*, run_id: int) -> TaggingRun:
     except Exception as exc:
         # Whatever went wrong, a polling client must see the run end rather than stay "running".
         message = exc.message if isinstance(exc, TaggingError) else f"Unexpected error: {exc}"
+        code = exc.code if isinstance(exc, TaggingError) else "internal_error"
         if not isinstance(exc, TaggingError):
             logger.exception("Unable to execute tagging run %s", run_id)
-        run.status, run.error, run.finished_at = RunStatus.FAILED, message, timezone.now()
-        # Only while still ours: a copy that finished meanwhile keeps its outcome.
-        TaggingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-            status=run.status, error=run.error, finished_at=run.finished_at
-        )
+        run.status, run.error, run.error_code, run.finished_at = RunStatus.FAILED, message, code, timezone.now()
+        # Only while still ours: a copy that finished or took over meanwhile keeps its outcome.
+        ours.update(status=run.status, error=run.error, error_code=run.error_code, finished_at=run.finished_at)
         raise
     # The categories tagged now, which may differ from those active when the run was queued.
     run.config = config_stored(config=config, requests=requests)
     run.stats = stats
     with transaction.atomic():
-        # Lock again: a re-delivered copy of this task may have finished the run meanwhile.
-        if TaggingRun.objects.select_for_update().filter(pk=run_id, status=RunStatus.RUNNING).exists():
+        # Lock again: a copy of this task may have taken the run over (our worker was thought lost).
+        if ours.select_for_update().exists():
             _run_store_success(run, output)
     return run
+
+
+def _runs_stale(*, now: datetime, include_queued: bool) -> QuerySet[TaggingRun]:
+    stale_queued = now - run_queued_lease()
+    lost = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, created_at__lt=stale_queued)
+    statuses = [RunStatus.QUEUED, RunStatus.RUNNING] if include_queued else [RunStatus.RUNNING]
+    return TaggingRun.objects.filter(lost, status__in=statuses)
+
+
+@dataclass(frozen=True)
+class RunsSwept:
+    requeued: list[int]
+    failed: list[int]
+
+
+def runs_requeue_stale(
+    *, enqueue: Callable[[Sequence[int]], object], include_queued: bool, limit: int = 1000
+) -> RunsSwept:
+    """Take back runs whose lease has expired: a worker died holding them (`running`), or their message was
+    lost (`queued`; only when `include_queued`, i.e. nothing waits in the queue, since a long queue keeps runs
+    waiting past their lease). Each goes back to the queue through `enqueue` (run ids, after commit), or is
+    failed (`run_abandoned`) once it has had TAGGING_RUN_MAX_ATTEMPTS deliveries. A lost queued run counts
+    as a delivery; a lost running one was counted when a worker claimed it."""
+    now = timezone.now()
+    requeued: list[int] = []
+    failed: list[int] = []
+    with transaction.atomic():
+        runs = list(
+            _runs_stale(now=now, include_queued=include_queued)
+            .select_for_update(skip_locked=True)
+            .order_by("id")[:limit]
+        )
+        for run in runs:
+            if run.status == RunStatus.QUEUED:
+                run.attempts += 1
+            if run.attempts >= settings.TAGGING_RUN_MAX_ATTEMPTS:
+                run_abandon(run=run)
+                failed.append(run.pk)
+                continue
+            run.status, run.claimed_by, run.lease_expires_at = RunStatus.QUEUED, "", now + run_queued_lease()
+            run.save(update_fields=["status", "claimed_by", "lease_expires_at", "attempts"])
+            requeued.append(run.pk)
+    if failed or requeued:
+        logger.warning("Stale tagging runs: re-queued %s, failed %s", requeued, failed)
+    if requeued:
+        # After commit: if the broker refuses them now, their new lease expires and the next sweep retries.
+        enqueue(requeued)
+    return RunsSwept(requeued=requeued, failed=failed)
+
+
+def job_runs_dispatch(*, job_id: int, enqueue: Callable[[Sequence[int]], object], chunk_size: int) -> int:
+    """Hand a job's runs that were never queued to the broker, `chunk_size` at a time; returns how many.
+
+    Each chunk gets its queued lease before it is sent, so a chunk the broker refuses (the error propagates)
+    is taken back by the sweep."""
+    sent = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                TaggingRun.objects.select_for_update(skip_locked=True)
+                .filter(job_id=job_id, status=RunStatus.QUEUED, lease_expires_at__isnull=True)
+                .order_by("id")
+                .values_list("id", flat=True)[:chunk_size]
+            )
+            TaggingRun.objects.filter(pk__in=ids).update(lease_expires_at=timezone.now() + run_queued_lease())
+        if not ids:
+            return sent
+        enqueue(ids)
+        sent += len(ids)
 
 
 def recipe_tag(
@@ -165,7 +268,12 @@ def recipe_tag(
             if recipe.pk is None:
                 recipe.save()
             run.recipe = recipe
-            run.status, run.error, run.finished_at = RunStatus.FAILED, exc.message, timezone.now()
+            run.status, run.error, run.error_code, run.finished_at = (
+                RunStatus.FAILED,
+                exc.message,
+                exc.code,
+                timezone.now(),
+            )
             run.save()
         raise
     with transaction.atomic():

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from autotagger.checks import checks_enforce
 from prompts.gateway import llm_call_budget_seconds
-from tagging.checks import RUN_OVERHEAD_SECONDS, run_time_limits_check
+from tagging.checks import RUN_OVERHEAD_SECONDS, lost_runs_settings_check, run_time_limits_check
 from tagging.services.runs import RUN_CLAIM, RUN_SOFT_TIME_LIMIT, RUN_TIME_LIMIT
 from tagging.tasks import run_execute_task
 
@@ -40,3 +40,19 @@ def test_the_run_task_and_the_claim_on_a_started_run_share_one_time_limit() -> N
     assert run_execute_task.soft_time_limit == RUN_SOFT_TIME_LIMIT
     assert run_execute_task.time_limit == RUN_TIME_LIMIT
     assert RUN_CLAIM.total_seconds() == RUN_TIME_LIMIT > RUN_SOFT_TIME_LIMIT
+
+
+def test_the_default_lost_run_settings_pass() -> None:
+    assert lost_runs_settings_check() == []
+
+
+@pytest.mark.parametrize("name", ["TAGGING_RUN_MAX_ATTEMPTS", "TAGGING_RUN_STALE_SECONDS", "TAGGING_JOB_CHUNK_SIZE"])
+def test_it_refuses_a_lost_run_bound_under_one(settings: Any, name: str) -> None:
+    setattr(settings, name, 0)
+
+    errors = lost_runs_settings_check()
+
+    assert [error.id for error in errors] == ["tagging.E002"]
+    assert name in errors[0].msg
+    with pytest.raises(ImproperlyConfigured, match=r"tagging\.E002"):
+        checks_enforce()
