@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "pgvector.django",
     "taxonomy",
     "tagging",
@@ -42,6 +45,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything decodes the query string or the body with the request's charset.
+    "autotagger.middleware.RequestSanityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -49,6 +54,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "autotagger.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username and IP address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "autotagger.urls"
@@ -116,6 +130,24 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Proxies in front of the app that append to X-Forwarded-For (a TLS proxy: 1). Rates per IP address and
+# login lockouts use the client address that many hops back; 0 trusts no header, only the socket's peer.
+AUTOTAGGER_PROXY_COUNT = env.int("AUTOTAGGER_PROXY_COUNT", default=0)
+
+# --- Login lockout (django-axes) ------------------------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one IP address, that pair may not sign in
+# (admin and /accounts/login/) for AXES_COOLOFF_MINUTES, even with the right password; a success resets the
+# count. Staff can lift a lockout in admin (Axes > Access attempts). Attempts are kept in the database.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address as the API's rates see it (AUTOTAGGER_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "autotagger.middleware.client_address"
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -124,6 +156,16 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTOTAGGER_MAX_BODY_BYTES", default=100 * 1024)
 
 # --- REST API -------------------------------------------------------------------------------
+
+
+def api_rate(name: str, *, default: str) -> str | None:
+    """A request rate from the environment ("120/min"; empty: no limit), refused at start-up if malformed."""
+    value = env(name, default=default).strip()
+    if value and not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate such as 120/min (N/s, N/min, N/hour or N/day).")
+    return value or None
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -135,7 +177,23 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "autotagger.api.errors.exception_handler",
     # DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE caps it: 413 above the limit.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The checked parser refuses deep nesting, NUL characters and lone surrogates with a 400.
+    "DEFAULT_PARSER_CLASSES": ["autotagger.api.parsers.CheckedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "autotagger.api.throttles.ClientRateThrottle",
+        "autotagger.api.throttles.WorkRateThrottle",
+    ],
+    # Per client (token or session user; `anon` per IP address), as "N/s", "N/min", "N/hour" or "N/day";
+    # empty: no limit. `user`/`anon` count every API request; the others the requests that start work.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": api_rate("API_RATE_ANON", default="60/min"),
+        "user": api_rate("API_RATE_USER", default="600/min"),
+        "tag": api_rate("API_RATE_TAG", default="120/min"),
+        "llm": api_rate("API_RATE_LLM", default="30/min"),
+        "jobs": api_rate("API_RATE_JOBS", default="10/min"),
+        "import": api_rate("API_RATE_IMPORT", default="10/min"),
+    },
+    "NUM_PROXIES": AUTOTAGGER_PROXY_COUNT,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -151,10 +209,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "autotagger.api.schema.declare_error_responses",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# The cache holds the API's request counts: in Redis, so every gunicorn worker and thread shares them.
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=1.0)
+
+
+def redis_cache(url: str, *, key_prefix: str = "autotagger") -> dict[str, object]:
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS},
+    }
+
+
+CACHES = {"default": redis_cache(REDIS_URL)}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -239,8 +315,9 @@ HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
 # Soft time limit of one tagging run on the worker (the hard limit is a minute more). It must hold the
 # longest LLM call (see prompts.gateway.llm_call_budget_seconds): the worker refuses to start otherwise.
 TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS = env.int("TAGGING_RUN_SOFT_TIME_LIMIT_SECONDS", default=300)
-# Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
-TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
+# Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202. A waiting request
+# holds one gunicorn thread (GUNICORN_THREADS per worker), not a whole worker; longer work is polled.
+TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=15.0)
 
 # Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
 LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)

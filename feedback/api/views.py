@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -18,6 +17,7 @@ from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from autotagger.api.errors import PayloadTooLarge
+from autotagger.api.parsers import json_loads_checked
 from autotagger.api.schema import ErrorSerializer
 from feedback.api.serializers import (
     RecipeImportOptionsSerializer,
@@ -55,11 +55,7 @@ class ImportJSONParser(BaseParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = _body(stream, parser_context)
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return json.loads(body.decode(encoding), parse_constant=json.strict_constant)
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
+        return json_loads_checked(body, encoding=(parser_context or {}).get("encoding", settings.DEFAULT_CHARSET))
 
 
 @dataclass(frozen=True)
