@@ -118,6 +118,7 @@ class WorkRateThrottle(_WindowThrottle):
         scope = ROUTE_SCOPES.get(match.url_name or "") if match is not None else None
         if scope == "tag":
             data = request.data
-            if isinstance(data, dict) and data.get("strategy") in LLM_STRATEGIES:
+            strategy = data.get("strategy") if isinstance(data, dict) else None
+            if isinstance(strategy, str) and strategy in LLM_STRATEGIES:
                 return "llm"
         return scope

@@ -170,3 +170,46 @@ def test_an_import_line_with_a_lone_surrogate_or_deep_nesting_is_reported_and_th
     assert "surrogate" in errors[2]
     assert "nested too deeply" in errors[3]
     assert list(Recipe.objects.values_list("title", flat=True)) == ["Jam toast"]
+
+
+# --- Found by Schemathesis ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["active=null", "active=1", "active=true&active=false"])
+def test_a_boolean_query_parameter_takes_only_true_or_false_once(token_client: APIClient, query: str) -> None:
+    response = token_client.get(f"/api/v1/categories?{query}")
+
+    error = assert_error(response, status=400, code="invalid")
+    assert "active" in error["details"]
+
+
+@pytest.mark.parametrize("query", ["page=", "page=abc", "page=0", "page=1&page=2"])
+def test_a_page_that_is_no_page_number_is_refused(token_client: APIClient, query: str) -> None:
+    response = token_client.get(f"/api/v1/recipes?{query}")
+
+    error = assert_error(response, status=400, code="invalid")
+    assert "page" in error["details"]
+
+
+def test_a_page_past_the_last_is_a_404(token_client: APIClient) -> None:
+    response = token_client.get("/api/v1/recipes?page=2")
+
+    assert_error(response, status=404, code="not_found")
+
+
+@pytest.mark.parametrize(("field", "value"), [("source", 0), ("categories", [1])])
+def test_a_number_where_a_slug_belongs_is_refused(
+    token_client: APIClient, taxonomy: dict[str, Any], field: str, value: Any
+) -> None:
+    response = token_client.post("/api/v1/tag", {**TOAST, field: value}, format="json")
+
+    error = assert_error(response, status=400, code="invalid")
+    assert field in error["details"]
+
+
+@pytest.mark.parametrize("strategy", [{}, [], 1])
+def test_a_strategy_that_is_no_string_is_refused_not_a_500(token_client: APIClient, strategy: Any) -> None:
+    response = token_client.post("/api/v1/recipes/1/tag", {"strategy": strategy}, format="json")
+
+    assert response.status_code in (400, 404), response.content
+    assert response.json()["error"]["code"] in ("invalid", "not_found")

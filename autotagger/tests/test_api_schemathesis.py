@@ -5,7 +5,8 @@ Two settings narrow what counts as a failure, each because the document cannot s
 - no NUL characters in generated strings (`allow-x00 = false`): the API refuses NUL anywhere with a 400
   (autotagger/tests/test_api_input.py), which OpenAPI has no way to declare on every string;
 - data valid by the schema may still get a 400: slugs of categories that do not exist, recipe ids of no
-  recipe, an LLM strategy with no LLM source configured are rules about the data, not the shape.
+  recipe, an LLM strategy with no LLM source configured are rules about the data, not the shape;
+- invalid data may get a 413 rather than a 400 when it is also over the body size limit.
 """
 
 from __future__ import annotations
@@ -28,43 +29,46 @@ CONFIG = {
     "seed": 1,
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
     "generation": {"max-examples": 100, "allow-x00": False, "deterministic": True},
-    "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "503"]}},
+    "checks": {
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "503"]},
+        # Schemathesis's defaults and 413: an invalid body over the size limit is refused for its size first.
+        "negative_data_rejection": {
+            "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "429", "5xx"]
+        },
+    },
     "phases": {"stateful": {"enabled": False}},
 }
 
 
+# Loaded once, at collection: the schema view needs neither the database nor a signed-in user.
+schema = schemathesis.openapi.from_wsgi(
+    "/api/schema/?format=json", get_wsgi_application(), config=SchemathesisConfig.from_dict(CONFIG)
+)
+
+
 @pytest.fixture
-def wsgi_app() -> Iterator[Any]:
-    """The WSGI application, keeping the test's database connection (and transaction) across requests, as
-    Django's test client does: at the end of a request Django would close a connection inside a transaction."""
+def api(settings: Any, taxonomy: dict[str, Any]) -> Iterator[None]:
+    """The app as the generated requests meet it: the default taxonomy, no request limits (thousands of
+    requests come from one client within a minute), no LLM source (the llm and hybrid strategies are
+    refused, nothing reaches a network), and the test's database connection kept across requests as Django's
+    test client keeps it (at the end of a request Django would close a connection inside a transaction)."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": dict.fromkeys(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]),
+    }
+    settings.LLM_BASE_URL = ""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        yield get_wsgi_application()
+        yield
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def api_schema(settings: Any, taxonomy: dict[str, Any], wsgi_app: Any) -> Any:
-    # No request limits here: thousands of generated requests come from one client within a minute.
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": dict.fromkeys(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]),
-    }
-    settings.LLM_BASE_URL = ""  # the llm and hybrid strategies are refused; nothing reaches a network
-    return schemathesis.openapi.from_wsgi(
-        "/api/schema/?format=json", wsgi_app, config=SchemathesisConfig.from_dict(CONFIG)
-    )
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_every_operation_answers_as_its_schema_declares(case: Any, token_client: APIClient) -> None:
+def test_every_operation_answers_as_its_schema_declares(case: Any, api: None, token_client: APIClient) -> None:
     authorization = token_client._credentials["HTTP_AUTHORIZATION"]
 
     case.call_and_validate(headers={"Authorization": authorization})

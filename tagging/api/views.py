@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -9,12 +9,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
 from tagging.api import examples
 from tagging.api.serializers import (
     JobRequestSerializer,
     RecipeCreateSerializer,
     RecipeListItemSerializer,
+    RecipeListQuerySerializer,
     RecipeSerializer,
     RecipeTagRequestSerializer,
     RecipeUpdateSerializer,
@@ -75,18 +77,18 @@ class TagView(APIView):
 
 
 class RecipeListView(APIView):
+    # Tells drf-spectacular the list is paginated ({count, next, previous, results}).
+    pagination_class = PageNumberPagination
+
     @extend_schema(
         operation_id="recipes_list",
         summary="List recipes",
-        parameters=[
-            OpenApiParameter("tag", str, description="Only recipes whose latest tagging assigned this tag slug."),
-            OpenApiParameter("category", str, description="With `tag`: the tag's category slug."),
-            OpenApiParameter("page", int, description="Page number (20 per page)."),
-        ],
+        parameters=[RecipeListQuerySerializer],
         responses={200: RecipeListItemSerializer(many=True), **ERRORS},
         tags=["recipes"],
     )
     def get(self, request: Request) -> Response:
+        query_validate(request=request, serializer_class=RecipeListQuerySerializer)
         paginator = PageNumberPagination()
         recipes = recipes_list(
             tag_slug=request.query_params.get("tag") or None,
