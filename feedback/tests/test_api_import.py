@@ -194,7 +194,7 @@ def test_the_endpoint_is_documented_without_warnings() -> None:
     operation = document["paths"][URL]["post"]
     assert problems == {"warnings": {}, "errors": {}}
     assert set(operation["requestBody"]["content"]) == {"application/json", "application/x-ndjson", "application/jsonl"}
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "406", "413", "415", "429", "503"}
     assert {
         response["content"]["application/json"]["schema"]["$ref"]
         for code, response in operation["responses"].items()
