@@ -213,3 +213,11 @@ def test_a_strategy_that_is_no_string_is_refused_not_a_500(token_client: APIClie
 
     assert response.status_code in (400, 404), response.content
     assert response.json()["error"]["code"] in ("invalid", "not_found")
+
+
+@pytest.mark.parametrize("query", ["labeled=1", "labeled=null", "create_taxonomy=yes", "labeled=true&labeled=false"])
+def test_an_import_option_that_is_no_boolean_is_refused_whatever_the_body(staff_client: APIClient, query: str) -> None:
+    response = staff_client.post(f"/api/v1/recipes/import?{query}", {"recipes": [{"id": "1", **TOAST}]}, format="json")
+
+    assert_error(response, status=400, code="invalid")
+    assert not Recipe.objects.exists()

@@ -72,3 +72,16 @@ def test_every_operation_answers_as_its_schema_declares(case: Any, api: None, to
     authorization = token_client._credentials["HTTP_AUTHORIZATION"]
 
     case.call_and_validate(headers={"Authorization": authorization})
+
+
+@schema.include(operation_id="recipes_import").parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_the_import_answers_a_superuser_as_its_schema_declares(
+    case: Any, api: None, token_client: APIClient, api_client_user: Any
+) -> None:
+    # As a client allowed to import (everyone else gets 403 before the body is read).
+    api_client_user.is_staff = api_client_user.is_superuser = True
+    api_client_user.save(update_fields=["is_staff", "is_superuser"])
+    authorization = token_client._credentials["HTTP_AUTHORIZATION"]
+
+    case.call_and_validate(headers={"Authorization": authorization})

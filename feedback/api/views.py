@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from autotagger.api.errors import PayloadTooLarge
 from autotagger.api.parsers import json_loads_checked
+from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
 from feedback.api.serializers import (
     RecipeImportOptionsSerializer,
@@ -153,11 +154,11 @@ class RecipeImportView(APIView):
         tags=["recipes"],
     )
     def post(self, request: Request) -> Response:
+        # Checked whatever the body: a bad option is refused even where the body's own options apply.
+        options = query_validate(request=request, serializer_class=RecipeImportOptionsSerializer)
         data = request.data
         if isinstance(data, JSONLines | list):
-            options = RecipeImportOptionsSerializer(data=request.query_params)
-            options.is_valid(raise_exception=True)
-            params = {**options.validated_data, "map": None}
+            params = {**options, "map": None}
             lines: list[bytes] | list[str] = data.lines if isinstance(data, JSONLines) else _as_lines(data)
         else:
             serializer = RecipeImportRequestSerializer(data=data)
