@@ -43,3 +43,19 @@ def test_a_method_an_endpoint_does_not_allow_answers_a_json_405(token_client: AP
     error = assert_error(response, status=405, code="method_not_allowed")
     assert method in error["message"]
     assert response["Allow"]
+
+
+def test_an_unexpected_error_under_the_api_is_a_json_500_not_a_page(
+    token_client: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("taxonomy.api.views.categories_list", broken)
+    token_client.raise_request_exception = False
+
+    response = token_client.get("/api/v1/categories")
+
+    error = assert_error(response, status=500, code="server_error")
+    assert "a bug" not in error["message"]
+    assert response["Content-Type"] == "application/json"
