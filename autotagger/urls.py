@@ -17,3 +17,6 @@ urlpatterns = [
     path("evaluations/", include("feedback.urls")),
     path("", include("tagging.urls")),
 ]
+
+handler404 = "autotagger.handlers.not_found"
+handler500 = "autotagger.handlers.server_error"

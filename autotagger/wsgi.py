@@ -9,6 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.production"
 application = get_wsgi_application()
 
 from autotagger.checks import checks_enforce  # noqa: E402 - needs the apps that get_wsgi_application loads
+from autotagger.middleware import CharsetGuard  # noqa: E402
+
+application = CharsetGuard(application)  # type: ignore[assignment]
 
 checks_enforce()
 

@@ -33,6 +33,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development
 os.environ.setdefault("AUTOTAGGER_EMBEDDED_DATABASE", "autotagger_bench")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["DJANGO_DEBUG"] = "false"
+# One client sends every request here: measure latency, not the per-client request rates (API_RATE_*).
+os.environ.setdefault("API_RATE_USER", "")
+os.environ.setdefault("API_RATE_TAG", "")
 
 import django  # noqa: E402
 

@@ -22,6 +22,8 @@ case "$role" in
         exec gunicorn autotagger.wsgi:application \
             --bind 0.0.0.0:8000 \
             --workers "${GUNICORN_WORKERS:-2}" \
+            --worker-class gthread \
+            --threads "${GUNICORN_THREADS:-8}" \
             --timeout 60 \
             --access-logfile -
         ;;

@@ -64,6 +64,11 @@ def _text(data: dict[str, Any], name: str, *, max_length: int | None = None) -> 
 def _no_nul(*texts: str) -> None:
     if any("\x00" in text for text in texts):
         raise BadLine("a text contains a NUL character (\\u0000), which the database cannot store")
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadLine("a text contains a lone surrogate (such as \\ud800), which is not Unicode text") from None
 
 
 def _tags(value: Any) -> dict[str, list[str]]:
@@ -95,6 +100,8 @@ def recipe_line_parse(raw: str | bytes, *, line: int, labeled: bool) -> RecipeLi
         data = json.loads(raw)
     except UnicodeDecodeError as exc:
         raise BadLine("not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise BadLine("JSON nested too deeply") from exc
     except json.JSONDecodeError as exc:
         raise BadLine(f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
     if not isinstance(data, dict):

@@ -107,14 +107,24 @@ def recipe_tag_request(
     return run
 
 
+RUN_WAIT_FIRST_POLL_SECONDS = 0.1
+RUN_WAIT_MAX_POLL_SECONDS = 1.0
+
+
 def run_wait(*, run_id: int, seconds: float) -> TaggingRun:
-    """The run once it has finished, or as it is after `seconds` (at most TAGGING_MAX_WAIT_SECONDS)."""
+    """The run once it has finished, or as it is after `seconds` (at most TAGGING_MAX_WAIT_SECONDS).
+
+    Polls quickly at first (a cached or quick run is answered at once), then backs off to one query a second.
+    """
     deadline = time.monotonic() + min(max(seconds, 0.0), settings.TAGGING_MAX_WAIT_SECONDS)
+    interval = RUN_WAIT_FIRST_POLL_SECONDS
     while True:
         run = TaggingRun.objects.get(pk=run_id)
-        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) or remaining <= 0:
             return run
-        time.sleep(0.1)
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 1.5, RUN_WAIT_MAX_POLL_SECONDS)
 
 
 MAX_JOB_RECIPES = 10_000

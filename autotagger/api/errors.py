@@ -7,7 +7,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -39,9 +40,38 @@ def error_response(*, code: str, message: str, details: Any, status_code: int, h
     )
 
 
+DATABASE_UNAVAILABLE = "The database is unavailable; try again in a moment."
+# Seconds a client is told to wait after a 503 before trying again.
+RETRY_AFTER_SECONDS = 5
+
+
+def error_json(*, code: str, message: str, details: Any = None, status_code: int) -> JsonResponse:
+    """The API's error shape outside DRF's views (unknown URLs, failures before or after a view)."""
+    return JsonResponse(
+        {"error": {"code": code, "message": message, "details": {} if details is None else details}},
+        status=status_code,
+    )
+
+
+def database_unavailable_json() -> JsonResponse:
+    response = error_json(code="database_unavailable", message=DATABASE_UNAVAILABLE, status_code=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return error_response(code=exc.code, message=exc.message, details=exc.details, status_code=exc.status)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The connection failed (server down, restarting, unreachable): not the request's fault.
+        logger.error("Database unavailable: %s", exc)
+        return error_response(
+            code="database_unavailable",
+            message=DATABASE_UNAVAILABLE,
+            details={},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     if isinstance(exc, Http404):
@@ -59,6 +89,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
-        message, details = str(detail), {}
+        message, details = str(detail), getattr(exc, "error_details", {})
     response.data = {"error": {"code": code, "message": message, "details": details}}
     return response

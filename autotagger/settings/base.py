@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "pgvector.django",
     "taxonomy",
     "tagging",
@@ -45,6 +47,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything decodes the query string or the body with the request's charset.
+    "autotagger.middleware.RequestSanityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +56,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "autotagger.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username and IP address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "autotagger.urls"
@@ -119,6 +132,24 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Proxies in front of the app that append to X-Forwarded-For (a TLS proxy: 1). Rates per IP address and
+# login lockouts use the client address that many hops back; 0 trusts no header, only the socket's peer.
+AUTOTAGGER_PROXY_COUNT = env.int("AUTOTAGGER_PROXY_COUNT", default=0)
+
+# --- Login lockout (django-axes) ------------------------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one IP address, that pair may not sign in
+# (admin and /accounts/login/) for AXES_COOLOFF_MINUTES, even with the right password; a success resets the
+# count. Staff can lift a lockout in admin (Axes > Access attempts). Attempts are kept in the database.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address as the API's rates see it (AUTOTAGGER_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "autotagger.middleware.client_address"
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -127,6 +158,16 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTOTAGGER_MAX_BODY_BYTES", default=100 * 1024)
 
 # --- REST API -------------------------------------------------------------------------------
+
+
+def api_rate(name: str, *, default: str) -> str | None:
+    """A request rate from the environment ("120/min"; empty: no limit), refused at start-up if malformed."""
+    value = env(name, default=default).strip()
+    if value and not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate such as 120/min (N/s, N/min, N/hour or N/day).")
+    return value or None
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "autotagger.tokens.authentication.TokenAuthentication",
@@ -138,7 +179,23 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "autotagger.api.errors.exception_handler",
     # DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE caps it: 413 above the limit.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The checked parser refuses deep nesting, NUL characters and lone surrogates with a 400.
+    "DEFAULT_PARSER_CLASSES": ["autotagger.api.parsers.CheckedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "autotagger.api.throttles.ClientRateThrottle",
+        "autotagger.api.throttles.WorkRateThrottle",
+    ],
+    # Per client (token or session user; `anon` per IP address), as "N/s", "N/min", "N/hour" or "N/day";
+    # empty: no limit. `user`/`anon` count every API request; the others the requests that start work.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": api_rate("API_RATE_ANON", default="60/min"),
+        "user": api_rate("API_RATE_USER", default="600/min"),
+        "tag": api_rate("API_RATE_TAG", default="120/min"),
+        "llm": api_rate("API_RATE_LLM", default="30/min"),
+        "jobs": api_rate("API_RATE_JOBS", default="10/min"),
+        "import": api_rate("API_RATE_IMPORT", default="10/min"),
+    },
+    "NUM_PROXIES": AUTOTAGGER_PROXY_COUNT,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -163,6 +220,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "autotagger.api.schema.declare_error_responses",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -185,6 +246,21 @@ def redis_url_from_env(name: str, *, allow_embedded: bool, db: int = 0) -> str:
     if port and local_redis_answers(port):
         return f"redis://127.0.0.1:{port}/{db}"
     return embedded_broker_url(EMBEDDED_BROKER_DIR, db=db)
+
+
+# The cache holds the API's request counts: in Redis, so every gunicorn worker and thread shares them. Each
+# settings module sets CACHES with redis_cache(REDIS_URL).
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=1.0)
+
+
+def redis_cache(url: str, *, key_prefix: str = "autotagger") -> dict[str, object]:
+    """Django's cache in the Redis at `url`, with short timeouts (the API's request counts live there)."""
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT_SECONDS, "socket_timeout": CACHE_TIMEOUT_SECONDS},
+    }
 
 
 CELERY_RESULT_BACKEND = None
@@ -322,8 +398,9 @@ TAGGING_RUN_STALE_SECONDS = env.int("TAGGING_RUN_STALE_SECONDS", default=600)
 TAGGING_RUN_MAX_ATTEMPTS = env.int("TAGGING_RUN_MAX_ATTEMPTS", default=3)
 # Runs a batch job's dispatch task queues per round trip to the broker.
 TAGGING_JOB_CHUNK_SIZE = env.int("TAGGING_JOB_CHUNK_SIZE", default=500)
-# Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202.
-TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=60.0)
+# Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202. A waiting request
+# holds one gunicorn thread (GUNICORN_THREADS per worker), not a whole worker; longer work is polled.
+TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=15.0)
 
 # Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
 LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)

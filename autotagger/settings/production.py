@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from autotagger.settings.base import *  # noqa: F403
-from autotagger.settings.base import EMAIL_HOST, databases_from_env, env, redis_url_from_env
+from autotagger.settings.base import EMAIL_HOST, databases_from_env, env, redis_cache, redis_url_from_env
 
 
 def required_from_env(name: str) -> str:
@@ -20,6 +20,7 @@ if not urlsplit(REDIS_URL).password:
     # Anyone who reaches an open Redis can queue tasks for the worker to run.
     raise ImproperlyConfigured("REDIS_URL must include the Redis password (redis://:PASSWORD@HOST:6379/0).")
 CELERY_BROKER_URL = REDIS_URL
+CACHES = {"default": redis_cache(REDIS_URL)}
 # Secrets have no defaults in production: a missing or empty one stops the process at start-up.
 SECRET_KEY = required_from_env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [host.strip() for host in required_from_env("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]

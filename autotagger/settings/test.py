@@ -1,7 +1,7 @@
 import os
 
 from autotagger.settings.base import *  # noqa: F403
-from autotagger.settings.base import LOGGING, databases_from_env, env, redis_url_from_env
+from autotagger.settings.base import LOGGING, databases_from_env, env, redis_cache, redis_url_from_env
 
 DATABASES = databases_from_env(allow_embedded=True)
 # One test database per pytest process, so two runs at once (two terminals, a helper) never collide;
@@ -14,6 +14,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The test worker (conftest.py) is given this resolved URL, so it uses the same server.
 REDIS_URL = redis_url_from_env("TEST_REDIS_URL", allow_embedded=True, db=15)
 CELERY_BROKER_URL = REDIS_URL
+# Request counts under a prefix of this process, in the tests' Redis database, so runs never share them.
+CACHES = {"default": redis_cache(REDIS_URL, key_prefix=f"autotagger-test-{os.getpid()}")}
 # Per pytest process too; the test worker is told the name of its run's queue.
 CELERY_TASK_DEFAULT_QUEUE = env("AUTOTAGGER_TEST_QUEUE", default=f"autotagger-test-{os.getpid()}")
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -157,3 +157,37 @@ def test_the_static_assets_of_the_documentation_pages_are_served(client: Client,
         assert path is not None, src
         assert response.status_code == 200, src
         assert b"".join(response.streaming_content) == Path(path).read_bytes(), src
+
+
+def test_every_operation_declares_the_errors_any_request_can_meet(schema: dict[str, Any]) -> None:
+    operations = _operations(schema["document"])
+
+    missing = {
+        f"{m.upper()} {p}": sorted({"400", "401", "403", "406", "415", "429", "503"} - set(op["responses"]))
+        for p, m, op in operations
+    }
+
+    assert {name: codes for name, codes in missing.items() if codes} == {}
+
+
+def test_the_429_declares_its_retry_after_header(schema: dict[str, Any]) -> None:
+    operations = _operations(schema["document"])
+
+    headers = {op["responses"]["429"]["headers"]["Retry-After"]["required"] for _, _, op in operations}
+
+    assert headers == {True}
+
+
+def test_operations_declare_the_errors_of_their_kind(schema: dict[str, Any]) -> None:
+    operations = {(m, p): op["responses"] for p, m, op in _operations(schema["document"])}
+
+    with_body = {key for key in operations if key[0] in ("post", "put", "patch")}
+    with_id = {key for key in operations if "{" in key[1]}
+
+    assert all("413" in operations[key] for key in with_body)
+    assert all("404" in operations[key] for key in with_id)
+    assert "404" in operations[("get", "/api/v1/recipes")]  # a page past the last
+    assert {"409"} <= set(operations[("post", "/api/v1/recipes")])
+    assert {"409"} <= set(operations[("put", "/api/v1/recipes/{recipe_id}")])
+    assert {"409"} <= set(operations[("patch", "/api/v1/recipes/{recipe_id}")])
+    assert "409" not in operations[("post", "/api/v1/tag")]

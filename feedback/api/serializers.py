@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from autotagger.api.fields import StrictBooleanField, StrictCharField
+from autotagger.api.fields import QueryBooleanField, StrictBooleanField, StrictCharField
 from feedback.services.imports import ImportReport
 
 
@@ -51,9 +51,11 @@ class RecipeImportRequestSerializer(serializers.Serializer):
 class RecipeImportOptionsSerializer(serializers.Serializer):
     """Options of a JSON-lines or bare-array body, from the query string."""
 
-    labeled = serializers.BooleanField(default=False)
-    create_taxonomy = serializers.BooleanField(default=False)
-    source = serializers.CharField(max_length=100, default="api")  # type: ignore[assignment]
+    labeled = QueryBooleanField(default=False, help_text="Store the tags as gold labels.")
+    create_taxonomy = QueryBooleanField(default=False, help_text="Create missing categories and tags.")
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=100, default="api", help_text='The source name ("api").'
+    )
 
 
 class ImportLineErrorSerializer(serializers.Serializer):

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError, PermissionDenied
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -18,6 +18,8 @@ from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from autotagger.api.errors import PayloadTooLarge
+from autotagger.api.parsers import json_loads_checked
+from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
 from autotagger.permissions import CanImportRecipes, can_import_recipes
 from feedback.api.serializers import (
@@ -56,11 +58,7 @@ class ImportJSONParser(BaseParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = _body(stream, parser_context)
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return json.loads(body.decode(encoding), parse_constant=json.strict_constant)
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
+        return json_loads_checked(body, encoding=(parser_context or {}).get("encoding", settings.DEFAULT_CHARSET))
 
 
 @dataclass(frozen=True)
@@ -161,11 +159,11 @@ class RecipeImportView(APIView):
         tags=["recipes"],
     )
     def post(self, request: Request) -> Response:
+        # Checked whatever the body: a bad option is refused even where the body's own options apply.
+        options = query_validate(request=request, serializer_class=RecipeImportOptionsSerializer)
         data = request.data
         if isinstance(data, JSONLines | list):
-            options = RecipeImportOptionsSerializer(data=request.query_params)
-            options.is_valid(raise_exception=True)
-            params = {**options.validated_data, "map": None}
+            params = {**options, "map": None}
             lines: list[bytes] | list[str] = data.lines if isinstance(data, JSONLines) else _as_lines(data)
         else:
             serializer = RecipeImportRequestSerializer(data=data)

@@ -89,7 +89,7 @@ def test_a_bare_json_array_takes_its_options_from_the_query_string(staff_client:
 def test_json_lines_are_imported_line_by_line(staff_client: APIClient, cuisine: Category, content_type: str) -> None:
     body = _jsonl(_recipe("1", tags={"cuisine": ["Italian"]}), "{oops", "", _recipe("4"))
 
-    response = staff_client.post(f"{URL}?labeled=1", body, content_type=content_type)
+    response = staff_client.post(f"{URL}?labeled=true", body, content_type=content_type)
 
     assert response.status_code == 200, response.content
     data = response.json()
@@ -242,7 +242,7 @@ def test_the_endpoint_is_documented_without_warnings() -> None:
     operation = document["paths"][URL]["post"]
     assert problems == {"warnings": {}, "errors": {}}
     assert set(operation["requestBody"]["content"]) == {"application/json", "application/x-ndjson", "application/jsonl"}
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "406", "413", "415", "429", "503"}
     assert {
         response["content"]["application/json"]["schema"]["$ref"]
         for code, response in operation["responses"].items()

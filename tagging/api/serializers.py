@@ -6,7 +6,13 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from autotagger.api.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
+from autotagger.api.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSlugField,
+)
 from tagging.models import Recipe, RunStatus, Strategy, TaggingRun
 from tagging.selectors import run_tags_by_category
 from tagging.services.config import TaggingConfig
@@ -48,7 +54,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         help_text="At most this many tags per category (1–20); each category's default when omitted.",
     )
     categories = serializers.ListField(
-        child=serializers.SlugField(),
+        child=StrictSlugField(),
         required=False,
         allow_null=True,
         allow_empty=False,
@@ -63,7 +69,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         help_text="Override every category's relevance threshold (0–1) for this request.",
     )
 
-    source = serializers.SlugField(  # type: ignore[assignment]  # a field named "source", as DRF allows
+    source = StrictSlugField(  # type: ignore[assignment]  # a field named "source", as DRF allows
         required=False,
         allow_null=True,
         help_text="For llm and hybrid: an LLM source name (staff manage them in admin); the default when omitted.",
@@ -104,6 +110,14 @@ class RecipeTagRequestSerializer(TaggingConfigInputSerializer):
         # `async` is a Python keyword, so the field is declared as async_ and exposed as async.
         fields["async"] = fields.pop("async_")
         return fields
+
+
+class RecipeListQuerySerializer(serializers.Serializer):
+    tag = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only recipes whose latest tagging assigned this tag slug."
+    )
+    category = serializers.CharField(required=False, allow_blank=True, help_text="With `tag`: the tag's category slug.")
+    page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (20 per page).")
 
 
 class RecipeCreateSerializer(RecipeContentInputSerializer):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
 from autotagger.permissions import IsOwnerOrHasModelPermission
 from tagging.api import examples
@@ -16,6 +17,7 @@ from tagging.api.serializers import (
     JobRequestSerializer,
     RecipeCreateSerializer,
     RecipeListItemSerializer,
+    RecipeListQuerySerializer,
     RecipeSerializer,
     RecipeTagRequestSerializer,
     RecipeUpdateSerializer,
@@ -83,18 +85,18 @@ class TagView(APIView):
 
 
 class RecipeListView(APIView):
+    # Tells drf-spectacular the list is paginated ({count, next, previous, results}).
+    pagination_class = PageNumberPagination
+
     @extend_schema(
         operation_id="recipes_list",
         summary="List recipes",
-        parameters=[
-            OpenApiParameter("tag", str, description="Only recipes whose latest tagging assigned this tag slug."),
-            OpenApiParameter("category", str, description="With `tag`: the tag's category slug."),
-            OpenApiParameter("page", int, description="Page number (20 per page)."),
-        ],
+        parameters=[RecipeListQuerySerializer],
         responses={200: RecipeListItemSerializer(many=True), **ERRORS},
         tags=["recipes"],
     )
     def get(self, request: Request) -> Response:
+        query_validate(request=request, serializer_class=RecipeListQuerySerializer)
         paginator = PageNumberPagination()
         recipes = recipes_list(
             user=request.user,

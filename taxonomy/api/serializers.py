@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from autotagger.api.fields import QueryBooleanField
 from taxonomy.models import Category, Tag
 
 
@@ -27,3 +28,7 @@ class CategoryOutputSerializer(serializers.ModelSerializer):
             "position",
             "tags",
         ]
+
+
+class CategoryListQuerySerializer(serializers.Serializer):
+    active = QueryBooleanField(required=False, default=False, help_text="`true`: only active categories and tags.")

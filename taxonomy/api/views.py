@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
-from taxonomy.api.serializers import CategoryOutputSerializer
+from taxonomy.api.serializers import CategoryListQuerySerializer, CategoryOutputSerializer
 from taxonomy.selectors import categories_list
 
 CATEGORY_EXAMPLE = OpenApiExample(
@@ -40,16 +41,14 @@ class CategoryListView(APIView):
     @extend_schema(
         operation_id="categories_list",
         summary="List categories with their tags",
-        parameters=[
-            OpenApiParameter("active", bool, description="`true`: only active categories and tags."),
-        ],
+        parameters=[CategoryListQuerySerializer],
         responses={200: CategoryOutputSerializer(many=True), 401: ErrorSerializer},
         examples=[CATEGORY_EXAMPLE],
         tags=["taxonomy"],
     )
     def get(self, request: Request) -> Response:
-        active_only = request.query_params.get("active", "").lower() in ("1", "true", "yes")
-        categories = categories_list(active_only=active_only)
+        query = query_validate(request=request, serializer_class=CategoryListQuerySerializer)
+        categories = categories_list(active_only=query["active"])
         return Response(CategoryOutputSerializer(categories, many=True).data)
 
 

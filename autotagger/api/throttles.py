@@ -1,0 +1,124 @@
+"""Request rates per client: one rate for every request (`user`, or `anon` by IP address) and one per kind of
+work (`tag`, `llm`, `jobs`, `import`), set in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] from the environment.
+
+Counts live in Django's cache (Redis in every deployed setting), so every gunicorn worker and thread shares
+them. A fixed window counted with INCR: atomic across workers, one key per client, scope and window. When the
+cache is unreachable requests are let through (and logged): the limits protect the service, they are not
+worth an outage of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.core.cache import cache
+from rest_framework.exceptions import Throttled
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+# The route (URL name) → the kind of work it starts. Requests to other routes count only against user/anon.
+ROUTE_SCOPES = {
+    "api-tag": "tag",
+    "api-recipe-tag": "tag",
+    "api-recipes-tag-batch": "jobs",
+    "api-recipes-import": "import",
+}
+# Tagging requests with one of these strategies call the LLM: they count against `llm` instead of `tag`.
+LLM_STRATEGIES = frozenset({"llm", "hybrid"})
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    requests: int
+    seconds: int
+
+    def __str__(self) -> str:
+        unit = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}[self.seconds]
+        return f"{self.requests} per {unit}"
+
+
+def rate_parse(text: str | None) -> Rate | None:
+    """Parse "120/min" as Rate(120, 60); None or "" is no limit. Raises ValueError on anything else."""
+    if not text:
+        return None
+    count, _, period = text.partition("/")
+    if not count.strip().isdigit() or not period.strip() or period.strip()[0] not in _PERIODS:
+        raise ValueError(f"{text!r} is not a rate such as 120/min (a number, then /s, /min, /hour or /day)")
+    return Rate(requests=int(count), seconds=_PERIODS[period.strip()[0]])
+
+
+class ClientThrottled(Throttled):
+    """A 429 that says which limit was reached; the error handler puts `error_details` in `details`."""
+
+    def __init__(self, *, scope: str, rate: Rate, wait: int) -> None:
+        super().__init__(
+            wait=wait,
+            detail=f"Too many requests ({scope}): at most {rate}. Try again in {wait} s.",
+        )
+        self.error_details = {"scope": scope, "limit": str(rate), "retry_after": wait}
+
+
+class _WindowThrottle(BaseThrottle):
+    def scope(self, request: Request, view: Any) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        scope = self.scope(request, view)
+        if scope is None:
+            return True
+        # Read at each request (not at import, as DRF's throttles do) so that settings overrides apply.
+        configured = api_settings.DEFAULT_THROTTLE_RATES.get(scope)
+        rate = rate_parse(str(configured) if configured else None)
+        if rate is None:
+            return True
+        user = request.user
+        ident = f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
+        now = time.time()
+        window = int(now // rate.seconds)
+        key = f"throttle:{scope}:{ident}:{window}"
+        try:
+            cache.add(key, 0, timeout=rate.seconds + 1)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the key expired between add and incr: a new window
+                cache.set(key, 1, timeout=rate.seconds + 1)
+                count = 1
+        except redis.RedisError as exc:
+            logger.warning("Request rates not counted, the cache is unreachable: %s", exc)
+            return True
+        if count > rate.requests:
+            raise ClientThrottled(scope=scope, rate=rate, wait=max(1, math.ceil((window + 1) * rate.seconds - now)))
+        return True
+
+
+class ClientRateThrottle(_WindowThrottle):
+    """Every API request: `user` per signed-in client, `anon` per IP address."""
+
+    def scope(self, request: Request, view: Any) -> str | None:
+        return "user" if request.user and request.user.is_authenticated else "anon"
+
+
+class WorkRateThrottle(_WindowThrottle):
+    """Requests that start work: `tag` (or `llm` for strategies that call the model), `jobs`, `import`."""
+
+    def scope(self, request: Request, view: Any) -> str | None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        match = request.resolver_match
+        scope = ROUTE_SCOPES.get(match.url_name or "") if match is not None else None
+        if scope == "tag":
+            data = request.data
+            strategy = data.get("strategy") if isinstance(data, dict) else None
+            if isinstance(strategy, str) and strategy in LLM_STRATEGIES:
+                return "llm"
+        return scope
