@@ -151,9 +151,10 @@ def test_production_settings_allow_no_plain_http_host_and_read_the_default_key_f
         "PATH": os.environ.get("PATH", ""),
         "DJANGO_SETTINGS_MODULE": "autotagger.settings.production",
         "DATABASE_URL": "postgres://u:p@127.0.0.1:1/x",
-        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "REDIS_URL": "redis://:secret@127.0.0.1:1/0",
         "DJANGO_SECRET_KEY": "x" * 50,
         "DJANGO_ALLOWED_HOSTS": "example.com",
+        "EMAIL_HOST": "mail.example.com",
         "AUTOTAGGER_LLM_KEY_DEFAULT": "sk-prefixed",
         "LLM_API_KEY": "sk-unprefixed",
     }

@@ -54,7 +54,7 @@ def test_an_async_request_answers_503_quickly_and_its_run_is_failed_not_left_que
     assert run.finished_at is not None
 
 
-def test_an_llm_request_answers_503_quickly(broker_down: Any, llm_settings: Any, token_client: APIClient) -> None:
+def test_an_llm_request_answers_503_quickly(llm_settings: Any, broker_down: Any, token_client: APIClient) -> None:
     response, elapsed = _timed(lambda: token_client.post("/api/v1/tag", {**AD_HOC, "strategy": "llm"}, format="json"))
 
     assert_error(response, status=503, code="broker_unavailable")
@@ -114,12 +114,10 @@ def _task_names(queue: str) -> list[str]:
 
 
 def test_a_job_is_recorded_by_the_request_and_queued_as_one_message(
-    own_queue: str, token_client: APIClient, carbonara: Recipe, settings: Any
+    own_queue: str, token_client: APIClient, api_client_user: Any, carbonara: Recipe, settings: Any
 ) -> None:
-    recipes = [
-        carbonara,
-        *Recipe.objects.bulk_create([Recipe(title=f"Dish {i}", ingredients=["rice"]) for i in range(44)]),
-    ]
+    dishes = [Recipe(title=f"Dish {i}", ingredients=["rice"], created_by=api_client_user) for i in range(44)]
+    recipes = [carbonara, *Recipe.objects.bulk_create(dishes)]
 
     response = token_client.post("/api/v1/recipes/tag", {"recipe_ids": [r.pk for r in recipes]}, format="json")
 
