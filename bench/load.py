@@ -7,10 +7,10 @@ request a distinct short recipe (so no cache answers). A separate thread calls /
 half second during the load. Prints the throughput, p50/p95/p99 of the tag requests, the errors (target 0)
 and the /healthz p95, then stops gunicorn and deletes the recipes it created.
 
-The requests authenticate with a token of the superuser `bench-load`, so that the figures measure the
-service, not a per-client throttle: throttles are meant to leave superusers alone; where one does not, raise
-its rate for the run with `--env NAME=VALUE` (passed to gunicorn's environment). A 429 counts as an error,
-shown by status. gunicorn's own output goes to DATA_DIR/bench-load-gunicorn.log.
+The requests authenticate with a token of the superuser `bench-load`. So that the figures measure the
+service, not a per-client rate, gunicorn runs with the `tag` and `user` request rates off (API_RATE_TAG and
+API_RATE_USER empty); `--env NAME=VALUE` (passed to gunicorn's environment) sets them or anything else. A
+429 counts as an error, shown by status. gunicorn's own output goes to DATA_DIR/bench-load-gunicorn.log.
 
     .venv/bin/python bench/load.py [--clients 50] [--duration 60] [--workers 2] [--threads 4]
 """
@@ -102,6 +102,9 @@ def start_gunicorn(
         "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
         "DJANGO_DEBUG": "false",
         "LOG_LEVEL": "WARNING",
+        # One client's rates would cap what 50 clients sharing one token can send (see the docstring).
+        "API_RATE_TAG": "",
+        "API_RATE_USER": "",
         **extra_env,
     }
     command = [

@@ -3,12 +3,12 @@ that start work; a 429 in the API's error shape with Retry-After, counted in the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from autotagger.api.throttles import Rate, rate_parse
@@ -39,12 +39,6 @@ def _limit(settings: Any, rates: dict[str, str | None], **changes: str | None) -
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": dict(rates)}
 
 
-def _client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 def test_the_request_counts_live_in_redis_shared_by_every_worker() -> None:
     assert isinstance(caches["default"], RedisCache)
 
@@ -67,10 +61,14 @@ def test_a_client_over_its_user_rate_gets_a_429_in_the_error_shape_with_retry_af
 
 
 def test_each_client_has_its_own_count(
-    settings: Any, rates: dict[str, str | None], token_client: APIClient, django_user_model: Any
+    settings: Any,
+    rates: dict[str, str | None],
+    token_client: APIClient,
+    django_user_model: Any,
+    api_client_for: Callable[[Any], APIClient],
 ) -> None:
     _limit(settings, rates, user="2/min")
-    other = _client_for(django_user_model.objects.create_user(username="other-app"))
+    other = api_client_for(django_user_model.objects.create_user(username="other-app"))
     token_client.get("/api/v1/categories")
     token_client.get("/api/v1/categories")
 

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -107,10 +108,10 @@ def gunicorn_url(tmp_path: Path) -> Iterator[str]:
 
 
 def test_requests_waiting_for_the_worker_leave_the_web_worker_free_for_others(
-    gunicorn_url: str, token_client: APIClient, taxonomy: dict[str, object]
+    gunicorn_url: str, token_client: APIClient, api_client_user: Any, taxonomy: dict[str, object]
 ) -> None:
     authorization = token_client._credentials["HTTP_AUTHORIZATION"]
-    recipe = RecipeFactory()
+    recipe = RecipeFactory(created_by=api_client_user)
     _request(f"{gunicorn_url}/api/v1/categories", authorization=authorization)  # warm up the worker
 
     with ThreadPoolExecutor(max_workers=2) as pool:

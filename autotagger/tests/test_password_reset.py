@@ -35,7 +35,9 @@ def test_it_mails_a_reset_link_that_sets_a_new_password(client: Client, django_u
     new_password = "a-much-better-password-42"
     done = client.post(form_page.redirect_chain[-1][0], {"new_password1": new_password, "new_password2": new_password})
     assert done.status_code == 302
-    assert client.login(username="cook", password=new_password)
+    signed_in = client.post("/accounts/login/", {"username": "cook", "password": new_password})
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/"
 
 
 def test_it_sends_nothing_for_an_unknown_address_and_says_the_same(client: Client) -> None:

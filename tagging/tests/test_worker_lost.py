@@ -71,11 +71,12 @@ def _kill_mid_run(worker: subprocess.Popen[bytes], job_id: int) -> int:
 
 
 def test_a_worker_killed_mid_job_leaves_every_recipe_tagged_exactly_once(
-    prefork_worker: subprocess.Popen[bytes], token_client: APIClient
+    prefork_worker: subprocess.Popen[bytes], token_client: APIClient, api_client_user: Any
 ) -> None:
     recipes = Recipe.objects.bulk_create(
         [
             Recipe(
+                created_by=api_client_user,
                 title=f"Dish {i}",
                 ingredients=INGREDIENTS[i % len(INGREDIENTS)],
                 content_hash=recipe_content_hash(
