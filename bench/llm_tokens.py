@@ -87,7 +87,11 @@ def main() -> None:
         asked = [r for r in requests if r.category.pk in shortlist]
         if asked:
             calls += 1
-            system, user = prompt_messages(recipe=recipe, categories=category_choices(asked, shortlist, plan.slots))
+            system, user = prompt_messages(
+                recipe=recipe,
+                categories=category_choices(asked, shortlist, plan.slots),
+                brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
+            )
             hybrid_tokens.append(count(system) + count(user))
         else:
             hybrid_tokens.append(0)
