@@ -378,3 +378,22 @@ def assert_error(response: Any, *, status: int, code: str) -> dict[str, Any]:
     assert body["error"]["message"]
     error: dict[str, Any] = body["error"]
     return error
+
+
+@pytest.fixture
+def migrator(transactional_db: None) -> Iterator[Any]:
+    """A migration executor on the test database, for tests that migrate back and forth; it migrates forward
+    to the latest state afterwards, as every other test expects."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    yield MigrationExecutor(connection)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def apps_at(executor: Any, targets: list[tuple[str, str]]) -> Any:
+    """The historical models after migrating to `targets`."""
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps

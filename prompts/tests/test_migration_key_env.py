@@ -3,30 +3,12 @@ prefixed variable after it, so it never reads the old one again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+
+from conftest import apps_at
 
 BEFORE = [("prompts", "0004_llm_source_capabilities_keep_what_staff_set")]
 AFTER = [("prompts", "0006_llm_source_key_env_constraint")]
-
-
-@pytest.fixture
-def migrator(transactional_db: None) -> Iterator[MigrationExecutor]:
-    executor = MigrationExecutor(connection)
-    yield executor
-    # Leave the schema as every other test expects it.
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
-def apps_at(executor: MigrationExecutor, targets: list[tuple[str, str]]) -> Any:
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def test_it_prefixes_every_key_variable_that_lacks_the_prefix(migrator: MigrationExecutor) -> None:

@@ -3,10 +3,8 @@ that held them in plain text is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from knox.models import AuthToken
@@ -14,14 +12,6 @@ from rest_framework.test import APIClient
 
 MIGRATION = ("api_tokens", "0001_drf_tokens_hashed_into_knox")
 DRF_KEY = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"
-
-
-@pytest.fixture
-def migrator(transactional_db: None) -> Iterator[MigrationExecutor]:
-    executor = MigrationExecutor(connection)
-    yield executor
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_a_drf_token_is_hashed_into_knox_and_the_plain_text_table_dropped(
