@@ -52,6 +52,18 @@ def _dataset(tmp_path: Path, recipes: list[tuple[str, list[str], str, list[str]]
     return path
 
 
+def _llm_job(tmp_path: Path) -> EvaluationJob:
+    """An llm evaluation job over the cuisines dataset with the scripted source, k=1, not started."""
+    return evaluation_job_start(
+        content=_dataset(tmp_path).read_bytes(),
+        name="cuisines",
+        strategy="llm",
+        source="scripted",
+        k=1,
+        categories=None,
+    )
+
+
 def _recipe_title(request: dict[str, Any]) -> str:
     """The title of the recipe being tagged: the last fenced recipe (few-shot examples come before it)."""
     user = next(m["content"] for m in request["messages"] if m["role"] == "user")
@@ -368,14 +380,7 @@ def test_the_worker_does_the_job_a_chunk_at_a_time_with_answers_asked_in_paralle
     celery_worker_process: Any, scripted_source: LLMSource, openai_server: OpenAIServer, tmp_path: Path, settings: Any
 ) -> None:
     openai_server.reply_computed(oracle, times=len(RECIPES))
-    job = evaluation_job_start(
-        content=_dataset(tmp_path).read_bytes(),
-        name="cuisines",
-        strategy="llm",
-        source="scripted",
-        k=1,
-        categories=None,
-    )
+    job = _llm_job(tmp_path)
 
     evaluation_job_enqueue(job=job)
 
@@ -398,14 +403,7 @@ def test_the_worker_does_the_job_a_chunk_at_a_time_with_answers_asked_in_paralle
 def test_a_job_whose_worker_died_is_taken_over_and_finished_without_asking_twice(
     celery_worker_process: Any, scripted_source: LLMSource, openai_server: OpenAIServer, tmp_path: Path
 ) -> None:
-    job = evaluation_job_start(
-        content=_dataset(tmp_path).read_bytes(),
-        name="cuisines",
-        strategy="llm",
-        source="scripted",
-        k=1,
-        categories=None,
-    )
+    job = _llm_job(tmp_path)
     # What a worker killed mid-chunk leaves: two answers stored, the job running, its lease run out.
     openai_server.reply_computed(oracle, times=2)
     with override_settings(EVALUATION_CHUNK_SIZE=2, EVALUATION_LLM_CONCURRENCY=1):
@@ -425,14 +423,7 @@ def test_a_job_whose_worker_died_is_taken_over_and_finished_without_asking_twice
 def test_a_job_that_cannot_be_queued_is_failed_within_seconds_saying_so(
     scripted_source: LLMSource, tmp_path: Path, settings: Any
 ) -> None:
-    job = evaluation_job_start(
-        content=_dataset(tmp_path).read_bytes(),
-        name="cuisines",
-        strategy="llm",
-        source="scripted",
-        k=1,
-        categories=None,
-    )
+    job = _llm_job(tmp_path)
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     started = time.monotonic()
 
