@@ -217,7 +217,8 @@ class PromptPurpose(models.TextChoices):
 class Prompt(models.Model):
     """A named prompt whose wording lives in immutable versions, exactly one of them active."""
 
-    name = models.SlugField(max_length=100, unique=True)
+    # Short enough that "<name> v<number>" fits the ledger's and the evaluation runs' prompt_version (100).
+    name = models.SlugField(max_length=80, unique=True)
     purpose = models.CharField(max_length=20, choices=PromptPurpose.choices, default=PromptPurpose.TAGGING)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
             name='Prompt',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100, unique=True)),
+                ('name', models.SlugField(max_length=80, unique=True)),
                 ('purpose', models.CharField(choices=[('tagging', 'Tagging'), ('judging', 'Judging')], default='tagging', max_length=20)),
                 ('description', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
