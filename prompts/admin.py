@@ -326,10 +326,11 @@ class PromptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         active = obj.versions.filter(is_active=True).first()
         return f"v{active.number}" if active else "none"
 
-    @admin.action(description="Roll back to the version active before the last activation")
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTIVATE_VERSION)
+
+    @admin.action(description="Roll back to the version active before the last activation", permissions=["activate"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
-        if not request.user.has_perm(ACTIVATE_VERSION):
-            raise PermissionDenied
         for prompt in queryset.order_by("name", "id"):
             try:
                 activation = prompt_version_rollback(prompt=prompt, actor=_user(request))
@@ -405,11 +406,8 @@ class PromptVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        if not request.user.has_perm(ACTIVATE_VERSION):
-            actions.pop("activate", None)
-        return actions
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ACTIVATE_VERSION)
 
     def save_model(
         self, request: HttpRequest, obj: PromptVersion, form: ModelForm[PromptVersion], change: bool
@@ -449,10 +447,8 @@ class PromptVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         url = reverse("admin:prompts_promptversion_diff") + f"?old={obj.parent_id}&new={obj.pk}"
         return format_html('<a href="{}">against v{}</a>', url, obj.parent.number if obj.parent else "")
 
-    @admin.action(description="Activate the selected version")
+    @admin.action(description="Activate the selected version", permissions=["activate"])
     def activate(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
-        if not request.user.has_perm(ACTIVATE_VERSION):
-            raise PermissionDenied
         chosen = list(queryset.select_related("prompt")[:2])
         if len(chosen) != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
@@ -481,7 +477,7 @@ class PromptVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return custom + super().get_urls()
 
     def activate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        if not request.user.has_perm(ACTIVATE_VERSION):
+        if not self.has_activate_permission(request):
             raise PermissionDenied
         version = get_object_or_404(PromptVersion.objects.select_related("prompt"), pk=object_id)
         self._activate(request, version)
@@ -516,7 +512,7 @@ class PromptVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ) -> HttpResponse:
         extra_context = {
             **(extra_context or {}),
-            "can_activate": request.user.has_perm(ACTIVATE_VERSION),
+            "can_activate": self.has_activate_permission(request),
             "diff_url": reverse("admin:prompts_promptversion_diff"),
         }
         return super().change_view(request, object_id, form_url, extra_context=extra_context)

@@ -48,6 +48,8 @@ def test_the_prompt_pages_render_with_their_versions(staff_browser: Client, defa
 
     assert [page.status_code for page in pages] == [200] * 5
     assert "tagging-default" in pages[0].content.decode()
+    assert 'value="roll_back"' in pages[0].content.decode()
+    assert 'value="activate"' in pages[3].content.decode()
     assert "The built-in prompt builtin-3" in pages[1].content.decode()
     assert "$recipe" in pages[2].content.decode()
     assert "tagging-default v1 is the active version." in pages[4].content.decode()
@@ -233,8 +235,12 @@ def test_staff_who_may_add_versions_but_not_change_them_cannot_activate(
     action = browser.post(
         reverse("admin:prompts_promptversion_changelist"), {"action": "activate", "_selected_action": [new.pk]}
     )
+    prompts = browser.get(reverse("admin:prompts_prompt_changelist"))
+    versions = browser.get(reverse("admin:prompts_promptversion_changelist"))
 
     assert 'form="activate-version"' not in page.content.decode()
     assert activated.status_code == 403
-    assert action.status_code in (200, 302)
+    assert action.status_code == 200  # "No action selected": the action is not offered
+    assert "roll_back" not in prompts.content.decode()
+    assert 'value="activate"' not in versions.content.decode()
     assert list(PromptVersion.objects.filter(prompt=default_v1.prompt, is_active=True)) == [default_v1]
