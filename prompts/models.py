@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -201,3 +202,94 @@ class LLMCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}/{self.model} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+# The prompt the tagger uses: the active version of the prompt of this name (data migration
+# 0008_default_tagging_prompt makes its version 1 from the built-in prompt).
+DEFAULT_TAGGING_PROMPT = "tagging-default"
+
+
+class PromptPurpose(models.TextChoices):
+    TAGGING = "tagging", "Tagging"
+    JUDGING = "judging", "Judging"
+
+
+class Prompt(models.Model):
+    """A named prompt whose wording lives in immutable versions, exactly one of them active."""
+
+    # Short enough that "<name> v<number>" fits the ledger's and the evaluation runs' prompt_version (100).
+    name = models.SlugField(max_length=80, unique=True)
+    purpose = models.CharField(max_length=20, choices=PromptPurpose.choices, default=PromptPurpose.TAGGING)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(purpose__in=PromptPurpose.values), name="prompts_prompt_purpose_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PromptVersion(models.Model):
+    """One wording of a prompt, never changed once saved (a PostgreSQL trigger refuses updates to its
+    templates, number or prompt; prompts.services.prompt_version_create saves a new one instead). Only
+    `is_active` changes, through prompts.services.prompt_version_activate."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    system_template = models.TextField()
+    user_template = models.TextField()
+    notes = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        help_text="The version edited.",
+    )
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["prompt", "number"], name="prompts_prompt_version_number_unique"),
+            models.UniqueConstraint(
+                fields=["prompt"], condition=Q(is_active=True), name="prompts_prompt_version_one_active"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="prompts_prompt_version_number_min_1"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """How calls and runs record the version: "tagging-default v2"."""
+        return f"{self.prompt.name} v{self.number}"
+
+
+class PromptActivation(models.Model):
+    """A version made active: by whom, when, and which one it replaced (a rollback is one too)."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="activations")
+    version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="activations")
+    previous = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="activations_replaced"
+    )
+    is_rollback = models.BooleanField(default=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["prompt", "created_at"], name="prompts_activation_prompt_at")]
+
+    def __str__(self) -> str:
+        return f"{self.version} activated at {self.created_at:%Y-%m-%d %H:%M:%S}"

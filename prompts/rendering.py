@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from autotagger.recipe_text import RecipeText
 
-PROMPT_VERSION = "builtin-3"  # the default prompt in code, until staff-managed prompt versions exist
+# The built-in prompt: what version 1 of the default tagging prompt (prompts.models.DEFAULT_TAGGING_PROMPT) holds,
+# and what is used, recorded under this name, while the database has no active version of it.
+PROMPT_VERSION = "builtin-3"
 LLM_FIXED_SCORE = 0.8  # documented score of a tag with neither usable log-probabilities nor a stated confidence
 
 RECIPE_OPEN = "<recipe>"
@@ -212,18 +215,100 @@ def _examples_blocks(examples: Sequence[FewShotExample], categories: Sequence[Ca
     return blocks
 
 
+# The variables a prompt template may use ($name or ${name}; $$ is a literal $), what each renders to.
+TEMPLATE_VARIABLES: dict[str, str] = {
+    "recipe": f"the recipe to tag, fenced between {RECIPE_OPEN} and {RECIPE_CLOSE} as data (required in the user "
+    "template, refused in the system template)",
+    "categories": "the allowed tags per category, as listed today (in brief for a hybrid shortlist), headed by "
+    "how they are listed",
+    "keys": 'the answer keys, the category slugs quoted and comma-separated ("cuisine", "diet")',
+    "examples": f"the few-shot examples between {EXAMPLE_OPEN} and {EXAMPLE_CLOSE}, headed by a line saying what "
+    "they are; empty when there are none (refused in the system template)",
+    "k": "the most tags asked of any one category (each category's own k is in $categories)",
+}
+# Text from outside the taxonomy (the recipe, other recipes) never goes into the system message: that is where
+# instructions are, and the fence says it is data.
+USER_ONLY_VARIABLES = frozenset({"recipe", "examples"})
+
+BUILTIN_SYSTEM_TEMPLATE = SYSTEM_PROMPT.replace("$", "$$")
+BUILTIN_USER_TEMPLATE = (
+    "$categories\n\nAnswer keys: $keys.\n\n$examples\n\n$recipe\n\nTag the recipe above. Answer only the JSON object."
+)
+
+# A variable that renders empty ($examples without examples) leaves no run of blank lines behind.
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """The templates a call renders, and how the call is recorded: `label` ("tagging-default v2") on the
+    ledger and the run, `version_id` (None for the built-in prompt) in the cache key."""
+
+    label: str
+    system_template: str
+    user_template: str
+    version_id: int | None = None
+
+
+BUILTIN_PROMPT = PromptTemplates(
+    label=PROMPT_VERSION, system_template=BUILTIN_SYSTEM_TEMPLATE, user_template=BUILTIN_USER_TEMPLATE
+)
+
+
+def template_problems(*, system_template: str, user_template: str) -> dict[str, list[str]]:
+    """What is wrong with a pair of templates, per field ("system_template", "user_template"); empty when
+    they can be saved. Refused: a `$` that starts no variable (write `$$`), a variable not in
+    TEMPLATE_VARIABLES, a user template without $recipe (it would drop the recipe and its fence), and
+    $recipe or $examples in the system template."""
+    problems: dict[str, list[str]] = {}
+    for field_name, text in (("system_template", system_template), ("user_template", user_template)):
+        template = string.Template(text)
+        found: list[str] = []
+        if not template.is_valid():
+            found.append("A $ starts no variable name: write $$ for a dollar sign, $name or ${name} for a variable.")
+        used = template.get_identifiers()
+        unknown = [name for name in used if name not in TEMPLATE_VARIABLES]
+        if unknown:
+            found.append(
+                f"Unknown variable(s): {', '.join('$' + n for n in unknown)}. "
+                f"Known: {', '.join('$' + n for n in TEMPLATE_VARIABLES)}."
+            )
+        if field_name == "system_template":
+            misplaced = [name for name in used if name in USER_ONLY_VARIABLES]
+            if misplaced:
+                found.append(
+                    f"{', '.join('$' + n for n in misplaced)} cannot be in the system template: recipes are data, "
+                    "fenced in the user message."
+                )
+        elif "recipe" not in used:
+            found.append(
+                f"The user template must include $recipe: the recipe, fenced between {RECIPE_OPEN} and "
+                f"{RECIPE_CLOSE} as data."
+            )
+        if found:
+            problems[field_name] = found
+    return problems
+
+
+def _render(template: str, values: Mapping[str, str]) -> str:
+    # Values are inserted as they are, never read as templates: a recipe saying "$categories" stays text.
+    return _BLANK_LINES.sub("\n\n", string.Template(template).substitute(values)).strip()
+
+
 def prompt_messages(
     *,
     recipe: RecipeText,
     categories: Sequence[CategoryChoice],
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
+    templates: PromptTemplates = BUILTIN_PROMPT,
 ) -> tuple[str, str]:
     """(system, user) messages asking for at most k allowed slugs per category for `recipe`, showing the
-    `examples` (labelled recipes, most useful first) that fit in FEW_SHOT_MAX_CHARS. `brief_tags` lists
-    each tag by its slug alone (and its name where the slug does not spell it), without descriptions: for
-    a shortlist of tags already found plausible, where the descriptions would be most of the prompt."""
-    keys = ", ".join(f'"{c.slug}"' for c in categories)
+    `examples` (labelled recipes, most useful first) that fit in FEW_SHOT_MAX_CHARS, rendered from
+    `templates` (checked by `template_problems` when they were saved; the built-in prompt by default).
+    `brief_tags` lists each tag by its slug alone (and its name where the slug does not spell it), without
+    descriptions: for a shortlist of tags already found plausible, where the descriptions would be most of
+    the prompt."""
     shown = _examples_blocks(examples, categories)
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
     listing = (
@@ -231,17 +316,14 @@ def prompt_messages(
         if brief_tags
         else "Allowed tags per category, as `slug — name: description`:"
     )
-    user = "\n\n".join(
-        [
-            listing,
-            *(_category_block(c, brief=brief_tags) for c in categories),
-            f"Answer keys: {keys}.",
-            *intro,
-            f"{RECIPE_OPEN}\n{_recipe_block(recipe)}\n{RECIPE_CLOSE}",
-            "Tag the recipe above. Answer only the JSON object.",
-        ]
-    )
-    return SYSTEM_PROMPT, user
+    values = {
+        "recipe": f"{RECIPE_OPEN}\n{_recipe_block(recipe)}\n{RECIPE_CLOSE}",
+        "categories": "\n\n".join([listing, *(_category_block(c, brief=brief_tags) for c in categories)]),
+        "keys": ", ".join(f'"{c.slug}"' for c in categories),
+        "examples": "\n\n".join(intro),
+        "k": str(max((c.k for c in categories), default=0)),
+    }
+    return _render(templates.system_template, values), _render(templates.user_template, values)
 
 
 def _allowed(category: CategoryChoice) -> list[str]:

@@ -1,12 +1,14 @@
-"""Reads of the LLM call ledger."""
+"""Reads of the LLM call ledger and of prompt versions."""
 
 from __future__ import annotations
 
+import difflib
 from typing import TypedDict
 
 from django.db.models import Count, Sum
 
-from prompts.models import LLMCall
+from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptPurpose, PromptVersion
+from prompts.rendering import BUILTIN_PROMPT, PromptTemplates
 
 
 class LLMUsage(TypedDict):
@@ -37,3 +39,46 @@ def llm_usage_of_run(*, run_id: int) -> LLMUsage:
         "cached_tokens": spent["cached"] or 0,
         "cost": round(spent["cost"] or 0.0, 6),
     }
+
+
+def prompt_version_active(*, purpose: str = PromptPurpose.TAGGING) -> PromptTemplates:
+    """The templates to render for `purpose` now: the active version of its default prompt
+    (DEFAULT_TAGGING_PROMPT), or the built-in prompt while the database has none (a database emptied since
+    its migrations, as a transactional test leaves it)."""
+    if purpose != PromptPurpose.TAGGING:
+        raise ValueError(f"No default prompt for {purpose!r}")
+    version = (
+        PromptVersion.objects.select_related("prompt")
+        .filter(prompt__name=DEFAULT_TAGGING_PROMPT, prompt__purpose=purpose, is_active=True)
+        .first()
+    )
+    if version is None:
+        return BUILTIN_PROMPT
+    return PromptTemplates(
+        label=version.label,
+        system_template=version.system_template,
+        user_template=version.user_template,
+        version_id=version.pk,
+    )
+
+
+def prompt_versions_of(*, prompt: Prompt) -> list[PromptVersion]:
+    return list(PromptVersion.objects.filter(prompt=prompt).select_related("author").order_by("-number", "-id"))
+
+
+def prompt_version_diff(*, old: PromptVersion, new: PromptVersion) -> dict[str, list[str]]:
+    """Unified diffs of the two versions' templates, per template ("system_template", "user_template"): the
+    lines, without trailing newlines; an empty list where that template did not change."""
+    diffs: dict[str, list[str]] = {}
+    for field_name in ("system_template", "user_template"):
+        diffs[field_name] = [
+            line.rstrip("\n")
+            for line in difflib.unified_diff(
+                getattr(old, field_name).splitlines(),
+                getattr(new, field_name).splitlines(),
+                fromfile=old.label,
+                tofile=new.label,
+                lineterm="",
+            )
+        ]
+    return diffs

@@ -30,7 +30,7 @@ from feedback.evaluation.provenance import code_version
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
 from feedback.training import labelled_data
 from prompts.gateway import llm_call_budget_seconds
-from prompts.rendering import PROMPT_VERSION
+from prompts.selectors import prompt_version_active
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import Strategy
 from tagging.services.config import (
@@ -403,7 +403,7 @@ def _finish(job: EvaluationJob, dataset: Dataset) -> None:
                 "source": job.source,
                 "job": job.pk,
             },
-            prompt_version=PROMPT_VERSION,
+            prompt_version=prompt_version_active().label,
             code_version=code_version(),
             metrics=result.as_json(),
             recipes=result.recipes,

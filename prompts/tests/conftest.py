@@ -6,7 +6,7 @@ import factory
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from prompts.models import LLMCall, LLMCallOutcome, LLMSource
+from prompts.models import LLMCall, LLMCallOutcome, LLMSource, Prompt, PromptPurpose
 
 
 class LLMSourceFactory(DjangoModelFactory):
@@ -31,3 +31,13 @@ class LLMCallFactory(DjangoModelFactory):
     source = "default"
     model = "m"
     outcome = LLMCallOutcome.OK
+
+
+class PromptFactory(DjangoModelFactory):
+    """A tagging prompt with no versions yet (add them with prompts.services.prompt_version_create)."""
+
+    class Meta:
+        model = Prompt
+
+    name = factory.Sequence(lambda n: f"tagging-{n}")
+    purpose = PromptPurpose.TAGGING

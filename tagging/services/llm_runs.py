@@ -15,8 +15,8 @@ from django.conf import settings
 
 from autotagger.embeddings import embedding_model_name
 from autotagger.recipe_text import RecipeText
-from prompts.rendering import PROMPT_VERSION, FewShotExample
-from prompts.selectors import llm_usage_of_run
+from prompts.rendering import FewShotExample, PromptTemplates
+from prompts.selectors import llm_usage_of_run, prompt_version_active
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import RunStatus, Strategy, TaggerState, TaggingRun
 from tagging.services.config import TaggingConfig, TaggingError, llm_source_resolve
@@ -53,12 +53,19 @@ def _taxonomy_version(requests: Sequence[CategoryRequest]) -> str:
 
 
 def llm_cache_key(
-    *, content_hash: str, config: TaggingConfig, requests: Sequence[CategoryRequest], source: LLMSourceConfig
+    *,
+    content_hash: str,
+    config: TaggingConfig,
+    requests: Sequence[CategoryRequest],
+    source: LLMSourceConfig,
+    prompt: PromptTemplates | None = None,
 ) -> str:
-    """What decides an llm or hybrid answer, hashed: the same key asks the model the same question."""
+    """What decides an llm or hybrid answer, hashed: the same key asks the model the same question. The
+    prompt is the version asked with (`prompt`, by default the active one): activating another changes it."""
+    prompt = prompt or prompt_version_active()
     parts = {
         "content": content_hash,
-        "prompt": PROMPT_VERSION,
+        "prompt": [prompt.label, prompt.version_id],
         "taxonomy": _taxonomy_version(requests),
         "model": f"{source.base_url}|{source.model}",
         "strategy": config.strategy,
@@ -134,6 +141,7 @@ def text_tag_with_llm(
     run_id: int | None,
     exclude_recipe_id: int | None,
     content_hash: str,
+    prompt: PromptTemplates | None = None,
 ) -> tuple[TaggerOutput, LLMStats]:
     """Ask the model about `text` with the llm or hybrid strategy (hybrid needs `embedding`); the few-shot
     examples are the nearest labelled recipes, never this one (`exclude_recipe_id`, `content_hash`).
@@ -157,10 +165,10 @@ def text_tag_with_llm(
         # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
         candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
         ruled_out = tags_ruled_out(recipe=text, tag_ids=candidates.values_list("id", flat=True))
-        return HybridTagger(similarity=similarity, source=source, examples=examples).tag(
+        return HybridTagger(similarity=similarity, source=source, examples=examples, prompt=prompt).tag(
             recipe=text, embedding=embedding, requests=requests, run_id=run_id, ruled_out=frozenset(ruled_out)
         )
-    return LLMTagger(source=source, examples=examples).tag(recipe=text, requests=requests, run_id=run_id)
+    return LLMTagger(source=source, examples=examples, prompt=prompt).tag(recipe=text, requests=requests, run_id=run_id)
 
 
 def run_tag_with_llm(
@@ -170,8 +178,18 @@ def run_tag_with_llm(
     started = time.perf_counter()
     source = llm_source_resolve(config=config)
     recipe = run.recipe
-    key = llm_cache_key(content_hash=recipe.content_hash, config=config, requests=requests, source=source)
-    described = {"cache_key": key, "prompt_version": PROMPT_VERSION, "source": source.name, "llm_model": source.model}
+    # Read once: the cache key, the call and the run's stats name the same version, whatever is activated meanwhile.
+    prompt = prompt_version_active()
+    key = llm_cache_key(
+        content_hash=recipe.content_hash, config=config, requests=requests, source=source, prompt=prompt
+    )
+    described = {
+        "cache_key": key,
+        "prompt_version": prompt.label,
+        "prompt_version_id": prompt.version_id,
+        "source": source.name,
+        "llm_model": source.model,
+    }
     cached = _llm_cached(key, run, requests)
     if cached is not None:
         cached.timings_ms = {"total_ms": round((time.perf_counter() - started) * 1000, 2)}
@@ -187,6 +205,7 @@ def run_tag_with_llm(
             run_id=run.pk,
             exclude_recipe_id=recipe.pk,
             content_hash=recipe.content_hash,
+            prompt=prompt,
         )
     except LLMError as exc:
         raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc

@@ -32,7 +32,7 @@ import numpy as np
 from django.conf import settings
 
 from autotagger.recipe_text import RecipeText
-from prompts.rendering import FewShotExample
+from prompts.rendering import FewShotExample, PromptTemplates
 from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.llm import LLMStats, llm_pick
@@ -170,11 +170,17 @@ class HybridStats(LLMStats):
 
 class HybridTagger:
     def __init__(
-        self, *, similarity: SimilarityTagger, source: LLMSourceConfig, examples: Sequence[FewShotExample] = ()
+        self,
+        *,
+        similarity: SimilarityTagger,
+        source: LLMSourceConfig,
+        examples: Sequence[FewShotExample] = (),
+        prompt: PromptTemplates | None = None,
     ) -> None:
         self.similarity = similarity
         self.source = source
         self.examples = examples  # labelled recipes shown to the model (tagging.services.few_shot)
+        self.prompt = prompt  # None: the active version of the default tagging prompt
 
     def tag(
         self,
@@ -204,6 +210,7 @@ class HybridTagger:
                 slots=slots,
                 examples=self.examples,
                 brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
+                prompt=self.prompt,
             )
             stats = HybridStats.of(llm_stats)
         output = TaggerOutput()

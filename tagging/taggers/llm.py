@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from autotagger.recipe_text import RecipeText
 from prompts.gateway import chat_json
 from prompts.rendering import (
-    PROMPT_VERSION,
     CategoryChoice,
     FewShotExample,
+    PromptTemplates,
     TagChoice,
     ValidatedReply,
     prompt_messages,
@@ -28,6 +28,7 @@ from prompts.rendering import (
     reply_validate,
     schema_within_limits,
 )
+from prompts.selectors import prompt_version_active
 from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from taxonomy.models import Tag
@@ -103,14 +104,20 @@ def llm_pick(
     slots: dict[int, int] | None = None,
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
+    prompt: PromptTemplates | None = None,
 ) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
     """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
-    recipes with their tags), the tags listed without descriptions when `brief_tags`. Raises LLMError."""
+    recipes with their tags), the tags listed without descriptions when `brief_tags`, in the wording of
+    `prompt` (by default the active version of the default tagging prompt), whose label the call records.
+    Raises LLMError."""
     choices = category_choices(requests, tags, slots)
     stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
     if not choices:
         return {}, stats
-    system, user = prompt_messages(recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags)
+    prompt = prompt or prompt_version_active()
+    system, user = prompt_messages(
+        recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags, templates=prompt
+    )
     schema = reply_schema(categories=choices)
     strict = source.supports_json_schema and schema_within_limits(schema)
     result = chat_json(
@@ -120,7 +127,7 @@ def llm_pick(
         schema=schema if strict else None,
         schema_name="recipe_tags",
         want_logprobs=True,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=prompt.label,
         run_id=run_id,
     )
     validated = reply_validate(
@@ -159,9 +166,16 @@ def llm_pick(
 
 
 class LLMTagger:
-    def __init__(self, *, source: LLMSourceConfig, examples: Sequence[FewShotExample] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        source: LLMSourceConfig,
+        examples: Sequence[FewShotExample] = (),
+        prompt: PromptTemplates | None = None,
+    ) -> None:
         self.source = source
         self.examples = examples
+        self.prompt = prompt  # None: the active version of the default tagging prompt
 
     def tag(
         self, *, recipe: RecipeText, requests: Sequence[CategoryRequest], run_id: int | None
@@ -171,7 +185,13 @@ class LLMTagger:
         for tag in Tag.objects.filter(category_id__in=list(tags), active=True).order_by("name", "id"):
             tags[tag.category_id].append(tag)
         picked, stats = llm_pick(
-            recipe=recipe, requests=requests, tags=tags, source=self.source, run_id=run_id, examples=self.examples
+            recipe=recipe,
+            requests=requests,
+            tags=tags,
+            source=self.source,
+            run_id=run_id,
+            examples=self.examples,
+            prompt=self.prompt,
         )
         output = TaggerOutput()
         for request in requests:

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from prompts.models import LLMCall, LLMCallOutcome, LLMSource
-from prompts.rendering import LLM_FIXED_SCORE, PROMPT_VERSION, REASON_MAX_CHARS, RECIPE_CLOSE, RECIPE_OPEN
+from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, LLMCallOutcome, LLMSource
+from prompts.rendering import LLM_FIXED_SCORE, REASON_MAX_CHARS, RECIPE_CLOSE, RECIPE_OPEN
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus, TagAssignment
 from tagging.services.recipes import recipe_create
@@ -191,7 +191,7 @@ def test_it_records_the_calls_tokens_and_cost_on_the_run(
     assert run.stats["output_tokens"] == 40
     assert run.stats["cached_tokens"] == 1024
     assert run.stats["cost"] == pytest.approx(0.66)
-    assert run.stats["prompt_version"] == PROMPT_VERSION
+    assert run.stats["prompt_version"] == f"{DEFAULT_TAGGING_PROMPT} v1"
     assert run.stats["mode"] == "json_schema"
     assert run.stats["source"] == "default"
     assert run.stats["llm_model"] == "test-model"
@@ -199,7 +199,7 @@ def test_it_records_the_calls_tokens_and_cost_on_the_run(
     call = LLMCall.objects.get()
     assert call.run_id == run.pk
     assert call.outcome == LLMCallOutcome.OK
-    assert call.prompt_version == PROMPT_VERSION
+    assert call.prompt_version == f"{DEFAULT_TAGGING_PROMPT} v1"
     assert (call.input_tokens, call.output_tokens) == (1200, 40)
     assert call.cost == pytest.approx(0.66)
 
