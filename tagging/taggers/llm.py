@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autotagger.recipe_text import RecipeText
-from prompts.gateway import chat_json
+from prompts.gateway import ChatResult, chat_json
 from prompts.rendering import (
     CategoryChoice,
     FewShotExample,
@@ -94,27 +94,30 @@ def _llm_evidence(validated: ValidatedReply, pair: tuple[str, str]) -> dict[str,
     return evidence
 
 
-def llm_pick(
+@dataclass(frozen=True)
+class LLMExchange:
+    """One question to the model and what came of it: the messages as sent, the reply as received (text,
+    tokens, cost, latency) and as validated against the taxonomy."""
+
+    system: str
+    user: str
+    reply: ChatResult
+    validated: ValidatedReply
+
+
+def llm_exchange(
     *,
     recipe: RecipeText,
-    requests: Sequence[CategoryRequest],
-    tags: Mapping[int, Sequence[Tag]],
+    choices: Sequence[CategoryChoice],
     source: LLMSourceConfig,
     run_id: int | None,
-    slots: dict[int, int] | None = None,
+    prompt: PromptTemplates,
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
-    prompt: PromptTemplates | None = None,
-) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
-    """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
-    recipes with their tags), the tags listed without descriptions when `brief_tags`, in the wording of
-    `prompt` (by default the active version of the default tagging prompt), whose label the call records.
+) -> LLMExchange:
+    """Render `prompt` for `recipe` and `choices`, ask `source` (under the reply's schema where the source takes
+    it) and validate the reply: what `llm_pick` does with the model, and what the prompt playground shows.
     Raises LLMError."""
-    choices = category_choices(requests, tags, slots)
-    stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
-    if not choices:
-        return {}, stats
-    prompt = prompt or prompt_version_active()
     system, user = prompt_messages(
         recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags, templates=prompt
     )
@@ -138,17 +141,13 @@ def llm_pick(
         constrained=result.constrained,
         calibration=source.confidence_calibration,
     )
-    stats.calls = result.attempts
-    stats.input_tokens, stats.output_tokens, stats.cached_tokens = (
-        result.input_tokens,
-        result.output_tokens,
-        result.cached_tokens,
-    )
-    stats.cost = result.cost
-    stats.unknown_dropped = validated.unknown_dropped
-    stats.over_k_dropped = validated.over_k_dropped
-    stats.duplicates_dropped = validated.duplicates_dropped
-    stats.mode = result.mode
+    return LLMExchange(system=system, user=user, reply=result, validated=validated)
+
+
+def llm_picks(
+    *, requests: Sequence[CategoryRequest], tags: Mapping[int, Sequence[Tag]], validated: ValidatedReply
+) -> dict[int, list[ScoredTag]]:
+    """The validated reply's tags per category id, scored, with their evidence."""
     picked: dict[int, list[ScoredTag]] = {}
     for request in requests:
         by_slug = {t.slug: t for t in tags.get(request.category.pk, ())}
@@ -162,7 +161,60 @@ def llm_pick(
             )
             for slug in validated.tags.get(request.category.slug, [])
         ]
+    return picked
+
+
+def llm_pick(
+    *,
+    recipe: RecipeText,
+    requests: Sequence[CategoryRequest],
+    tags: Mapping[int, Sequence[Tag]],
+    source: LLMSourceConfig,
+    run_id: int | None,
+    slots: dict[int, int] | None = None,
+    examples: Sequence[FewShotExample] = (),
+    brief_tags: bool = False,
+    prompt: PromptTemplates | None = None,
+) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
+    """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
+    recipes with their tags), the tags listed without descriptions when `brief_tags`, in the wording of
+    `prompt` (by default the active version of the default tagging prompt), whose label the call records.
+    Raises LLMError."""
+    choices = category_choices(requests, tags, slots)
+    stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
+    if not choices:
+        return {}, stats
+    exchange = llm_exchange(
+        recipe=recipe,
+        choices=choices,
+        source=source,
+        run_id=run_id,
+        examples=examples,
+        brief_tags=brief_tags,
+        prompt=prompt or prompt_version_active(),
+    )
+    result, validated = exchange.reply, exchange.validated
+    stats.calls = result.attempts
+    stats.input_tokens, stats.output_tokens, stats.cached_tokens = (
+        result.input_tokens,
+        result.output_tokens,
+        result.cached_tokens,
+    )
+    stats.cost = result.cost
+    stats.unknown_dropped = validated.unknown_dropped
+    stats.over_k_dropped = validated.over_k_dropped
+    stats.duplicates_dropped = validated.duplicates_dropped
+    stats.mode = result.mode
+    picked = llm_picks(requests=requests, tags=tags, validated=validated)
     return picked, stats
+
+
+def active_tags_of(requests: Sequence[CategoryRequest]) -> dict[int, list[Tag]]:
+    """What the llm strategy offers: every active tag of the requested categories, per category id."""
+    tags: dict[int, list[Tag]] = {r.category.pk: [] for r in requests}
+    for tag in Tag.objects.filter(category_id__in=list(tags), active=True).order_by("name", "id"):
+        tags[tag.category_id].append(tag)
+    return tags
 
 
 class LLMTagger:
@@ -181,9 +233,7 @@ class LLMTagger:
         self, *, recipe: RecipeText, requests: Sequence[CategoryRequest], run_id: int | None
     ) -> tuple[TaggerOutput, LLMStats]:
         started = time.perf_counter()
-        tags: dict[int, list[Tag]] = {r.category.pk: [] for r in requests}
-        for tag in Tag.objects.filter(category_id__in=list(tags), active=True).order_by("name", "id"):
-            tags[tag.category_id].append(tag)
+        tags = active_tags_of(requests)
         picked, stats = llm_pick(
             recipe=recipe,
             requests=requests,
