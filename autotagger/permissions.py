@@ -43,6 +43,9 @@ TAXONOMY_PERMISSIONS = ("taxonomy.add_category", "taxonomy.add_tag")
 RECIPE_VIEW, RECIPE_CHANGE, RECIPE_DELETE = "tagging.view_recipe", "tagging.change_recipe", "tagging.delete_recipe"
 RUN_VIEW = "tagging.view_taggingrun"
 JOB_VIEW = "tagging.view_taggingjob"
+PROMPT_VERSION_VIEW = "prompts.view_promptversion"
+PROMPT_VERSION_ADD = "prompts.add_promptversion"
+PROMPT_VERSION_CHANGE = "prompts.change_promptversion"
 
 
 def is_signed_in(user: User | None) -> bool:
@@ -95,6 +98,20 @@ def can_read_all_runs(user: User | None) -> bool:
 
 def can_read_all_jobs(user: User | None) -> bool:
     return _has_any(user, JOB_VIEW)
+
+
+def can_try_prompts(user: User | None) -> bool:
+    """The prompt playground: staff who may see prompt versions (or add or change them)."""
+    return is_staff(user) and _has_any(user, PROMPT_VERSION_VIEW, PROMPT_VERSION_ADD, PROMPT_VERSION_CHANGE)
+
+
+def can_save_prompt_versions(user: User | None) -> bool:
+    return is_staff(user) and _has_any(user, PROMPT_VERSION_ADD)
+
+
+def can_activate_prompt_versions(user: User | None) -> bool:
+    """Saving a version and making it the one the tagger uses (the admin's activate asks for the change permission)."""
+    return is_staff(user) and user.has_perms((PROMPT_VERSION_ADD, PROMPT_VERSION_CHANGE))  # type: ignore[union-attr]
 
 
 def can_change_gold_labelled_recipes(user: User | None) -> bool:

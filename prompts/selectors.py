@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import TypedDict
 
-from django.db.models import Count, Sum
+from django.db.models import Case, Count, QuerySet, Sum, When
 
 from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptPurpose, PromptVersion
 from prompts.rendering import BUILTIN_PROMPT, PromptTemplates
@@ -82,3 +82,22 @@ def prompt_version_diff(*, old: PromptVersion, new: PromptVersion) -> dict[str, 
             )
         ]
     return diffs
+
+
+def prompt_versions_for_tagging() -> QuerySet[PromptVersion]:
+    """Every version of every tagging prompt, the default prompt's first, newest first."""
+    return (
+        PromptVersion.objects.select_related("prompt")
+        .filter(prompt__purpose=PromptPurpose.TAGGING)
+        .annotate(is_default=Case(When(prompt__name=DEFAULT_TAGGING_PROMPT, then=0), default=1))
+        .order_by("is_default", "prompt__name", "-number", "-id")
+    )
+
+
+def prompt_version_active_row() -> PromptVersion | None:
+    """The active version of the default tagging prompt (None while the database has none)."""
+    return (
+        PromptVersion.objects.select_related("prompt")
+        .filter(prompt__name=DEFAULT_TAGGING_PROMPT, prompt__purpose=PromptPurpose.TAGGING, is_active=True)
+        .first()
+    )

@@ -84,3 +84,22 @@ def prompt_version_rollback(*, prompt: Prompt, actor: User | None) -> PromptActi
     if latest is None or latest.previous is None:
         raise PromptError(f"{prompt.name} has no earlier active version to roll back to.")
     return prompt_version_activate(version=latest.previous, actor=actor, rollback=True)
+
+
+@transaction.atomic
+def prompt_draft_save(
+    *, parent: PromptVersion, system_template: str, user_template: str, notes: str, author: User | None, activate: bool
+) -> PromptVersion:
+    """Save the draft as the next version of `parent`'s prompt (its parent: the version it was drafted from),
+    and make it the active one when `activate`. Raises PromptTemplateInvalid."""
+    version = prompt_version_create(
+        prompt=parent.prompt,
+        system_template=system_template,
+        user_template=user_template,
+        notes=notes,
+        author=author,
+        parent=parent,
+    )
+    if activate and not version.is_active:
+        prompt_version_activate(version=version, actor=author)
+    return version

@@ -100,6 +100,13 @@ def recipe_get(*, recipe_id: int, user: User | None) -> Recipe | None:
     return recipes_visible(user=user).defer("embedding").filter(pk=recipe_id).first()
 
 
+def recipes_search(*, user: User | None, query: str, limit: int) -> list[Recipe]:
+    """Up to `limit` recipes `user` may read whose title contains `query`, or whose id it is; newest first."""
+    recipes = recipes_visible(user=user).defer("embedding")
+    matches = Q(title__icontains=query) | (Q(pk=int(query)) if query.isdigit() else Q(pk__in=[]))
+    return list(recipes.filter(matches).order_by("-created_at", "-id")[:limit])
+
+
 def recipe_is_gold_labelled(*, recipe: Recipe) -> bool:
     """Whether records protect the recipe from deletion: the gold labels people gave it.
 

@@ -7,4 +7,5 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("prompts/playground/", views.prompt_playground, name="prompt-playground"),
 ]
