@@ -142,6 +142,21 @@ def test_it_runs_on_a_stored_recipe_through_a_source_staff_added(
     assert _tags_shown(response.content.decode().split('id="side-active"')[1]) == ["japanese"]
 
 
+def test_a_model_failure_is_shown_on_its_side_and_the_other_side_still_runs(
+    llm_settings: Any, openai_server: OpenAIServer, staff_browser: Client
+) -> None:
+    llm_settings.LLM_MAX_RETRIES = 0
+    openai_server.reply_status(503).reply_json({"cuisine": ["italian"], "diet": []})
+
+    response = staff_browser.post(URL, _draft(source="default"))
+
+    assert response.status_code == 200
+    draft, active = response.content.decode().split('id="side-draft"')[1].split('id="side-active"')
+    assert "The model gave no usable reply" in draft
+    assert _tags_shown(active) == ["italian"]
+    assert TaggingRun.objects.count() == 0
+
+
 def test_an_invalid_draft_template_is_a_form_error_and_calls_no_model(
     llm_settings: Any, openai_server: OpenAIServer, staff_browser: Client
 ) -> None:
