@@ -13,6 +13,7 @@ from prompts.selectors import prompt_version_active, prompt_version_diff
 from prompts.services import (
     PromptError,
     PromptTemplateInvalid,
+    prompt_draft_save,
     prompt_version_activate,
     prompt_version_create,
     prompt_version_rollback,
@@ -135,6 +136,35 @@ def test_activating_a_version_records_who_and_what_it_replaced(staff: Any) -> No
         staff,
         False,
     )
+
+
+def test_a_draft_saved_and_activated_becomes_the_active_child_of_its_version(staff: Any) -> None:
+    prompt = PromptFactory()
+    first = version(prompt)
+
+    draft = prompt_draft_save(
+        parent=first,
+        system_template=SYSTEM,
+        user_template=USER + "\n\nBe brief.",
+        notes="n",
+        author=staff,
+        activate=True,
+    )
+
+    assert (draft.number, draft.parent, draft.notes, draft.author) == (2, first, "n", staff)
+    assert active_numbers(prompt) == [2]
+    activation = PromptActivation.objects.filter(prompt=prompt).order_by("-id").first()
+    assert activation is not None
+    assert (activation.version, activation.previous, activation.actor) == (draft, first, staff)
+
+
+def test_a_draft_saved_without_activating_leaves_the_active_version(staff: Any) -> None:
+    prompt = PromptFactory()
+    first = version(prompt)
+
+    prompt_draft_save(parent=first, system_template=SYSTEM, user_template=USER, notes="", author=staff, activate=False)
+
+    assert active_numbers(prompt) == [1]
 
 
 def test_activating_the_active_version_is_refused() -> None:
