@@ -160,7 +160,7 @@ def test_the_diff_of_versions_of_different_prompts_is_not_found(
             "purpose": "judging",
             "description": "",
             "system_template": "Judge.",
-            "user_template": "$recipe",
+            "user_template": "$tags\n\n$recipe",
             "notes": "",
         },
     )
