@@ -59,5 +59,5 @@ def judge_metrics(judged: Sequence[JudgedPrediction], *, categories: Sequence[st
         "judged_precision": round(sum(VERDICT_CREDIT[j.verdict] for j in scored) / len(scored), 4) if scored else None,
         "categories": by_category,
         "gold_compared": len(pairs),
-        "kappa": round(kappa, 4) if kappa is not None else None,
+        "kappa": round(kappa, 4) + 0.0 if kappa is not None else None,  # + 0.0: never -0.0
     }

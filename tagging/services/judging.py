@@ -7,17 +7,26 @@ JSON schema (the tag keys fixed, the verdicts an enum) in the source's best mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
 
 from autotagger.errors import DomainError
+from autotagger.recipe_text import RecipeText
 from prompts.gateway import chat_json
-from prompts.judging import JudgedTag, judge_messages, judge_reply_schema, judge_reply_validate, judge_tags_shuffled
+from prompts.judging import (
+    JudgedTag,
+    ValidatedJudgement,
+    judge_messages,
+    judge_reply_schema,
+    judge_reply_validate,
+    judge_tags_shuffled,
+)
 from prompts.models import PromptPurpose
-from prompts.rendering import schema_within_limits
+from prompts.rendering import PromptTemplates, schema_within_limits
 from prompts.selectors import prompt_version_active
-from prompts.sources import llm_source_get
+from prompts.sources import LLMSourceConfig, llm_source_get
 from tagging.models import RunStatus, TagAssignment, TaggingRun, TagJudgement
 
 
@@ -39,6 +48,35 @@ class JudgeResult:
     seed: int
 
 
+def tags_judge(
+    *,
+    recipe: RecipeText,
+    tags: Sequence[JudgedTag],
+    source: LLMSourceConfig,
+    templates: PromptTemplates,
+    seed: int,
+    run_id: int | None = None,
+) -> tuple[list[JudgedTag], ValidatedJudgement, int]:
+    """One call: `source` judges `tags` for `recipe`, listed in the order `seed` gives, in the wording of
+    `templates`. Returns the tags in the order asked, the validated verdicts and the HTTP attempts made. Call it
+    outside any transaction (it waits on the model). Raises LLMError."""
+    shuffled = judge_tags_shuffled(tags, seed=seed)
+    system, user = judge_messages(recipe=recipe, tags=shuffled, templates=templates)
+    schema = judge_reply_schema(tags=shuffled)
+    strict = source.supports_json_schema and schema_within_limits(schema)
+    result = chat_json(
+        source=source,
+        system=system,
+        user=user,
+        schema=schema if strict else None,
+        schema_name="tag_judgements",
+        want_logprobs=False,
+        prompt_version=templates.label,
+        run_id=run_id,
+    )
+    return shuffled, judge_reply_validate(data=result.data, tags=shuffled), result.attempts
+
+
 def run_judge(*, run: TaggingRun, source: str | None = None) -> JudgeResult:
     """Ask the LLM `source` (None: the default source) to judge every tag `run` suggested, and store a
     TagJudgement per tag that got a verdict (replacing an earlier one of the same prompt version and source).
@@ -55,8 +93,9 @@ def run_judge(*, run: TaggingRun, source: str | None = None) -> JudgeResult:
     }
     if not assignments:
         return JudgeResult(0, 0, 0, 0, templates.label, config.name, seed)
-    tags = judge_tags_shuffled(
-        [
+    tags, validated, attempts = tags_judge(
+        recipe=run.recipe.text,
+        tags=[
             JudgedTag(
                 category_slug=a.tag.category.slug,
                 category_name=a.tag.category.name,
@@ -65,23 +104,11 @@ def run_judge(*, run: TaggingRun, source: str | None = None) -> JudgeResult:
             )
             for a in assignments.values()
         ],
-        seed=seed,
-    )
-    system, user = judge_messages(recipe=run.recipe.text, tags=tags, templates=templates)
-    schema = judge_reply_schema(tags=tags)
-    strict = config.supports_json_schema and schema_within_limits(schema)
-    # Outside any transaction: the call waits on the model.
-    result = chat_json(
         source=config,
-        system=system,
-        user=user,
-        schema=schema if strict else None,
-        schema_name="tag_judgements",
-        want_logprobs=False,
-        prompt_version=templates.label,
+        templates=templates,
+        seed=seed,
         run_id=run.pk,
     )
-    validated = judge_reply_validate(data=result.data, tags=tags)
     positions = {tag.key: position for position, tag in enumerate(tags, start=1)}
     with transaction.atomic():
         for key, verdict in validated.verdicts.items():
@@ -100,7 +127,7 @@ def run_judge(*, run: TaggingRun, source: str | None = None) -> JudgeResult:
         judged=len(validated.verdicts),
         missing=validated.missing,
         unknown_dropped=validated.unknown_dropped,
-        calls=result.attempts,
+        calls=attempts,
         prompt_version=templates.label,
         source=config.name,
         seed=seed,

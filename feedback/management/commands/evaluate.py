@@ -90,6 +90,7 @@ def _report_lines(metrics: dict[str, Any]) -> list[str]:
         *_comparison_lines(metrics),
         "",
         *_llm_lines(metrics),
+        *_judge_lines(metrics),
         f"Overall micro-F1 {overall['f1']:.3f} (precision {overall['precision']:.3f}, recall {overall['recall']:.3f})",
         f"Latency per recipe: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms",
         f"Adherence: {adherence['unknown_tags']} tags outside the taxonomy, "
@@ -145,6 +146,38 @@ def _llm_lines(metrics: dict[str, Any]) -> list[str]:
             f"recall {alone['recall']:.3f})",
         ]
     return [*lines, ""]
+
+
+def _judge_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the LLM judge (--judge) said of the predicted tags; nothing when it was not asked."""
+    judge = metrics.get("judge")
+    if not judge:
+        return []
+    rows = [["category", "judged", "relevant", "partly", "not", "judged precision"]]
+    for slug, values in judge["categories"].items():
+        verdicts, precision = values["verdicts"], values["judged_precision"]
+        rows.append(
+            [
+                slug,
+                str(values["judged"]),
+                *(str(verdicts[v]) for v in ("relevant", "partly", "not_relevant")),
+                f"{precision:.3f}" if precision is not None else "-",
+            ]
+        )
+    overall, kappa = judge["judged_precision"], judge["kappa"]
+    return [
+        f"LLM judge {judge['source']} ({judge['prompt_version']}): {judge['recipes_judged']} recipes judged, "
+        f"{judge['failures']} failed, {judge['missing_verdicts']} tags without a verdict",
+        *_table(rows),
+        f"Judged precision {overall:.3f} (relevant 1, partly 0.5, not 0)"
+        if overall is not None
+        else "Judged precision: no tag was judged",
+        f"Agreement with gold on {judge['gold_compared']} tags: Cohen's kappa {kappa:.3f} (judge's relevant "
+        "against gold membership)"
+        if kappa is not None
+        else f"Agreement with gold on {judge['gold_compared']} tags: Cohen's kappa undefined",
+        "",
+    ]
 
 
 def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
@@ -247,6 +280,12 @@ class Command(BaseCommand):
             action="store_true",
             help="llm and hybrid: give the source the calibration of its stated confidences fitted on this dataset.",
         )
+        parser.add_argument(
+            "--judge",
+            metavar="SOURCE",
+            help="similarity: an LLM judge (this LLM source) also rates each recipe's predicted tags; the report "
+            "adds judged precision and Cohen's kappa with the gold labels.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = _file(options["path"], option="dataset")
@@ -257,6 +296,11 @@ class Command(BaseCommand):
             # Checked first: finding out after a long evaluation would waste it.
             raise CommandError(f"The folder of --output {output} does not exist.")
         if options["strategy"] in LLM_STRATEGIES or options["resume"] is not None:
+            if options["judge"]:
+                raise CommandError(
+                    "--judge applies to the similarity strategy: llm and hybrid are evaluated by a job on the worker, "
+                    "which does not ask a judge yet."
+                )
             if options["folds"] is not None or train_path is not None:
                 raise CommandError(
                     "--folds and --train apply to the similarity strategy: llm and hybrid are evaluated with the "
@@ -288,6 +332,7 @@ class Command(BaseCommand):
                 folds=options["folds"],
                 train_path=train_path,
                 progress=lambda message: self.stderr.write(message),
+                judge_source=options["judge"],
             )
         except (EvaluationError, DatasetError) as exc:
             raise CommandError(str(exc)) from exc
