@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from conftest import SHARED_DATASETS
@@ -572,7 +573,7 @@ def judge_source(openai_server: OpenAIServer, llm_settings: Any) -> LLMSource:
 
 
 def test_a_judge_that_agrees_with_gold_reports_the_precision_and_a_kappa_of_1(
-    tiny: Path, judge_source: LLMSource, openai_server: OpenAIServer
+    tiny: Path, judge_source: LLMSource, openai_server: OpenAIServer, staff_browser: Client
 ) -> None:
     openai_server.reply_computed(_gold_judge(lambda in_gold: "relevant" if in_gold else "not_relevant"), times=40)
 
@@ -593,6 +594,9 @@ def test_a_judge_that_agrees_with_gold_reports_the_precision_and_a_kappa_of_1(
     assert judge["kappa"] in (1.0, None)  # None only if every judged tag were right
     assert f"LLM judge judge (judging-default v1): {judge['recipes_judged']} recipes judged, 0 failed" in out
     assert f"Judged precision {judge['judged_precision']:.3f} (relevant 1, partly 0.5, not 0)" in out
+    page = staff_browser.get(run.get_absolute_url()).content.decode()
+    assert "The LLM judge" in page
+    assert f"<strong>{judge['judged_precision']:.3f}</strong> (relevant 1, partly 0.5, not 0)" in page
 
 
 def test_a_judge_that_finds_every_tag_partly_relevant_gives_half_precision_and_a_kappa_of_0(
