@@ -7,15 +7,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from feedback.evaluation import runner
-from feedback.evaluation.datasets import Dataset, dataset_read
+from feedback.evaluation.datasets import Dataset, dataset_parse, dataset_read
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.judging import JudgedPrediction, judge_metrics
 from feedback.evaluation.provenance import code_version
-from feedback.models import EvaluationRun
+from feedback.models import EvaluationItem, EvaluationJob, EvaluationRun
 from feedback.services.labels import User, user_or_none
 from feedback.training import labelled_data
 from prompts.judging import JudgedTag
@@ -91,25 +92,29 @@ def _embed(texts: Sequence[str]) -> np.ndarray:
     return embeddings_cached(texts=list(texts))
 
 
-def evaluation_result_judge(
-    *, result: runner.EvaluationResult, test: Dataset, source: str, progress: Callable[[str], None] | None = None
-) -> dict[str, object]:
-    """Ask the LLM `source` to judge the tags the tagger predicted for each recipe of `test` (one call per
-    recipe with tags, in the active judging prompt's wording, the tags shuffled by a seed from the dataset and
-    the recipe's id) and add the report to `result.extra["judge"]`: judged precision per category and overall,
-    Cohen's kappa with the gold labels (feedback.evaluation.judging), and what the calls cost in failures and
-    dropped or missing verdicts. A recipe whose call fails is counted and left out. Raises LLMNotConfigured
-    for an unknown source."""
+def _predictions_judge(
+    *,
+    test: Dataset,
+    categories: Sequence[str],
+    predicted: Sequence[dict[str, set[str]]],
+    gold: Sequence[dict[str, set[str]]],
+    source: str,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Ask the LLM `source` to judge the tags `predicted` for each recipe of `test` (one call per recipe with
+    tags, in the active judging prompt's wording, the tags shuffled by a seed from the dataset and the recipe's
+    id): judged precision per category and overall, Cohen's kappa with `gold` (feedback.evaluation.judging),
+    and the failures and dropped or missing verdicts. A recipe whose call fails is counted and left out."""
     config = llm_source_get(name=source)
     templates = prompt_version_active(purpose=PromptPurpose.JUDGING)
     judged: list[JudgedPrediction] = []
     recipes = calls = missing = unknown = failures = 0
-    for recipe, predicted, gold in zip(test.recipes, result.predicted, result.gold, strict=True):
+    for recipe, tagged, labels in zip(test.recipes, predicted, gold, strict=True):
         names = test.vocabulary
         tags = [
             JudgedTag(category_slug=slug, category_name=slug, slug=tag, name=names.get(slug, {}).get(tag, tag))
-            for slug in result.categories
-            for tag in sorted(predicted.get(slug, ()))
+            for slug in categories
+            for tag in sorted(tagged.get(slug, ()))
         ]
         if not tags:
             continue
@@ -126,12 +131,12 @@ def evaluation_result_judge(
         missing, unknown = missing + validated.missing, unknown + validated.unknown_dropped
         for key, verdict in validated.verdicts.items():
             category, tag = key.split("/", 1)
-            in_gold = tag in gold[category] if category in gold else None
+            in_gold = tag in labels[category] if category in labels else None
             judged.append(JudgedPrediction(category=category, tag=tag, verdict=verdict.verdict, in_gold=in_gold))
         if progress is not None and recipes % 50 == 0:
             progress(f"Judged the tags of {recipes} recipes")
-    report: dict[str, object] = {
-        **judge_metrics(judged, categories=result.categories),
+    return {
+        **judge_metrics(judged, categories=categories),
         "source": config.name,
         "prompt_version": templates.label,
         "recipes_judged": recipes,
@@ -140,8 +145,51 @@ def evaluation_result_judge(
         "missing_verdicts": missing,
         "unknown_dropped": unknown,
     }
+
+
+def evaluation_result_judge(
+    *, result: runner.EvaluationResult, test: Dataset, source: str, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Judge the tagger's predictions of an evaluation (in this process) and add the report to
+    `result.extra["judge"]`. Raises LLMNotConfigured for an unknown source."""
+    report = _predictions_judge(
+        test=test,
+        categories=result.categories,
+        predicted=result.predicted,
+        gold=result.gold,
+        source=source,
+        progress=progress,
+    )
     result.extra["judge"] = report
     return report
+
+
+def evaluation_job_judge(*, job: EvaluationJob, source: str) -> EvaluationRun:
+    """Judge what an llm or hybrid evaluation job's model predicted for each recipe (its items) and add the
+    report to the metrics of the job's run under "judge" (see _predictions_judge). Raises EvaluationError for a
+    job without a run or a judge source that cannot be used."""
+    run = job.run
+    if run is None:
+        raise EvaluationError(f"Evaluation job #{job.pk} has no evaluation run to judge.")
+    try:
+        llm_source_get(name=source)
+    except LLMError as exc:
+        raise EvaluationError(f"The judge cannot be asked: {exc}") from exc
+    test = dataset_parse(name=job.dataset, lines=bytes(job.dataset_content).splitlines(keepends=True))
+    categories, tags_by_name = runner.database_categories(test=test, categories=job.categories)
+    predicted: list[dict[str, set[str]]] = [{} for _ in test.recipes]
+    for item in EvaluationItem.objects.filter(job=job, ok=True):
+        predicted[item.position] = {slug: {tag for tag, _ in tags} for slug, tags in item.predicted.items()}
+    report = _predictions_judge(
+        test=test,
+        categories=categories,
+        predicted=predicted,
+        gold=runner.database_gold(test, tags_by_name),
+        source=source,
+    )
+    run.metrics = {**run.metrics, "judge": report}
+    run.save(update_fields=["metrics"])
+    return run
 
 
 def evaluation_run(

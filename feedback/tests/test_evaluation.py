@@ -618,8 +618,3 @@ def test_an_unknown_judge_source_is_refused_before_evaluating(tiny: Path, llm_se
         _evaluate(str(tiny), "--folds", "2", "--judge", "nowhere")
 
     assert not EvaluationRun.objects.exists()
-
-
-def test_the_judge_is_refused_for_the_llm_strategy(tiny: Path) -> None:
-    with pytest.raises(CommandError, match="--judge applies to the similarity strategy"):
-        _evaluate(str(tiny), "--strategy", "llm", "--judge", "judge")

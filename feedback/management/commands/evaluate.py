@@ -22,7 +22,8 @@ from feedback.evaluation.jobs import (
 )
 from feedback.evaluation.metrics import BOOTSTRAP_RESAMPLES
 from feedback.models import EvaluationJob, EvaluationJobStatus, EvaluationRun
-from feedback.services.evaluation import evaluation_run
+from feedback.services.evaluation import evaluation_job_judge, evaluation_run
+from prompts.sources import LLMError, llm_source_get
 from tagging.models import Strategy
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
@@ -283,8 +284,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--judge",
             metavar="SOURCE",
-            help="similarity: an LLM judge (this LLM source) also rates each recipe's predicted tags; the report "
-            "adds judged precision and Cohen's kappa with the gold labels.",
+            help="An LLM judge (this LLM source) also rates each recipe's predicted tags; the report adds judged "
+            "precision and Cohen's kappa with the gold labels.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -296,16 +297,17 @@ class Command(BaseCommand):
             # Checked first: finding out after a long evaluation would waste it.
             raise CommandError(f"The folder of --output {output} does not exist.")
         if options["strategy"] in LLM_STRATEGIES or options["resume"] is not None:
-            if options["judge"]:
-                raise CommandError(
-                    "--judge applies to the similarity strategy: llm and hybrid are evaluated by a job on the worker, "
-                    "which does not ask a judge yet."
-                )
             if options["folds"] is not None or train_path is not None:
                 raise CommandError(
                     "--folds and --train apply to the similarity strategy: llm and hybrid are evaluated with the "
                     "taxonomy and the tagger as the database holds them."
                 )
+            if options["judge"]:
+                # Checked first: finding out after a long evaluation would waste it.
+                try:
+                    llm_source_get(name=options["judge"])
+                except LLMError as exc:
+                    raise CommandError(f"The judge cannot be asked: {exc}") from exc
             run = self._evaluate_with_model(path, options)
             if options["calibrate"]:
                 try:
@@ -313,6 +315,11 @@ class Command(BaseCommand):
                 except EvaluationError as exc:
                     raise CommandError(str(exc)) from exc
                 self.stderr.write(f"Source {run.config['source']} now calibrates stated confidences by {table}")
+            if options["judge"]:
+                try:
+                    run = evaluation_job_judge(job=run.job, source=options["judge"])
+                except EvaluationError as exc:
+                    raise CommandError(str(exc)) from exc
         else:
             if options["source"] or options["calibrate"]:
                 raise CommandError("--source and --calibrate apply to the llm and hybrid strategies.")
