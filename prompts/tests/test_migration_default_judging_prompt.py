@@ -29,4 +29,3 @@ def test_it_makes_the_built_in_judging_prompt_the_active_version_1_and_reverses(
     assert versions == [(1, True, BUILTIN_JUDGE_PROMPT.system_template, BUILTIN_JUDGE_PROMPT.user_template)]
     assert activations == 1
     assert not reverted.get_model("prompts", "Prompt").objects.filter(name="judging-default").exists()
-    assert reverted.get_model("prompts", "Prompt").objects.filter(name="tagging-default").exists()
