@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 from prompts.endpoints import API_KEY_ENV_PREFIX
 from prompts.gateway import llm_source_probe
 from prompts.models import LLMCall, LLMSource, Prompt, PromptActivation, PromptVersion
-from prompts.rendering import BUILTIN_PROMPT, TEMPLATE_VARIABLES, template_problems
+from prompts.rendering import BUILTIN_PROMPT, TEMPLATE_VARIABLES_BY_PURPOSE, template_problems
 from prompts.selectors import prompt_version_diff, prompt_versions_of
 from prompts.services import (
     PromptError,
@@ -208,13 +208,15 @@ class LLMCallAdmin(admin.ModelAdmin):
 # --- Prompts --------------------------------------------------------------------------------------
 
 ADD_VERSION, ACTIVATE_VERSION = "prompts.add_promptversion", "prompts.change_promptversion"
-TEMPLATE_HELP = "Variables ($name; $$ for a dollar sign): " + "; ".join(
-    f"${name}: {meaning}" for name, meaning in TEMPLATE_VARIABLES.items()
+TEMPLATE_HELP = "Variables ($name; $$ for a dollar sign), by the prompt's purpose: " + " ".join(
+    f"{purpose.capitalize()}: " + "; ".join(f"${name}: {meaning}" for name, meaning in variables.items()) + "."
+    for purpose, variables in TEMPLATE_VARIABLES_BY_PURPOSE.items()
 )
 
 
-def _template_errors(form: forms.BaseForm, system_template: str, user_template: str) -> None:
-    for field_name, problems in template_problems(system_template=system_template, user_template=user_template).items():
+def _template_errors(form: forms.BaseForm, system_template: str, user_template: str, purpose: str) -> None:
+    problems_by_field = template_problems(system_template=system_template, user_template=user_template, purpose=purpose)
+    for field_name, problems in problems_by_field.items():
         for problem in problems:
             form.add_error(field_name, problem)
 
@@ -236,8 +238,8 @@ class PromptAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if "system_template" in data and "user_template" in data:
-            _template_errors(self, data["system_template"], data["user_template"])
+        if "system_template" in data and "user_template" in data and "purpose" in data:
+            _template_errors(self, data["system_template"], data["user_template"], data["purpose"])
         return data
 
 
@@ -362,7 +364,7 @@ class PromptVersionForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if "system_template" in data and "user_template" in data:
-            _template_errors(self, data["system_template"], data["user_template"])
+            _template_errors(self, data["system_template"], data["user_template"], self.instance.prompt.purpose)
         return data
 
 

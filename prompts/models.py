@@ -207,6 +207,8 @@ class LLMCall(models.Model):
 # The prompt the tagger uses: the active version of the prompt of this name (data migration
 # 0008_default_tagging_prompt makes its version 1 from the built-in prompt).
 DEFAULT_TAGGING_PROMPT = "tagging-default"
+# The prompt the LLM judge uses (data migration 0009_default_judging_prompt makes its version 1).
+DEFAULT_JUDGING_PROMPT = "judging-default"
 
 
 class PromptPurpose(models.TextChoices):

@@ -226,9 +226,24 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "they are; empty when there are none (refused in the system template)",
     "k": "the most tags asked of any one category (each category's own k is in $categories)",
 }
-# Text from outside the taxonomy (the recipe, other recipes) never goes into the system message: that is where
-# instructions are, and the fence says it is data.
-USER_ONLY_VARIABLES = frozenset({"recipe", "examples"})
+# The variables of a judging prompt (prompts.judging renders them): the recipe and the tags a run suggested.
+JUDGING_TEMPLATE_VARIABLES: dict[str, str] = {
+    "recipe": f"the recipe whose tags are judged, fenced between {RECIPE_OPEN} and {RECIPE_CLOSE} as data "
+    "(required in the user template, refused in the system template)",
+    "tags": "the suggested tags, one a line as `key: category name / tag name`, in an order shuffled per run "
+    "(required in the user template, refused in the system template)",
+    "keys": "the answer keys (the tags' keys, `category-slug/tag-slug`), quoted and comma-separated",
+}
+# The variables each prompt purpose (prompts.models.PromptPurpose) may use.
+TEMPLATE_VARIABLES_BY_PURPOSE: dict[str, dict[str, str]] = {
+    "tagging": TEMPLATE_VARIABLES,
+    "judging": JUDGING_TEMPLATE_VARIABLES,
+}
+# Text from outside the taxonomy (the recipe, other recipes, a run's suggestions) never goes into the system
+# message: that is where instructions are, and the fence says it is data. Each purpose's user template must
+# include its REQUIRED_USER_VARIABLES.
+USER_ONLY_VARIABLES = frozenset({"recipe", "examples", "tags"})
+REQUIRED_USER_VARIABLES: dict[str, tuple[str, ...]] = {"tagging": ("recipe",), "judging": ("recipe", "tags")}
 
 BUILTIN_SYSTEM_TEMPLATE = SYSTEM_PROMPT.replace("$", "$$")
 BUILTIN_USER_TEMPLATE = (
@@ -255,11 +270,15 @@ BUILTIN_PROMPT = PromptTemplates(
 )
 
 
-def template_problems(*, system_template: str, user_template: str) -> dict[str, list[str]]:
-    """What is wrong with a pair of templates, per field ("system_template", "user_template"); empty when
-    they can be saved. Refused: a `$` that starts no variable (write `$$`), a variable not in
-    TEMPLATE_VARIABLES, a user template without $recipe (it would drop the recipe and its fence), and
-    $recipe or $examples in the system template."""
+def template_problems(*, system_template: str, user_template: str, purpose: str = "tagging") -> dict[str, list[str]]:
+    """What is wrong with a pair of templates of a prompt for `purpose`, per field ("system_template",
+    "user_template"); empty when they can be saved. Refused: a `$` that starts no variable (write `$$`), a
+    variable not in the purpose's TEMPLATE_VARIABLES_BY_PURPOSE, a user template without the purpose's
+    REQUIRED_USER_VARIABLES ($recipe: it would drop the recipe and its fence; $tags for judging), and
+    $recipe, $examples or $tags in the system template."""
+    known = TEMPLATE_VARIABLES_BY_PURPOSE.get(purpose)
+    if known is None:
+        raise ValueError(f"Unknown prompt purpose {purpose!r}")
     problems: dict[str, list[str]] = {}
     for field_name, text in (("system_template", system_template), ("user_template", user_template)):
         template = string.Template(text)
@@ -267,11 +286,11 @@ def template_problems(*, system_template: str, user_template: str) -> dict[str, 
         if not template.is_valid():
             found.append("A $ starts no variable name: write $$ for a dollar sign, $name or ${name} for a variable.")
         used = template.get_identifiers()
-        unknown = [name for name in used if name not in TEMPLATE_VARIABLES]
+        unknown = [name for name in used if name not in known]
         if unknown:
             found.append(
-                f"Unknown variable(s): {', '.join('$' + n for n in unknown)}. "
-                f"Known: {', '.join('$' + n for n in TEMPLATE_VARIABLES)}."
+                f"Unknown variable(s) for a {purpose} prompt: {', '.join('$' + n for n in unknown)}. "
+                f"Known: {', '.join('$' + n for n in known)}."
             )
         if field_name == "system_template":
             misplaced = [name for name in used if name in USER_ONLY_VARIABLES]
@@ -280,11 +299,10 @@ def template_problems(*, system_template: str, user_template: str) -> dict[str, 
                     f"{', '.join('$' + n for n in misplaced)} cannot be in the system template: recipes are data, "
                     "fenced in the user message."
                 )
-        elif "recipe" not in used:
-            found.append(
-                f"The user template must include $recipe: the recipe, fenced between {RECIPE_OPEN} and "
-                f"{RECIPE_CLOSE} as data."
-            )
+        else:
+            for name in REQUIRED_USER_VARIABLES[purpose]:
+                if name not in used:
+                    found.append(f"The user template must include ${name}: {known[name].split(' (')[0]}.")
         if found:
             problems[field_name] = found
     return problems

@@ -7,7 +7,8 @@ from typing import TypedDict
 
 from django.db.models import Case, Count, QuerySet, Sum, When
 
-from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptPurpose, PromptVersion
+from prompts.judging import BUILTIN_JUDGE_PROMPT
+from prompts.models import DEFAULT_JUDGING_PROMPT, DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptPurpose, PromptVersion
 from prompts.rendering import BUILTIN_PROMPT, PromptTemplates
 
 
@@ -43,17 +44,22 @@ def llm_usage_of_run(*, run_id: int) -> LLMUsage:
 
 def prompt_version_active(*, purpose: str = PromptPurpose.TAGGING) -> PromptTemplates:
     """The templates to render for `purpose` now: the active version of its default prompt
-    (DEFAULT_TAGGING_PROMPT), or the built-in prompt while the database has none (a database emptied since
-    its migrations, as a transactional test leaves it)."""
-    if purpose != PromptPurpose.TAGGING:
+    (DEFAULT_TAGGING_PROMPT, DEFAULT_JUDGING_PROMPT), or the purpose's built-in prompt while the database has
+    none (a database emptied since its migrations, as a transactional test leaves it)."""
+    defaults = {
+        PromptPurpose.TAGGING: (DEFAULT_TAGGING_PROMPT, BUILTIN_PROMPT),
+        PromptPurpose.JUDGING: (DEFAULT_JUDGING_PROMPT, BUILTIN_JUDGE_PROMPT),
+    }
+    if purpose not in defaults:
         raise ValueError(f"No default prompt for {purpose!r}")
+    name, builtin = defaults[PromptPurpose(purpose)]
     version = (
         PromptVersion.objects.select_related("prompt")
-        .filter(prompt__name=DEFAULT_TAGGING_PROMPT, prompt__purpose=purpose, is_active=True)
+        .filter(prompt__name=name, prompt__purpose=purpose, is_active=True)
         .first()
     )
     if version is None:
-        return BUILTIN_PROMPT
+        return builtin
     return PromptTemplates(
         label=version.label,
         system_template=version.system_template,

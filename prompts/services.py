@@ -35,7 +35,7 @@ def prompt_version_create(
     """Save the templates as the prompt's next version (inactive, unless it is the prompt's first: then it is
     activated by `author`). Raises PromptTemplateInvalid naming what is wrong (see
     prompts.rendering.template_problems), PromptError for a parent of another prompt."""
-    problems = template_problems(system_template=system_template, user_template=user_template)
+    problems = template_problems(system_template=system_template, user_template=user_template, purpose=prompt.purpose)
     if problems:
         first = next(iter(problems.values()))[0]
         raise PromptTemplateInvalid(f"The templates cannot be saved: {first}", details=problems)

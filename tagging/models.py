@@ -158,6 +158,40 @@ class TagAssignment(models.Model):
         return f"{self.tag} {self.score:.2f}"
 
 
+class JudgeVerdict(models.TextChoices):
+    RELEVANT = "relevant", "Relevant"
+    PARTLY = "partly", "Partly relevant"
+    NOT_RELEVANT = "not_relevant", "Not relevant"
+
+
+class TagJudgement(models.Model):
+    """What the LLM judge (tagging.services.judging) said of a suggested tag: one verdict per prompt version
+    and source (judging again with both the same replaces it)."""
+
+    assignment = models.ForeignKey(TagAssignment, on_delete=models.CASCADE, related_name="judgements")
+    verdict = models.CharField(max_length=20, choices=JudgeVerdict.choices)
+    reason = models.CharField(max_length=80, blank=True)
+    prompt_version = models.CharField(max_length=100, help_text='The judging prompt, as "judging-default v1".')
+    source = models.CharField(max_length=50, help_text="The LLM source's name.")
+    shuffle_seed = models.BigIntegerField(help_text="The seed that ordered the run's tags in the question.")
+    position = models.PositiveSmallIntegerField(help_text="Where the tag was listed in the question, from 1.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assignment", "prompt_version", "source"], name="tagging_judgement_unique_per_judge"
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict__in=JudgeVerdict.values), name="tagging_judgement_verdict_valid"
+            ),
+            models.CheckConstraint(condition=Q(position__gte=1), name="tagging_judgement_position_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assignment} {self.verdict} ({self.prompt_version}, {self.source})"
+
+
 class EmbeddingCacheEntry(models.Model):
     """A vector for a text, by hash, so that evaluations and imports never embed the same text twice."""
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from autotagger.permissions import (
     can_read_all_runs,
     is_signed_in,
 )
-from tagging.models import Recipe, RunStatus, TagAssignment, TaggingJob, TaggingRun, TrainingExample
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingJob, TaggingRun, TagJudgement, TrainingExample
 from taxonomy.models import Category, Tag
 
 
@@ -179,8 +180,8 @@ def runs_recent(*, user: User | None, limit: int = 20) -> list[TaggingRun]:
 
 
 def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
-    """The run's tags grouped by category in taxonomy order; every category the run covered appears,
-    with an empty list when nothing in it was relevant."""
+    """The run's tags grouped by category in taxonomy order, each with its judges' verdicts; every category
+    the run covered appears, with an empty list when nothing in it was relevant."""
     slugs = run.config.get("category_slugs") or []
     categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
     groups: dict[str, dict[str, object]] = {}
@@ -192,6 +193,17 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
                 "position": categories[slug].position,
                 "tags": [],
             }
+    judgements: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for judgement in TagJudgement.objects.filter(assignment__run=run).order_by("-created_at", "-id"):
+        judgements[judgement.assignment_id].append(
+            {
+                "verdict": judgement.verdict,
+                "verdict_label": judgement.get_verdict_display(),
+                "reason": judgement.reason,
+                "prompt_version": judgement.prompt_version,
+                "source": judgement.source,
+            }
+        )
     for assignment in run.assignments.all():
         category = assignment.tag.category
         group = groups.setdefault(
@@ -204,6 +216,8 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
                 "score": assignment.score,
                 "rank": assignment.rank,
                 "evidence": assignment.evidence,
+                # What the LLM judge said of it, newest first (tagging.services.judging).
+                "judgements": judgements.get(assignment.pk, []),
             }
         )
     ordered = sorted(groups.values(), key=lambda g: (g["position"], g["slug"]))  # type: ignore[arg-type]

@@ -45,6 +45,10 @@ class EvaluationResult:
     precision_floors: dict[str, float | None] = field(default_factory=dict)
     # What only some strategies have: "llm" (tokens, cost, failures) and "hybrid" (the shortlist's recall).
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per recipe of the dataset, in order: the tagger's tags and the gold ones (category slug -> tag slugs). Not
+    # stored: what an LLM judge (--judge) reads.
+    predicted: list[dict[str, set[str]]] = field(default_factory=list, repr=False)
+    gold: list[dict[str, set[str]]] = field(default_factory=list, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -307,6 +311,8 @@ def _result(
         calibration=calibration,
         comparison=comparison,
         precision_floors={slug: floors.get(slug) for slug in categories},
+        predicted=predictions["tagger"],
+        gold=gold,
     )
 
 

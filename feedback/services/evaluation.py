@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from feedback.evaluation import runner
-from feedback.evaluation.datasets import Dataset, dataset_read
+from feedback.evaluation.datasets import Dataset, dataset_parse, dataset_read
 from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.judging import JudgedPrediction, judge_metrics
 from feedback.evaluation.provenance import code_version
-from feedback.models import EvaluationRun
+from feedback.models import EvaluationItem, EvaluationJob, EvaluationRun
 from feedback.services.labels import User, user_or_none
 from feedback.training import labelled_data
+from prompts.judging import JudgedTag
+from prompts.models import PromptPurpose
+from prompts.selectors import prompt_version_active
+from prompts.sources import LLMError, llm_source_get
 from tagging.models import Strategy
+from tagging.services.judging import tags_judge
 from tagging.services.recipes import embeddings_cached
 from tagging.services.runs import recipes_predict
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
@@ -84,6 +92,106 @@ def _embed(texts: Sequence[str]) -> np.ndarray:
     return embeddings_cached(texts=list(texts))
 
 
+def _predictions_judge(
+    *,
+    test: Dataset,
+    categories: Sequence[str],
+    predicted: Sequence[dict[str, set[str]]],
+    gold: Sequence[dict[str, set[str]]],
+    source: str,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Ask the LLM `source` to judge the tags `predicted` for each recipe of `test` (one call per recipe with
+    tags, in the active judging prompt's wording, the tags shuffled by a seed from the dataset and the recipe's
+    id): judged precision per category and overall, Cohen's kappa with `gold` (feedback.evaluation.judging),
+    and the failures and dropped or missing verdicts. A recipe whose call fails is counted and left out."""
+    config = llm_source_get(name=source)
+    templates = prompt_version_active(purpose=PromptPurpose.JUDGING)
+    judged: list[JudgedPrediction] = []
+    recipes = calls = missing = unknown = failures = 0
+    for recipe, tagged, labels in zip(test.recipes, predicted, gold, strict=True):
+        names = test.vocabulary
+        tags = [
+            JudgedTag(category_slug=slug, category_name=slug, slug=tag, name=names.get(slug, {}).get(tag, tag))
+            for slug in categories
+            for tag in sorted(tagged.get(slug, ()))
+        ]
+        if not tags:
+            continue
+        seed = int(hashlib.sha256(f"{test.sha256}:{recipe.id}".encode()).hexdigest()[:12], 16)
+        try:
+            _, validated, attempts = tags_judge(
+                recipe=recipe.text, tags=tags, source=config, templates=templates, seed=seed
+            )
+        except LLMError as exc:
+            failures += 1
+            logger.warning("The judge gave no verdicts on recipe %s: %s", recipe.id, exc)
+            continue
+        recipes, calls = recipes + 1, calls + attempts
+        missing, unknown = missing + validated.missing, unknown + validated.unknown_dropped
+        for key, verdict in validated.verdicts.items():
+            category, tag = key.split("/", 1)
+            in_gold = tag in labels[category] if category in labels else None
+            judged.append(JudgedPrediction(category=category, tag=tag, verdict=verdict.verdict, in_gold=in_gold))
+        if progress is not None and recipes % 50 == 0:
+            progress(f"Judged the tags of {recipes} recipes")
+    return {
+        **judge_metrics(judged, categories=categories),
+        "source": config.name,
+        "prompt_version": templates.label,
+        "recipes_judged": recipes,
+        "calls": calls,
+        "failures": failures,
+        "missing_verdicts": missing,
+        "unknown_dropped": unknown,
+    }
+
+
+def evaluation_result_judge(
+    *, result: runner.EvaluationResult, test: Dataset, source: str, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Judge the tagger's predictions of an evaluation (in this process) and add the report to
+    `result.extra["judge"]`. Raises LLMNotConfigured for an unknown source."""
+    report = _predictions_judge(
+        test=test,
+        categories=result.categories,
+        predicted=result.predicted,
+        gold=result.gold,
+        source=source,
+        progress=progress,
+    )
+    result.extra["judge"] = report
+    return report
+
+
+def evaluation_job_judge(*, job: EvaluationJob, source: str) -> EvaluationRun:
+    """Judge what an llm or hybrid evaluation job's model predicted for each recipe (its items) and add the
+    report to the metrics of the job's run under "judge" (see _predictions_judge). Raises EvaluationError for a
+    job without a run or a judge source that cannot be used."""
+    run = job.run
+    if run is None:
+        raise EvaluationError(f"Evaluation job #{job.pk} has no evaluation run to judge.")
+    try:
+        llm_source_get(name=source)
+    except LLMError as exc:
+        raise EvaluationError(f"The judge cannot be asked: {exc}") from exc
+    test = dataset_parse(name=job.dataset, lines=bytes(job.dataset_content).splitlines(keepends=True))
+    categories, tags_by_name = runner.database_categories(test=test, categories=job.categories)
+    predicted: list[dict[str, set[str]]] = [{} for _ in test.recipes]
+    for item in EvaluationItem.objects.filter(job=job, ok=True):
+        predicted[item.position] = {slug: {tag for tag, _ in tags} for slug, tags in item.predicted.items()}
+    report = _predictions_judge(
+        test=test,
+        categories=categories,
+        predicted=predicted,
+        gold=runner.database_gold(test, tags_by_name),
+        source=source,
+    )
+    run.metrics = {**run.metrics, "judge": report}
+    run.save(update_fields=["metrics"])
+    return run
+
+
 def evaluation_run(
     *,
     path: Path,
@@ -94,18 +202,25 @@ def evaluation_run(
     train_path: Path | None,
     user: User = None,
     progress: Callable[[str], None] | None = None,
+    judge_source: str | None = None,
 ) -> EvaluationRun:
     """Score `strategy` on the labelled dataset at `path`, against the reference baselines, and store the run.
 
     With `folds`, cross-validate on the dataset (a fold's recipes never reach the tagger that scores
     them); with `train_path`, learn from that dataset and score this one; with neither, tag with what
     the database holds and only compare with the file's labels. `categories` (dataset category slugs)
-    limits the scoring; None scores every category of the dataset.
+    limits the scoring; None scores every category of the dataset. With `judge_source`, an LLM judge rates the
+    tagger's predicted tags too (evaluation_result_judge) and the metrics hold its report under "judge".
 
-    Raises EvaluationError for bad options or a missing or empty file, DatasetError (with the line) for
-    a file that is no labelled dataset.
+    Raises EvaluationError for bad options (a judge source that cannot be used too) or a missing or empty file,
+    DatasetError (with the line) for a file that is no labelled dataset.
     """
     _evaluation_options_check(strategy=strategy, k=k, folds=folds, train_path=train_path)
+    if judge_source is not None:
+        try:
+            llm_source_get(name=judge_source)  # checked first: finding out after the evaluation would waste it
+        except LLMError as exc:
+            raise EvaluationError(f"The judge cannot be asked: {exc}") from exc
     started = time.perf_counter()
     test = _dataset_load(path, role="evaluation")
     train = _dataset_load(train_path, role="training") if train_path is not None else None
@@ -131,6 +246,8 @@ def evaluation_run(
         result = runner.evaluate(
             test=test, train=train, folds=folds, k=k, categories=wanted, embed=_embed, progress=progress
         )
+    if judge_source is not None:
+        evaluation_result_judge(result=result, test=test, source=judge_source, progress=progress)
     return EvaluationRun.objects.create(
         dataset=result.dataset,
         dataset_sha256=result.dataset_sha256,

@@ -11,11 +11,16 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
 
 from conftest import SHARED_DATASETS
 from feedback.evaluation.datasets import fold_of
+from feedback.jsonl import tag_slug
 from feedback.models import EvaluationRun, GoldLabel
 from feedback.services.evaluation import EvaluationError, evaluation_run
+from prompts.models import LLMSource
+from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe
 
 pytestmark = pytest.mark.django_db
@@ -538,3 +543,78 @@ def test_on_basedcooking_the_tagger_beats_the_majority_guess_at_cuisine() -> Non
     metrics = EvaluationRun.objects.get().metrics
     assert metrics["recipes"] == 349
     assert metrics["categories"]["cuisine"]["f1"] > metrics["baselines"]["majority"]["cuisine"]["f1"]
+
+
+# --- The LLM judge (--judge) ----------------------------------------------------------------------
+
+
+def _gold_judge(verdict_of: Any) -> Any:
+    """A scripted judge reading the question: each asked key's verdict is `verdict_of(in gold)` for the recipe
+    whose title the question shows."""
+    gold = {
+        row["title"]: {f"{category}/{tag_slug(tag)}" for category, tags in row["tags"].items() for tag in tags}
+        for row in _recipes()
+    }
+
+    def respond(request: dict[str, Any]) -> dict[str, Any]:
+        user = next(m["content"] for m in request["messages"] if m["role"] == "user")
+        title = re.search(r"^Title: (.+)$", user, re.M).group(1)  # type: ignore[union-attr]
+        keys = request["response_format"]["json_schema"]["schema"]["required"]
+        return {key: {"verdict": verdict_of(key in gold[title]), "reason": "Checked."} for key in keys}
+
+    return respond
+
+
+@pytest.fixture
+def judge_source(openai_server: OpenAIServer, llm_settings: Any) -> LLMSource:
+    return LLMSource.objects.create(
+        name="judge", base_url=openai_server.url, model="test-model", probed_at=timezone.now()
+    )
+
+
+def test_a_judge_that_agrees_with_gold_reports_the_precision_and_a_kappa_of_1(
+    tiny: Path, judge_source: LLMSource, openai_server: OpenAIServer, staff_browser: Client
+) -> None:
+    openai_server.reply_computed(_gold_judge(lambda in_gold: "relevant" if in_gold else "not_relevant"), times=40)
+
+    out, _ = _evaluate(str(tiny), "--folds", "2", "--judge", "judge")
+
+    run = EvaluationRun.objects.get()
+    judge = run.metrics["judge"]
+    assert (judge["source"], judge["prompt_version"]) == ("judge", "judging-default v1")
+    assert (judge["failures"], judge["missing_verdicts"], judge["unknown_dropped"]) == (0, 0, 0)
+    assert judge["recipes_judged"] == len(openai_server.requests)
+    # Judging by gold, the judge's precision is the measured one, and it agrees with gold entirely.
+    assert judge["judged_precision"] == pytest.approx(run.metrics["overall"]["precision"], abs=1e-4)
+    for slug in ("cuisine", "course"):
+        assert judge["categories"][slug]["judged_precision"] == pytest.approx(
+            run.metrics["categories"][slug]["precision"], abs=1e-4
+        )
+    assert judge["gold_compared"] == judge["judged"]
+    assert judge["kappa"] in (1.0, None)  # None only if every judged tag were right
+    assert f"LLM judge judge (judging-default v1): {judge['recipes_judged']} recipes judged, 0 failed" in out
+    assert f"Judged precision {judge['judged_precision']:.3f} (relevant 1, partly 0.5, not 0)" in out
+    page = staff_browser.get(run.get_absolute_url()).content.decode()
+    assert "The LLM judge" in page
+    assert f"<strong>{judge['judged_precision']:.3f}</strong> (relevant 1, partly 0.5, not 0)" in page
+
+
+def test_a_judge_that_finds_every_tag_partly_relevant_gives_half_precision_and_a_kappa_of_0(
+    tiny: Path, judge_source: LLMSource, openai_server: OpenAIServer
+) -> None:
+    openai_server.reply_computed(_gold_judge(lambda in_gold: "partly"), times=40)
+
+    out, _ = _evaluate(str(tiny), "--folds", "2", "--judge", "judge")
+
+    judge = EvaluationRun.objects.get().metrics["judge"]
+    assert judge["judged_precision"] == 0.5
+    assert judge["categories"]["cuisine"]["verdicts"]["partly"] == judge["categories"]["cuisine"]["judged"]
+    assert judge["kappa"] == 0.0
+    assert f"Agreement with gold on {judge['gold_compared']} tags: Cohen's kappa 0.000" in out
+
+
+def test_an_unknown_judge_source_is_refused_before_evaluating(tiny: Path, llm_settings: Any) -> None:
+    with pytest.raises(CommandError, match="The judge cannot be asked"):
+        _evaluate(str(tiny), "--folds", "2", "--judge", "nowhere")
+
+    assert not EvaluationRun.objects.exists()

@@ -462,3 +462,46 @@ def test_hybrid_is_measured_against_an_oracle_and_a_careless_model_with_its_shor
     assert set(hybrid["similarity_alone"]["overall"]) == {"precision", "recall", "f1"}
     # Fewer tags offered than the llm strategy's whole category: fewer prompt tokens measured by the server.
     assert with_oracle.metrics["llm"]["tokens_per_recipe"]["prompt"] == 100.0
+
+
+def _careless_then_judged_by_gold(request: dict[str, Any]) -> dict[str, Any]:
+    """When asked to tag, the oracle on the first three recipes and the careless model on the others; when asked
+    to judge, a judge that knows the gold cuisines."""
+    if request["response_format"]["json_schema"]["name"] != "tag_judgements":
+        first_three = {title for title, _, _, _ in RECIPES[:3]}
+        return oracle(request) if _recipe_title(request) in first_three else careless(request)
+    gold = {t: {f"cuisine/{c.lower()}" for c in cuisines} for t, _, _, cuisines in RECIPES}[_recipe_title(request)]
+    keys = request["response_format"]["json_schema"]["schema"]["required"]
+    return {key: {"verdict": "relevant" if key in gold else "not_relevant", "reason": "gold"} for key in keys}
+
+
+def test_the_command_judges_an_llm_evaluations_predictions_and_stores_the_report(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, tmp_path: Path
+) -> None:
+    openai_server.reply_computed(_careless_then_judged_by_gold, times=2 * len(RECIPES))
+    out = StringIO()
+
+    call_command(
+        "evaluate",
+        str(_dataset(tmp_path)),
+        strategy="llm",
+        k=1,
+        here=True,
+        judge="default",
+        stdout=out,
+        stderr=StringIO(),
+    )
+
+    run = EvaluationRun.objects.get()
+    judge = run.metrics["judge"]
+    assert judge["recipes_judged"] == len(RECIPES)
+    assert judge["judged_precision"] == pytest.approx(run.metrics["overall"]["precision"], abs=1e-4)
+    assert judge["kappa"] == 1.0
+    assert "Agreement with gold on 6 tags: Cohen's kappa 1.000" in out.getvalue()
+
+
+def test_an_unknown_judge_is_refused_before_the_llm_evaluation_starts(llm_settings: Any, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="The judge cannot be asked"):
+        call_command("evaluate", str(_dataset(tmp_path)), strategy="llm", here=True, judge="nowhere", stdout=StringIO())
+
+    assert not EvaluationJob.objects.exists()

@@ -160,7 +160,7 @@ def test_the_diff_of_versions_of_different_prompts_is_not_found(
             "purpose": "judging",
             "description": "",
             "system_template": "Judge.",
-            "user_template": "$recipe",
+            "user_template": "$tags\n\n$recipe",
             "notes": "",
         },
     )
@@ -244,3 +244,16 @@ def test_staff_who_may_add_versions_but_not_change_them_cannot_activate(
     assert "roll_back" not in prompts.content.decode()
     assert 'value="activate"' not in versions.content.decode()
     assert list(PromptVersion.objects.filter(prompt=default_v1.prompt, is_active=True)) == [default_v1]
+
+
+def test_editing_the_judging_prompt_is_checked_against_the_judging_variables(staff_browser: Client) -> None:
+    judging = PromptVersion.objects.get(prompt__name="judging-default", number=1)
+
+    refused = edit(staff_browser, judging, user_template="$categories\n\n$recipe")
+    saved = edit(staff_browser, judging, user_template=judging.user_template + "\n\nBe strict.")
+
+    errors = str(refused.context["adminform"].form.errors["user_template"])
+    assert "Unknown variable(s) for a judging prompt: $categories" in errors
+    assert "must include $tags" in errors
+    assert saved.status_code == 302
+    assert PromptVersion.objects.filter(prompt__name="judging-default").count() == 2

@@ -22,7 +22,8 @@ from feedback.evaluation.jobs import (
 )
 from feedback.evaluation.metrics import BOOTSTRAP_RESAMPLES
 from feedback.models import EvaluationJob, EvaluationJobStatus, EvaluationRun
-from feedback.services.evaluation import evaluation_run
+from feedback.services.evaluation import evaluation_job_judge, evaluation_run
+from prompts.sources import LLMError, llm_source_get
 from tagging.models import Strategy
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
@@ -90,6 +91,7 @@ def _report_lines(metrics: dict[str, Any]) -> list[str]:
         *_comparison_lines(metrics),
         "",
         *_llm_lines(metrics),
+        *_judge_lines(metrics),
         f"Overall micro-F1 {overall['f1']:.3f} (precision {overall['precision']:.3f}, recall {overall['recall']:.3f})",
         f"Latency per recipe: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms",
         f"Adherence: {adherence['unknown_tags']} tags outside the taxonomy, "
@@ -145,6 +147,38 @@ def _llm_lines(metrics: dict[str, Any]) -> list[str]:
             f"recall {alone['recall']:.3f})",
         ]
     return [*lines, ""]
+
+
+def _judge_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the LLM judge (--judge) said of the predicted tags; nothing when it was not asked."""
+    judge = metrics.get("judge")
+    if not judge:
+        return []
+    rows = [["category", "judged", "relevant", "partly", "not", "judged precision"]]
+    for slug, values in judge["categories"].items():
+        verdicts, precision = values["verdicts"], values["judged_precision"]
+        rows.append(
+            [
+                slug,
+                str(values["judged"]),
+                *(str(verdicts[v]) for v in ("relevant", "partly", "not_relevant")),
+                f"{precision:.3f}" if precision is not None else "-",
+            ]
+        )
+    overall, kappa = judge["judged_precision"], judge["kappa"]
+    return [
+        f"LLM judge {judge['source']} ({judge['prompt_version']}): {judge['recipes_judged']} recipes judged, "
+        f"{judge['failures']} failed, {judge['missing_verdicts']} tags without a verdict",
+        *_table(rows),
+        f"Judged precision {overall:.3f} (relevant 1, partly 0.5, not 0)"
+        if overall is not None
+        else "Judged precision: no tag was judged",
+        f"Agreement with gold on {judge['gold_compared']} tags: Cohen's kappa {kappa:.3f} (judge's relevant "
+        "against gold membership)"
+        if kappa is not None
+        else f"Agreement with gold on {judge['gold_compared']} tags: Cohen's kappa undefined",
+        "",
+    ]
 
 
 def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
@@ -247,6 +281,12 @@ class Command(BaseCommand):
             action="store_true",
             help="llm and hybrid: give the source the calibration of its stated confidences fitted on this dataset.",
         )
+        parser.add_argument(
+            "--judge",
+            metavar="SOURCE",
+            help="An LLM judge (this LLM source) also rates each recipe's predicted tags; the report adds judged "
+            "precision and Cohen's kappa with the gold labels.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = _file(options["path"], option="dataset")
@@ -262,6 +302,12 @@ class Command(BaseCommand):
                     "--folds and --train apply to the similarity strategy: llm and hybrid are evaluated with the "
                     "taxonomy and the tagger as the database holds them."
                 )
+            if options["judge"]:
+                # Checked first: finding out after a long evaluation would waste it.
+                try:
+                    llm_source_get(name=options["judge"])
+                except LLMError as exc:
+                    raise CommandError(f"The judge cannot be asked: {exc}") from exc
             run = self._evaluate_with_model(path, options)
             if options["calibrate"]:
                 try:
@@ -269,6 +315,11 @@ class Command(BaseCommand):
                 except EvaluationError as exc:
                     raise CommandError(str(exc)) from exc
                 self.stderr.write(f"Source {run.config['source']} now calibrates stated confidences by {table}")
+            if options["judge"]:
+                try:
+                    run = evaluation_job_judge(job=run.job, source=options["judge"])
+                except EvaluationError as exc:
+                    raise CommandError(str(exc)) from exc
         else:
             if options["source"] or options["calibrate"]:
                 raise CommandError("--source and --calibrate apply to the llm and hybrid strategies.")
@@ -288,6 +339,7 @@ class Command(BaseCommand):
                 folds=options["folds"],
                 train_path=train_path,
                 progress=lambda message: self.stderr.write(message),
+                judge_source=options["judge"],
             )
         except (EvaluationError, DatasetError) as exc:
             raise CommandError(str(exc)) from exc
