@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.urls import Resolver404, resolve
 from django.views import defaults
 
 from autotagger.api.errors import error_json
@@ -16,6 +18,20 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if is_api_request(request):
         return error_json(code="not_found", message=f"No API endpoint at {request.path[:200]}.", status_code=404)
     return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """The last route under /api/: the JSON 404 even with DEBUG on, where Django would show its technical 404
+    page instead of handler404. A path that only lacks its final slash is redirected, as APPEND_SLASH would
+    (this route matching everything would otherwise stop it)."""
+    if settings.APPEND_SLASH and not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return not_found(request)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

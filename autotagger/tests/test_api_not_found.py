@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -27,6 +29,21 @@ def test_an_unknown_api_url_answers_a_json_404_to_anonymous_visitors_too(anonymo
     response = anonymous.post("/api/v1/nothing-here", {}, format="json")
 
     assert_error(response, status=404, code="not_found")
+
+
+def test_an_unknown_api_url_answers_a_json_404_with_debug_on_too(token_client: APIClient, settings: Any) -> None:
+    settings.DEBUG = True  # as `make run` serves: Django would show its technical 404 page
+
+    response = token_client.get("/api/v1/nothing-here")
+
+    assert_error(response, status=404, code="not_found")
+
+
+def test_an_api_url_without_its_final_slash_is_still_redirected(client: Client) -> None:
+    response = client.get("/api/docs")
+
+    assert response.status_code == 301
+    assert response["Location"] == "/api/docs/"
 
 
 def test_an_unknown_page_outside_the_api_is_still_an_html_404(client: Client) -> None:
