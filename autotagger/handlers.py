@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, resolve
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from autotagger.api.errors import error_json
 from autotagger.middleware import database_unavailable_response, is_api_request
@@ -20,6 +21,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
 
 
+@csrf_exempt  # a 404 changes nothing; a CSRF refusal here would be an HTML 403 where the API answers JSON
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """The last route under /api/: the JSON 404 even with DEBUG on, where Django would show its technical 404
     page instead of handler404. A path that only lacks its final slash is redirected, as APPEND_SLASH would

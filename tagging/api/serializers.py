@@ -13,7 +13,7 @@ from autotagger.api.fields import (
     StrictIntegerField,
     StrictSlugField,
 )
-from tagging.models import Recipe, RunStatus, Strategy, TaggingRun
+from tagging.models import JudgeVerdict, Recipe, RunStatus, Strategy, TaggingRun
 from tagging.selectors import run_tags_by_category
 from tagging.services.config import TaggingConfig
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
@@ -172,12 +172,23 @@ class TagEvidenceSerializer(serializers.Serializer):
     )
 
 
+class TagJudgementSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=JudgeVerdict.choices)
+    verdict_label = serializers.CharField()
+    reason = serializers.CharField(help_text="The judge's reason, one line of at most 80 characters.")
+    prompt_version = serializers.CharField(help_text="The judging prompt's version that asked.")
+    source = serializers.CharField(help_text="The LLM source that judged.")
+
+
 class ScoredTagSerializer(serializers.Serializer):
     slug = serializers.CharField()
     name = serializers.CharField()
     score = serializers.FloatField(help_text="Relevance in [0, 1]; higher is more relevant.")
     rank = serializers.IntegerField(help_text="1 for the best tag of its category.")
     evidence = TagEvidenceSerializer(help_text="Why the tag was chosen.")
+    judgements = TagJudgementSerializer(
+        many=True, help_text="What an LLM judge said of the tag, newest first; empty until one is asked."
+    )
 
 
 class CategoryTagsSerializer(serializers.Serializer):

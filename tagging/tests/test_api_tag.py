@@ -59,7 +59,7 @@ def test_it_answers_with_the_run_and_its_tags_grouped_by_category(
         assert set(group) == {"slug", "name", "tags"}
         assert group["name"] == names[group["slug"]]
         for tag in group["tags"]:
-            assert set(tag) == {"slug", "name", "score", "rank", "evidence"}
+            assert set(tag) == {"slug", "name", "score", "rank", "evidence", "judgements"}
             assert 0 <= tag["score"] <= 1
             assert tag["evidence"]["decided_by"] == "zero_shot"
             assert {"matched", "similarity", "rule"} <= set(tag["evidence"])

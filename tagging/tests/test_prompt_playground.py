@@ -166,7 +166,7 @@ def test_an_invalid_draft_template_is_a_form_error_and_calls_no_model(
 
     assert response.status_code == 400
     page = response.content.decode()
-    assert "Unknown variable(s): $recipies" in page
+    assert "Unknown variable(s) for a tagging prompt: $recipies" in page
     assert "The user template must include $recipe" in page
     assert "A $ starts no variable name" in page
     assert openai_server.requests == []
