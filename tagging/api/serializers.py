@@ -177,7 +177,8 @@ class TagJudgementSerializer(serializers.Serializer):
     verdict_label = serializers.CharField()
     reason = serializers.CharField(help_text="The judge's reason, one line of at most 80 characters.")
     prompt_version = serializers.CharField(help_text="The judging prompt's version that asked.")
-    source = serializers.CharField(help_text="The LLM source that judged.")
+    # Declared fields are popped off the class, so this name shadows nothing at runtime (mypy cannot tell).
+    source = serializers.CharField(help_text="The LLM source that judged.")  # type: ignore[assignment]
 
 
 class ScoredTagSerializer(serializers.Serializer):
