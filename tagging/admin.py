@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.db.models import Field, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from tagging.models import Recipe, TagAssignment, TaggingRun
+from autotagger.queue import BrokerUnavailable
+from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.services.recipes import recipe_update
+from tagging.tasks import runs_judge_send
 
 RECIPE_CONTENT_FIELDS = ("title", "ingredients", "instructions", "external_id", "source")
 
@@ -104,6 +106,26 @@ class TaggingRunAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = (TagAssignmentInline,)
+    actions = ("judge_tags",)
+
+    @admin.action(description="Ask the LLM judge about the selected runs' tags", permissions=["judge"])
+    def judge_tags(self, request: HttpRequest, queryset: QuerySet[TaggingRun]) -> None:
+        succeeded = list(queryset.filter(status=RunStatus.SUCCEEDED).order_by("id").values_list("id", flat=True))
+        skipped = queryset.count() - len(succeeded)
+        try:
+            queued = runs_judge_send(succeeded)
+        except BrokerUnavailable:
+            self.message_user(request, "The task queue cannot be reached; nothing was queued.", messages.ERROR)
+            return
+        note = f"; {skipped} not succeeded, so with no tags to judge" if skipped else ""
+        self.message_user(
+            request,
+            f"{queued} run(s) queued for the LLM judge (default source){note}. The verdicts show on each run's page.",
+            messages.SUCCESS,
+        )
+
+    def has_judge_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("tagging.add_tagjudgement"))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaggingRun]:
         return super().get_queryset(request).select_related("recipe", "created_by").defer("recipe__embedding")

@@ -15,7 +15,10 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from autotagger.queue import queue_length, tasks_enqueue
+from prompts.gateway import LLMError
+from tagging.models import TaggingRun
 from tagging.services.config import TaggingError
+from tagging.services.judging import JudgeError, run_judge
 from tagging.services.runs import (
     RUN_SOFT_TIME_LIMIT,
     RUN_TIME_LIMIT,
@@ -72,3 +75,19 @@ def runs_sweep_task() -> dict[str, Any]:
         queue_idle = False
     swept: RunsSwept = runs_requeue_stale(enqueue=runs_send, include_queued=queue_idle)
     return {"requeued": len(swept.requeued), "failed": len(swept.failed)}
+
+
+# A judge's answer is advice on stored tags: when the model fails, the run keeps its tags and no verdict, and
+# staff ask again; nothing retries on its own.
+@shared_task(name="tagging.run_judge", acks_late=True, soft_time_limit=RUN_SOFT_TIME_LIMIT, time_limit=RUN_TIME_LIMIT)
+def run_judge_task(*, run_id: int, source: str | None = None) -> None:
+    """Ask the LLM judge about a succeeded run's tags and store its verdicts."""
+    try:
+        run_judge(run=TaggingRun.objects.select_related("recipe").get(pk=run_id), source=source)
+    except (TaggingRun.DoesNotExist, JudgeError, LLMError):
+        logger.warning("Judging run %s failed", run_id, exc_info=True)
+
+
+def runs_judge_send(run_ids: Sequence[int], *, source: str | None = None) -> int:
+    """Queue one run_judge_task per run (one broker connection); raises BrokerUnavailable."""
+    return tasks_enqueue(run_judge_task, ({"run_id": run_id, "source": source} for run_id in run_ids))

@@ -3,18 +3,25 @@ constrained and validated, verdicts stored per assignment and shown on the run p
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from autotagger.redis import redis_client
 from prompts.judging import judge_tags_shuffled
 from prompts.models import DEFAULT_JUDGING_PROMPT, LLMCall, LLMSource
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import RunStatus, TagAssignment, TaggingRun, TagJudgement
 from tagging.services.judging import JudgeError, run_judge
+from tagging.tasks import run_judge_task
 from tagging.tests.conftest import TagAssignmentFactory, TaggingRunFactory
 from tagging.tests.helpers import user_prompt
 from taxonomy.models import Tag
@@ -163,3 +170,63 @@ def test_the_run_page_shows_each_tags_verdict_beside_it(
     assert "Carbonara is Roman." in html
     assert "Nothing &lt;b&gt;French&lt;/b&gt; here." in html
     assert f"{LABEL} · judge" in html
+
+
+@pytest.fixture
+def own_queue(settings: Any) -> Iterator[str]:
+    """A queue no worker consumes, that this process sends to: what was queued stays there to be read."""
+    queue = f"autotagger-test-unconsumed-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    yield queue
+    redis_client().delete(queue)
+
+
+def test_the_admin_action_queues_the_judge_for_each_succeeded_run_only(own_queue: str, admin_client: Client) -> None:
+    judged = run_with("italian")
+    failed = TaggingRunFactory(status=RunStatus.FAILED)
+
+    response = admin_client.post(
+        reverse("admin:tagging_taggingrun_changelist"),
+        {"action": "judge_tags", "_selected_action": [judged.pk, failed.pk]},
+        follow=True,
+    )
+
+    messages = [m["headers"] for m in map(json.loads, redis_client().lrange(own_queue, 0, -1))]
+    assert [(m["task"], m["argsrepr"]) for m in messages] == [("tagging.run_judge", "()")]
+    assert f"'run_id': {judged.pk}" in messages[0]["kwargsrepr"]
+    assert "1 run(s) queued for the LLM judge" in response.content.decode()
+    assert "1 not succeeded" in response.content.decode()
+
+
+def test_the_admin_action_needs_the_permission_to_add_verdicts(client: Client, django_user_model: Any) -> None:
+    viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_taggingrun"))
+    client.force_login(viewer)
+    run_with("italian")
+
+    response = client.get(reverse("admin:tagging_taggingrun_changelist"))
+
+    assert response.status_code == 200
+    assert "judge_tags" not in response.content.decode()
+
+
+def test_the_judge_task_stores_the_verdicts_of_a_run(judge: LLMSource, openai_server: OpenAIServer) -> None:
+    run = run_with("italian")
+    openai_server.reply_json({"cuisine/italian": {"verdict": "partly", "reason": "Roman, mostly."}})
+
+    run_judge_task.run(run_id=run.pk, source="judge")
+
+    assert TagJudgement.objects.get().verdict == "partly"
+
+
+def test_the_judge_task_leaves_a_run_without_verdicts_when_the_model_fails(
+    judge: LLMSource, openai_server: OpenAIServer
+) -> None:
+    run = run_with("italian")
+    for _ in range(10):
+        openai_server.reply_status(500)
+
+    run_judge_task.run(run_id=run.pk, source="judge")
+
+    assert not TagJudgement.objects.exists()
+    assert TagAssignment.objects.filter(run=run).count() == 1
