@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,11 @@ class ClientThrottled(Throttled):
         self.error_details = {"scope": scope, "limit": str(rate), "retry_after": wait}
 
 
-class _WindowThrottle(BaseThrottle):
-    def scope(self, request: Request, view: Any) -> str | None:
-        raise NotImplementedError
+class _WindowThrottle(BaseThrottle, ABC):
+    """A fixed window per client and scope; subclasses say which scope a request counts against (None: none)."""
+
+    @abstractmethod
+    def scope(self, request: Request, view: Any) -> str | None: ...
 
     def allow_request(self, request: Request, view: Any) -> bool:
         scope = self.scope(request, view)
