@@ -159,3 +159,64 @@ class EvaluationItem(models.Model):
 
     def __str__(self) -> str:
         return f"Item {self.position} of job {self.job_id}"
+
+
+class FeedbackDecision(models.TextChoices):
+    ACCEPT = "accept", "Accepted"
+    REJECT = "reject", "Rejected"
+    ADD = "add", "Added"
+
+
+class FeedbackChannel(models.TextChoices):
+    REVIEW = "review", "Review screen"
+    API = "api", "API (an app's own users)"
+
+
+class Feedback(models.Model):
+    """One person's decision on one tag of a recipe: a suggested tag accepted or rejected, or a tag added that
+    no run suggested. What was suggested (run, strategy, prompt version, score) is copied in, so acceptance
+    can be counted per strategy and prompt version after the run itself is gone."""
+
+    recipe = models.ForeignKey("tagging.Recipe", on_delete=models.CASCADE, related_name="feedback", db_index=False)
+    # NULL: a tag added on a recipe that had no run, or a run since deleted.
+    run = models.ForeignKey(
+        "tagging.TaggingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    tag = models.ForeignKey("taxonomy.Tag", on_delete=models.CASCADE, related_name="feedback")
+    decision = models.CharField(max_length=10, choices=FeedbackDecision.choices)
+    channel = models.CharField(max_length=10, choices=FeedbackChannel.choices, default=FeedbackChannel.REVIEW)
+    # What the run said of the tag when it was reviewed; NULL for an added tag.
+    score = models.FloatField(null=True, blank=True)
+    strategy = models.CharField(max_length=20, blank=True)
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision__in=FeedbackDecision.values), name="feedback_feedback_decision_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=FeedbackChannel.values), name="feedback_feedback_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=1)),
+                name="feedback_feedback_score_range",
+            ),
+            # An added tag was not suggested: it carries no score.
+            models.CheckConstraint(
+                condition=~Q(decision="add") | Q(score__isnull=True), name="feedback_feedback_added_has_no_score"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["recipe", "-created_at"], name="feedback_feedback_recipe"),
+            models.Index(fields=["-created_at", "-id"], name="feedback_feedback_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.tag_id} on recipe {self.recipe_id}"

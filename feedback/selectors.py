@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TypedDict
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
-from django.db.models import Count, Max
+from django.db.models import CharField, Count, F, Max, Q, Value
+from django.db.models.functions import Concat
 
-from feedback.models import GoldLabel
+from feedback.models import Feedback, FeedbackDecision, GoldLabel
 
 
 class GoldLabelStats(TypedDict):
@@ -43,3 +45,62 @@ def gold_label_stats() -> GoldLabelStats:
         "last_label_id": totals["last_label_id"],
         "categories": dict(per_category),
     }
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """How people answered the tags of one group: suggested tags accepted or rejected, and tags they added
+    that nothing suggested (what the tagger missed)."""
+
+    key: str
+    accepted: int
+    rejected: int
+    added: int
+
+    @property
+    def reviewed(self) -> int:
+        return self.accepted + self.rejected
+
+    @property
+    def rate(self) -> float | None:
+        """Accepted share of the suggested tags reviewed; None before any was."""
+        return self.accepted / self.reviewed if self.reviewed else None
+
+
+AcceptanceBy = Literal["tag", "category", "strategy", "prompt_version"]
+
+_ACCEPTANCE_KEYS = {
+    "tag": Concat(F("tag__category__slug"), Value("/"), F("tag__slug"), output_field=CharField()),
+    "category": F("tag__category__slug"),
+    "strategy": F("strategy"),
+    "prompt_version": Concat(
+        F("prompt_version__prompt__name"), Value(" v"), F("prompt_version__number"), output_field=CharField()
+    ),
+}
+
+
+def feedback_acceptance(*, by: AcceptanceBy, prompt_version_id: int | None = None) -> list[Acceptance]:
+    """Acceptance per tag, category, strategy or prompt version (optionally of one prompt version's tags), the
+    groups with the most reviewed tags first. Feedback without the grouping field (a tag added on a recipe
+    that had no run has no strategy or version) is left out of those groupings."""
+    rows = Feedback.objects.all()
+    if prompt_version_id is not None:
+        rows = rows.filter(prompt_version_id=prompt_version_id)
+    if by == "strategy":
+        rows = rows.exclude(strategy="")
+    if by == "prompt_version":
+        rows = rows.filter(prompt_version__isnull=False)
+    grouped = (
+        rows.annotate(key=_ACCEPTANCE_KEYS[by])
+        .values("key")
+        .annotate(
+            accepted=Count("id", filter=Q(decision=FeedbackDecision.ACCEPT)),
+            rejected=Count("id", filter=Q(decision=FeedbackDecision.REJECT)),
+            added=Count("id", filter=Q(decision=FeedbackDecision.ADD)),
+        )
+        .order_by("key")
+    )
+    result = [
+        Acceptance(key=str(r["key"]), accepted=r["accepted"], rejected=r["rejected"], added=r["added"]) for r in grouped
+    ]
+    return sorted(result, key=lambda a: (-a.reviewed, a.key))
