@@ -153,7 +153,8 @@ def test_the_overview_puts_each_versions_headline_numbers_side_by_side(tags: dic
 
     first, second = overview.versions
     assert (first.version, second.version) == (v1, v2)
-    assert first.latest_evaluation is not None and first.latest_evaluation.run_id == latest.pk
+    assert first.latest_evaluation is not None
+    assert first.latest_evaluation.run_id == latest.pk
     assert (first.usage.runs, first.judged, first.acceptance) == (0, None, None)
     assert second.evaluations == []
     assert (second.usage.called, second.usage.input_tokens_per_recipe, second.usage.cost_per_recipe) == (
@@ -161,8 +162,10 @@ def test_the_overview_puts_each_versions_headline_numbers_side_by_side(tags: dic
         1000,
         pytest.approx(0.002),
     )
-    assert second.judged is not None and second.judged.precision == 0.5
-    assert second.acceptance is not None and (second.acceptance.accepted, second.acceptance.rate) == (1, 1.0)
+    assert second.judged is not None
+    assert second.judged.precision == 0.5
+    assert second.acceptance is not None
+    assert (second.acceptance.accepted, second.acceptance.rate) == (1, 1.0)
     assert [(s.dataset, [r.version_number for r in s.runs]) for s in overview.series] == [
         ("basedcooking", [1]),
         ("themealdb", [1]),
@@ -199,7 +202,7 @@ def test_it_reads_a_prompt_of_many_versions_in_as_many_queries_as_one_of_few(tag
 
 
 def test_it_finds_the_version_an_evaluation_run_names_by_its_label() -> None:
-    v1, v2 = versions_of("trial", 2)
+    _v1, v2 = versions_of("trial", 2)
 
     assert prompt_version_by_label(label="trial v2") == v2
     assert prompt_version_by_label(label="trial v9") is None
