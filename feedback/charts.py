@@ -10,7 +10,8 @@ from dataclasses import dataclass
 PALETTE = ("#0b6e4f", "#1d4ed8", "#c2410c", "#a21caf", "#b45309", "#0f766e", "#be123c", "#4d7c0f", "#475569")
 
 WIDTH, HEIGHT = 560.0, 260.0
-LEFT, RIGHT, TOP, BOTTOM = 48.0, 16.0, 16.0, 52.0
+# Room on the left for the tick labels and the axis title, on the right for the last point's value.
+LEFT, RIGHT, TOP, BOTTOM = 60.0, 28.0, 16.0, 52.0
 Y_TICKS = 5
 
 
@@ -62,7 +63,7 @@ class LineChart:
 
     @property
     def y_label_position(self) -> tuple[float, float]:
-        return (12.0, (self.top + self.bottom_edge) / 2)
+        return (10.0, (self.top + self.bottom_edge) / 2)
 
 
 def line_chart(

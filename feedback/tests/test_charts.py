@@ -13,8 +13,8 @@ def test_it_spreads_the_x_labels_evenly_and_puts_0_at_the_bottom_and_the_maximum
     )
 
     points = chart.series[0].points
-    assert [(p.x, p.y) for p in points] == [(48.0, 208.0), (296.0, 112.0), (544.0, 16.0)]
-    assert chart.series[0].polyline == "48.0,208.0 296.0,112.0 544.0,16.0"
+    assert [(p.x, p.y) for p in points] == [(60.0, 208.0), (296.0, 112.0), (532.0, 16.0)]
+    assert chart.series[0].polyline == "60.0,208.0 296.0,112.0 532.0,16.0"
     assert [t.label for t in chart.x_ticks] == ["v1", "v2", "v3"]
     assert [(t.position, t.label) for t in chart.y_ticks] == [
         (208.0, "0.00"),
@@ -37,7 +37,7 @@ def test_it_leaves_out_missing_values_and_emphasises_the_first_series_only() -> 
 
     headline, course = chart.series
     assert (headline.emphasis, course.emphasis) == (True, False)
-    assert [(p.x, p.value, p.title) for p in course.points] == [(544.0, 0.3, "course, v2: 0.300")]
+    assert [(p.x, p.value, p.title) for p in course.points] == [(532.0, 0.3, "course, v2: 0.300")]
     assert headline.color != course.color
     assert [t.highlight for t in chart.x_ticks] == [False, True]
 

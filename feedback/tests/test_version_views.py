@@ -92,15 +92,15 @@ def test_the_chart_over_versions_has_a_point_per_version_at_its_f1_in_version_or
 
     html = staff_browser.get(version_url(v2)).content.decode()
 
-    # The plot spans x 48..544 and y 16 (F1 1) to 208 (F1 0).
+    # The plot spans x 60..532 and y 16 (F1 1) to 208 (F1 0).
     assert _points(html, "micro-F1") == [
-        ("48.0", "160.0", "0.250"),
+        ("60.0", "160.0", "0.250"),
         ("296.0", "112.0", "0.500"),
-        ("544.0", "64.0", "0.750"),
+        ("532.0", "64.0", "0.750"),
     ]
     assert [value for _, _, value in _points(html, "cuisine")] == ["0.500", "0.600", "0.800"]
     # v1 scored no course: its line starts at v2.
-    assert [(x, value) for x, _, value in _points(html, "course")] == [("296.0", "0.400"), ("544.0", "0.600")]
+    assert [(x, value) for x, _, value in _points(html, "course")] == [("296.0", "0.400"), ("532.0", "0.600")]
     assert re.search(r'font-weight="700">v2</text>', html)  # the page's version is marked on the axis
     assert ">prompt version</text>" in html
     assert ">F1</text>" in html
