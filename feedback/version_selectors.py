@@ -47,6 +47,7 @@ class VersionEvaluation:
     dataset_sha256: str
     strategy: str
     k: int | None
+    source: str | None  # the model source asked (llm and hybrid evaluation jobs)
     recipes: int
     overall_f1: float
     category_f1: dict[str, float]
@@ -86,6 +87,7 @@ def _evaluation(run: EvaluationRun, version: PromptVersion) -> VersionEvaluation
         dataset_sha256=run.dataset_sha256,
         strategy=run.strategy,
         k=run.config.get("k"),
+        source=run.config.get("source"),
         recipes=run.recipes,
         overall_f1=run.overall_f1,
         category_f1={slug: float(values["f1"]) for slug, values in scored.items()},
@@ -146,31 +148,40 @@ def evaluation_usage(evaluations: Sequence[VersionEvaluation]) -> EvaluationUsag
 
 @dataclass(frozen=True)
 class EvaluationSeries:
-    """The evaluation runs of one dataset (by content) and strategy, one per version that has one (its latest),
-    in version order: what the charts over versions draw."""
+    """The evaluation runs of one dataset (by content), strategy, k and model source, one per version that has one
+    (its latest), in version order: what the charts over versions draw. Runs that differ in any of these are not
+    compared."""
 
     dataset: str
     dataset_sha256: str
     strategy: str
+    k: int | None
+    source: str | None
     runs: list[VersionEvaluation]
     categories: list[str]
 
 
 def _series(evaluations: Sequence[VersionEvaluation]) -> list[EvaluationSeries]:
-    latest: dict[tuple[str, str], dict[int, VersionEvaluation]] = defaultdict(dict)
-    for evaluation in evaluations:  # oldest first: a later run of the same version replaces an earlier one
-        latest[(evaluation.dataset_sha256, evaluation.strategy)][evaluation.version_number] = evaluation
+    latest: dict[tuple[str, str, int | None, str | None], dict[int, VersionEvaluation]] = defaultdict(dict)
+    for e in evaluations:  # oldest first: a later run of the same version replaces an earlier one
+        latest[(e.dataset_sha256, e.strategy, e.k, e.source)][e.version_number] = e
     result = []
-    for (sha256, strategy), by_number in latest.items():
+    for (sha256, strategy, k, source), by_number in latest.items():
         runs = [by_number[number] for number in sorted(by_number)]
         categories = list(dict.fromkeys(slug for run in runs for slug in run.categories))
         result.append(
             EvaluationSeries(
-                dataset=runs[-1].dataset, dataset_sha256=sha256, strategy=strategy, runs=runs, categories=categories
+                dataset=runs[-1].dataset,
+                dataset_sha256=sha256,
+                strategy=strategy,
+                k=k,
+                source=source,
+                runs=runs,
+                categories=categories,
             )
         )
     # The series with the most versions first: the one that says most about the prompt's history.
-    return sorted(result, key=lambda s: (-len(s.runs), s.dataset, s.strategy))
+    return sorted(result, key=lambda s: (-len(s.runs), s.dataset, s.strategy, s.k or 0, s.source or ""))
 
 
 @dataclass(frozen=True)

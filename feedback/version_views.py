@@ -50,13 +50,13 @@ class SeriesChart:
 
 
 def _charts(series: list[EvaluationSeries], *, prompt: Prompt, highlight: int | None = None) -> list[SeriesChart]:
-    """Per dataset and strategy: micro-F1 (the headline line) and each category's F1, over the versions evaluated
-    on it, in version order."""
+    """Per dataset, strategy, k and source: micro-F1 (the headline line) and each category's F1, over the versions
+    evaluated on it, in version order."""
     charts = []
     for number, one in enumerate(series, start=1):
         numbers = [run.version_number for run in one.runs]
         chart = line_chart(
-            title=f"F1 of the versions of {prompt.name} on {one.dataset} ({one.strategy})",
+            title=f"F1 of the versions of {prompt.name} on {one.dataset} ({one.strategy}, k={one.k})",
             x_labels=[f"v{n}" for n in numbers],
             series=[
                 ("micro-F1", [run.overall_f1 for run in one.runs]),

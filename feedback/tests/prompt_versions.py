@@ -34,6 +34,8 @@ def evaluation(
     categories: dict[str, float],
     dataset: str = "themealdb",
     strategy: str = "llm",
+    k: int = 3,
+    source: str = "default",
     llm: dict[str, Any] | None = None,
     judged_precision: float | None = None,
 ) -> EvaluationRun:
@@ -55,7 +57,7 @@ def evaluation(
         dataset=dataset,
         dataset_sha256=(dataset.encode().hex() * 64)[:64],
         strategy=strategy,
-        config={"k": 3, "folds": None, "train": "database", "categories": list(categories)},
+        config={"k": k, "folds": None, "train": "database", "categories": list(categories), "source": source},
         prompt_version=version.label,
         code_version="abc1234",
         metrics=metrics,

@@ -48,23 +48,32 @@ def test_it_lists_the_versions_evaluation_runs_newest_first_with_their_model_usa
     assert usage.cost_per_recipe == pytest.approx(0.06 / 40)
 
 
-def test_it_draws_a_series_per_dataset_and_strategy_with_each_versions_latest_run_in_version_order() -> None:
+def test_it_draws_a_series_per_dataset_strategy_k_and_source_with_each_versions_latest_run_in_version_order() -> None:
     v1, v2, v3 = versions_of("trial", 3)
     evaluation(v2, f1=0.6, categories={"cuisine": 0.7, "course": 0.5})
     evaluation(v1, f1=0.4, categories={"cuisine": 0.45})
     latest_v2 = evaluation(v2, f1=0.62, categories={"cuisine": 0.72, "course": 0.52})
     other = evaluation(v3, f1=0.3, categories={"diet": 0.3}, dataset="basedcooking", strategy="hybrid")
     evaluation(versions_of("other-prompt", 1)[0], f1=0.9, categories={"cuisine": 0.9})
+    other_k = evaluation(v1, f1=0.35, categories={"cuisine": 0.4}, k=5)
+    other_source = evaluation(v1, f1=0.45, categories={"cuisine": 0.5}, source="openai")
 
     series = prompt_version_numbers(version=v1).series
 
-    assert [(s.dataset, s.strategy) for s in series] == [("themealdb", "llm"), ("basedcooking", "hybrid")]
+    assert [(s.dataset, s.strategy, s.k, s.source) for s in series] == [
+        ("themealdb", "llm", 3, "default"),
+        ("basedcooking", "hybrid", 3, "default"),
+        ("themealdb", "llm", 3, "openai"),
+        ("themealdb", "llm", 5, "default"),
+    ]
     first = series[0]
     assert [(r.version_number, r.overall_f1) for r in first.runs] == [(1, 0.4), (2, 0.62)]
     assert first.runs[1].run_id == latest_v2.pk
     assert first.categories == ["cuisine", "course"]
     assert [r.category_f1.get("course") for r in first.runs] == [None, 0.52]
     assert [r.run_id for r in series[1].runs] == [other.pk]
+    assert [r.run_id for r in series[2].runs] == [other_source.pk]
+    assert [r.run_id for r in series[3].runs] == [other_k.pk]
 
 
 def test_it_counts_the_tokens_and_cost_per_recipe_of_the_succeeded_runs_that_asked_the_model() -> None:
