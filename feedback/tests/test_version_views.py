@@ -121,6 +121,17 @@ def test_the_version_page_says_so_when_nothing_was_measured(staff_browser: Clien
     assert "<svg viewBox" not in staff_browser.get(version_url(version)).content.decode()
 
 
+def test_the_overview_says_so_when_no_version_was_measured(staff_browser: Client) -> None:
+    (version,) = versions_of("trial", 1)
+
+    response = staff_browser.get(overview_url(version))
+
+    text = _text(response)
+    assert "v1 active 0 — — — 0 — — — no reviews yet" in text
+    assert "No version of trial has been evaluated yet." in text
+    assert "<svg viewBox" not in response.content.decode()
+
+
 def test_the_overview_shows_every_version_side_by_side_with_the_chart(staff_browser: Client) -> None:
     v1, v2 = versions_of("trial", 2)
     evaluation(
