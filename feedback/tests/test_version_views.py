@@ -51,7 +51,7 @@ def test_the_version_page_shows_its_evaluations_usage_judged_precision_and_accep
     staff_browser: Client, cuisine: Category, reviewer: Any
 ) -> None:
     italian, mexican = cuisine.tags.order_by("slug")
-    _v1, v2 = versions_of("trial", 2)
+    v1, v2 = versions_of("trial", 2)
     run_of_v2 = evaluation(
         v2,
         f1=0.6512,
@@ -80,6 +80,8 @@ def test_the_version_page_shows_its_evaluations_usage_judged_precision_and_accep
     assert f"#{run_of_v2.pk} themealdb llm 3 20 0.651 1200.0 + 45.0 $0.003000 0.800" in text
     assert "cuisine 2 1 1 0 0.750" in text  # judged per category
     assert "cuisine 1 1 0 0.500" in text  # acceptance per category
+    assert "Versions: v1 · v2 (active)" in text
+    assert f'href="{version_url(v1)}">v1</a>' in response.content.decode()
 
 
 def test_the_chart_over_versions_has_a_point_per_version_at_its_f1_in_version_order(
