@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from autotagger.permissions import is_staff
+from autotagger.permissions import can_try_prompts, is_staff
 from feedback.dispatch import evaluation_job_enqueue
 from feedback.evaluation.datasets import DatasetError
 from feedback.evaluation.errors import EvaluationError
@@ -29,6 +29,7 @@ from feedback.evaluation.jobs import (
     evaluation_jobs_recent,
 )
 from feedback.models import EvaluationJob, EvaluationRun
+from feedback.version_selectors import prompt_version_by_label
 from prompts.sources import llm_sources_available
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
 
@@ -367,6 +368,10 @@ def evaluation_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "baseline_labels": [BASELINE_LABELS.get(name, name) for name in baseline_names],
         "mode": _mode(run.config),
         "adherence_ok": not any(run.metrics.get("adherence", {}).values()),
+        # Linked for those who may open the version's page.
+        "prompt_version": prompt_version_by_label(label=run.prompt_version)
+        if run.prompt_version and can_try_prompts(request.user)
+        else None,
     }
     return render(request, "feedback/evaluation_detail.html", context)
 

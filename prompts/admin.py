@@ -516,5 +516,9 @@ class PromptVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             **(extra_context or {}),
             "can_activate": self.has_activate_permission(request),
             "diff_url": reverse("admin:prompts_promptversion_diff"),
+            # The page lives in feedback (it reads runs, evaluations and reviews): named, never imported.
+            "numbers_url": reverse("prompt_versions:detail", kwargs={"version_id": int(object_id)})
+            if object_id.isdigit()
+            else None,
         }
         return super().change_view(request, object_id, form_url, extra_context=extra_context)

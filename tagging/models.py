@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 from pgvector.django import HnswIndex, VectorField
 
 from autotagger.recipe_text import RecipeText
@@ -129,6 +130,8 @@ class TaggingRun(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="tagging_run_unfinished_lease",
             ),
+            # The runs of a prompt version (feedback's version pages: usage, judged precision).
+            models.Index(KeyTransform("prompt_version_id", "stats"), name="tagging_run_prompt_version"),
         ]
 
     def __str__(self) -> str:
