@@ -40,11 +40,15 @@ def llama_source(settings: Any, llama_server: LlamaServer) -> LLMSource:
     settings.LLM_RETRY_MAX_SECONDS = 0.05
     settings.LLM_SLOT_WAIT_SECONDS = 5.0
     settings.LLM_DAILY_SPEND_CAP = 0.0
+    # A constrained reply takes a minute on two cores busy with other work: the budget of a call must hold it.
+    settings.LLM_TIMEOUT_SECONDS = 180.0
+    # As the probe finds it (test_real_llm_server.py proves the fallback from json_schema): one call per side.
     source: LLMSource = LLMSourceFactory.create(
         name=SOURCE,
         base_url=llama_server.url,
         model=llama_server.model,
-        timeout_seconds=120,
+        supports_json_schema=False,
+        timeout_seconds=180,
         max_concurrency=1,
         price_input_per_1k=0.5,
         price_output_per_1k=1.5,
@@ -86,10 +90,10 @@ def test_the_playground_compares_a_draft_with_the_active_version_on_a_real_model
     assert_side_kept_the_protocol(comparison.active)
     assert comparison.draft.system.startswith("Answer briefly. ")
     calls = list(LLMCall.objects.order_by("id"))
-    # json_schema is refused once, then the source asks this server in the mode that worked.
-    assert [c.outcome for c in calls] == [LLMCallOutcome.FORMAT_REFUSED, LLMCallOutcome.OK, LLMCallOutcome.OK]
+    assert [c.outcome for c in calls] == [LLMCallOutcome.OK, LLMCallOutcome.OK]
+    assert all(c.input_tokens > 0 for c in calls)
     assert {c.run_id for c in calls} == {None}
-    assert [c.prompt_version for c in calls[1:]] == [
+    assert [c.prompt_version for c in calls] == [
         f"draft from {active.label}{PLAYGROUND_LABEL_SUFFIX}",
         f"{active.label}{PLAYGROUND_LABEL_SUFFIX}",
     ]
