@@ -21,6 +21,7 @@ from feedback.evaluation.jobs import evaluation_job_run_here
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, GoldLabel
 from feedback.services.draft_evaluation import draft_evaluation_start
 from feedback.tests.conftest import GoldLabelFactory
+from prompts.gateway import LLMRejected
 from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, LLMSource, PromptVersion
 from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN
 from prompts.selectors import prompt_version_active
@@ -195,6 +196,26 @@ def test_the_draft_and_the_active_version_never_share_an_answer_and_each_reuses_
     _both_run(draft_evaluation_start(**start, draft_system=f"{DRAFT_MARK} two").draft)
 
     assert len(openai_server.requests) == 3 * len(RECIPES), "another draft under the same label is asked again"
+
+
+def test_the_failures_of_each_side_are_shown_beside_each_other(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any, staff_browser: Client, tmp_path: Path
+) -> None:
+    # The active version's job runs first (_both_run): its three answers, then the draft's, the first refused.
+    openai_server.reply_computed(draft_knows_active_guesses, times=len(RECIPES))
+    openai_server.reply_status(400, "This model does not exist")  # a client error: not retried
+    openai_server.reply_computed(draft_knows_active_guesses, times=len(RECIPES) - 1)
+    with _upload(tmp_path) as upload:
+        staff_browser.post(NEW, _form(upload=upload))
+    draft, _ = _both_run(EvaluationJob.objects.get(compared_with__isnull=False))
+
+    page = staff_browser.get(f"/evaluations/drafts/{draft.pk}/").content.decode()
+
+    draft_side, active_side = page.split('id="side-draft-card"')[1].split('id="side-active-card"')
+    assert re.findall(r'<code class="tag-slug">(r\d)</code>', draft_side) == ["r0"]
+    assert LLMRejected.default_message in draft_side
+    assert "None." in active_side
+    assert "2 of 3" in draft_side
 
 
 def test_it_runs_over_the_most_recently_labelled_recipes_a_staff_user_selects(
