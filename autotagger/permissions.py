@@ -46,6 +46,7 @@ JOB_VIEW = "tagging.view_taggingjob"
 PROMPT_VERSION_VIEW = "prompts.view_promptversion"
 PROMPT_VERSION_ADD = "prompts.add_promptversion"
 PROMPT_VERSION_CHANGE = "prompts.change_promptversion"
+TAG_JUDGEMENT_ADD = "tagging.add_tagjudgement"
 
 
 def is_signed_in(user: User | None) -> bool:
@@ -112,6 +113,11 @@ def can_save_prompt_versions(user: User | None) -> bool:
 def can_activate_prompt_versions(user: User | None) -> bool:
     """Saving a version and making it the one the tagger uses (the admin's activate asks for the change permission)."""
     return is_staff(user) and user.has_perms((PROMPT_VERSION_ADD, PROMPT_VERSION_CHANGE))  # type: ignore[union-attr]
+
+
+def can_ask_judge(user: User | None) -> bool:
+    """Asking the LLM judge about a run's tags (the run page, the API, the admin action): adding verdicts."""
+    return _has_any(user, TAG_JUDGEMENT_ADD)
 
 
 def can_change_gold_labelled_recipes(user: User | None) -> bool:

@@ -110,6 +110,20 @@ class EvaluationJob(models.Model):
     # The task copy working on the job holds it until then; a copy that died leaves it to the next.
     lease_until = models.DateTimeField(null=True, blank=True)
     run = models.OneToOneField(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
+    # The prompt asked with, fixed when the job starts (an activation meanwhile changes nothing): its label
+    # ("tagging-default v2", or "draft from tagging-default v2" for a playground draft), the stored version
+    # (none for a draft or the built-in prompt) and the templates themselves, which the worker renders.
+    # Jobs from before prompts were recorded have empty templates and ask with the active version.
+    prompt_label = models.CharField(max_length=100, blank=True)
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    system_template = models.TextField(blank=True)
+    user_template = models.TextField(blank=True)
+    # A playground draft's job: the active version's job on the same data, shown beside it.
+    compared_with = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="drafts_compared"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -121,6 +135,11 @@ class EvaluationJob(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(strategy__in=["llm", "hybrid"]), name="feedback_evaluationjob_llm_strategy"
+            ),
+            models.CheckConstraint(
+                condition=(Q(system_template="") & Q(user_template=""))
+                | (~Q(system_template="") & ~Q(user_template="")),
+                name="feedback_evaluationjob_templates_both_or_neither",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=EvaluationJobStatus.values), name="feedback_evaluationjob_status_valid"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -17,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from autotagger.errors import DomainError
 from autotagger.permissions import can_try_prompts, is_staff
 from feedback.dispatch import evaluation_job_enqueue
 from feedback.evaluation.datasets import DatasetError
@@ -28,10 +30,21 @@ from feedback.evaluation.jobs import (
     evaluation_job_start,
     evaluation_jobs_recent,
 )
-from feedback.models import EvaluationJob, EvaluationRun
+from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
+from feedback.services.draft_evaluation import (
+    LABELLED_SELECTION_MAX,
+    draft_evaluation_start,
+    labelled_recipes_dataset,
+    shared_dataset_content,
+    shared_datasets,
+)
 from feedback.version_selectors import prompt_version_by_label
+from prompts.models import PromptVersion
+from prompts.rendering import template_problems
+from prompts.selectors import prompt_version_active, prompt_version_active_row, prompt_versions_for_tagging
 from prompts.sources import llm_sources_available
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY, MAX_TAGS_PER_CATEGORY
+from taxonomy.selectors import categories_list
 
 RUNS_PER_PAGE = 50
 JOBS_SHOWN = 10
@@ -47,6 +60,8 @@ BASELINE_LABELS = {
 DATABASE = "database"
 # Differences smaller than this print as 0.000: not coloured as a gain or a loss.
 NEGLIGIBLE = 0.0005
+# Failed recipes listed per side of a draft's evaluation.
+FAILURES_SHOWN = 10
 
 View = Callable[..., HttpResponse]
 
@@ -406,3 +421,259 @@ def evaluation_compare(request: HttpRequest) -> HttpResponse:
         "same_dataset": a.dataset_sha256 == b.dataset_sha256,
     }
     return render(request, "feedback/evaluation_compare.html", context)
+
+
+class DataChoice:
+    LABELLED, SHARED, UPLOAD = "labelled", "shared", "upload"
+    LABELS = {
+        LABELLED: "Recipes of the database with gold labels",
+        SHARED: "A shared labelled dataset",
+        UPLOAD: "A labelled JSONL file",
+    }
+
+
+class DraftEvaluationForm(forms.Form):
+    """A draft of the tagging prompt (as the playground edits it) and the labelled data to run it over."""
+
+    version = forms.ModelChoiceField(
+        queryset=PromptVersion.objects.none(), required=False, label="Started from", help_text="Names the draft."
+    )
+    system_template = forms.CharField(
+        strip=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}), label="System template"
+    )
+    user_template = forms.CharField(
+        strip=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}), label="User template"
+    )
+    source = forms.ChoiceField(label="Model source")
+    k = forms.IntegerField(
+        min_value=1, max_value=MAX_TAGS_PER_CATEGORY, initial=DEFAULT_TAGS_PER_CATEGORY, label="Tags per category (k)"
+    )
+    categories = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None checked: every category of the data that the taxonomy has.",
+    )
+    over = forms.ChoiceField(label="Run over", widget=forms.RadioSelect, initial=DataChoice.LABELLED)
+    recipe_ids = forms.CharField(
+        required=False, label="Recipe ids", help_text="Comma- or space-separated; empty: the most recently labelled."
+    )
+    query = forms.CharField(required=False, label="Title contains", max_length=200)
+    recipe_source = forms.CharField(required=False, label="Recipe source", max_length=100, help_text="e.g. starter")
+    limit = forms.IntegerField(
+        min_value=1,
+        max_value=LABELLED_SELECTION_MAX,
+        initial=20,
+        label="How many",
+        help_text="The most recently labelled.",
+    )
+    shared = forms.ChoiceField(required=False, label="Shared dataset")
+    upload = forms.FileField(
+        required=False, label="Labelled JSONL file", help_text="Format: the shared datasets' README."
+    )
+
+    def __init__(self, *args: Any, categories: list[tuple[str, str]], datasets: list[str], **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["version"]).queryset = prompt_versions_for_tagging()
+        cast(forms.ChoiceField, self.fields["source"]).choices = [(n, n) for n in llm_sources_available()]
+        cast(forms.MultipleChoiceField, self.fields["categories"]).choices = categories
+        cast(forms.ChoiceField, self.fields["shared"]).choices = [("", "—"), *((n, n) for n in datasets)]
+        # Shared datasets are offered only where their folder is.
+        cast(forms.ChoiceField, self.fields["over"]).choices = [
+            (value, label) for value, label in DataChoice.LABELS.items() if datasets or value != DataChoice.SHARED
+        ]
+
+    def clean_recipe_ids(self) -> list[int]:
+        words = self.cleaned_data["recipe_ids"].replace(",", " ").split()
+        bad = [word for word in words if not word.isdigit()]
+        if bad:
+            raise ValidationError(f"Not a recipe id: {', '.join(bad[:5])}.")
+        return [int(word) for word in words]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for field_name, problems in template_problems(
+            system_template=cleaned.get("system_template", ""), user_template=cleaned.get("user_template", "")
+        ).items():
+            if field_name in cleaned:
+                for problem in problems:
+                    self.add_error(field_name, problem)
+        over = cleaned.get("over")
+        if over == DataChoice.SHARED and not cleaned.get("shared"):
+            self.add_error("shared", "Choose a shared dataset.")
+        if over == DataChoice.UPLOAD:
+            upload = cleaned.get("upload")
+            if upload is None:
+                self.add_error("upload", "Choose a labelled JSONL file.")
+            elif upload.size > DATASET_MAX_BYTES:
+                self.add_error("upload", f"The file is larger than {DATASET_MAX_BYTES // (1024 * 1024)} MB.")
+        return cleaned
+
+    def dataset(self, *, user: Any) -> tuple[str, bytes]:
+        """The chosen data as a labelled dataset's name and JSONL content. Raises DraftEvaluationError."""
+        data = self.cleaned_data
+        if data["over"] == DataChoice.SHARED:
+            return data["shared"], shared_dataset_content(name=data["shared"])
+        if data["over"] == DataChoice.UPLOAD:
+            return data["upload"].name.rsplit(".", 1)[0] or "dataset", data["upload"].read()
+        return labelled_recipes_dataset(
+            user=user,
+            recipe_ids=data["recipe_ids"] or None,
+            query=data["query"].strip(),
+            source=data["recipe_source"].strip(),
+            limit=data["limit"],
+        )
+
+
+def prompts_tried_by(view: View) -> View:
+    """The prompt playground's permission (can_try_prompts); anonymous users go to the login page."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_try_prompts(request.user):
+            raise PermissionDenied("The prompt playground is for staff who may see prompt versions.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _draft_initial(request: HttpRequest) -> dict[str, Any]:
+    """What the playground's "Run over a dataset" sends (its draft, source, k and categories), or on a visit
+    the version of `?version=` (the active one by default)."""
+    if request.method == "POST":
+        fields = ("version", "system_template", "user_template", "source", "k")
+        initial: dict[str, Any] = {name: request.POST[name] for name in fields if request.POST.get(name)}
+        initial["categories"] = request.POST.getlist("categories")
+        return initial
+    versions = prompt_versions_for_tagging()
+    start = None
+    if request.GET.get("version", "").isdigit():
+        start = versions.filter(pk=int(request.GET["version"])).first()
+    start = start or prompt_version_active_row()
+    templates = start or prompt_version_active()
+    return {
+        "version": start,
+        "system_template": templates.system_template,
+        "user_template": templates.user_template,
+        "source": str(settings.LLM_DEFAULT_SOURCE),
+    }
+
+
+@prompts_tried_by
+@require_http_methods(["GET", "POST"])
+def draft_evaluation_new(request: HttpRequest) -> HttpResponse:
+    """Run a draft of the tagging prompt over labelled data as two evaluation jobs, the draft's and the active
+    version's; the playground's "Run over a dataset…" brings its draft here to choose the data."""
+    categories = [(c.slug, c.name) for c in categories_list(active_only=True)]
+    datasets = shared_datasets()
+    starting = request.method == "POST" and request.POST.get("action") == "start"
+    if starting:
+        form = DraftEvaluationForm(request.POST, request.FILES, categories=categories, datasets=datasets)
+    else:
+        form = DraftEvaluationForm(initial=_draft_initial(request), categories=categories, datasets=datasets)
+    if starting and form.is_valid():
+        parent = form.cleaned_data["version"]
+        try:
+            name, content = form.dataset(user=request.user)
+            started = draft_evaluation_start(
+                content=content,
+                name=name,
+                draft_system=form.cleaned_data["system_template"],
+                draft_user=form.cleaned_data["user_template"],
+                draft_label=f"draft from {parent.label}" if parent else "draft",
+                source=form.cleaned_data["source"],
+                k=form.cleaned_data["k"],
+                categories=form.cleaned_data["categories"] or None,
+                user=request.user,
+            )
+        except (DomainError, DatasetError) as exc:
+            form.add_error(None, getattr(exc, "message", str(exc)))
+        else:
+            evaluation_job_enqueue(job=started.active)
+            evaluation_job_enqueue(job=started.draft)
+            return redirect("evaluations:draft", job_id=started.draft.pk)
+    context = {"form": form, "datasets": datasets, "selection_max": LABELLED_SELECTION_MAX}
+    return render(request, "feedback/draft_evaluation_new.html", context, status=400 if form.errors else 200)
+
+
+@dataclass(frozen=True)
+class DraftSide:
+    job: EvaluationJob
+    progress: JobProgress
+    failures: list[EvaluationItem]
+    llm: dict[str, Any]
+
+    @property
+    def running(self) -> bool:
+        return self.job.status in (EvaluationJobStatus.QUEUED, EvaluationJobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class DraftMetricRow:
+    slug: str
+    draft: dict[str, float] | None
+    active: dict[str, float] | None
+    difference: str
+    tone: str
+
+
+def _draft_side(job: EvaluationJob) -> DraftSide:
+    failures = list(job.items.filter(ok=False).order_by("position")[:FAILURES_SHOWN])
+    llm = job.run.metrics.get("llm", {}) if job.run is not None else {}
+    return DraftSide(job=job, progress=evaluation_job_progress(job=job), failures=failures, llm=llm)
+
+
+def _draft_rows(
+    draft: EvaluationRun | None, active: EvaluationRun | None
+) -> tuple[list[DraftMetricRow], list[DraftMetricRow]]:
+    """Per category and overall: precision, recall and F1 of each side, and the draft's F1 minus the active one's."""
+    if draft is None and active is None:
+        return [], []
+    slugs = list(
+        dict.fromkeys([*(_category_slugs(draft) if draft else []), *(_category_slugs(active) if active else [])])
+    )
+
+    def scores(run: EvaluationRun | None, values: dict[str, Any] | None) -> dict[str, float] | None:
+        if run is None or values is None:
+            return None
+        return {key: float(values[key]) for key in ("precision", "recall", "f1")}
+
+    def row(slug: str, d: dict[str, float] | None, a: dict[str, float] | None) -> DraftMetricRow:
+        difference, tone = _difference(a["f1"] if a else None, d["f1"] if d else None)
+        return DraftMetricRow(slug=slug, draft=d, active=a, difference=difference, tone=tone)
+
+    rows = [
+        row(
+            slug,
+            scores(draft, draft.metrics["categories"].get(slug) if draft else None),
+            scores(active, active.metrics["categories"].get(slug) if active else None),
+        )
+        for slug in slugs
+    ]
+    overall = [
+        row(
+            "overall",
+            scores(draft, draft.metrics["overall"] if draft else None),
+            scores(active, active.metrics["overall"] if active else None),
+        )
+    ]
+    return rows, overall
+
+
+@prompts_tried_by
+@require_GET
+def draft_evaluation_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """A draft's evaluation beside the active version's on the same data: progress while they run, then
+    precision, recall and F1 per category, tokens, cost and latency per recipe, and the failures of each."""
+    jobs = EvaluationJob.objects.defer("dataset_content").select_related("run", "compared_with__run")
+    draft = get_object_or_404(jobs, pk=job_id, compared_with__isnull=False)
+    active = draft.compared_with
+    assert active is not None
+    rows, overall = _draft_rows(draft.run, active.run)
+    context = {
+        "draft": _draft_side(draft),
+        "active": _draft_side(active),
+        "rows": rows,
+        "overall": overall,
+    }
+    return render(request, "feedback/draft_evaluation_detail.html", context)

@@ -25,9 +25,10 @@ from tagging.services.config import (
     tagging_config_validate,
     user_or_none,
 )
+from tagging.services.judging import judge_source_check, run_judgeable_check
 from tagging.services.recipes import recipe_build
 from tagging.services.runs import BROKER_UNAVAILABLE, recipe_tag, run_create
-from tagging.tasks import job_dispatch_task, run_execute_task
+from tagging.tasks import job_dispatch_task, run_execute_task, run_judge_task
 
 logger = logging.getLogger(__name__)
 
@@ -198,3 +199,13 @@ def _job_enqueue(job: TaggingJob) -> None:
             TaggingRun.objects.filter(job=job).delete()
             job.delete()
         raise
+
+
+def run_judge_request(*, run: TaggingRun, source: str | None = None) -> str:
+    """Queue the LLM judge for `run`'s tags on the worker, asking `source` (None: the default), and return the
+    source's name. Raises RunNotJudgeable (409) for a run that has not succeeded, JudgeSourceUnknown for a
+    source that does not exist or cannot be asked, BrokerUnavailable (503) when the queue cannot be reached."""
+    run_judgeable_check(run=run)
+    name = judge_source_check(source=source)
+    task_enqueue(run_judge_task, run_id=run.pk, source=name)
+    return name

@@ -12,10 +12,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from autotagger.errors import DomainError
-from autotagger.permissions import can_activate_prompt_versions, can_save_prompt_versions, can_try_prompts
+from autotagger.permissions import (
+    can_activate_prompt_versions,
+    can_ask_judge,
+    can_save_prompt_versions,
+    can_try_prompts,
+)
+from autotagger.queue import BrokerUnavailable
 from prompts.models import PromptVersion
 from prompts.selectors import (
     llm_calls_of_run,
@@ -25,7 +31,7 @@ from prompts.selectors import (
 )
 from prompts.services import prompt_draft_save
 from prompts.sources import LLMError, llm_source_get, llm_sources_available
-from tagging.dispatch import recipe_tag_adhoc
+from tagging.dispatch import recipe_tag_adhoc, run_judge_request
 from tagging.forms import PromptPlaygroundForm, RecipeTagForm
 from tagging.selectors import jobs_recent, recipes_search, run_get, run_tags_by_category, runs_recent
 from tagging.services.config import TaggingError
@@ -100,8 +106,31 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "groups": groups,
         "timings": timings,
         "llm_calls": llm_calls_of_run(run_id=run.pk),
+        "can_judge": can_ask_judge(request.user),
+        "judge_sources": llm_sources_available() if can_ask_judge(request.user) else [],
+        "default_source": str(settings.LLM_DEFAULT_SOURCE),
     }
     return render(request, "tagging/run_detail.html", context)
+
+
+@login_required
+@require_POST
+def run_judge(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Queue the LLM judge about the run's tags, with the source chosen on the run page."""
+    run = run_get(run_id=run_id, user=request.user)
+    if run is None:
+        raise Http404("No such tagging run.")
+    if not can_ask_judge(request.user):
+        raise PermissionDenied("Asking the LLM judge needs the permission to add tag judgements.")
+    try:
+        source = run_judge_request(run=run, source=request.POST.get("source") or None)
+    except (DomainError, BrokerUnavailable) as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"The LLM judge ({source}) is asked about this run's tags; reload to see its verdicts."
+        )
+    return redirect("dashboard:run-detail", run_id=run.pk)
 
 
 def _playground_initial(request: HttpRequest, start: PromptVersion | None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ ROUTE_SCOPES = {
     "api-recipe-tag": "tag",
     "api-recipes-tag-batch": "jobs",
     "api-recipes-import": "import",
+    "api-run-judge": "llm",  # every judgement is a call to the model
 }
 # Tagging requests with one of these strategies call the LLM: they count against `llm` instead of `tag`.
 LLM_STRATEGIES = frozenset({"llm", "hybrid"})

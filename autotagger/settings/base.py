@@ -408,6 +408,8 @@ LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)
 # recipes per task, so a restarted worker loses at most one chunk's calls and resumes where it stopped.
 EVALUATION_LLM_CONCURRENCY = env.int("EVALUATION_LLM_CONCURRENCY", default=4)
 EVALUATION_CHUNK_SIZE = env.int("EVALUATION_CHUNK_SIZE", default=20)
+# The labelled datasets the prompt playground offers to run a draft over (*.jsonl; none when the folder is missing).
+EVALUATION_DATASETS_DIR = Path(env.str("EVALUATION_DATASETS_DIR", default=str(BASE_DIR.parent / "shared" / "datasets")))
 
 # Seconds a refit of the learned tagger waits after a change of gold labels (each change restarts it).
 TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", default=30.0)

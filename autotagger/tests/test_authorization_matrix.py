@@ -109,6 +109,15 @@ MATRIX: list[tuple[str, str, Any, bool, dict[str, Cell]]] = [
     ("PATCH", "/api/v1/jobs/{job}", {}, False, _row(401, *[405] * 6)),
     ("GET", "/api/v1/runs/{run}", None, False, _row(401, 200, 404, 200, 404, 200, 200)),
     ("DELETE", "/api/v1/runs/{run}", None, False, _row(401, *[405] * 6)),
+    # Asking the judge needs the permission to add verdicts, which only the superuser has here; the source is
+    # checked after who may ask, so the superuser gets the unknown source's 400 and nothing reaches a model.
+    (
+        "POST",
+        "/api/v1/runs/{run}/judge",
+        {"source": "matrix-no-such-source"},
+        False,
+        _row(401, 403, 404, 403, 404, 403, Cell(400, code="llm_not_configured")),
+    ),
     (
         "POST",
         "/api/v1/tag",
@@ -136,6 +145,7 @@ PAGES: list[tuple[str, dict[str, Cell]]] = [
     ("/evaluations/", _row(302, 403, 403, 403, 200, 200, 200)),
     # Staff with a permission on prompt versions (this staff has none of them).
     ("/prompts/playground/", _row(302, 403, 403, 403, 403, 403, 200)),
+    ("/evaluations/drafts/", _row(302, 403, 403, 403, 403, 403, 200)),
 ]
 
 

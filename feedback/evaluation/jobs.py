@@ -30,6 +30,7 @@ from feedback.evaluation.provenance import code_version
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
 from feedback.training import labelled_data
 from prompts.gateway import llm_call_budget_seconds
+from prompts.rendering import PromptTemplates
 from prompts.selectors import prompt_version_active
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import Strategy
@@ -86,10 +87,13 @@ def evaluation_job_start(
     k: int,
     categories: list[str] | None,
     user: AbstractBaseUser | AnonymousUser | None = None,
+    prompt: PromptTemplates | None = None,
+    compared_with: EvaluationJob | None = None,
 ) -> EvaluationJob:
     """Check the request and store a queued job (the caller enqueues it, or runs it with
-    `evaluation_job_run_here`). Raises EvaluationError naming what is wrong (nothing is stored), DatasetError
-    for a file that is no labelled dataset."""
+    `evaluation_job_run_here`), asking with `prompt` (None: the active version now, kept for the whole job).
+    Raises EvaluationError naming what is wrong (nothing is stored), DatasetError for a file that is no
+    labelled dataset."""
     if strategy not in LLM_STRATEGIES:
         raise EvaluationError(
             f"An evaluation job runs the strategies that ask a model ({', '.join(LLM_STRATEGIES)}), not {strategy!r}."
@@ -121,7 +125,13 @@ def evaluation_job_start(
         ) from exc
     except TaggingError as exc:
         raise EvaluationError(exc.message, details=exc.details) from exc
+    prompt = prompt or prompt_version_active()
     return EvaluationJob.objects.create(
+        prompt_label=prompt.label,
+        prompt_version_id=prompt.version_id,
+        system_template=prompt.system_template,
+        user_template=prompt.user_template,
+        compared_with=compared_with,
         dataset=dataset.name,
         dataset_sha256=dataset.sha256,
         dataset_content=content,
@@ -186,6 +196,19 @@ def _lease_renew(job_id: int) -> None:
     EvaluationJob.objects.filter(pk=job_id).update(lease_until=timezone.now() + _lease())
 
 
+def job_prompt(*, job: EvaluationJob) -> PromptTemplates:
+    """The templates the job asks with: those it recorded when it started (the active version for a job from
+    before prompts were recorded)."""
+    if not job.system_template:
+        return prompt_version_active()
+    return PromptTemplates(
+        label=job.prompt_label,
+        system_template=job.system_template,
+        user_template=job.user_template,
+        version_id=job.prompt_version_id,
+    )
+
+
 def _dataset(job: EvaluationJob) -> Dataset:
     return dataset_parse(name=job.dataset, lines=bytes(job.dataset_content).splitlines(keepends=True))
 
@@ -207,11 +230,12 @@ def _ask(
     config: TaggingConfig,
     requests: Sequence[CategoryRequest],
     source: LLMSourceConfig,
+    prompt: PromptTemplates,
 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, Any], float, str]:
     started = time.perf_counter()
     try:
         predicted, stats = text_predict_with_llm(
-            text=recipe.text, embedding=embedding, config=config, requests=requests, source=source
+            text=recipe.text, embedding=embedding, config=config, requests=requests, source=source, prompt=prompt
         )
         return predicted, stats, (time.perf_counter() - started) * 1000, ""
     except LLMError as exc:
@@ -286,6 +310,7 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
             source = llm_source_resolve(config=config)
         except TaggingError as exc:
             raise EvaluationError(f"The evaluation can no longer run: {exc.message}") from exc
+        prompt = job_prompt(job=job)
         recipes = [dataset.recipes[i] for i in pending]
         embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in recipes])
         keys = [
@@ -296,6 +321,7 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
                 config=config,
                 requests=requests,
                 source=source,
+                prompt=prompt,
             )
             for r in recipes
         ]
@@ -311,7 +337,9 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
                 _store(job, answer, cached=True)
             else:
                 to_ask.append((position, recipe, embedding, key))
-        _ask_all(job, to_ask, config, requests, source, progress, already=len(done) + len(pending) - len(to_ask))
+        _ask_all(
+            job, to_ask, config, requests, source, prompt, progress, already=len(done) + len(pending) - len(to_ask)
+        )
         done.update(pending)
     if progress is not None:
         progress(len(done), job.total)
@@ -327,6 +355,7 @@ def _ask_all(
     config: TaggingConfig,
     requests: Sequence[CategoryRequest],
     source: LLMSourceConfig,
+    prompt: PromptTemplates,
     progress: Progress | None,
     *,
     already: int,
@@ -335,7 +364,7 @@ def _ask_all(
     answered = already
     if workers == 1:
         for position, recipe, embedding, key in to_ask:
-            predicted, stats, latency, error = _ask(recipe, embedding, config, requests, source)
+            predicted, stats, latency, error = _ask(recipe, embedding, config, requests, source, prompt)
             _store(job, _Answer(position, recipe, key, predicted, stats, latency, error), cached=False)
             answered += 1
             if progress is not None:
@@ -343,7 +372,7 @@ def _ask_all(
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluation") as pool:
         futures = {
-            pool.submit(_ask_in_thread, recipe, embedding, config, requests, source): (position, recipe, key)
+            pool.submit(_ask_in_thread, recipe, embedding, config, requests, source, prompt): (position, recipe, key)
             for position, recipe, embedding, key in to_ask
         }
         for future in as_completed(futures):
@@ -403,7 +432,7 @@ def _finish(job: EvaluationJob, dataset: Dataset) -> None:
                 "source": job.source,
                 "job": job.pk,
             },
-            prompt_version=prompt_version_active().label,
+            prompt_version=job_prompt(job=job).label,
             code_version=code_version(),
             metrics=result.as_json(),
             recipes=result.recipes,

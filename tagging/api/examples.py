@@ -118,3 +118,18 @@ JOB_REQUEST = OpenApiExample(
     value={"strategy": "hybrid", "k": 3, "filter": {"source": "catalogue", "untagged": True}},
     request_only=True,
 )
+
+JUDGE_REQUEST = OpenApiExample("Judge with a named source", value={"source": "gemma"}, request_only=True)
+
+JUDGE_QUEUED = OpenApiExample(
+    "The judge is queued",
+    value={
+        "run_id": 42,
+        "source": "gemma",
+        "status": "queued",
+        "run_url": "/api/v1/runs/42",
+        "page_url": "/runs/42/",
+    },
+    response_only=True,
+    status_codes=["202"],
+)

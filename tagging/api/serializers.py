@@ -314,3 +314,20 @@ class TaggingJobSerializer(serializers.Serializer):
     percent = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["running", "finished"])
     created_at = serializers.DateTimeField()
+
+
+class RunJudgeRequestSerializer(serializers.Serializer):
+    source = StrictSlugField(  # type: ignore[assignment]  # a field named "source", as DRF allows
+        required=False,
+        allow_null=True,
+        max_length=50,
+        help_text="The LLM source to judge with (staff manage them in admin); the default source when omitted.",
+    )
+
+
+class RunJudgeQueuedSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField(help_text="The run whose tags the judge rates.")
+    source = serializers.CharField(help_text="The LLM source that will judge.")  # type: ignore[assignment]
+    status = serializers.CharField(help_text="Always `queued`: the judge runs on the worker.")
+    run_url = serializers.CharField(help_text="Poll this: each tag's `judgements` fill in once the judge answered.")
+    page_url = serializers.CharField(help_text="The run's page, which shows each tag's verdict.")

@@ -7,6 +7,7 @@ from tagging.api.views import (
     RecipesTagJobView,
     RecipeTagView,
     RunDetailView,
+    RunJudgeView,
     TagView,
 )
 
@@ -18,4 +19,5 @@ urlpatterns = [
     path("recipes/<int:recipe_id>", RecipeDetailView.as_view(), name="api-recipe"),
     path("recipes/<int:recipe_id>/tag", RecipeTagView.as_view(), name="api-recipe-tag"),
     path("runs/<int:run_id>", RunDetailView.as_view(), name="api-run"),
+    path("runs/<int:run_id>/judge", RunJudgeView.as_view(), name="api-run-judge"),
 ]

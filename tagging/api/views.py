@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -11,7 +12,7 @@ from rest_framework.views import APIView
 
 from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
-from autotagger.permissions import IsOwnerOrHasModelPermission
+from autotagger.permissions import IsOwnerOrHasModelPermission, can_ask_judge
 from tagging.api import examples
 from tagging.api.serializers import (
     JobRequestSerializer,
@@ -21,11 +22,13 @@ from tagging.api.serializers import (
     RecipeSerializer,
     RecipeTagRequestSerializer,
     RecipeUpdateSerializer,
+    RunJudgeQueuedSerializer,
+    RunJudgeRequestSerializer,
     TaggingJobSerializer,
     TaggingRunSerializer,
     TagRequestSerializer,
 )
-from tagging.dispatch import recipe_tag_adhoc, recipe_tag_request, recipes_tag_job
+from tagging.dispatch import recipe_tag_adhoc, recipe_tag_request, recipes_tag_job, run_judge_request
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
 from tagging.selectors import job_get, job_progress, recipe_get, recipe_latest_run, recipes_list, run_get
 from tagging.services.recipes import recipe_create, recipe_delete, recipe_update
@@ -246,6 +249,49 @@ class RunDetailView(APIView):
         if run is None:
             raise NotFound(f"No tagging run with id {run_id}.")
         return Response(TaggingRunSerializer(run).data)
+
+
+class RunJudgeView(APIView):
+    @extend_schema(
+        operation_id="runs_judge",
+        summary="Ask the LLM judge about a run's tags",
+        description=(
+            "Queues the LLM judge on the worker: it rates each tag of the run relevant, partly or not relevant, "
+            "with a short reason. 202 with where to look: the run's `judgements` (per tag) fill in once it "
+            "answered. Needs the permission to add verdicts (403 otherwise); 409 `run_not_succeeded` for a run "
+            "without tags yet; 400 `llm_not_configured` for a source that does not exist or cannot be asked."
+        ),
+        request=RunJudgeRequestSerializer,
+        responses={
+            202: RunJudgeQueuedSerializer,
+            **ERRORS,
+            403: OpenApiResponse(ErrorSerializer, description="You may read the run but not ask for verdicts"),
+            **NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="The run has not succeeded (`run_not_succeeded`)"),
+            503: ErrorSerializer,
+        },
+        examples=[examples.JUDGE_REQUEST, examples.JUDGE_QUEUED],
+        tags=["tagging"],
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        run = run_get(run_id=run_id, user=request.user)
+        if run is None:
+            raise NotFound(f"No tagging run with id {run_id}.")
+        if not can_ask_judge(request.user):
+            raise PermissionDenied("Asking the LLM judge needs the permission to add tag judgements.")
+        serializer = RunJudgeRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        source = run_judge_request(run=run, source=serializer.validated_data.get("source"))
+        data = RunJudgeQueuedSerializer(
+            {
+                "run_id": run.pk,
+                "source": source,
+                "status": "queued",
+                "run_url": f"/api/v1/runs/{run.pk}",
+                "page_url": reverse("dashboard:run-detail", kwargs={"run_id": run.pk}),
+            }
+        ).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/runs/{run.pk}"})
 
 
 def _job_data(job: TaggingJob) -> dict[str, object]:

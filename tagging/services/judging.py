@@ -26,12 +26,25 @@ from prompts.judging import (
 from prompts.models import PromptPurpose
 from prompts.rendering import PromptTemplates, schema_within_limits
 from prompts.selectors import prompt_version_active
-from prompts.sources import LLMSourceConfig, llm_source_get
+from prompts.sources import LLMNotConfigured, LLMSourceConfig, llm_source_get
 from tagging.models import RunStatus, TagAssignment, TaggingRun, TagJudgement
 
 
 class JudgeError(DomainError):
     code = "judge_invalid"
+
+
+class RunNotJudgeable(JudgeError):
+    """The run has not succeeded: it has no tags to judge (yet)."""
+
+    code = "run_not_succeeded"
+    status = 409
+
+
+class JudgeSourceUnknown(JudgeError):
+    """No active LLM source has the name asked for (the answer names no other source)."""
+
+    code = "llm_not_configured"
 
 
 @dataclass(frozen=True)
@@ -77,13 +90,30 @@ def tags_judge(
     return shuffled, judge_reply_validate(data=result.data, tags=shuffled), result.attempts
 
 
+def run_judgeable_check(*, run: TaggingRun) -> None:
+    """Raise RunNotJudgeable unless `run` has succeeded."""
+    if run.status != RunStatus.SUCCEEDED:
+        raise RunNotJudgeable(
+            f"Run {run.pk} has not succeeded ({run.status}): it has no tags to judge yet.",
+            details={"run": run.pk, "status": run.status},
+        )
+
+
+def judge_source_check(*, source: str | None) -> str:
+    """The name of the source the judge would ask (None: the default); raises JudgeSourceUnknown when there is
+    no such active source, or it is not configured, saying why."""
+    try:
+        return llm_source_get(name=source).name
+    except LLMNotConfigured as exc:
+        raise JudgeSourceUnknown(f"The LLM judge cannot ask it: {exc.message}", details=exc.details) from exc
+
+
 def run_judge(*, run: TaggingRun, source: str | None = None) -> JudgeResult:
     """Ask the LLM `source` (None: the default source) to judge every tag `run` suggested, and store a
     TagJudgement per tag that got a verdict (replacing an earlier one of the same prompt version and source).
-    A run without tags is not sent. Raises JudgeError for a run that has not succeeded, LLMError (from
+    A run without tags is not sent. Raises RunNotJudgeable for a run that has not succeeded, LLMError (from
     prompts.sources and prompts.gateway) when the model gives no usable answer."""
-    if run.status != RunStatus.SUCCEEDED:
-        raise JudgeError(f"Run {run.pk} has not succeeded ({run.status}): it has no tags to judge yet.")
+    run_judgeable_check(run=run)
     config = llm_source_get(name=source)
     templates = prompt_version_active(purpose=PromptPurpose.JUDGING)
     seed = run.pk

@@ -61,7 +61,10 @@ def llm_cache_key(
     prompt: PromptTemplates | None = None,
 ) -> str:
     """What decides an llm or hybrid answer, hashed: the same key asks the model the same question. The
-    prompt is the version asked with (`prompt`, by default the active one): activating another changes it."""
+    prompt is the version asked with (`prompt`, by default the active one): activating another changes it. A
+    stored version's templates never change (a database trigger), so its id says what it asks; templates
+    without one (a playground draft, the built-in prompt) are keyed by their text, so that two drafts under
+    the same label never share answers."""
     prompt = prompt or prompt_version_active()
     parts = {
         "content": content_hash,
@@ -88,6 +91,9 @@ def llm_cache_key(
         if config.strategy == Strategy.HYBRID
         else None,
     }
+    if prompt.version_id is None:
+        # Added only here: the keys of stored versions stay what they were before drafts were evaluated.
+        parts["templates"] = hashlib.sha256(f"{prompt.system_template}\0{prompt.user_template}".encode()).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -221,10 +227,11 @@ def text_predict_with_llm(
     config: TaggingConfig,
     requests: Sequence[CategoryRequest],
     source: LLMSourceConfig,
+    prompt: PromptTemplates | None = None,
 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, Any]]:
     """What the llm or hybrid strategy returns for `text` (category slug -> [(tag slug, score)], ingredient
-    rules applied) and the call's stats, with nothing stored: for evaluating the strategies as deployed.
-    Raises LLMError."""
+    rules applied) and the call's stats, with nothing stored: for evaluating the strategies as deployed, worded
+    by `prompt` (None: the active version). Raises LLMError."""
     content_hash = recipe_content_hash(title=text.title, ingredients=text.ingredients, instructions=text.instructions)
     output, stats = text_tag_with_llm(
         text=text,
@@ -235,6 +242,7 @@ def text_predict_with_llm(
         run_id=None,
         exclude_recipe_id=None,
         content_hash=content_hash,
+        prompt=prompt,
     )
     output_apply_rules(recipe=text, output=output, requests=requests)
     slugs = {r.category.pk: r.category.slug for r in requests}
