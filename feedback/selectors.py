@@ -3,9 +3,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, TypedDict
 
-from django.db.models import CharField, Count, F, Max, Q, Value
+from django.db.models import CharField, Count, F, Max, Q, QuerySet, Value
 from django.db.models.functions import Concat
 
 from feedback.models import Feedback, FeedbackDecision, GoldLabel
@@ -104,3 +105,64 @@ def feedback_acceptance(*, by: AcceptanceBy, prompt_version_id: int | None = Non
         Acceptance(key=str(r["key"]), accepted=r["accepted"], rejected=r["rejected"], added=r["added"]) for r in grouped
     ]
     return sorted(result, key=lambda a: (-a.reviewed, a.key))
+
+
+@dataclass(frozen=True)
+class FeedbackFilters:
+    """What GET /api/v1/feedback narrows the list by; None leaves a field unfiltered."""
+
+    recipe_id: int | None = None
+    run_id: int | None = None
+    category: str | None = None  # category slug
+    tag: str | None = None  # tag slug (with `category`, of that category)
+    decision: str | None = None
+    channel: str | None = None
+    strategy: str | None = None
+    prompt_version_id: int | None = None
+    reviewer: str | None = None  # username
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _feedback_listed() -> QuerySet[Feedback]:
+    """Feedback with what a listing shows of its tag, prompt version and reviewer, in one query."""
+    return Feedback.objects.select_related("tag__category", "prompt_version__prompt", "reviewer").only(
+        "id",
+        "recipe_id",
+        "run_id",
+        "decision",
+        "channel",
+        "score",
+        "strategy",
+        "created_at",
+        "tag__slug",
+        "tag__name",
+        "tag__category__slug",
+        "prompt_version__number",
+        "prompt_version__prompt__name",
+        "reviewer__username",
+    )
+
+
+def feedback_get_many(*, ids: Iterable[int]) -> list[Feedback]:
+    return list(_feedback_listed().filter(pk__in=list(ids)).order_by("id"))
+
+
+def feedback_list(*, filters: FeedbackFilters) -> QuerySet[Feedback]:
+    """Feedback newest first, narrowed by `filters`."""
+    rows = _feedback_listed()
+    exact = {
+        "recipe_id": filters.recipe_id,
+        "run_id": filters.run_id,
+        "tag__category__slug": filters.category,
+        "tag__slug": filters.tag,
+        "decision": filters.decision,
+        "channel": filters.channel,
+        "strategy": filters.strategy,
+        "prompt_version_id": filters.prompt_version_id,
+        "reviewer__username": filters.reviewer,
+        "created_at__gte": filters.since,
+        "created_at__lt": filters.until,
+    }
+    rows = rows.filter(**{lookup: value for lookup, value in exact.items() if value is not None})
+    return rows.order_by("-created_at", "-id")
