@@ -91,3 +91,14 @@ def test_the_import_answers_a_superuser_as_its_schema_declares(
     case.call_and_validate(
         headers={"Authorization": authorization}, excluded_checks=[negative_data_rejection] if per_recipe else None
     )
+
+
+@schema.include(operation_id="feedback_list").parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_the_feedback_list_answers_a_reviewer_as_its_schema_declares(
+    case: Any, api: None, reviewer: Any, api_client_for: Any
+) -> None:
+    # As a client allowed to read feedback (an app's token gets 403 before the query is read).
+    authorization = api_client_for(reviewer)._credentials["HTTP_AUTHORIZATION"]
+
+    case.call_and_validate(headers={"Authorization": authorization})

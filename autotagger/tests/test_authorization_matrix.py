@@ -33,6 +33,7 @@ STAFF_PERMISSIONS = (
     "tagging.view_taggingjob",
     "feedback.add_goldlabel",
     "feedback.delete_goldlabel",
+    "feedback.view_feedback",
 )
 A_TITLE = "Smoked paprika stew of client A"
 # The matrix's placeholders as the OpenAPI document names them.
@@ -123,6 +124,16 @@ MATRIX: list[tuple[str, str, Any, bool, dict[str, Cell]]] = [
         False,
         _row(401, 403, 403, 403, 403, 200, 200),
     ),
+    # Feedback on a run: its owner (a client), and curators who may read it (a client is refused once curators
+    # labelled the recipe: feedback/tests/test_api_run_feedback.py).
+    (
+        "POST",
+        "/api/v1/runs/{run}/feedback",
+        {"decisions": [{"category": "{category}", "tag": "{tag}", "decision": "accept"}]},
+        False,
+        _row(401, 201, 404, 201, 404, 201, 201),
+    ),
+    ("GET", "/api/v1/feedback", None, False, _row(401, 403, 403, 200, 403, 200, 200)),
     ("GET", "/api/v1/categories", None, False, _row(401, *[200] * 6)),
     ("GET", "/api/v1/categories/{category}", None, False, _row(401, *[200] * 6)),
     ("DELETE", "/api/v1/categories/{category}", None, False, _row(401, *[405] * 6)),
