@@ -1,8 +1,11 @@
-"""Gold labels in admin: read-only (they come from imports and review), plus the dataset upload page; and the
-evaluation runs, read-only, linking to their pages."""
+"""Gold labels in admin: read-only (they come from imports and review), plus the dataset upload page; the
+evaluation runs, read-only, linking to their pages; feedback, read-only, with its acceptance rates; and, on
+recipes, the export of their gold labels as fine-tuning data."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,14 @@ from django.utils.html import format_html
 
 from autotagger.permissions import can_import_recipes
 from autotagger.uploads import json_upload_load
+from feedback.finetune import TRAIN_FILE, VALIDATION_FILE, finetune_export_build
 from feedback.models import EvaluationRun, GoldLabel
 from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
+from tagging.admin import RecipeAdmin
+from tagging.models import Recipe
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
+FINETUNE_VALIDATION_SHARE = 0.1
 MAPPING_MAX_BYTES = 1024 * 1024
 ERRORS_SHOWN = 50
 
@@ -221,3 +228,34 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     @admin.display(description="Report")
     def page(self, run: EvaluationRun) -> str:
         return format_html('<a href="{}">View report</a>', run.get_absolute_url())
+
+
+class RecipeWithExportAdmin(RecipeAdmin):
+    """Tagging's recipe admin, plus an action of this app: gold labels live here, a layer above recipes."""
+
+    # Whatever actions tagging gives recipes, and this one.
+    actions = (*(RecipeAdmin.actions or ()), "export_finetune")  # type: ignore[misc]
+
+    @admin.action(
+        description="Export the selected recipes' gold labels as fine-tuning data (JSONL)", permissions=["view"]
+    )
+    def export_finetune(self, request: HttpRequest, queryset: QuerySet[Recipe]) -> HttpResponse | None:
+        export = finetune_export_build(recipes=queryset, validation_share=FINETUNE_VALIDATION_SHARE)
+        if not export.recipes:
+            self.message_user(
+                request,
+                "None of the selected recipes has a gold label of an active tag: nothing to export.",
+                messages.WARNING,
+            )
+            return None
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(TRAIN_FILE, "".join(f"{line}\n" for line in export.train))
+            archive.writestr(VALIDATION_FILE, "".join(f"{line}\n" for line in export.validation))
+        response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="finetune.zip"'
+        return response
+
+
+admin.site.unregister(Recipe)
+admin.site.register(Recipe, RecipeWithExportAdmin)

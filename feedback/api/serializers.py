@@ -102,7 +102,7 @@ class FeedbackDecisionInputSerializer(serializers.Serializer):
 
 
 class RunFeedbackRequestSerializer(serializers.Serializer):
-    decisions = FeedbackDecisionInputSerializer(
+    decisions = FeedbackDecisionInputSerializer(  # type: ignore[call-arg]  # ListSerializer's, absent from the stubs
         many=True, allow_empty=False, max_length=MAX_DECISIONS, help_text="One decision per tag."
     )
 
