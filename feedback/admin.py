@@ -21,7 +21,8 @@ from django.utils.html import format_html
 from autotagger.permissions import can_import_recipes
 from autotagger.uploads import json_upload_load
 from feedback.finetune import TRAIN_FILE, VALIDATION_FILE, finetune_export_build
-from feedback.models import EvaluationRun, GoldLabel
+from feedback.models import EvaluationRun, Feedback, GoldLabel
+from feedback.selectors import AcceptanceBy, feedback_acceptance
 from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
 from tagging.admin import RecipeAdmin
 from tagging.models import Recipe
@@ -228,6 +229,56 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     @admin.display(description="Report")
     def page(self, run: EvaluationRun) -> str:
         return format_html('<a href="{}">View report</a>', run.get_absolute_url())
+
+
+ACCEPTANCE_GROUPS: tuple[tuple[AcceptanceBy, str], ...] = (
+    ("category", "Category"),
+    ("strategy", "Strategy"),
+    ("prompt_version", "Prompt version"),
+    ("tag", "Tag"),
+)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Feedback is a record of what people decided: listed and filtered, never edited. Above the list, the
+    acceptance rates of the suggested tags per category, strategy, prompt version and tag."""
+
+    list_display = (
+        "created_at",
+        "recipe",
+        "tag",
+        "decision",
+        "channel",
+        "score",
+        "strategy",
+        "prompt_version",
+        "reviewer",
+    )
+    list_filter = ("decision", "channel", "strategy", "tag__category", "prompt_version")
+    list_select_related = ("recipe", "tag__category", "prompt_version__prompt", "reviewer")
+    search_fields = ("recipe__title", "tag__slug", "reviewer__username")
+    ordering = ("-created_at", "-id")
+    date_hierarchy = "created_at"
+    change_list_template = "admin/feedback/feedback/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
+        return super().get_queryset(request).defer("recipe__embedding", "tag__embedding")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A decision someone made stays on record; the gold labels it changed are corrected by reviewing again.
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        acceptance = [(label, feedback_acceptance(by=by)) for by, label in ACCEPTANCE_GROUPS]
+        extra_context = {**(extra_context or {}), "acceptance": acceptance}
+        return super().changelist_view(request, extra_context=extra_context)
 
 
 class RecipeWithExportAdmin(RecipeAdmin):

@@ -145,6 +145,7 @@ PAGES: list[tuple[str, dict[str, Cell]]] = [
     ("/", _row(302, SHOWN, NOT_SHOWN, SHOWN, NOT_SHOWN, SHOWN, SHOWN)),
     ("/runs/{run}/", _row(302, 200, 404, 200, 404, 200, 200)),
     ("/evaluations/", _row(302, 403, 403, 403, 200, 200, 200)),
+    ("/feedback/reviewers/", _row(302, 403, 403, 403, 200, 200, 200)),
     # Staff with a permission on prompt versions (this staff has none of them).
     ("/prompts/playground/", _row(302, 403, 403, 403, 403, 403, 200)),
 ]
