@@ -11,7 +11,12 @@ The API, the pages and the admin all ask here.
   else's are answered 404, as if they did not exist, so that ids reveal nothing.
 
 A gold-labelled recipe is changed or deleted only by curators (staff or reviewers), never by a client, even
-its owner: its labels are what the learned tagger is fitted on and scored against.
+its owner: its labels are what the learned tagger is fitted on and scored against. A client's feedback on its own
+runs (POST /api/v1/runs/{id}/feedback) is a source of gold labels like a review, but only while no curator has
+labelled or reviewed the recipe: from then on it would overrule them, and is refused the same way
+(feedback.services.client_feedback).
+
+Feedback (the decisions people made on tags) is read by reviewers and by staff with its view permission.
 
 This module is in the lowest layer: it knows users, groups and permission strings, never an app's models
 (an object is read through the `created_by_id` it carries and its `_meta`).
@@ -47,6 +52,7 @@ PROMPT_VERSION_VIEW = "prompts.view_promptversion"
 PROMPT_VERSION_ADD = "prompts.add_promptversion"
 PROMPT_VERSION_CHANGE = "prompts.change_promptversion"
 TAG_JUDGEMENT_ADD = "tagging.add_tagjudgement"
+FEEDBACK_VIEW = "feedback.view_feedback"
 
 
 def is_signed_in(user: User | None) -> bool:
@@ -125,6 +131,11 @@ def can_change_gold_labelled_recipes(user: User | None) -> bool:
     return is_staff(user) or is_reviewer(user)
 
 
+def can_read_all_feedback(user: User | None) -> bool:
+    """Every person's decisions on tags: reviewers (to see what the others decided) and staff who may view them."""
+    return is_reviewer(user) or (is_staff(user) and _has_any(user, FEEDBACK_VIEW))
+
+
 def can_import_recipes(user: User | None, *, create_taxonomy: bool = False) -> bool:
     perms = IMPORT_PERMISSIONS + (TAXONOMY_PERMISSIONS if create_taxonomy else ())
     return is_signed_in(user) and user.has_perms(perms)  # type: ignore[union-attr]
@@ -170,3 +181,10 @@ class CanImportRecipes(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return can_import_recipes(request.user)
+
+
+class CanReadAllFeedback(BasePermission):
+    message = "Reading feedback needs the reviewers group or staff with the permission to view feedback."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return can_read_all_feedback(request.user)

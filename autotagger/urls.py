@@ -18,6 +18,7 @@ urlpatterns = [
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path("evaluations/", include("feedback.urls")),
     path("prompts/", include("feedback.version_urls")),
+    path("feedback/reviewers/", include("feedback.reviewer_urls")),
     path("", include("tagging.urls")),
 ]
 

@@ -1,8 +1,11 @@
-"""Gold labels in admin: read-only (they come from imports and review), plus the dataset upload page; and the
-evaluation runs, read-only, linking to their pages."""
+"""Gold labels in admin: read-only (they come from imports and review), plus the dataset upload page; the
+evaluation runs, read-only, linking to their pages; feedback, read-only, with its acceptance rates; and, on
+recipes, the export of their gold labels as fine-tuning data."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,15 @@ from django.utils.html import format_html
 
 from autotagger.permissions import can_import_recipes
 from autotagger.uploads import json_upload_load
-from feedback.models import EvaluationRun, GoldLabel
+from feedback.finetune import TRAIN_FILE, VALIDATION_FILE, finetune_export_build
+from feedback.models import EvaluationRun, Feedback, GoldLabel
+from feedback.selectors import AcceptanceBy, feedback_acceptance
 from feedback.services.imports import ImportConfigError, ImportReport, recipes_import
+from tagging.admin import RecipeAdmin
+from tagging.models import Recipe
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
+FINETUNE_VALIDATION_SHARE = 0.1
 MAPPING_MAX_BYTES = 1024 * 1024
 ERRORS_SHOWN = 50
 
@@ -221,3 +229,84 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     @admin.display(description="Report")
     def page(self, run: EvaluationRun) -> str:
         return format_html('<a href="{}">View report</a>', run.get_absolute_url())
+
+
+ACCEPTANCE_GROUPS: tuple[tuple[AcceptanceBy, str], ...] = (
+    ("category", "Category"),
+    ("strategy", "Strategy"),
+    ("prompt_version", "Prompt version"),
+    ("tag", "Tag"),
+)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Feedback is a record of what people decided: listed and filtered, never edited. Above the list, the
+    acceptance rates of the suggested tags per category, strategy, prompt version and tag."""
+
+    list_display = (
+        "created_at",
+        "recipe",
+        "tag",
+        "decision",
+        "channel",
+        "score",
+        "strategy",
+        "prompt_version",
+        "reviewer",
+    )
+    list_filter = ("decision", "channel", "strategy", "tag__category", "prompt_version")
+    list_select_related = ("recipe", "tag__category", "prompt_version__prompt", "reviewer")
+    search_fields = ("recipe__title", "tag__slug", "reviewer__username")
+    ordering = ("-created_at", "-id")
+    date_hierarchy = "created_at"
+    change_list_template = "admin/feedback/feedback/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
+        return super().get_queryset(request).defer("recipe__embedding", "tag__embedding")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A decision someone made stays on record; the gold labels it changed are corrected by reviewing again.
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        acceptance = [(label, feedback_acceptance(by=by)) for by, label in ACCEPTANCE_GROUPS]
+        extra_context = {**(extra_context or {}), "acceptance": acceptance}
+        return super().changelist_view(request, extra_context=extra_context)
+
+
+class RecipeWithExportAdmin(RecipeAdmin):
+    """Tagging's recipe admin, plus an action of this app: gold labels live here, a layer above recipes."""
+
+    # Whatever actions tagging gives recipes, and this one.
+    actions = (*(RecipeAdmin.actions or ()), "export_finetune")  # type: ignore[misc]
+
+    @admin.action(
+        description="Export the selected recipes' gold labels as fine-tuning data (JSONL)", permissions=["view"]
+    )
+    def export_finetune(self, request: HttpRequest, queryset: QuerySet[Recipe]) -> HttpResponse | None:
+        export = finetune_export_build(recipes=queryset, validation_share=FINETUNE_VALIDATION_SHARE)
+        if not export.recipes:
+            self.message_user(
+                request,
+                "None of the selected recipes has a gold label of an active tag: nothing to export.",
+                messages.WARNING,
+            )
+            return None
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(TRAIN_FILE, "".join(f"{line}\n" for line in export.train))
+            archive.writestr(VALIDATION_FILE, "".join(f"{line}\n" for line in export.validation))
+        response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="finetune.zip"'
+        return response
+
+
+admin.site.unregister(Recipe)
+admin.site.register(Recipe, RecipeWithExportAdmin)

@@ -1,5 +1,5 @@
 """Staff pages of evaluation runs: the list, one run's report, two runs side by side, and evaluation jobs of
-the strategies that ask a model (started here, followed with a progress bar)."""
+the strategies that ask a model (started here, followed with a progress bar); and the reviewers' activity."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from feedback.evaluation.jobs import (
     evaluation_jobs_recent,
 )
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
+from feedback.selectors import ReviewerActivity, reviewer_activity, reviewer_disagreements
 from feedback.services.draft_evaluation import (
     LABELLED_SELECTION_MAX,
     draft_evaluation_start,
@@ -677,3 +678,49 @@ def draft_evaluation_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "overall": overall,
     }
     return render(request, "feedback/draft_evaluation_detail.html", context)
+
+
+ACTIVITY_DAYS = 14
+DISAGREEMENTS_SHOWN = 100
+# The per-day chart of each reviewer, in SVG user units.
+DAY_BAR_WIDTH, DAY_BAR_GAP, DAY_CHART_HEIGHT = 10, 2, 32
+
+
+@dataclass(frozen=True)
+class DayBar:
+    x: int
+    y: float
+    height: float
+    day: Any
+    count: int
+
+
+def _day_bars(activity: ReviewerActivity, *, most: int) -> list[DayBar]:
+    bars = []
+    for n, (day, count) in enumerate(activity.per_day):
+        height = DAY_CHART_HEIGHT * count / most if most else 0.0
+        bars.append(
+            DayBar(
+                x=n * (DAY_BAR_WIDTH + DAY_BAR_GAP), y=DAY_CHART_HEIGHT - height, height=height, day=day, count=count
+            )
+        )
+    return bars
+
+
+@staff_required
+@require_GET
+def reviewer_activity_page(request: HttpRequest) -> HttpResponse:
+    """Who reviews how much, and where reviewers disagree about a recipe's tag."""
+    activities = reviewer_activity(days=ACTIVITY_DAYS)
+    most = max((count for a in activities for _, count in a.per_day), default=0)
+    context = {
+        "rows": [(activity, _day_bars(activity, most=most)) for activity in activities],
+        "days": ACTIVITY_DAYS,
+        "chart_width": ACTIVITY_DAYS * (DAY_BAR_WIDTH + DAY_BAR_GAP) - DAY_BAR_GAP,
+        "chart_height": DAY_CHART_HEIGHT,
+        "bar_width": DAY_BAR_WIDTH,
+        "most": most,
+        "disagreements": reviewer_disagreements(limit=DISAGREEMENTS_SHOWN),
+        "disagreements_shown": DISAGREEMENTS_SHOWN,
+    }
+    return render(request, "feedback/reviewers.html", context)

@@ -22,6 +22,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +92,45 @@ def test_the_import_answers_a_superuser_as_its_schema_declares(
     case.call_and_validate(
         headers={"Authorization": authorization}, excluded_checks=[negative_data_rejection] if per_recipe else None
     )
+
+
+@schema.include(operation_id="feedback_list").parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_the_feedback_list_answers_a_reviewer_as_its_schema_declares(
+    case: Any, api: None, reviewer: Any, api_client_for: Any
+) -> None:
+    # As a client allowed to read feedback (an app's token gets 403 before the query is read).
+    authorization = api_client_for(reviewer)._credentials["HTTP_AUTHORIZATION"]
+
+    case.call_and_validate(headers={"Authorization": authorization})
+
+
+@pytest.fixture
+def own_run(api_client_user: Any, taxonomy: dict[str, Any]) -> Any:
+    from tagging.models import RunStatus, TagAssignment, TaggingRun
+    from tagging.services.recipes import recipe_create
+    from taxonomy.models import Tag
+
+    recipe = recipe_create(title="Miso soup", ingredients=["miso", "tofu"], instructions="", created_by=api_client_user)
+    run = TaggingRun.objects.create(
+        recipe=recipe, strategy="similarity", status=RunStatus.SUCCEEDED, created_by=api_client_user
+    )
+    TagAssignment.objects.create(
+        run=run, tag=Tag.objects.get(category__slug="cuisine", slug="japanese"), score=0.9, rank=1
+    )
+    return run
+
+
+@schema.include(operation_id="runs_feedback_create").parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_feedback_on_the_clients_own_run_answers_as_its_schema_declares(
+    case: Any, api: None, token_client: APIClient, own_run: Any
+) -> None:
+    # Generated run ids name no run of the client (404 before the body is read): the body is checked against a
+    # run it owns, unless the case is about an invalid path.
+    path = case.meta.components.get(ParameterLocation.PATH) if case.meta is not None else None
+    if path is None or path.mode.is_positive:
+        case.path_parameters = {**(case.path_parameters or {}), "run_id": own_run.pk}
+    authorization = token_client._credentials["HTTP_AUTHORIZATION"]
+
+    case.call_and_validate(headers={"Authorization": authorization})

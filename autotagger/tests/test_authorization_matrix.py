@@ -33,6 +33,7 @@ STAFF_PERMISSIONS = (
     "tagging.view_taggingjob",
     "feedback.add_goldlabel",
     "feedback.delete_goldlabel",
+    "feedback.view_feedback",
 )
 A_TITLE = "Smoked paprika stew of client A"
 # The matrix's placeholders as the OpenAPI document names them.
@@ -132,6 +133,16 @@ MATRIX: list[tuple[str, str, Any, bool, dict[str, Cell]]] = [
         False,
         _row(401, 403, 403, 403, 403, 200, 200),
     ),
+    # Feedback on a run: its owner (a client), and curators who may read it (a client is refused once curators
+    # labelled the recipe: feedback/tests/test_api_run_feedback.py).
+    (
+        "POST",
+        "/api/v1/runs/{run}/feedback",
+        {"decisions": [{"category": "{category}", "tag": "{tag}", "decision": "accept"}]},
+        False,
+        _row(401, 201, 404, 201, 404, 201, 201),
+    ),
+    ("GET", "/api/v1/feedback", None, False, _row(401, 403, 403, 200, 403, 200, 200)),
     ("GET", "/api/v1/categories", None, False, _row(401, *[200] * 6)),
     ("GET", "/api/v1/categories/{category}", None, False, _row(401, *[200] * 6)),
     ("DELETE", "/api/v1/categories/{category}", None, False, _row(401, *[405] * 6)),
@@ -143,6 +154,7 @@ PAGES: list[tuple[str, dict[str, Cell]]] = [
     ("/", _row(302, SHOWN, NOT_SHOWN, SHOWN, NOT_SHOWN, SHOWN, SHOWN)),
     ("/runs/{run}/", _row(302, 200, 404, 200, 404, 200, 200)),
     ("/evaluations/", _row(302, 403, 403, 403, 200, 200, 200)),
+    ("/feedback/reviewers/", _row(302, 403, 403, 403, 200, 200, 200)),
     # Staff with a permission on prompt versions (this staff has none of them).
     ("/prompts/playground/", _row(302, 403, 403, 403, 403, 403, 200)),
     ("/evaluations/drafts/", _row(302, 403, 403, 403, 403, 403, 200)),

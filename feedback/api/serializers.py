@@ -1,12 +1,16 @@
-"""Input and output of POST /api/v1/recipes/import."""
+"""Input and output of POST /api/v1/recipes/import, POST /api/v1/runs/{id}/feedback and GET /api/v1/feedback."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from autotagger.api.fields import QueryBooleanField, StrictBooleanField, StrictCharField
+from autotagger.api.fields import QueryBooleanField, StrictBooleanField, StrictCharField, StrictSlugField
+from feedback.models import FeedbackChannel, FeedbackDecision
 from feedback.services.imports import ImportReport
+from tagging.models import Strategy
 
 
 class ImportRecipeSerializer(serializers.Serializer):
@@ -81,3 +85,72 @@ class RecipeImportReportSerializer(serializers.Serializer):
     @extend_schema_field(ImportLineErrorSerializer(many=True))
     def get_errors(self, report: ImportReport) -> list[dict[str, object]]:
         return [{"line": line, "message": message} for line, message in report.errors]
+
+
+# POST /api/v1/runs/{id}/feedback and GET /api/v1/feedback.
+
+MAX_DECISIONS = 500
+
+
+class FeedbackDecisionInputSerializer(serializers.Serializer):
+    category = StrictSlugField(help_text="The tag's category slug, as in a run's `categories`.")
+    tag = StrictSlugField(help_text="The tag's slug within that category.")
+    decision = serializers.ChoiceField(
+        choices=FeedbackDecision.choices,
+        help_text="`accept` or `reject` a tag the run suggested; `add` an active tag it did not suggest.",
+    )
+
+
+class RunFeedbackRequestSerializer(serializers.Serializer):
+    decisions = FeedbackDecisionInputSerializer(  # type: ignore[call-arg]  # ListSerializer's, absent from the stubs
+        many=True, allow_empty=False, max_length=MAX_DECISIONS, help_text="One decision per tag."
+    )
+
+
+class FeedbackItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    recipe_id = serializers.IntegerField()
+    run_id = serializers.IntegerField(allow_null=True, help_text="Null for a run since deleted.")
+    category = serializers.CharField(source="tag.category.slug")
+    tag = serializers.CharField(source="tag.slug")
+    tag_name = serializers.CharField(source="tag.name")
+    decision = serializers.ChoiceField(choices=FeedbackDecision.choices)
+    channel = serializers.ChoiceField(choices=FeedbackChannel.choices)
+    score = serializers.FloatField(allow_null=True, help_text="The run's score for the tag; null for an added tag.")
+    strategy = serializers.CharField(help_text="The run's strategy; empty without a run.")
+    prompt_version_id = serializers.IntegerField(allow_null=True)
+    prompt_version = serializers.CharField(
+        source="prompt_version.label", allow_null=True, help_text='The run\'s prompt version ("tagging-default v2").'
+    )
+    reviewer = serializers.CharField(source="reviewer.username", allow_null=True, help_text="Who decided.")
+    created_at = serializers.DateTimeField()
+
+
+class RunFeedbackResultSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    recipe_id = serializers.IntegerField()
+    feedback = FeedbackItemSerializer(many=True, help_text="What was recorded, one row per decision.")
+    gold_labels = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="The recipe's gold labels afterwards: category slug → tag slugs.",
+    )
+
+
+class FeedbackListQuerySerializer(serializers.Serializer):
+    recipe = serializers.IntegerField(required=False, min_value=1, help_text="Only this recipe's feedback.")
+    run = serializers.IntegerField(required=False, min_value=1, help_text="Only feedback on this run's tags.")
+    category = serializers.SlugField(required=False, help_text="Only tags of this category (slug).")
+    tag = serializers.SlugField(required=False, help_text="Only this tag (slug; with `category`, of that category).")
+    decision = serializers.ChoiceField(choices=FeedbackDecision.choices, required=False)
+    channel = serializers.ChoiceField(choices=FeedbackChannel.choices, required=False)
+    strategy = serializers.ChoiceField(choices=Strategy.choices, required=False)
+    prompt_version = serializers.IntegerField(required=False, min_value=1, help_text="A prompt version's id.")
+    reviewer = serializers.CharField(required=False, max_length=150, help_text="The reviewer's username.")
+    since = serializers.DateTimeField(required=False, help_text="Recorded at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="Recorded before this time.")
+    page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (20 per page).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be after `since`."]})
+        return attrs

@@ -1,4 +1,5 @@
-"""POST /api/v1/recipes/import: labelled recipe datasets in, as JSON lines or JSON."""
+"""POST /api/v1/recipes/import: labelled recipe datasets in, as JSON lines or JSON. POST /api/v1/runs/{id}/feedback:
+an app's users' decisions on a run's tags. GET /api/v1/feedback: every decision, for reviewers and staff."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -21,13 +24,20 @@ from autotagger.api.errors import PayloadTooLarge
 from autotagger.api.parsers import json_loads_checked
 from autotagger.api.query import query_validate
 from autotagger.api.schema import ErrorSerializer
-from autotagger.permissions import CanImportRecipes, can_import_recipes
+from autotagger.permissions import CanImportRecipes, CanReadAllFeedback, can_import_recipes
 from feedback.api.serializers import (
+    FeedbackItemSerializer,
+    FeedbackListQuerySerializer,
     RecipeImportOptionsSerializer,
     RecipeImportReportSerializer,
     RecipeImportRequestSerializer,
+    RunFeedbackRequestSerializer,
+    RunFeedbackResultSerializer,
 )
+from feedback.selectors import FeedbackFilters, feedback_get_many, feedback_list, gold_labels_by_recipe
+from feedback.services.client_feedback import NamedTagDecision, run_feedback_submit
 from feedback.services.imports import recipes_import
+from tagging.selectors import run_get
 
 
 def import_max_bytes() -> int:
@@ -186,3 +196,140 @@ class RecipeImportView(APIView):
 def _as_lines(recipes: list[Any]) -> list[str]:
     # Back to one line each, so that every recipe is checked the same way as a line of a file.
     return [json.dumps(recipe, ensure_ascii=False) for recipe in recipes]
+
+
+FEEDBACK_EXAMPLE_REQUEST = OpenApiExample(
+    "A user's opinion of three tags",
+    value={
+        "decisions": [
+            {"category": "cuisine", "tag": "italian", "decision": "accept"},
+            {"category": "dish_type", "tag": "soup", "decision": "reject"},
+            {"category": "dish_type", "tag": "pasta", "decision": "add"},
+        ]
+    },
+    request_only=True,
+)
+FEEDBACK_ITEM = {
+    "id": 301,
+    "recipe_id": 17,
+    "run_id": 42,
+    "category": "cuisine",
+    "tag": "italian",
+    "tag_name": "Italian",
+    "decision": "accept",
+    "channel": "api",
+    "score": 0.97,
+    "strategy": "llm",
+    "prompt_version_id": 3,
+    "prompt_version": "tagging-default v2",
+    "reviewer": "shop-app",
+    "created_at": "2026-11-29T12:00:00Z",
+}
+FEEDBACK_EXAMPLE_RESULT = OpenApiExample(
+    "Recorded",
+    value={
+        "run_id": 42,
+        "recipe_id": 17,
+        "feedback": [FEEDBACK_ITEM],
+        "gold_labels": {"cuisine": ["italian"], "dish_type": ["pasta"]},
+    },
+    response_only=True,
+    status_codes=["201"],
+)
+FEEDBACK_EXAMPLE_LIST = OpenApiExample(
+    "A page of feedback",
+    value={"count": 1, "next": None, "previous": None, "results": [FEEDBACK_ITEM]},
+    response_only=True,
+)
+
+
+class RunFeedbackView(APIView):
+    @extend_schema(
+        operation_id="runs_feedback_create",
+        summary="Record people's decisions on a run's tags",
+        description=(
+            "For apps that collect their own users' opinion of the tags: accept or reject tags the run suggested, "
+            "add active tags it missed, one decision per tag, each tag named by its category slug and its slug. "
+            "Recorded as feedback (channel `api`, the caller as reviewer); the recipe's gold labels follow in the "
+            "same transaction (accepted and added tags become labels, a rejected tag loses its label) and the "
+            "learned tagger refits shortly after. Only the caller's own runs (others are 404); a recipe that "
+            "curators (staff, reviewers) have labelled or reviewed is theirs to change: 403 `recipe_gold_labelled`. "
+            "A run that has not succeeded: 409 `run_not_succeeded`. A tag the taxonomy lacks: 400 `unknown_tag`; "
+            "a decision the run does not allow (accepting a tag it did not suggest, adding an inactive tag, two "
+            "decisions on one tag): 400 `review_invalid`."
+        ),
+        request=RunFeedbackRequestSerializer,
+        responses={
+            201: RunFeedbackResultSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer, description="Invalid decisions (`invalid`, `unknown_tag`, `review_invalid`)"
+            ),
+            401: OpenApiResponse(ErrorSerializer, description="No or invalid credentials"),
+            403: OpenApiResponse(
+                ErrorSerializer, description="Curators have labelled the recipe (`recipe_gold_labelled`)"
+            ),
+            404: OpenApiResponse(ErrorSerializer, description="No such run, or not one of yours"),
+            409: OpenApiResponse(ErrorSerializer, description="The run has not succeeded (`run_not_succeeded`)"),
+        },
+        examples=[FEEDBACK_EXAMPLE_REQUEST, FEEDBACK_EXAMPLE_RESULT],
+        tags=["feedback"],
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        run = run_get(run_id=run_id, user=request.user)
+        if run is None:
+            raise NotFound(f"No tagging run with id {run_id}.")
+        serializer = RunFeedbackRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rows = run_feedback_submit(
+            run=run,
+            decisions=[NamedTagDecision(**item) for item in serializer.validated_data["decisions"]],
+            user=request.user,
+        )
+        labels = gold_labels_by_recipe(recipe_ids=[run.recipe_id]).get(run.recipe_id, {})
+        result = {
+            "run_id": run.pk,
+            "recipe_id": run.recipe_id,
+            "feedback": feedback_get_many(ids=[row.pk for row in rows]),
+            "gold_labels": {category: sorted(slugs) for category, slugs in sorted(labels.items())},
+        }
+        return Response(RunFeedbackResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class FeedbackListView(APIView):
+    permission_classes = [IsAuthenticated, CanReadAllFeedback]
+    # Tells drf-spectacular the list is paginated ({count, next, previous, results}).
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="feedback_list",
+        summary="List people's decisions on tags",
+        description=(
+            "Every decision recorded by the review screen and the API, newest first, 20 a page. For reviewers and "
+            "for staff with the permission to view feedback; others get 403."
+        ),
+        parameters=[FeedbackListQuerySerializer],
+        responses={
+            200: FeedbackItemSerializer(many=True),
+            403: OpenApiResponse(ErrorSerializer, description="Neither a reviewer nor staff who may view feedback"),
+        },
+        examples=[FEEDBACK_EXAMPLE_LIST],
+        tags=["feedback"],
+    )
+    def get(self, request: Request) -> Response:
+        query = query_validate(request=request, serializer_class=FeedbackListQuerySerializer)
+        filters = FeedbackFilters(
+            recipe_id=query.get("recipe"),
+            run_id=query.get("run"),
+            category=query.get("category"),
+            tag=query.get("tag"),
+            decision=query.get("decision"),
+            channel=query.get("channel"),
+            strategy=query.get("strategy"),
+            prompt_version_id=query.get("prompt_version"),
+            reviewer=query.get("reviewer"),
+            since=query.get("since"),
+            until=query.get("until"),
+        )
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(feedback_list(filters=filters), request, view=self)
+        return paginator.get_paginated_response(FeedbackItemSerializer(page, many=True).data)
