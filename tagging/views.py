@@ -15,7 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from autotagger.errors import DomainError
-from autotagger.permissions import can_activate_prompt_versions, can_save_prompt_versions, can_try_prompts
+from autotagger.permissions import (
+    can_activate_prompt_versions,
+    can_change_gold_labelled_recipes,
+    can_save_prompt_versions,
+    can_try_prompts,
+)
 from prompts.models import PromptVersion
 from prompts.selectors import (
     llm_calls_of_run,
@@ -82,6 +87,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "jobs": jobs,
         "jobs_running": any(not progress.finished for _, progress in jobs),
         "examples": _demo_examples(),
+        "may_review": can_change_gold_labelled_recipes(request.user),
     }
     return render(request, "tagging/dashboard.html", context, status=status)
 
@@ -100,6 +106,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "groups": groups,
         "timings": timings,
         "llm_calls": llm_calls_of_run(run_id=run.pk),
+        "may_review": can_change_gold_labelled_recipes(request.user),
     }
     return render(request, "tagging/run_detail.html", context)
 
