@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -115,12 +115,12 @@ def _review_context(
         form = RecipeReviewForm(
             initial={"run": run.pk if run else None, "queue": _query(filters)}, groups=groups, addable=addable
         )
-    posted = form.data if form.is_bound else {}
+    posted = form.data if isinstance(form.data, QueryDict) else QueryDict()
     rows = [
         {"slug": g.slug, "name": g.name, "tags": [(t, posted.get(f"tag-{t.tag_id}", "")) for t in g.tags]}
         for g in groups
     ]
-    added = [value for value in posted.getlist("add") if value.strip()] if posted else []
+    added = [value for value in posted.getlist("add") if value.strip()]
     return {
         "recipe": recipe,
         "run": run,
@@ -176,7 +176,7 @@ def review_bulk_accept_page(request: HttpRequest) -> HttpResponse:
     filter_form = ReviewQueueFilterForm(request.POST)
     form = BulkAcceptForm(request.POST)
     if not (filter_form.is_valid() and form.is_valid()):
-        context = {"filter_form": filter_form, "form": form, "preview": None}
+        context: dict[str, Any] = {"filter_form": filter_form, "form": form, "preview": None}
         return render(request, "feedback/review_bulk.html", context, status=400)
     filters, min_score = filter_form.filters(), form.cleaned_data["min_score"]
     if not form.cleaned_data["confirm"]:

@@ -42,7 +42,8 @@ def test_next_gives_two_reviewers_different_recipes(italian: Tag) -> None:
     first = review_next(filters=QueueFilters(), reviewer=ana)
     second = review_next(filters=QueueFilters(), reviewer=ben)
 
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert (first.recipe.title, second.recipe.title) == ("Least sure", "Less sure")
     assert review_next(filters=QueueFilters(), reviewer=make_reviewer("cy")) is None
 
@@ -87,7 +88,8 @@ def test_an_expired_lease_is_free_again(italian: Tag) -> None:
 
     taken = review_next(filters=QueueFilters(), reviewer=ben)
 
-    assert taken is not None and taken.pk == run.pk
+    assert taken is not None
+    assert taken.pk == run.pk
     assert ReviewLease.objects.get().reviewer == ben
 
 

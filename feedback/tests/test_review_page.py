@@ -37,12 +37,17 @@ def test_it_shows_the_recipe_its_suggested_tags_and_why(reviewer: Any, run: Any)
 
     content = response.content.decode()
     assert response.status_code == 200
-    assert "Spaghetti carbonara" in content and "guanciale" in content
+    assert "Spaghetti carbonara" in content
+    assert "guanciale" in content
     assert f'name="tag-{run.assignments.get(score=0.9).tag_id}"' in content
-    assert "0.90" in content and "0.55" in content
-    assert "pasta with guanciale" in content and "language model" in content
-    assert "tagging-default v3" in content and "LLM" in content
-    assert 'list="review-tag-options"' in content and "cuisine/greek" in content
+    assert "0.90" in content
+    assert "0.55" in content
+    assert "pasta with guanciale" in content
+    assert "language model" in content
+    assert "tagging-default v3" in content
+    assert "LLM" in content
+    assert 'list="review-tag-options"' in content
+    assert "cuisine/greek" in content
     assert "cuisine/old" not in content  # an inactive tag cannot be added
 
 
@@ -144,7 +149,9 @@ def test_an_unknown_or_inactive_tag_to_add_is_refused_and_nothing_is_stored(
     assert not Feedback.objects.exists()
 
 
-def test_a_review_error_from_the_service_is_shown_with_status_400(reviewer: Any, run: Any, tags: dict[str, Tag]) -> None:
+def test_a_review_error_from_the_service_is_shown_with_status_400(
+    reviewer: Any, run: Any, tags: dict[str, Tag]
+) -> None:
     other = waiting_run({tags["greek"]: 0.7}, title="Moussaka")
 
     # A run of another recipe is not this one's: the accepted tag then has no run that suggested it.
