@@ -44,6 +44,12 @@ ENV DJANGO_SETTINGS_MODULE=autotagger.settings.test \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 
+# Debian's Chromium for the browser tests (pytest -m browser): Playwright drives /usr/bin/chromium and never
+# downloads a browser of its own.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium fonts-liberation \
+    && rm -rf /var/lib/apt/lists/*
+
 # Test tools (pytest, pytest-django, factory_boy, linters); requirements-dev.txt includes
 # requirements.txt, which is already installed, so only the extra tools are added.
 COPY requirements.txt requirements-dev.txt /tmp/

@@ -6,6 +6,12 @@ BIN := $(VENV)/bin
 # This machine keeps a CPU build of torch here; elsewhere pip ignores a missing folder.
 PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 INSTALLED := $(VENV)/.installed
+# The browser tests drive Debian's Chromium (README, "Browser tests"); `make install` tries once per .venv to
+# install it where apt-get may run (root, or sudo without a password), and the tests skip without it.
+CHROMIUM := /usr/bin/chromium
+CHROMIUM_TRIED := $(VENV)/.chromium-tried
+CHROMIUM_LOG := $(VENV)/chromium-install.log
+APT_TIMEOUT ?= 600
 
 .PHONY: install run test lint typecheck bench bench-load clean-data
 
@@ -16,7 +22,21 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet $(PIP_FLAGS) -r requirements-dev.txt
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+# Never fails the install: a failed or timed-out apt-get leaves a warning, and `rm $(CHROMIUM_TRIED)` tries again.
+$(CHROMIUM_TRIED):
+	@mkdir -p $(VENV)
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then as_root=""; elif sudo -n true 2>/dev/null; then as_root="sudo -n"; else exit 0; fi; \
+	  echo "Installing Debian's chromium for the browser tests (at most $$(( 2 * $(APT_TIMEOUT) )) s)"; \
+	  apt="$$as_root env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=60"; \
+	  { timeout $(APT_TIMEOUT) $$apt update \
+	    && timeout $(APT_TIMEOUT) $$apt install -y --no-install-recommends chromium fonts-liberation; \
+	  } >$(CHROMIUM_LOG) 2>&1 \
+	    || echo "WARNING: could not install chromium (see $(CHROMIUM_LOG)); the browser tests will skip."; \
+	fi
+	@touch $@
+
+install: $(INSTALLED) $(CHROMIUM_TRIED)
 
 run: install
 	$(BIN)/python manage.py migrate --noinput

@@ -26,6 +26,9 @@ DEFAULT_TAXONOMY = BASE_DIR / "taxonomy" / "data" / "default_taxonomy.json"
 DEMO_RECIPES = BASE_DIR / "tagging" / "data" / "demo_recipes.json"
 SHARED_DATASETS = BASE_DIR.parent / "shared" / "datasets"
 
+# `page` (a headless Chromium at the live server) and `chromium` for the tests marked `browser`.
+pytest_plugins = ["autotagger.tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:

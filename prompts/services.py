@@ -22,6 +22,12 @@ class PromptTemplateInvalid(PromptError):
     code = "prompt_template_invalid"
 
 
+def _newlines(template: str) -> str:
+    # Browsers send a textarea's lines ending in CRLF (as HTML requires): kept, every line of a version edited in a
+    # form would differ from its parent's in the diff.
+    return template.replace("\r\n", "\n").replace("\r", "\n")
+
+
 @transaction.atomic
 def prompt_version_create(
     *,
@@ -33,8 +39,9 @@ def prompt_version_create(
     parent: PromptVersion | None = None,
 ) -> PromptVersion:
     """Save the templates as the prompt's next version (inactive, unless it is the prompt's first: then it is
-    activated by `author`). Raises PromptTemplateInvalid naming what is wrong (see
-    prompts.rendering.template_problems), PromptError for a parent of another prompt."""
+    activated by `author`), its lines ending in LF whatever a browser sent. Raises PromptTemplateInvalid naming
+    what is wrong (see prompts.rendering.template_problems), PromptError for a parent of another prompt."""
+    system_template, user_template = _newlines(system_template), _newlines(user_template)
     problems = template_problems(system_template=system_template, user_template=user_template, purpose=prompt.purpose)
     if problems:
         first = next(iter(problems.values()))[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 from typing import Any
 
+from django.apps import apps
+
 from autotagger.redis import redis_client
 from prompts.gateway import chat_json, spend_keys_prefix
-from prompts.models import LLMCall, LLMSource
+from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, LLMSource, PromptVersion
 from prompts.sources import LLMSourceConfig
 from prompts.tests.conftest import LLMSourceFactory
 from prompts.tests.openai_server import OpenAIServer
@@ -53,3 +56,11 @@ def spending_cap_reset() -> None:
     client = redis_client()
     for key in client.scan_iter(match=f"{spend_keys_prefix()}:*", count=1000):
         client.delete(key)
+
+
+def default_tagging_prompt() -> PromptVersion:
+    """The active version of the default tagging prompt, made by its own migration's code (prompts 0008) when a
+    transactional test emptied the database."""
+    migration = importlib.import_module("prompts.migrations.0008_default_tagging_prompt")
+    migration.default_prompt_create(apps, None)
+    return PromptVersion.objects.select_related("prompt").get(prompt__name=DEFAULT_TAGGING_PROMPT, is_active=True)

@@ -55,6 +55,22 @@ def test_versions_are_numbered_in_order_and_only_the_first_is_activated(staff: A
     assert (activation.version, activation.previous, activation.actor) == (first, None, staff)
 
 
+def test_lines_a_browser_ended_in_crlf_are_saved_ending_in_newlines() -> None:
+    prompt = PromptFactory()
+    first = version(prompt)
+
+    second = prompt_version_create(
+        prompt=prompt,
+        system_template=SYSTEM + "\r\nBe brief.\rReally.",
+        user_template=USER.replace("\n", "\r\n"),
+        parent=first,
+    )
+
+    assert second.system_template == SYSTEM + "\nBe brief.\nReally."
+    assert second.user_template == USER
+    assert prompt_version_diff(old=first, new=second)["user_template"] == []
+
+
 def test_a_template_with_an_unknown_variable_is_not_saved() -> None:
     prompt = PromptFactory()
 
