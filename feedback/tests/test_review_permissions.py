@@ -50,3 +50,19 @@ def test_it_answers_404_for_an_unknown_recipe(reviewer: Any) -> None:
     response = signed_in(reviewer).get("/recipes/999999/review/")
 
     assert response.status_code == 404
+
+
+def test_the_dashboard_and_run_page_link_reviewers_to_the_review_pages(
+    reviewer: Any, api_client_user: Any, cuisine: Category
+) -> None:
+    run = waiting_run({cuisine.tags.get(slug="italian"): 0.8})
+    run.recipe.created_by = api_client_user
+    run.recipe.save()
+    run.created_by = api_client_user
+    run.save()
+    curator, client_browser = signed_in(reviewer), signed_in(api_client_user)
+
+    assert 'href="/review/"' in curator.get("/").content.decode()
+    assert f'href="/recipes/{run.recipe_id}/review/"' in curator.get(f"/runs/{run.pk}/").content.decode()
+    assert 'href="/review/"' not in client_browser.get("/").content.decode()
+    assert "/review/" not in client_browser.get(f"/runs/{run.pk}/").content.decode()
