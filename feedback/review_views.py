@@ -120,7 +120,9 @@ def _review_context(
         {"slug": g.slug, "name": g.name, "tags": [(t, posted.get(f"tag-{t.tag_id}", "")) for t in g.tags]}
         for g in groups
     ]
-    added = [value for value in posted.getlist("add") if value.strip()]
+    # Tags the page's search had added are posted as ids: shown again as the category/slug a person can read.
+    paths = {str(tag.pk): f"{tag.category.slug}/{tag.slug}" for tag in addable}
+    added = [paths.get(value.strip(), value.strip()) for value in posted.getlist("add") if value.strip()]
     return {
         "recipe": recipe,
         "run": run,

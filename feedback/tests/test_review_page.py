@@ -174,3 +174,14 @@ def test_a_recipe_without_a_run_can_still_get_tags_added(reviewer: Any, tags: di
     browser.post(f"/recipes/{recipe.pk}/review/", {"add": "greek"})
 
     assert list(Feedback.objects.values_list("tag__slug", "decision", "run")) == [("greek", "add", None)]
+
+
+def test_a_refused_form_shows_tags_added_by_id_as_their_category_and_slug(
+    reviewer: Any, run: Any, tags: dict[str, Tag]
+) -> None:
+    response = signed_in(reviewer).post(
+        f"/recipes/{run.recipe_id}/review/", {"run": run.pk, "add": [str(tags["greek"].pk), "cuisine/nothing"]}
+    )
+
+    assert response.status_code == 400
+    assert 'value="cuisine/greek, cuisine/nothing"' in response.content.decode()
