@@ -26,13 +26,14 @@ def review_page_submit(
     *, recipe: Recipe, run: TaggingRun | None, decisions: Sequence[TagDecision], reviewer: Any
 ) -> list[Feedback]:
     """The review page's submit: refused (LeaseHeld) while another reviewer holds the recipe; otherwise the
-    decisions are recorded by recipe_review_submit and the reviewer's lease is released, all or nothing."""
-    holder = review_lease_holder(recipe_id=recipe.pk, reviewer=reviewer)
-    if holder is not None:
-        raise LeaseHeld(
-            f"{holder.reviewer.get_username()} is reviewing this recipe now; nothing was saved.",
-            details={"recipe_id": recipe.pk},
-        )
+    decisions are recorded by recipe_review_submit and the reviewer's lease is released, all or nothing (a
+    refused review leaves the lease as it was)."""
+    # Taking (or renewing) the lease, rather than only looking for another's, leaves no moment in which another
+    # reviewer could take the recipe between the check and the review.
+    if not review_lease_try(recipe_id=recipe.pk, reviewer=reviewer):
+        holder = review_lease_holder(recipe_id=recipe.pk, reviewer=reviewer)
+        who = holder.reviewer.get_username() if holder is not None else "Another reviewer"
+        raise LeaseHeld(f"{who} is reviewing this recipe now; nothing was saved.", details={"recipe_id": recipe.pk})
     rows = recipe_review_submit(recipe=recipe, run=run, decisions=decisions, reviewer=reviewer)
     ReviewLease.objects.filter(recipe_id=recipe.pk, reviewer_id=reviewer.pk).delete()
     return rows

@@ -185,3 +185,16 @@ def test_only_one_of_several_reviewers_racing_for_one_recipe_gets_it() -> None:
     assert sum(isinstance(result, ReviewLease) for result in results) == 1
     assert sum(isinstance(result, LeaseHeld) for result in results) == 4
     assert ReviewLease.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_refused_review_keeps_the_reviewers_lease(italian: Tag) -> None:
+    run = waiting_run({italian: 0.5})
+    ana = make_reviewer("ana")
+    browser = signed_in(ana)
+    browser.get(f"/recipes/{run.recipe_id}/review/")
+
+    response = browser.post(f"/recipes/{run.recipe_id}/review/", {"run": run.pk})
+
+    assert response.status_code == 400
+    assert ReviewLease.objects.get().reviewer == ana
