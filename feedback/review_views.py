@@ -31,7 +31,7 @@ from feedback.selectors import (
 )
 from feedback.services.leases import LeaseHeld, review_lease_take, review_next
 from feedback.services.review_queue import review_bulk_accept, review_bulk_preview, review_page_submit
-from tagging.models import Recipe
+from tagging.models import Recipe, TaggingRun
 from taxonomy.selectors import tags_addable, tags_search
 
 QUEUE_PER_PAGE = 25
@@ -104,9 +104,8 @@ def review_next_page(request: HttpRequest) -> HttpResponse:
 
 
 def _review_context(
-    request: HttpRequest, recipe: Recipe, form: RecipeReviewForm | None, **extra: Any
+    request: HttpRequest, recipe: Recipe, run: TaggingRun | None, form: RecipeReviewForm | None, **extra: Any
 ) -> dict[str, Any]:
-    run = review_run_latest(recipe_id=recipe.pk)
     groups = review_suggestions(run=run, recipe_id=recipe.pk)
     addable = list(tags_addable())
     if form is None:
@@ -148,23 +147,27 @@ def recipe_review_page(request: HttpRequest, recipe_id: int) -> HttpResponse:
             lease = review_lease_take(recipe_id=recipe.pk, reviewer=request.user)
         except LeaseHeld as exc:
             held, lease = exc.message, None
-        context = _review_context(request, recipe, None, held=held, lease=lease)
+        run = review_run_latest(recipe_id=recipe.pk)
+        context = _review_context(request, recipe, run, None, held=held, lease=lease)
         return render(request, "feedback/review_recipe.html", context)
 
+    # The run the page showed: reviewing it is what the reviewer meant, even if a newer one finished since (a
+    # run of another recipe is none of this recipe's).
     run = review_run_latest(recipe_id=recipe.pk)
+    posted_run = request.POST.get("run", "")
+    if posted_run.isdigit() and (run is None or int(posted_run) != run.pk):
+        run = recipe.runs.filter(pk=int(posted_run)).first()
     groups = review_suggestions(run=run, recipe_id=recipe.pk)
     form = RecipeReviewForm(request.POST, groups=groups, addable=list(tags_addable()))
     if not form.is_valid():
-        return render(request, "feedback/review_recipe.html", _review_context(request, recipe, form), status=400)
-    # The page showed this run: reviewing it is what the reviewer meant, even if a newer one finished since.
-    posted_run = form.cleaned_data.get("run")
-    shown = run if run is None or posted_run in (None, run.pk) else recipe.runs.filter(pk=posted_run).first()
+        context = _review_context(request, recipe, run, form)
+        return render(request, "feedback/review_recipe.html", context, status=400)
     try:
         rows = review_page_submit(
-            recipe=recipe, run=shown, decisions=form.cleaned_data["decisions"], reviewer=request.user
+            recipe=recipe, run=run, decisions=form.cleaned_data["decisions"], reviewer=request.user
         )
     except DomainError as exc:
-        context = _review_context(request, recipe, form, error=exc.message)
+        context = _review_context(request, recipe, run, form, error=exc.message)
         return render(request, "feedback/review_recipe.html", context, status=exc.status)
     messages.success(request, f"Saved {len(rows)} decision{'s' if len(rows) != 1 else ''} on “{recipe.title}”.")
     filters, _ = queue_filters_from(form.cleaned_data.get("queue") or "")

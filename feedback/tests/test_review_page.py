@@ -185,3 +185,17 @@ def test_a_refused_form_shows_tags_added_by_id_as_their_category_and_slug(
 
     assert response.status_code == 400
     assert 'value="cuisine/greek, cuisine/nothing"' in response.content.decode()
+
+
+def test_a_review_applies_to_the_run_the_page_showed_even_after_a_newer_one(
+    reviewer: Any, run: Any, tags: dict[str, Tag]
+) -> None:
+    waiting_run({tags["greek"]: 0.8}, recipe=run.recipe)
+
+    signed_in(reviewer).post(
+        f"/recipes/{run.recipe_id}/review/", {"run": run.pk, f"tag-{tags['mexican'].pk}": "reject"}
+    )
+
+    assert list(Feedback.objects.values_list("run", "tag__slug", "decision", "score")) == [
+        (run.pk, "mexican", "reject", 0.55)
+    ]
