@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from feedback.models import Feedback, GoldLabel, ReviewLease
 from feedback.tests.review_helpers import signed_in, waiting_run
+from tagging.tests.conftest import RecipeFactory
 from taxonomy.models import Category, Tag
 from taxonomy.tests.conftest import TagFactory
 
@@ -165,8 +168,6 @@ def test_a_review_error_from_the_service_is_shown_with_status_400(
 
 
 def test_a_recipe_without_a_run_can_still_get_tags_added(reviewer: Any, tags: dict[str, Tag]) -> None:
-    from tagging.tests.conftest import RecipeFactory
-
     recipe = RecipeFactory(title="Plain rice")
     browser = signed_in(reviewer)
     assert "No run has tagged this recipe yet" in browser.get(f"/recipes/{recipe.pk}/review/").content.decode()
@@ -199,3 +200,19 @@ def test_a_review_applies_to_the_run_the_page_showed_even_after_a_newer_one(
     assert list(Feedback.objects.values_list("run", "tag__slug", "decision", "score")) == [
         (run.pk, "mexican", "reject", 0.55)
     ]
+
+
+def test_the_page_takes_the_same_queries_for_2_suggested_tags_or_12(reviewer: Any, tags: dict[str, Tag]) -> None:
+    cuisine = tags["italian"].category
+    browser = signed_in(reviewer)
+    few = waiting_run({tags["italian"]: 0.9, tags["mexican"]: 0.5}, title="Few")
+    many = waiting_run({TagFactory(category=cuisine, slug=f"extra-{n}"): 0.5 + n / 50 for n in range(12)}, title="Many")
+    browser.get(f"/recipes/{few.recipe_id}/review/")
+    counts = []
+
+    for run in (few, many):
+        with CaptureQueriesContext(connection) as queries:
+            assert browser.get(f"/recipes/{run.recipe_id}/review/").status_code == 200
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1]
