@@ -19,6 +19,7 @@ urlpatterns = [
     path("evaluations/", include("feedback.urls")),
     path("prompts/", include("feedback.version_urls")),
     path("feedback/reviewers/", include("feedback.reviewer_urls")),
+    path("", include("feedback.review_urls")),
     path("", include("tagging.urls")),
 ]
 

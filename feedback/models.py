@@ -239,3 +239,26 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} {self.tag_id} on recipe {self.recipe_id}"
+
+
+class ReviewLease(models.Model):
+    """A reviewer's short claim on a recipe they opened from the review queue, so that two reviewers never
+    review the same recipe at once. Past `expires_at` the recipe is free again; submitting a review of it
+    deletes the lease. One row per recipe (the constraint is what makes taking a lease atomic: see
+    feedback.services.leases)."""
+
+    recipe = models.ForeignKey("tagging.Recipe", on_delete=models.CASCADE, related_name="+", db_index=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["recipe"], name="feedback_reviewlease_one_per_recipe"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("taken_at")), name="feedback_reviewlease_expires_after_taken"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recipe {self.recipe_id} leased to {self.reviewer_id} until {self.expires_at:%H:%M:%S}"

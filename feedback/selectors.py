@@ -4,13 +4,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
-from django.db.models import CharField, Count, F, Max, Q, QuerySet, Value
-from django.db.models.functions import Concat, TruncDate
+from django.db.models import CharField, Count, Exists, F, FloatField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Abs, Concat, TruncDate
 from django.utils import timezone
 
-from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel
+from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel, ReviewLease
+from tagging.models import RunStatus, Strategy, TagAssignment, TaggingRun
 
 
 class GoldLabelStats(TypedDict):
@@ -309,3 +310,224 @@ def reviewer_disagreements(*, limit: int = 100) -> list[Disagreement]:
             )
         )
     return found[:limit]
+
+
+# --- The review queue ----------------------------------------------------------------------------------------
+#
+# What waits for review: a recipe's latest succeeded run (newest created_at, then highest id), when the recipe
+# has no Feedback created at or after that run's created_at. Feedback on an older run, or through the API,
+# counts too: a person has looked at the recipe since it was last tagged. A newer run puts the recipe back.
+#
+# Least sure first: a learned score is the calibrated probability that a reviewer accepts the tag
+# (tagging/calibration.py), so the tagger is least sure of a tag whose score is nearest 0.5, and a run is as
+# unsure as its least sure suggested tag: its uncertainty margin is min |score - 0.5| over its tags (over the
+# filtered category's tags when the queue is filtered by category). A run that suggested nothing has no margin
+# and comes last.
+
+SIMILARITY_SOURCE = "similarity"
+QUEUE_SORTS = {
+    "uncertainty": ("Least sure first", ["margin", "-created_at", "-id"]),
+    "newest": ("Newest runs first", ["-created_at", "-id"]),
+    "oldest": ("Oldest runs first", ["created_at", "id"]),
+    "confident": ("Most sure first", ["-top_score", "-created_at", "-id"]),
+}
+DEFAULT_QUEUE_SORT = "uncertainty"
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """Which waiting runs to show: every field left empty matches all."""
+
+    strategy: str = ""
+    category: str = ""  # a category slug: runs that suggested a tag in it
+    prompt_version_id: int | None = None
+    score_min: float | None = None  # with score_max: runs with a suggested tag (in `category`) scored within
+    score_max: float | None = None
+    source: str = ""  # an LLM source's name, or "similarity" for runs that asked no model
+    date_from: date | None = None  # the run's creation day, inclusive
+    date_to: date | None = None
+
+    def as_query(self) -> dict[str, Any]:
+        """The filters as the queue page's query parameters (empty ones left out)."""
+        values = {
+            "strategy": self.strategy,
+            "category": self.category,
+            "prompt_version": self.prompt_version_id,
+            "score_min": self.score_min,
+            "score_max": self.score_max,
+            "source": self.source,
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+        }
+        return {key: value for key, value in values.items() if value not in (None, "")}
+
+
+@dataclass(frozen=True)
+class QueueProgress:
+    reviewed: int
+    waiting: int
+
+    @property
+    def total(self) -> int:
+        return self.reviewed + self.waiting
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.reviewed / self.total) if self.total else 0
+
+
+def _latest_succeeded_runs() -> QuerySet[TaggingRun]:
+    newer = TaggingRun.objects.filter(recipe_id=OuterRef("recipe_id"), status=RunStatus.SUCCEEDED).filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk"))
+    )
+    return TaggingRun.objects.filter(status=RunStatus.SUCCEEDED).exclude(Exists(newer))
+
+
+def _reviewed() -> Exists:
+    return Exists(Feedback.objects.filter(recipe_id=OuterRef("recipe_id"), created_at__gte=OuterRef("created_at")))
+
+
+def _filtered(runs: QuerySet[TaggingRun], filters: QueueFilters) -> QuerySet[TaggingRun]:
+    if filters.strategy:
+        runs = runs.filter(strategy=filters.strategy)
+    if filters.prompt_version_id is not None:
+        runs = runs.filter(stats__prompt_version_id=filters.prompt_version_id)
+    if filters.source == SIMILARITY_SOURCE:
+        runs = runs.filter(strategy=Strategy.SIMILARITY)
+    elif filters.source:
+        runs = runs.filter(stats__source=filters.source)
+    if filters.date_from is not None:
+        runs = runs.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to is not None:
+        runs = runs.filter(created_at__date__lte=filters.date_to)
+    suggested = TagAssignment.objects.filter(run_id=OuterRef("pk"))
+    if filters.category:
+        suggested = suggested.filter(tag__category__slug=filters.category)
+    if filters.score_min is not None:
+        suggested = suggested.filter(score__gte=filters.score_min)
+    if filters.score_max is not None:
+        suggested = suggested.filter(score__lte=filters.score_max)
+    if filters.category or filters.score_min is not None or filters.score_max is not None:
+        runs = runs.filter(Exists(suggested))
+    return runs
+
+
+def _leased_by_others(reviewer: Any) -> Exists:
+    return Exists(
+        ReviewLease.objects.filter(recipe_id=OuterRef("recipe_id"), expires_at__gt=timezone.now()).exclude(
+            reviewer_id=getattr(reviewer, "pk", None)
+        )
+    )
+
+
+def review_queue(*, filters: QueueFilters, reviewer: Any, sort: str = DEFAULT_QUEUE_SORT) -> QuerySet[TaggingRun]:
+    """The runs waiting for review that match `filters`, without the recipes another reviewer holds a lease
+    on, in `sort` order (a QUEUE_SORTS key). Each run carries `margin` (its uncertainty margin), `top_score`,
+    `suggested` (its tag count) and `leased_by_me`."""
+    tags = TagAssignment.objects.filter(run_id=OuterRef("pk"))
+    if filters.category:
+        tags = tags.filter(tag__category__slug=filters.category)
+    margin = tags.annotate(margin=Abs(F("score") - 0.5)).order_by("margin").values("margin")[:1]
+    top = tags.order_by("-score").values("score")[:1]
+    count = TagAssignment.objects.filter(run_id=OuterRef("pk")).values("run_id").annotate(n=Count("id")).values("n")
+    mine = ReviewLease.objects.filter(
+        recipe_id=OuterRef("recipe_id"), reviewer_id=getattr(reviewer, "pk", None), expires_at__gt=timezone.now()
+    )
+    order = [
+        F(key[1:]).desc(nulls_last=True) if key.startswith("-") else F(key).asc(nulls_last=True)
+        for key in QUEUE_SORTS.get(sort, QUEUE_SORTS[DEFAULT_QUEUE_SORT])[1]
+    ]
+    return (
+        _filtered(_latest_succeeded_runs(), filters)
+        .exclude(_reviewed())
+        .exclude(_leased_by_others(reviewer))
+        .annotate(
+            margin=Subquery(margin, output_field=FloatField()),
+            top_score=Subquery(top, output_field=FloatField()),
+            suggested=Subquery(count),
+            leased_by_me=Exists(mine),
+        )
+        .select_related("recipe")
+        .order_by(*order)
+    )
+
+
+def review_progress(*, filters: QueueFilters | None = None) -> QueueProgress:
+    """Recipes reviewed since their latest run, and recipes waiting (leased ones included), of the runs that
+    match `filters` (None: all)."""
+    runs = _latest_succeeded_runs()
+    if filters is not None:
+        runs = _filtered(runs, filters)
+    counts = runs.aggregate(reviewed=Count("id", filter=_reviewed()), waiting=Count("id", filter=~_reviewed()))
+    return QueueProgress(reviewed=counts["reviewed"], waiting=counts["waiting"])
+
+
+def review_leased_elsewhere(*, filters: QueueFilters, reviewer: Any) -> int:
+    """Waiting runs matching `filters` that other reviewers hold right now (hidden from this reviewer)."""
+    waiting = _filtered(_latest_succeeded_runs(), filters).exclude(_reviewed())
+    return waiting.filter(_leased_by_others(reviewer)).count()
+
+
+def review_run_latest(*, recipe_id: int) -> TaggingRun | None:
+    """The recipe's latest succeeded run: the one its review page shows."""
+    return (
+        TaggingRun.objects.filter(recipe_id=recipe_id, status=RunStatus.SUCCEEDED)
+        .select_related("recipe")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def review_lease_holder(*, recipe_id: int, reviewer: Any) -> ReviewLease | None:
+    """Another reviewer's unexpired lease on the recipe, if there is one."""
+    return (
+        ReviewLease.objects.filter(recipe_id=recipe_id, expires_at__gt=timezone.now())
+        .exclude(reviewer_id=getattr(reviewer, "pk", None))
+        .select_related("reviewer")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class SuggestedTag:
+    tag_id: int
+    slug: str
+    name: str
+    score: float
+    rank: int
+    evidence: dict[str, Any]
+    labelled: bool  # the recipe has it as a gold label already
+
+
+@dataclass(frozen=True)
+class SuggestedGroup:
+    slug: str
+    name: str
+    tags: list[SuggestedTag]
+
+
+def review_suggestions(*, run: TaggingRun | None, recipe_id: int) -> list[SuggestedGroup]:
+    """The run's suggested tags per category in taxonomy order, best ranked first, each marked if the recipe
+    is already labelled with it."""
+    if run is None:
+        return []
+    labelled = set(GoldLabel.objects.filter(recipe_id=recipe_id).values_list("tag_id", flat=True))
+    groups: dict[str, SuggestedGroup] = {}
+    rows = run.assignments.select_related("tag__category").order_by(
+        "tag__category__position", "tag__category__name", "rank", "id"
+    )
+    for row in rows:
+        category = row.tag.category
+        group = groups.setdefault(category.slug, SuggestedGroup(slug=category.slug, name=category.name, tags=[]))
+        group.tags.append(
+            SuggestedTag(
+                tag_id=row.tag_id,
+                slug=row.tag.slug,
+                name=row.tag.name,
+                score=row.score,
+                rank=row.rank,
+                evidence=row.evidence or {},
+                labelled=row.tag_id in labelled,
+            )
+        )
+    return list(groups.values())

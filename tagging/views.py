@@ -18,6 +18,7 @@ from autotagger.errors import DomainError
 from autotagger.permissions import (
     can_activate_prompt_versions,
     can_ask_judge,
+    can_change_gold_labelled_recipes,
     can_save_prompt_versions,
     can_try_prompts,
 )
@@ -88,6 +89,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "jobs": jobs,
         "jobs_running": any(not progress.finished for _, progress in jobs),
         "examples": _demo_examples(),
+        "may_review": can_change_gold_labelled_recipes(request.user),
     }
     return render(request, "tagging/dashboard.html", context, status=status)
 
@@ -109,6 +111,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "can_judge": can_ask_judge(request.user),
         "judge_sources": llm_sources_available() if can_ask_judge(request.user) else [],
         "default_source": str(settings.LLM_DEFAULT_SOURCE),
+        "may_review": can_change_gold_labelled_recipes(request.user),
     }
     return render(request, "tagging/run_detail.html", context)
 

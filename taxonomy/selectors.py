@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import Case, CharField, F, Func, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from taxonomy.models import Category, IngredientGroup, Tag
 from taxonomy.rules import IngredientMatcher, TagRule
@@ -17,6 +17,39 @@ def categories_list(*, active_only: bool = False) -> QuerySet[Category]:
     if active_only:
         tags = tags.filter(active=True)
     return categories.prefetch_related(Prefetch("tags", queryset=tags)).order_by("position", "name", "id")
+
+
+def tags_addable() -> QuerySet[Tag]:
+    """Tags a person may give a recipe: active ones of active categories, in taxonomy order."""
+    return (
+        Tag.objects.filter(active=True, category__active=True)
+        .select_related("category")
+        .order_by("category__position", "category__name", "name", "id")
+    )
+
+
+def tags_search(*, query: str, limit: int) -> list[Tag]:
+    """Active tags whose name, slug or a synonym contains `query` (case-insensitive): names that start with it
+    first, then other name matches, then slug and synonym matches."""
+    query = query.strip()
+    if not query:
+        return []
+    synonyms = Func(F("synonyms"), Value(" "), function="array_to_string", output_field=CharField())
+    matches = (
+        tags_addable()
+        .annotate(synonym_text=synonyms)
+        .filter(Q(name__icontains=query) | Q(slug__icontains=query) | Q(synonym_text__icontains=query))
+        .annotate(
+            rank=Case(
+                When(name__istartswith=query, then=Value(0)),
+                When(name__icontains=query, then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("rank", "name", "category__position", "id")
+    )
+    return list(matches[:limit])
 
 
 def categories_by_slugs(*, slugs: Iterable[str]) -> tuple[list[Category], list[str]]:

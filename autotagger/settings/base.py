@@ -414,6 +414,11 @@ EVALUATION_DATASETS_DIR = Path(env.str("EVALUATION_DATASETS_DIR", default=str(BA
 # Seconds a refit of the learned tagger waits after a change of gold labels (each change restarts it).
 TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", default=30.0)
 
+# Seconds a reviewer holds a recipe opened from the review queue (others do not get it meanwhile).
+REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=600)
+# The most recipes one "bulk accept" on the review queue reviews (each is its own transaction).
+REVIEW_BULK_MAX = env.int("REVIEW_BULK_MAX", default=500)
+
 # --- Bootstrap ------------------------------------------------------------------------------
 AUTOTAGGER_ADMIN_USER = env("AUTOTAGGER_ADMIN_USER", default="admin")
 AUTOTAGGER_ADMIN_PASSWORD = env("AUTOTAGGER_ADMIN_PASSWORD", default="")
