@@ -82,16 +82,12 @@ class RecipeImportForm(forms.Form):
         return self.cleaned_data["source"].strip() or Path(self.cleaned_data["file"].name).stem
 
 
-@admin.register(GoldLabel)
-class GoldLabelAdmin(admin.ModelAdmin):
-    list_display = ("recipe", "tag", "source", "created_by", "created_at")
-    list_filter = ("source", "tag__category")
-    list_select_related = ("recipe", "tag__category", "created_by")
-    search_fields = ("recipe__title", "tag__slug")
-    ordering = ("-created_at", "-id")
-    change_list_template = "admin/feedback/goldlabel/change_list.html"
+class RecordAdmin(admin.ModelAdmin):
+    """Rows that record what happened to a recipe's tags: read here, never written here. Deleting a gold label
+    would not tell the learned tagger (labels change by importing or reviewing again), and a decision someone
+    made stays on record."""
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldLabel]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).defer("recipe__embedding", "tag__embedding")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -101,8 +97,17 @@ class GoldLabelAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Deleting labels here would not tell the learned tagger; change them by importing again.
         return False
+
+
+@admin.register(GoldLabel)
+class GoldLabelAdmin(RecordAdmin):
+    list_display = ("recipe", "tag", "source", "created_by", "created_at")
+    list_filter = ("source", "tag__category")
+    list_select_related = ("recipe", "tag__category", "created_by")
+    search_fields = ("recipe__title", "tag__slug")
+    ordering = ("-created_at", "-id")
+    change_list_template = "admin/feedback/goldlabel/change_list.html"
 
     def get_urls(self) -> list[URLPattern]:
         info = (self.opts.app_label, self.opts.model_name)
@@ -240,7 +245,7 @@ ACCEPTANCE_GROUPS: tuple[tuple[AcceptanceBy, str], ...] = (
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(RecordAdmin):
     """Feedback is a record of what people decided: listed and filtered, never edited. Above the list, the
     acceptance rates of the suggested tags per category, strategy, prompt version and tag."""
 
@@ -261,19 +266,6 @@ class FeedbackAdmin(admin.ModelAdmin):
     ordering = ("-created_at", "-id")
     date_hierarchy = "created_at"
     change_list_template = "admin/feedback/feedback/change_list.html"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
-        return super().get_queryset(request).defer("recipe__embedding", "tag__embedding")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # A decision someone made stays on record; the gold labels it changed are corrected by reviewing again.
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         acceptance = [(label, feedback_acceptance(by=by)) for by, label in ACCEPTANCE_GROUPS]
