@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path("evaluations/", include("feedback.urls")),
+    path("feedback/", include("feedback.feedback_urls")),
     path("", include("tagging.urls")),
 ]
 

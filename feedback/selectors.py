@@ -8,7 +8,7 @@ from typing import Literal, TypedDict
 from django.db.models import CharField, Count, F, Max, Q, Value
 from django.db.models.functions import Concat
 
-from feedback.models import Feedback, FeedbackDecision, GoldLabel
+from feedback.models import Feedback, FeedbackDecision, GoldLabel, LearningCurve
 
 
 class GoldLabelStats(TypedDict):
@@ -104,3 +104,15 @@ def feedback_acceptance(*, by: AcceptanceBy, prompt_version_id: int | None = Non
         Acceptance(key=str(r["key"]), accepted=r["accepted"], rejected=r["rejected"], added=r["added"]) for r in grouped
     ]
     return sorted(result, key=lambda a: (-a.reviewed, a.key))
+
+
+def learning_curves_latest(*, datasets: int = 3) -> list[LearningCurve]:
+    """The latest learning curve of each dataset (this instance's gold labels count as one), newest first, for
+    at most `datasets` datasets."""
+    latest: dict[str, LearningCurve] = {}
+    for curve in LearningCurve.objects.order_by("-created_at", "-id").iterator(chunk_size=100):
+        if curve.dataset not in latest:
+            latest[curve.dataset] = curve
+            if len(latest) == datasets:
+                break
+    return list(latest.values())
