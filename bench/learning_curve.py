@@ -89,7 +89,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=replay.DEFAULT_BATCH)
     parser.add_argument("--limit", type=int, default=replay.DEFAULT_LIMIT)
     parser.add_argument("--seeds", default=",".join(map(str, replay.DEFAULT_SEEDS)), help="random orders, averaged")
-    parser.add_argument("--aggregate", choices=["min", "mean"], default="min", help="margin across categories")
+    parser.add_argument(
+        "--aggregate", choices=["mean", "min"], default=replay.DEFAULT_MARGIN_AGGREGATE, help="margin across categories"
+    )
     parser.add_argument("--diverse", action="store_true", help="skip near-copies within an uncertainty batch")
     parser.add_argument("--cv-folds", type=int, default=replay.DEFAULT_CV_FOLDS, help="0 skips the CV F1")
     parser.add_argument(

@@ -28,7 +28,7 @@ import numpy as np
 from feedback.evaluation import metrics
 from feedback.evaluation.datasets import fold_of
 from tagging import learning
-from tagging.uncertainty import MARGIN_AGGREGATES, MarginAggregate, decision_margins
+from tagging.uncertainty import DEFAULT_MARGIN_AGGREGATE, MARGIN_AGGREGATES, MarginAggregate, decision_margins
 
 Progress = Callable[[str], None]
 
@@ -218,7 +218,7 @@ def cross_validated_f1(
 ) -> float:
     """Micro-F1 over every recipe, each scored by a tagger fitted on the other folds (by a hash of the id)."""
     say = progress or (lambda message: None)
-    replayer = _Replayer(replay_set, k=k, floors=floors, aggregate="min", diverse=False)
+    replayer = _Replayer(replay_set, k=k, floors=floors, aggregate=DEFAULT_MARGIN_AGGREGATE, diverse=False)
     fold = np.array([fold_of(str(i), folds) for i in replay_set.ids])
     gold: list[dict[str, set[str]]] = []
     predicted: list[dict[str, set[str]]] = []
@@ -243,7 +243,7 @@ def learning_curve_replay(
     batch: int = DEFAULT_BATCH,
     limit: int = DEFAULT_LIMIT,
     seeds: Sequence[int] = DEFAULT_SEEDS,
-    aggregate: MarginAggregate = "min",
+    aggregate: MarginAggregate = DEFAULT_MARGIN_AGGREGATE,
     diverse: bool = False,
     cv_folds: int = DEFAULT_CV_FOLDS,
     floors: dict[str, float | None] | None = None,

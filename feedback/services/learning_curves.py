@@ -31,7 +31,7 @@ def learning_curve_from_gold_labels(
     batch: int = replay.DEFAULT_BATCH,
     limit: int = replay.DEFAULT_LIMIT,
     seeds: Sequence[int] = replay.DEFAULT_SEEDS,
-    aggregate: replay.MarginAggregate = "min",
+    aggregate: replay.MarginAggregate = replay.DEFAULT_MARGIN_AGGREGATE,
     diverse: bool = False,
     cv_folds: int = replay.DEFAULT_CV_FOLDS,
     user: User = None,
