@@ -29,16 +29,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# Dozens of small regressions per fit: on a shared machine, threads fighting for the cores cost more than they
-# give.
-for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(variable, "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["DJANGO_DEBUG"] = "false"
 
 import django  # noqa: E402
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 django.setup()
 
@@ -119,17 +116,20 @@ def main() -> None:
         ),
         categories=specs,
     )
-    curve = replay.learning_curve_replay(
-        replay_set=replay_set,
-        k=args.k,
-        batch=args.batch,
-        limit=args.limit,
-        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
-        aggregate=args.aggregate,
-        diverse=args.diverse,
-        cv_folds=args.cv_folds,
-        progress=say,
-    )
+    # Hundreds of small regressions per fit: threads fighting over the cores cost more than they give (the
+    # embedding model above keeps its threads).
+    with threadpool_limits(limits=1):
+        curve = replay.learning_curve_replay(
+            replay_set=replay_set,
+            k=args.k,
+            batch=args.batch,
+            limit=args.limit,
+            seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
+            aggregate=args.aggregate,
+            diverse=args.diverse,
+            cv_folds=args.cv_folds,
+            progress=say,
+        )
 
     if args.cv_f1 is not None and curve.cv_f1 is None:
         curve.cv_f1 = args.cv_f1

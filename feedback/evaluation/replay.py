@@ -164,8 +164,10 @@ class _Replayer:
         self.taxonomy = {c.slug: {t.slug for t in c.tags} for c in replay_set.categories}
 
     def fit(self, rows: Sequence[int]) -> learning.LearnedModel:
+        # In the set's order, as the service reads gold-labelled recipes (by id): the fit's inner folds follow
+        # row order, and the order reviews came in must not change what the same recipes teach.
         return learning.fit(
-            data=_subset(self.set.data, rows), categories=self.set.categories, k=self.k, precision_floors=self.floors
+            data=_subset(self.set.data, sorted(rows)), categories=self.set.categories, k=self.k, precision_floors=self.floors
         )
 
     def f1(self, model: learning.LearnedModel, rows: Sequence[int]) -> float:
