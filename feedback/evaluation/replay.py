@@ -167,7 +167,10 @@ class _Replayer:
         # In the set's order, as the service reads gold-labelled recipes (by id): the fit's inner folds follow
         # row order, and the order reviews came in must not change what the same recipes teach.
         return learning.fit(
-            data=_subset(self.set.data, sorted(rows)), categories=self.set.categories, k=self.k, precision_floors=self.floors
+            data=_subset(self.set.data, sorted(rows)),
+            categories=self.set.categories,
+            k=self.k,
+            precision_floors=self.floors,
         )
 
     def f1(self, model: learning.LearnedModel, rows: Sequence[int]) -> float:
