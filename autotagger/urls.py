@@ -20,6 +20,7 @@ urlpatterns = [
     path("prompts/", include("feedback.version_urls")),
     path("feedback/reviewers/", include("feedback.reviewer_urls")),
     path("", include("feedback.review_urls")),
+    path("feedback/", include("feedback.feedback_urls")),
     path("", include("tagging.urls")),
 ]
 

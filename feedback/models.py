@@ -262,3 +262,34 @@ class ReviewLease(models.Model):
 
     def __str__(self) -> str:
         return f"Recipe {self.recipe_id} leased to {self.reviewer_id} until {self.expires_at:%H:%M:%S}"
+
+
+class LearningCurve(models.Model):
+    """What reviews taught the learned tagger on one labelled set (feedback.evaluation.replay): micro-F1 on a
+    held-out part after each batch of reviews, least sure first and in random order, beside the cross-validated
+    F1 on every label. Written by `bench/learning_curve.py --save` (a shared dataset) and by
+    `manage.py learning_curve` (this instance's gold labels); the feedback page draws the latest."""
+
+    # The dataset's name, or GOLD_LABELS for this instance's own gold labels.
+    dataset = models.CharField(max_length=200)
+    recipes = models.PositiveIntegerField()
+    # Exactly LearningCurveResult.as_json(): batch, limit, seeds, aggregate, held_out, pool and the points
+    # ({reviews, uncertainty_f1, random_f1, random_f1_runs}).
+    result = models.JSONField()
+    cv_f1 = models.FloatField(null=True, blank=True)  # NULL: not computed
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cv_f1__isnull=True) | (Q(cv_f1__gte=0) & Q(cv_f1__lte=1)),
+                name="feedback_learningcurve_cv_f1_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="feedback_learningcurve_created")]
+
+    def __str__(self) -> str:
+        return f"Learning curve of {self.dataset} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -10,7 +10,7 @@ from django.db.models import CharField, Count, Exists, F, FloatField, Max, Outer
 from django.db.models.functions import Abs, Concat, TruncDate
 from django.utils import timezone
 
-from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel, ReviewLease
+from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel, LearningCurve, ReviewLease
 from tagging.models import RunStatus, Strategy, TagAssignment, TaggingRun
 
 
@@ -531,3 +531,15 @@ def review_suggestions(*, run: TaggingRun | None, recipe_id: int) -> list[Sugges
             )
         )
     return list(groups.values())
+
+
+def learning_curves_latest(*, datasets: int = 3) -> list[LearningCurve]:
+    """The latest learning curve of each dataset (this instance's gold labels count as one), newest first, for
+    at most `datasets` datasets."""
+    latest: dict[str, LearningCurve] = {}
+    for curve in LearningCurve.objects.order_by("-created_at", "-id").iterator(chunk_size=100):
+        if curve.dataset not in latest:
+            latest[curve.dataset] = curve
+            if len(latest) == datasets:
+                break
+    return list(latest.values())
