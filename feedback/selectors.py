@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypedDict
 
 from django.db.models import CharField, Count, Exists, F, FloatField, Max, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Abs, Concat, TruncDate
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Abs, Cast, Coalesce, Concat, TruncDate
 from django.utils import timezone
 
 from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel, LearningCurve, ReviewLease
@@ -318,11 +319,13 @@ def reviewer_disagreements(*, limit: int = 100) -> list[Disagreement]:
 # has no Feedback created at or after that run's created_at. Feedback on an older run, or through the API,
 # counts too: a person has looked at the recipe since it was last tagged. A newer run puts the recipe back.
 #
-# Least sure first: a learned score is the calibrated probability that a reviewer accepts the tag
-# (tagging/calibration.py), so the tagger is least sure of a tag whose score is nearest 0.5, and a run is as
-# unsure as its least sure suggested tag: its uncertainty margin is min |score - 0.5| over its tags (over the
-# filtered category's tags when the queue is filtered by category). A run that suggested nothing has no margin
-# and comes last.
+# Least sure first. A similarity run of a learned tagger records the tagger's own decision margin
+# (stats["uncertainty_margin"], tagging.uncertainty.decision_margins: how close its calibrated scores come to the
+# categories' thresholds, averaged over the categories): the order in which bench/learning_curve.py measured what
+# reviews teach. Other runs (llm, hybrid, a zero-shot tagger), and every run when the queue is filtered by
+# category, fall back to their least sure suggested tag: a learned score is the calibrated probability that a
+# reviewer accepts the tag (tagging/calibration.py), so the margin is min |score - 0.5| over the run's tags (the
+# filtered category's). A run with neither (it suggested nothing) comes last.
 
 SIMILARITY_SOURCE = "similarity"
 QUEUE_SORTS = {
@@ -427,7 +430,10 @@ def review_queue(*, filters: QueueFilters, reviewer: Any, sort: str = DEFAULT_QU
     tags = TagAssignment.objects.filter(run_id=OuterRef("pk"))
     if filters.category:
         tags = tags.filter(tag__category__slug=filters.category)
-    margin = tags.annotate(margin=Abs(F("score") - 0.5)).order_by("margin").values("margin")[:1]
+    least_sure_tag = tags.annotate(margin=Abs(F("score") - 0.5)).order_by("margin").values("margin")[:1]
+    margin: Any = Subquery(least_sure_tag, output_field=FloatField())
+    if not filters.category:
+        margin = Coalesce(Cast(KeyTextTransform("uncertainty_margin", "stats"), FloatField()), margin)
     top = tags.order_by("-score").values("score")[:1]
     count = TagAssignment.objects.filter(run_id=OuterRef("pk")).values("run_id").annotate(n=Count("id")).values("n")
     mine = ReviewLease.objects.filter(
@@ -442,7 +448,7 @@ def review_queue(*, filters: QueueFilters, reviewer: Any, sort: str = DEFAULT_QU
         .exclude(_reviewed())
         .exclude(_leased_by_others(reviewer))
         .annotate(
-            margin=Subquery(margin, output_field=FloatField()),
+            margin=margin,
             top_score=Subquery(top, output_field=FloatField()),
             suggested=Subquery(count),
             leased_by_me=Exists(mine),

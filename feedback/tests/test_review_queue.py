@@ -187,3 +187,18 @@ def test_the_queue_page_takes_the_same_few_queries_for_3_runs_or_30(reviewer: An
 
     assert few == many
     assert many <= 12
+
+
+def test_a_learned_runs_own_margin_orders_it_before_the_least_sure_tag_of_others(
+    reviewer: Any, tags: dict[str, Tag]
+) -> None:
+    waiting_run({tags["italian"]: 0.55}, title="Unsure tag")
+    waiting_run(
+        {tags["italian"]: 0.99}, title="Learned, unsure", strategy="similarity", stats={"uncertainty_margin": 0.01}
+    )
+    waiting_run(
+        {tags["italian"]: 0.51}, title="Learned, sure", strategy="similarity", stats={"uncertainty_margin": 0.4}
+    )
+
+    assert queue(reviewer) == ["Learned, unsure", "Unsure tag", "Learned, sure"]
+    assert queue(reviewer, category="cuisine") == ["Learned, sure", "Unsure tag", "Learned, unsure"]

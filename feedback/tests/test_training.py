@@ -290,3 +290,22 @@ def test_labelled_recipes_are_searched_through_an_hnsw_index_for_cosine_distance
     assert table == "tagging_trainingexample"
     assert "USING hnsw" in definition
     assert "(embedding vector_cosine_ops)" in definition
+
+
+def test_a_learned_run_records_how_unsure_the_tagger_was_and_a_zero_shot_one_does_not(labelled: Category) -> None:
+    zero_shot = recipe_tag(
+        recipe=recipe_create(title=NEW_KIDS[0], ingredients=NEW_KIDS[1], instructions=""),
+        config=TaggingConfig(categories=("family_verdict",), k=1),
+    )
+    state = tagger_fit()
+    assert state is not None
+    threshold = state.parameters["family_verdict"]["threshold"]
+
+    learned = recipe_tag(
+        recipe=recipe_create(title=NEW_GROWN_UPS[0], ingredients=NEW_GROWN_UPS[1], instructions=""),
+        config=TaggingConfig(categories=("family_verdict",), k=1),
+    )
+
+    assert "uncertainty_margin" not in zero_shot.stats
+    margin = learned.stats["uncertainty_margin"]
+    assert 0.0 <= margin <= max(threshold, 1 - threshold)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -71,8 +72,16 @@ def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
     run.embedding_model = recipe.embedding_model
     run.finished_at = timezone.now()
     run.timings = output.timings_ms
+    run.stats = _stats_with_margin(run.stats, output)
     run.save()
     TagAssignment.objects.bulk_create(_assignments(run, output))
+
+
+def _stats_with_margin(stats: dict[str, Any] | None, output: TaggerOutput) -> dict[str, Any]:
+    # What the review queue sorts by, least sure first: the margin the learning curve replays.
+    if output.uncertainty_margin is None:
+        return stats or {}
+    return {**(stats or {}), "uncertainty_margin": output.uncertainty_margin}
 
 
 def run_create(
@@ -316,8 +325,9 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
                     started_at=now,
                     finished_at=now,
                     removed_by_rule=removed_by_rule,
+                    stats=_stats_with_margin({}, output),
                 )
-                for recipe, removed_by_rule in zip(recipes, removed, strict=True)
+                for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
             ]
         )
         assignments: list[TagAssignment] = []

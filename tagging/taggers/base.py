@@ -33,3 +33,6 @@ class CategoryRequest:
 class TaggerOutput:
     tags: dict[int, list[ScoredTag]] = field(default_factory=dict)  # category id -> tags, best first
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # How unsure the learned tagger is about the recipe (tagging.uncertainty.decision_margins, lower is less
+    # sure); None when no requested category has been learned.
+    uncertainty_margin: float | None = None

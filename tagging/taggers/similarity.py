@@ -35,6 +35,7 @@ from tagging.features import lexical_evidence, lexical_matches
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagCandidate, tags_with_similarity
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
+from tagging.uncertainty import decision_margins
 
 SIM_FLOOR = 0.15
 SIM_CEILING = 0.55
@@ -97,6 +98,9 @@ class SimilarityTagger:
 
         fields = recipe.lexical_fields()
         output = TaggerOutput()
+        if probabilities and self.learned is not None:
+            thresholds = {slug: self.learned.categories[slug].threshold for slug in probabilities}
+            output.uncertainty_margin = round(float(decision_margins(probabilities, thresholds)[0]), 4)
         for request in requests:
             candidates = by_category.get(request.category.pk, [])
             if request.category.slug in probabilities:
