@@ -17,6 +17,9 @@ import pytest
 
 from autotagger.embeddings import embedding_model_name
 from autotagger.recipe_text import RecipeText
+from prompts.models import LLMSource
+from prompts.tests.conftest import LLMSourceFactory
+from prompts.tests.llama_server import LlamaServer
 from tagging.dispatch import recipe_tag_async
 from tagging.models import Recipe, TagAssignment, TaggingRun
 from tagging.services.config import TaggingConfig
@@ -92,3 +95,18 @@ def plan_of(recipe: Recipe, categories: tuple[str, ...], k: int) -> HybridPlan:
         requests=requests,
     )
     return hybrid_plan(scored=scored, requests=requests)
+
+
+def llama_source_create(settings: Any, server: LlamaServer, *, name: str, **fields: Any) -> LLMSource:
+    """A source at the real llama.cpp server, one request at a time, with one quick retry: a tiny model on a
+    busy machine is slow, and a failing call should fail the test rather than wait through backoffs."""
+    settings.LLM_MAX_RETRIES = 1
+    settings.LLM_RETRY_BASE_SECONDS = 0.01
+    settings.LLM_RETRY_MAX_SECONDS = 0.05
+    settings.LLM_SLOT_WAIT_SECONDS = 5.0
+    settings.LLM_DAILY_SPEND_CAP = 0.0
+    values = {"timeout_seconds": 120, "max_concurrency": 1, "price_input_per_1k": 0.5, "price_output_per_1k": 1.5}
+    source: LLMSource = LLMSourceFactory.create(
+        name=name, base_url=server.url, model=server.model, **{**values, **fields}
+    )
+    return source

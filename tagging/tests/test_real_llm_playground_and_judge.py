@@ -14,13 +14,12 @@ from autotagger.recipe_text import RecipeText
 from prompts.models import LLMCall, LLMCallOutcome, LLMSource, PromptPurpose
 from prompts.selectors import prompt_version_active
 from prompts.sources import llm_source_get
-from prompts.tests.conftest import LLMSourceFactory
 from prompts.tests.llama_server import LlamaServer
 from tagging.models import JudgeVerdict, RunStatus, TagAssignment, TaggingRun, TagJudgement
 from tagging.services.judging import run_judge
 from tagging.services.playground import PLAYGROUND_LABEL_SUFFIX, PlaygroundSide, prompt_playground_run
 from tagging.tests.conftest import TagAssignmentFactory, TaggingRunFactory
-from tagging.tests.helpers import active_slugs
+from tagging.tests.helpers import active_slugs, llama_source_create
 from taxonomy.models import Tag
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
@@ -35,25 +34,10 @@ SOURCE = f"llama-playground-{os.getpid()}"
 
 @pytest.fixture
 def llama_source(settings: Any, llama_server: LlamaServer) -> LLMSource:
-    settings.LLM_MAX_RETRIES = 1
-    settings.LLM_RETRY_BASE_SECONDS = 0.01
-    settings.LLM_RETRY_MAX_SECONDS = 0.05
-    settings.LLM_SLOT_WAIT_SECONDS = 5.0
-    settings.LLM_DAILY_SPEND_CAP = 0.0
     # A constrained reply takes a minute on two cores busy with other work: the budget of a call must hold it.
     settings.LLM_TIMEOUT_SECONDS = 180.0
     # As the probe finds it (test_real_llm_server.py proves the fallback from json_schema): one call per side.
-    source: LLMSource = LLMSourceFactory.create(
-        name=SOURCE,
-        base_url=llama_server.url,
-        model=llama_server.model,
-        supports_json_schema=False,
-        timeout_seconds=180,
-        max_concurrency=1,
-        price_input_per_1k=0.5,
-        price_output_per_1k=1.5,
-    )
-    return source
+    return llama_source_create(settings, llama_server, name=SOURCE, supports_json_schema=False, timeout_seconds=180)
 
 
 def assert_side_kept_the_protocol(side: PlaygroundSide) -> None:

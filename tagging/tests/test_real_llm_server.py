@@ -14,11 +14,10 @@ import pytest
 
 from prompts.gateway import LLMTimeout
 from prompts.models import LLMCall, LLMCallOutcome, LLMSource
-from prompts.tests.conftest import LLMSourceFactory
 from prompts.tests.llama_server import LlamaServer
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.tests.conftest import demo_recipe
-from tagging.tests.helpers import active_slugs, run_executed, run_failed, run_queued, tags_stored
+from tagging.tests.helpers import active_slugs, llama_source_create, run_executed, run_failed, run_queued, tags_stored
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
 
@@ -35,21 +34,7 @@ SOURCE = f"llama-{os.getpid()}"
 @pytest.fixture
 def llama_source(settings: Any, llama_server: LlamaServer) -> LLMSource:
     """A source at the real server as staff would add it, asked in json_schema first as any new server."""
-    settings.LLM_MAX_RETRIES = 1
-    settings.LLM_RETRY_BASE_SECONDS = 0.01
-    settings.LLM_RETRY_MAX_SECONDS = 0.05
-    settings.LLM_SLOT_WAIT_SECONDS = 5.0
-    settings.LLM_DAILY_SPEND_CAP = 0.0
-    source: LLMSource = LLMSourceFactory.create(
-        name=SOURCE,
-        base_url=llama_server.url,
-        model=llama_server.model,
-        timeout_seconds=120,
-        max_concurrency=1,
-        price_input_per_1k=0.5,
-        price_output_per_1k=1.5,
-    )
-    return source
+    return llama_source_create(settings, llama_server, name=SOURCE)
 
 
 def run_on_llama(recipe: Recipe, strategy: str) -> TaggingRun:
