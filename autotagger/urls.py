@@ -21,6 +21,7 @@ urlpatterns = [
     path("feedback/reviewers/", include("feedback.reviewer_urls")),
     path("", include("feedback.review_urls")),
     path("feedback/", include("feedback.feedback_urls")),
+    path("retag/", include("retagging.urls")),
     path("", include("tagging.urls")),
 ]
 

@@ -37,6 +37,12 @@ class Recipe(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The run whose tags are the recipe's current tags (with its gold labels, which win in their categories).
+    # An explicit pointer, not "the latest run": a dry-run re-tag adds runs without moving it, and rolling a
+    # re-tagging job back moves it back.
+    current_run = models.ForeignKey(
+        "TaggingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -116,6 +122,20 @@ class TaggingRun(models.Model):
     # running: the task's hard time limit). Past the lease, the sweep re-queues the run.
     claimed_by = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # What decided the run, to tell when the recipe's current tags are stale (tagging.selectors.recipes_stale):
+    # NULL/blank on runs stored before these were recorded.
+    taxonomy_version = models.PositiveIntegerField(null=True, blank=True)
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    llm_source = models.CharField(max_length=50, blank=True)
+    llm_model = models.CharField(max_length=200, blank=True)
+    tagger_state = models.ForeignKey("TaggerState", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    content_hash = models.CharField(max_length=64, blank=True, help_text="The recipe's content hash when tagged.")
+    sets_current = models.BooleanField(
+        default=True,
+        help_text="Whether success makes this run the recipe's current tags (a dry-run re-tag's runs do not).",
+    )
     attempts = models.PositiveSmallIntegerField(
         default=0,
         help_text="Deliveries of this run that a worker started, or that were lost before one did; a run is "

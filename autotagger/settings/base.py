@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "tagging",
     "prompts",
     "feedback",
+    "retagging",
     # After knox: its admin replaces knox's own.
     "autotagger.tokens",
 ]

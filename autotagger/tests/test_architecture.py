@@ -9,7 +9,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-APPS = ("autotagger", "taxonomy", "prompts", "tagging", "feedback")
+APPS = ("autotagger", "taxonomy", "prompts", "tagging", "feedback", "retagging")
 
 
 def _lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
@@ -25,7 +25,7 @@ def _lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _project_with_the_contract(tmp_path: Path, modules: dict[str, str]) -> Path:
-    """Five empty apps under the project's own contract, plus `modules` (dotted name -> source)."""
+    """Six empty apps under the project's own contract, plus `modules` (dotted name -> source)."""
     pyproject = (BASE_DIR / "pyproject.toml").read_text()
     (tmp_path / "pyproject.toml").write_text(pyproject[pyproject.index("[tool.importlinter]") :])
     for app in APPS:

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RetaggingConfig(AppConfig):
+    name = "retagging"
+    verbose_name = "Re-tagging"
