@@ -223,5 +223,5 @@ def runs_submit_batch(*, run_ids: Sequence[int]) -> LLMBatch:
     runs still queued live (tagging.tasks.runs_send)."""
     batch = llm_batch_submit(run_ids=run_ids)
     if batch.status == LLMBatchStatus.SUBMITTED:
-        transaction.on_commit(lambda: llm_batch_poll_later(batch.pk))
+        transaction.on_commit(lambda: llm_batch_poll_later(batch.pk, after_polls=0))
     return batch

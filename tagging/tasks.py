@@ -76,8 +76,8 @@ def runs_sweep_task() -> dict[str, Any]:
         queue_idle = False
     swept: RunsSwept = runs_requeue_stale(enqueue=runs_send, include_queued=queue_idle)
     overdue = llm_batches_overdue()
-    for batch_id in overdue:
-        llm_batch_poll_later(batch_id)
+    for batch_id, polls in overdue:
+        llm_batch_poll_later(batch_id, after_polls=polls)
     return {"requeued": len(swept.requeued), "failed": len(swept.failed), "batches_polled": len(overdue)}
 
 
@@ -107,20 +107,22 @@ def runs_judge_send(run_ids: Sequence[int], *, source: str | None = None) -> int
     soft_time_limit=3600,
     time_limit=3660,
 )
-def llm_batch_poll_task(*, batch_id: int) -> dict[str, Any]:
+def llm_batch_poll_task(*, batch_id: int, after_polls: int | None = None) -> dict[str, Any]:
     """Poll a Batch API batch of runs once; collect it when finished; poll again later while it is not."""
-    polled: BatchPolled = llm_batch_poll(batch_id=batch_id, enqueue_live=runs_send)
+    polled: BatchPolled = llm_batch_poll(batch_id=batch_id, enqueue_live=runs_send, after_polls=after_polls)
     if polled.again:
-        llm_batch_poll_later(batch_id)
+        llm_batch_poll_later(batch_id, after_polls=polled.polls)
     if polled.next_batch is not None:
-        llm_batch_poll_later(polled.next_batch.pk)
+        llm_batch_poll_later(polled.next_batch.pk, after_polls=0)
     return {"again": polled.again, "stored": len(polled.stored), "failed": len(polled.failed), "live": len(polled.live)}
 
 
-def llm_batch_poll_later(batch_id: int) -> None:
-    """Poll the batch in LLM_BATCH_POLL_SECONDS. A refusing broker is logged, not raised: the sweep polls a
-    batch whose poll is overdue."""
+def llm_batch_poll_later(batch_id: int, *, after_polls: int) -> None:
+    """Poll the batch in LLM_BATCH_POLL_SECONDS, if no other poll came first (`after_polls`: its polls now). A
+    refusing broker is logged, not raised: the sweep polls a batch whose poll is overdue."""
     try:
-        task_enqueue(llm_batch_poll_task, countdown=settings.LLM_BATCH_POLL_SECONDS, batch_id=batch_id)
+        task_enqueue(
+            llm_batch_poll_task, countdown=settings.LLM_BATCH_POLL_SECONDS, batch_id=batch_id, after_polls=after_polls
+        )
     except BrokerUnavailable:
         logger.warning("Unable to schedule the next poll of LLM batch %s; the sweep will", batch_id, exc_info=True)

@@ -244,14 +244,19 @@ class BatchPolled:
     stored: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     live: list[int] = field(default_factory=list)
+    polls: int = 0  # the batch's polls, this one included
 
 
-def llm_batch_poll(*, batch_id: int, enqueue_live: Callable[[Sequence[int]], object]) -> BatchPolled:
+def llm_batch_poll(
+    *, batch_id: int, enqueue_live: Callable[[Sequence[int]], object], after_polls: int | None = None
+) -> BatchPolled:
     """Poll a submitted batch once; when the provider has finished it, collect it (see the module docstring).
 
     Runs re-queued live are handed to `enqueue_live` (run ids) after commit. Bounded: a batch polled
     `batch_max_polls()` times, or waited on longer than LLM_BATCH_MAX_WAIT_HOURS, is given up and its runs go
-    live. Safe to run twice at once: one poll holds the batch, the other does nothing."""
+    live. Safe to run twice at once: one poll holds the batch, the other does nothing. `after_polls`: the polls
+    the batch had when this one was scheduled; if another poll came between (two chains of polls: the sweep's
+    and a late message), this one does nothing and its chain ends."""
     polled = BatchPolled()
     with transaction.atomic():
         batch = (
@@ -261,10 +266,10 @@ def llm_batch_poll(*, batch_id: int, enqueue_live: Callable[[Sequence[int]], obj
         )
         if batch is None:
             return polled
-        if batch.polled_at is not None and timezone.now() - batch.polled_at < _poll_period() / 2:
-            # Another chain of polls (the sweep's, or a redelivered message) polled it just now: this one ends.
+        if after_polls is not None and batch.polls != after_polls:
             return polled
         batch.polls += 1
+        polled.polls = batch.polls
         batch.polled_at = timezone.now()
         try:
             source = llm_source_get(name=batch.source)
@@ -293,10 +298,6 @@ def llm_batch_poll(*, batch_id: int, enqueue_live: Callable[[Sequence[int]], obj
             return polled
         _batch_collect(batch, source, results, polled=polled, enqueue_live=enqueue_live)
     return polled
-
-
-def _poll_period() -> timedelta:
-    return timedelta(seconds=int(settings.LLM_BATCH_POLL_SECONDS))
 
 
 def _out_of_time(batch: LLMBatch) -> bool:
@@ -437,11 +438,11 @@ def _batch_give_up(
     _runs_live(run_ids, batch=batch, polled=polled, enqueue_live=enqueue_live)
 
 
-def llm_batches_overdue() -> list[int]:
-    """Submitted batches whose next poll is late by a whole period (its message was lost with a worker or the
-    broker): the sweep schedules one."""
+def llm_batches_overdue() -> list[tuple[int, int]]:
+    """(id, polls) of submitted batches whose next poll is late by two periods (its message was lost with a
+    worker or the broker): the sweep schedules one."""
     late = timezone.now() - timedelta(seconds=3 * int(settings.LLM_BATCH_POLL_SECONDS))
     batches = LLMBatch.objects.filter(status=LLMBatchStatus.SUBMITTED, submitted_at__lt=late).exclude(
         polled_at__gte=late
     )
-    return list(batches.order_by("id").values_list("id", flat=True))
+    return list(batches.order_by("id").values_list("id", "polls"))
