@@ -5,9 +5,11 @@ prompts/tests/openai_server.py, its Files and Batches endpoints included)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from prompts.models import LLMCall, LLMCallOutcome
 from prompts.tests.openai_server import OpenAIServer
@@ -21,7 +23,7 @@ from tagging.models import (
     RunStatus,
     TaggingRun,
 )
-from tagging.services.batches import BatchPolled, BatchUnsupported, llm_batch_poll
+from tagging.services.batches import BatchPolled, BatchUnsupported, llm_batch_poll, llm_batches_overdue
 from tagging.tests.conftest import demo_recipe
 from tagging.tests.helpers import plan_of, run_executed, run_queued, slugs_offered, tags_stored
 from taxonomy.models import Category, Tag
@@ -295,3 +297,35 @@ def test_a_hybrid_run_through_a_batch_keeps_what_the_shortlist_accepted_when_it_
     assert set(stored["diet"]) <= {t.slug for t in plan.shortlist[diet]}
     assert run.stats["accepted"] == {"cuisine": ["italian"]}
     assert run.stats["decided_by_similarity"] == 1
+
+
+def test_a_second_chain_of_polls_ends_at_its_first_poll(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    run = queued(recipes[:1])[0]
+    openai_server.script_batch(in_progress=10)
+    batch = runs_submit_batch(run_ids=[run.pk])
+
+    first = llm_batch_poll(batch_id=batch.pk, enqueue_live=list, after_polls=0)
+    late = llm_batch_poll(batch_id=batch.pk, enqueue_live=list, after_polls=0)
+
+    assert (first.again, first.polls) == (True, 1)
+    assert (late.again, late.polls) == (False, 0)
+    assert openai_server.batch_retrievals[batch.provider_batch_id] == 1
+
+
+def test_the_sweep_finds_a_batch_whose_poll_is_overdue(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    batch_settings.LLM_BATCH_POLL_SECONDS = 60
+    run = queued(recipes[:1])[0]
+    batch = runs_submit_batch(run_ids=[run.pk])
+    fresh = llm_batches_overdue()
+    LLMBatch.objects.filter(pk=batch.pk).update(
+        submitted_at=timezone.now() - timedelta(minutes=10), polled_at=timezone.now() - timedelta(minutes=4)
+    )
+
+    overdue = llm_batches_overdue()
+
+    assert fresh == []
+    assert overdue == [(batch.pk, 0)]
