@@ -204,6 +204,10 @@ def _question_of(
     try:
         run_complete(run=run, config=config, ours=ours, tag=tag)  # type: ignore[arg-type]
     except QuestionDeferred as deferred:
+        # What decided the question, as it was when asked (collection comes hours later): for staleness.
+        ours.update(
+            taxonomy_version=run.taxonomy_version, content_hash=run.content_hash, tagger_state_id=run.tagger_state_id
+        )
         question = deferred.question
         request = chat_request(
             source=source,
@@ -367,7 +371,7 @@ def _item_store(
         )
 
     try:
-        run_complete(run=run, config=config, ours=ours, tag=tag)  # type: ignore[arg-type]
+        run_complete(run=run, config=config, ours=ours, tag=tag, record_inputs=False)  # type: ignore[arg-type]
     except TaggingError as exc:
         item.outcome, item.error_code = LLMBatchItemOutcome.FAILED, exc.code
         polled.failed.append(run.pk)

@@ -194,13 +194,16 @@ def run_complete(
     config: TaggingConfig,
     ours: QuerySet[TaggingRun],
     tag: Callable[[Sequence[CategoryRequest]], tuple[TaggerOutput, dict[str, Any]]],
+    record_inputs: bool = True,
 ) -> TaggingRun:
     """Tag `run` with `tag` (the strategy's work, given the categories to tag), apply the ingredient rules and
     store the success, or record the failure and re-raise it; either only while `ours` (the run, as its
     holder sees it) still finds the run. What `run_execute` does once it holds a run, and what a Batch API
-    batch does when its answer arrives (tagging.services.batches)."""
+    batch does when its answer arrives (tagging.services.batches: `record_inputs` False, the run keeps the
+    inputs recorded when its question was asked)."""
     try:
-        run_inputs_record(run=run, recipe=run.recipe)
+        if record_inputs:
+            run_inputs_record(run=run, recipe=run.recipe)
         requests = category_requests(config=config)
         output, stats = tag(requests)
         run.removed_by_rule = output_apply_rules(recipe=run.recipe.text, output=output, requests=requests)

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from prompts.models import LLMCall, LLMCallOutcome
+from prompts.selectors import prompt_version_active_row
 from prompts.tests.openai_server import OpenAIServer
 from tagging.dispatch import runs_submit_batch
 from tagging.models import (
@@ -27,6 +28,7 @@ from tagging.services.batches import BatchPolled, BatchUnsupported, llm_batch_po
 from tagging.tests.conftest import demo_recipe
 from tagging.tests.helpers import plan_of, run_executed, run_queued, slugs_offered, tags_stored
 from taxonomy.models import Category, Tag
+from taxonomy.selectors import taxonomy_version_current
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy_without_rules")]
 
@@ -90,6 +92,8 @@ def test_a_batch_is_polled_until_completed_then_its_runs_are_stored_within_the_t
     openai_server.script_batch(in_progress=1)
     openai_server.reply_computed(greedy_model, times=len(runs))
 
+    prompt = prompt_version_active_row()
+    assert prompt is not None
     batch = runs_submit_batch(run_ids=[run.pk for run in runs])
     waiting = [TaggingRun.objects.get(pk=run.pk) for run in runs]
     first = poll(batch)
@@ -121,6 +125,9 @@ def test_a_batch_is_polled_until_completed_then_its_runs_are_stored_within_the_t
         assert run.stats["cost"] == pytest.approx(0.04)
         calls = LLMCall.objects.filter(run_id=run.pk)
         assert [(c.outcome, c.cost) for c in calls] == [(LLMCallOutcome.OK, pytest.approx(0.04))]
+        assert (run.llm_source, run.llm_model, run.prompt_version_id) == ("default", "test-model", prompt.pk)
+        assert (run.taxonomy_version, run.content_hash) == (taxonomy_version_current(), run.recipe.content_hash)
+        assert Recipe.objects.get(pk=run.recipe_id).current_run_id == run.pk
     assert set(LLMBatchItem.objects.filter(batch=batch).values_list("outcome", flat=True)) == {
         LLMBatchItemOutcome.SUCCEEDED
     }

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tagging', '0014_run_inputs_and_current_run'),
+        ('tagging', '0015_runs_backfill_inputs_and_current_run'),
     ]
 
     operations = [
