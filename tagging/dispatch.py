@@ -29,7 +29,7 @@ from tagging.services.config import (
 from tagging.services.judging import judge_source_check, run_judgeable_check
 from tagging.services.recipes import recipe_build
 from tagging.services.runs import BROKER_UNAVAILABLE, recipe_tag, run_create
-from tagging.tasks import job_dispatch_task, llm_batch_poll_later, run_execute_task, run_judge_task
+from tagging.tasks import job_dispatch_task, llm_batch_poll_later, run_execute_task, run_judge_task, runs_send
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +225,16 @@ def runs_submit_batch(*, run_ids: Sequence[int]) -> LLMBatch:
     if batch.status == LLMBatchStatus.SUBMITTED:
         transaction.on_commit(lambda: llm_batch_poll_later(batch.pk, after_polls=0))
     return batch
+
+
+def runs_submit_batch_or_live(*, run_ids: Sequence[int]) -> LLMBatch | None:
+    """`runs_submit_batch`, or, when the batch is refused or not taken (a source without the Batch API, the
+    provider failing), the runs still queued and in no batch sent live (`runs_send`) and None. Raises
+    BrokerUnavailable if the broker refuses them (their queued lease then lets the sweep send them)."""
+    try:
+        return runs_submit_batch(run_ids=run_ids)
+    except TaggingError as exc:
+        logger.warning("Runs sent live instead of through the Batch API: %s", exc.message)
+    free = TaggingRun.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED, claimed_by="")
+    runs_send(list(free.order_by("id").values_list("id", flat=True)))
+    return None
