@@ -437,6 +437,7 @@ RETAG_CHUNK_MAX_ATTEMPTS = env.int("RETAG_CHUNK_MAX_ATTEMPTS", default=3)
 # RETAG_COLLECT_MAX_WAIT_SECONDS (a Batch API job's results may take 24 hours), then the unfinished fail.
 RETAG_COLLECT_INTERVAL_SECONDS = env.int("RETAG_COLLECT_INTERVAL_SECONDS", default=10)
 RETAG_COLLECT_MAX_WAIT_SECONDS = env.int("RETAG_COLLECT_MAX_WAIT_SECONDS", default=26 * 3600)
+RETAG_BATCH_COLLECT_INTERVAL_SECONDS = env.int("RETAG_BATCH_COLLECT_INTERVAL_SECONDS", default=300)
 
 # Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
 LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from autotagger.errors import DomainError
 from prompts.tests.openai_server import OpenAIServer
 from retagging.dispatch import retag_job_create
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagJob
@@ -121,3 +122,35 @@ def test_runs_not_finished_in_time_fail_their_items(
     assert "did not finish within 60 seconds" in job.items.first().error  # type: ignore[union-attr]
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
+
+
+def test_a_batch_job_sends_its_runs_through_the_batch_api(
+    llm_settings: Any, kitchen: dict[str, Recipe], settings: Any
+) -> None:
+    settings.LLM_SUPPORTS_BATCH = True
+    Recipe.objects.filter(pk=kitchen["Beef Tacos"].pk).update(source="blog")
+    job = retag_job_create(
+        selection={"kind": "source", "value": "blog"}, strategy="llm", config={}, dry_run=True, use_batch=True
+    )
+    live, batch = Queue(), Queue()
+
+    retag_chunk_execute(
+        chunk_id=job.chunks.get().pk,
+        delivery="d-1",
+        send_runs=live.send_runs,
+        schedule_collect=live.schedule_collect,
+        send_batch=batch.send_runs,
+    )
+
+    assert live.runs == []
+    assert batch.runs == [job.items.get().new_run_id]
+    assert live.collects == [(job.chunks.get().pk, settings.RETAG_BATCH_COLLECT_INTERVAL_SECONDS)]
+
+
+def test_a_batch_job_needs_a_source_with_the_batch_api(llm_settings: Any, kitchen: dict[str, Recipe]) -> None:
+    llm_settings.LLM_SUPPORTS_BATCH = False
+
+    with pytest.raises(DomainError, match="does not offer the Batch API"):
+        retag_job_create(selection={"kind": "all"}, strategy="llm", config={}, dry_run=True, use_batch=True)
+    with pytest.raises(DomainError, match="Only the llm and hybrid strategies"):
+        retag_job_create(selection={"kind": "all"}, strategy="similarity", config={}, dry_run=True, use_batch=True)
