@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from prompts.batches import BatchCall, BatchStatus, batch_results, batch_status, batch_submit
@@ -278,6 +279,10 @@ def llm_batch_poll(
         batch.polls += 1
         polled.polls = batch.polls
         batch.polled_at = timezone.now()
+        if not batch.provider_batch_id:
+            # Its submission never finished (the process preparing it died): nothing to wait for.
+            _batch_give_up(batch, reason="The batch was never submitted.", polled=polled, enqueue_live=enqueue_live)
+            return polled
         try:
             source = llm_source_get(name=batch.source)
         except LLMNotConfigured as exc:
@@ -448,11 +453,17 @@ def _batch_give_up(
     _runs_live(run_ids, batch=batch, polled=polled, enqueue_live=enqueue_live)
 
 
+# Longer than preparing any batch takes (each run tagged up to its question): a batch still unsubmitted then
+# was left by a process that died preparing it.
+BATCH_PREPARE_HOURS = 3
+
+
 def llm_batches_overdue() -> list[tuple[int, int]]:
-    """(id, polls) of submitted batches whose next poll is late by two periods (its message was lost with a
-    worker or the broker): the sweep schedules one."""
-    late = timezone.now() - timedelta(seconds=3 * int(settings.LLM_BATCH_POLL_SECONDS))
-    batches = LLMBatch.objects.filter(status=LLMBatchStatus.SUBMITTED, submitted_at__lt=late).exclude(
-        polled_at__gte=late
-    )
+    """(id, polls) of batches whose next poll is late by two periods (its message was lost with a worker or
+    the broker), or left unsubmitted for BATCH_PREPARE_HOURS: the sweep schedules a poll of each."""
+    now = timezone.now()
+    late = now - timedelta(seconds=3 * int(settings.LLM_BATCH_POLL_SECONDS))
+    submitted = Q(submitted_at__lt=late) & ~Q(polled_at__gte=late)
+    abandoned = Q(submitted_at__isnull=True, created_at__lt=now - timedelta(hours=BATCH_PREPARE_HOURS))
+    batches = LLMBatch.objects.filter(submitted | abandoned, status=LLMBatchStatus.SUBMITTED)
     return list(batches.order_by("id").values_list("id", "polls"))

@@ -336,3 +336,24 @@ def test_the_sweep_finds_a_batch_whose_poll_is_overdue(
 
     assert fresh == []
     assert overdue == [(batch.pk, 0)]
+
+
+def test_a_batch_left_unsubmitted_by_a_dead_process_is_given_up_and_its_runs_go_live(
+    batch_settings: Any, recipes: list[Recipe]
+) -> None:
+    run = queued(recipes[:1])[0]
+    batch = LLMBatch.objects.create(source="default", created_at=timezone.now())
+    LLMBatch.objects.filter(pk=batch.pk).update(created_at=timezone.now() - timedelta(hours=4))
+    TaggingRun.objects.filter(pk=run.pk).update(claimed_by=batch.claim)
+    LLMBatchItem.objects.create(batch=batch, run=run, custom_id=f"run-{run.pk}", pending={"mode": "json_schema"})
+    live: list[int] = []
+
+    overdue = llm_batches_overdue()
+    polled = poll(batch, live)
+
+    assert overdue == [(batch.pk, 0)]
+    assert polled.live == [run.pk]
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == (LLMBatchStatus.GIVEN_UP, "The batch was never submitted.")
+    run.refresh_from_db()
+    assert (run.status, run.claimed_by) == (RunStatus.QUEUED, "")
