@@ -290,7 +290,11 @@ def llm_batch_poll(
             return polled
         try:
             status = batch_status(source=source, batch_id=batch.provider_batch_id)
-            results = _results(source, batch, status) if status.finished else None
+            results = None
+            if status.finished:
+                # A download failing half-way takes back the ledger lines it recorded: the next poll records them.
+                with transaction.atomic():
+                    results = _results(source, batch, status)
         except LLMError as exc:
             logger.warning("Poll %d of batch %s failed: %s", batch.polls, batch.pk, exc.message)
             batch.error = exc.message

@@ -357,3 +357,26 @@ def test_a_batch_left_unsubmitted_by_a_dead_process_is_given_up_and_its_runs_go_
     assert (batch.status, batch.error) == (LLMBatchStatus.GIVEN_UP, "The batch was never submitted.")
     run.refresh_from_db()
     assert (run.status, run.claimed_by) == (RunStatus.QUEUED, "")
+
+
+def test_a_download_failing_half_way_records_nothing_and_the_next_poll_collects_it_all_once(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    answered, errored = queued(recipes[:2])
+    openai_server.script_batch(errors={f"run-{errored.pk}": 500})
+    openai_server.script_batch()
+    openai_server.reply_computed(greedy_model, times=2)
+    # The output file downloads, the error file does not.
+    openai_server.download_statuses.extend([200, 500])
+
+    batch = runs_submit_batch(run_ids=[answered.pk, errored.pk])
+    failed = poll(batch)
+    collected = poll(batch)
+
+    assert failed.again
+    assert failed.stored == []
+    assert collected.stored == [answered.pk]
+    assert LLMCall.objects.filter(run_id=answered.pk).count() == 1
+    assert LLMCall.objects.filter(run_id=errored.pk).count() == 1
+    batch.refresh_from_db()
+    assert (batch.status, batch.polls) == (LLMBatchStatus.COLLECTED, 2)
