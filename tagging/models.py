@@ -301,6 +301,9 @@ class LLMBatch(models.Model):
     round = models.PositiveSmallIntegerField(
         default=1, help_text="1 for a first batch; a batch of runs an earlier one left unanswered counts on."
     )
+    prompt = models.JSONField(
+        default=dict, blank=True, help_text="The prompt version its runs were asked with (label, templates, id)."
+    )
     provider_batch_id = models.CharField(max_length=200, blank=True)
     input_file_id = models.CharField(max_length=200, blank=True)
     output_file_id = models.CharField(max_length=200, blank=True)
@@ -342,8 +345,8 @@ class LLMBatchItemOutcome(models.TextChoices):
 
 
 class LLMBatchItem(models.Model):
-    """One run in a batch: its line's custom_id, and what the run decided before the model (`pending`: the
-    prompt's label, the mode asked in, hybrid's accepted tags and shortlist), kept until the answer comes."""
+    """One run in a batch: its line's custom_id, and what the run decided before the model (`pending`: the mode
+    asked in, hybrid's accepted tags and shortlist), kept until the answer comes."""
 
     batch = models.ForeignKey(LLMBatch, on_delete=models.CASCADE, related_name="items")
     run = models.ForeignKey(TaggingRun, on_delete=models.CASCADE, related_name="batch_items")

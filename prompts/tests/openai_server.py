@@ -67,6 +67,8 @@ class OpenAIServer:
         self.batch_retrievals: dict[str, int] = {}
         self._batch_scripts: deque[BatchScript] = deque()
         self._batch_of: dict[str, BatchScript] = {}
+        # The statuses of the next file downloads, in order (a 5xx: the download fails); then 200.
+        self.download_statuses: deque[int] = deque()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a test's delayed reply must not hold up the next test
@@ -338,6 +340,9 @@ class OpenAIServer:
     def _file_content(self, file_id: str) -> tuple[int, bytes]:
         with self._lock:
             stored = self.files.get(file_id)
+            status = self.download_statuses.popleft() if self.download_statuses else 200
+        if status != 200:
+            return status, json.dumps({"error": {"message": f"Scripted error {status}"}}).encode()
         if stored is None:
             return 404, json.dumps({"error": {"message": "No such file"}}).encode()
         return 200, bytes(stored["content"])

@@ -5,9 +5,9 @@ calls, answered within 24 hours.
   worker would (`run_complete` with `run_tag_with_llm`) up to the question: a run the cache answers, or a
   hybrid run whose categories the similarity tagger decided alone, is stored at once; the others' questions,
   built as the live call builds them (`chat_request`), go into one batch, each line's custom_id "run-<id>".
-  What a run decided before the question (the prompt version, the mode asked in, hybrid's accepted tags and
-  shortlist) is kept on its `LLMBatchItem`. The runs stay `queued`, claimed by the batch, with a lease past
-  LLM_BATCH_MAX_WAIT_HOURS: the sweep (tagging.services.runs.runs_requeue_stale) leaves them alone.
+  What a run decided before the question (the mode asked in, hybrid's accepted tags and shortlist) is kept
+  on its `LLMBatchItem`, the prompt version on the batch. The runs stay `queued`, claimed by the batch, with a
+  lease past LLM_BATCH_MAX_WAIT_HOURS: the sweep (tagging.services.runs.runs_requeue_stale) leaves them alone.
 - `llm_batch_poll` asks the provider where the batch stands, every LLM_BATCH_POLL_SECONDS (tagging.tasks),
   for at most LLM_BATCH_MAX_WAIT_HOURS. When it is finished (completed, or expired / failed / cancelled with
   whatever it answered), each answer is validated and stored by the same code as a live run's (`run_complete`,
@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from prompts.batches import BatchCall, BatchStatus, batch_results, batch_status, batch_submit
@@ -159,6 +160,8 @@ def llm_batch_submit(*, run_ids: Sequence[int], held_by: LLMBatch | None = None)
         TaggingRun.objects.filter(pk__in=claimed).update(claimed_by=batch.claim, lease_expires_at=now + batch_lease())
     # Read once: every run of the batch is asked in the same words, whatever is activated meanwhile.
     prompt = prompt_version_active()
+    batch.prompt = asdict(prompt)
+    batch.save(update_fields=["prompt"])
     deferred: list[_Deferred] = []
     for run in runs:
         if run.pk not in claimed:
@@ -218,7 +221,6 @@ def _question_of(
             want_logprobs=question.want_logprobs,
         )
         pending = {
-            "prompt": asdict(prompt),
             "mode": request.mode,
             "plan": hybrid_plan_dump(deferred.plan) if deferred.plan is not None else None,
         }
@@ -251,6 +253,8 @@ class BatchPolled:
     polls: int = 0  # the batch's polls, this one included
 
 
+# A poll holds its batch's row for the whole collection (one transaction): a collection that fails half-way
+# leaves nothing stored and no ledger line recorded, and the next poll collects it all again.
 def llm_batch_poll(
     *, batch_id: int, enqueue_live: Callable[[Sequence[int]], object], after_polls: int | None = None
 ) -> BatchPolled:
@@ -275,6 +279,10 @@ def llm_batch_poll(
         batch.polls += 1
         polled.polls = batch.polls
         batch.polled_at = timezone.now()
+        if not batch.provider_batch_id:
+            # Its submission never finished (the process preparing it died): nothing to wait for.
+            _batch_give_up(batch, reason="The batch was never submitted.", polled=polled, enqueue_live=enqueue_live)
+            return polled
         try:
             source = llm_source_get(name=batch.source)
         except LLMNotConfigured as exc:
@@ -282,7 +290,11 @@ def llm_batch_poll(
             return polled
         try:
             status = batch_status(source=source, batch_id=batch.provider_batch_id)
-            results = _results(source, batch, status) if status.finished else None
+            results = None
+            if status.finished:
+                # A download failing half-way takes back the ledger lines it recorded: the next poll records them.
+                with transaction.atomic():
+                    results = _results(source, batch, status)
         except LLMError as exc:
             logger.warning("Poll %d of batch %s failed: %s", batch.polls, batch.pk, exc.message)
             batch.error = exc.message
@@ -313,7 +325,7 @@ def _results(source: LLMSourceConfig, batch: LLMBatch, status: BatchStatus) -> d
     waiting = LLMBatchItem.objects.filter(batch=batch, outcome=LLMBatchItemOutcome.WAITING)
     calls = {
         item.custom_id: BatchCall(
-            run_id=item.run_id, prompt_version=item.pending["prompt"]["label"], mode=item.pending["mode"]
+            run_id=item.run_id, prompt_version=str(batch.prompt["label"]), mode=item.pending["mode"]
         )
         for item in waiting
     }
@@ -361,7 +373,7 @@ def _item_store(
         item.outcome = LLMBatchItemOutcome.SKIPPED
         return
     config = TaggingConfig.from_dict(run.config)
-    prompt = PromptTemplates(**item.pending["prompt"])
+    prompt = PromptTemplates(**batch.prompt)
     plan = hybrid_plan_load(item.pending["plan"]) if item.pending.get("plan") else None
     run.started_at = batch.submitted_at
 
@@ -372,8 +384,11 @@ def _item_store(
 
     try:
         run_complete(run=run, config=config, ours=ours, tag=tag, record_inputs=False)  # type: ignore[arg-type]
-    except TaggingError as exc:
-        item.outcome, item.error_code = LLMBatchItemOutcome.FAILED, exc.code
+    except Exception as exc:
+        # Recorded on the run by run_complete, as the worker records it; the other runs are still collected.
+        if not isinstance(exc, TaggingError):
+            logger.exception("Unable to store run %s from batch %s", run.pk, batch.pk)
+        item.outcome, item.error_code = LLMBatchItemOutcome.FAILED, getattr(exc, "code", "internal_error")
         polled.failed.append(run.pk)
         return
     item.outcome = LLMBatchItemOutcome.SUCCEEDED if run.status == RunStatus.SUCCEEDED else LLMBatchItemOutcome.SKIPPED
@@ -442,11 +457,17 @@ def _batch_give_up(
     _runs_live(run_ids, batch=batch, polled=polled, enqueue_live=enqueue_live)
 
 
+# Longer than preparing any batch takes (each run tagged up to its question): a batch still unsubmitted then
+# was left by a process that died preparing it.
+BATCH_PREPARE_HOURS = 3
+
+
 def llm_batches_overdue() -> list[tuple[int, int]]:
-    """(id, polls) of submitted batches whose next poll is late by two periods (its message was lost with a
-    worker or the broker): the sweep schedules one."""
-    late = timezone.now() - timedelta(seconds=3 * int(settings.LLM_BATCH_POLL_SECONDS))
-    batches = LLMBatch.objects.filter(status=LLMBatchStatus.SUBMITTED, submitted_at__lt=late).exclude(
-        polled_at__gte=late
-    )
+    """(id, polls) of batches whose next poll is late by two periods (its message was lost with a worker or
+    the broker), or left unsubmitted for BATCH_PREPARE_HOURS: the sweep schedules a poll of each."""
+    now = timezone.now()
+    late = now - timedelta(seconds=3 * int(settings.LLM_BATCH_POLL_SECONDS))
+    submitted = Q(submitted_at__lt=late) & ~Q(polled_at__gte=late)
+    abandoned = Q(submitted_at__isnull=True, created_at__lt=now - timedelta(hours=BATCH_PREPARE_HOURS))
+    batches = LLMBatch.objects.filter(submitted | abandoned, status=LLMBatchStatus.SUBMITTED)
     return list(batches.order_by("id").values_list("id", "polls"))

@@ -336,3 +336,47 @@ def test_the_sweep_finds_a_batch_whose_poll_is_overdue(
 
     assert fresh == []
     assert overdue == [(batch.pk, 0)]
+
+
+def test_a_batch_left_unsubmitted_by_a_dead_process_is_given_up_and_its_runs_go_live(
+    batch_settings: Any, recipes: list[Recipe]
+) -> None:
+    run = queued(recipes[:1])[0]
+    batch = LLMBatch.objects.create(source="default", created_at=timezone.now())
+    LLMBatch.objects.filter(pk=batch.pk).update(created_at=timezone.now() - timedelta(hours=4))
+    TaggingRun.objects.filter(pk=run.pk).update(claimed_by=batch.claim)
+    LLMBatchItem.objects.create(batch=batch, run=run, custom_id=f"run-{run.pk}", pending={"mode": "json_schema"})
+    live: list[int] = []
+
+    overdue = llm_batches_overdue()
+    polled = poll(batch, live)
+
+    assert overdue == [(batch.pk, 0)]
+    assert polled.live == [run.pk]
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == (LLMBatchStatus.GIVEN_UP, "The batch was never submitted.")
+    run.refresh_from_db()
+    assert (run.status, run.claimed_by) == (RunStatus.QUEUED, "")
+
+
+def test_a_download_failing_half_way_records_nothing_and_the_next_poll_collects_it_all_once(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    answered, errored = queued(recipes[:2])
+    openai_server.script_batch(errors={f"run-{errored.pk}": 500})
+    openai_server.script_batch()
+    openai_server.reply_computed(greedy_model, times=2)
+    # The output file downloads, the error file does not.
+    openai_server.download_statuses.extend([200, 500])
+
+    batch = runs_submit_batch(run_ids=[answered.pk, errored.pk])
+    failed = poll(batch)
+    collected = poll(batch)
+
+    assert failed.again
+    assert failed.stored == []
+    assert collected.stored == [answered.pk]
+    assert LLMCall.objects.filter(run_id=answered.pk).count() == 1
+    assert LLMCall.objects.filter(run_id=errored.pk).count() == 1
+    batch.refresh_from_db()
+    assert (batch.status, batch.polls) == (LLMBatchStatus.COLLECTED, 2)
