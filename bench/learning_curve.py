@@ -10,11 +10,13 @@ A pool smaller than --limit (themealdb: 586 recipes, 469 in the pool) ends at th
 "at most 600 of 1,000" target is then scaled to the same share of it.
 
 Embeddings are computed once through the embeddings gateway (autotagger.embeddings) and kept in
-AUTOTAGGER_DATA_DIR/bench/ for the next run. No database is needed unless --save stores the curve (the
+AUTOTAGGER_DATA_DIR/bench/ for the next run; so are the random orders' F1 with --reuse-random (they do not
+depend on the acquisition, and they are most of a run's time). No database is needed unless --save stores the curve (the
 instance's database: the feedback page draws it).
 
     .venv/bin/python bench/learning_curve.py [--dataset themealdb] [--batch 100] [--limit 1000]
-        [--seeds 0,1,2] [--aggregate min|mean] [--diverse] [--cv-folds 5] [--output curve.json] [--save]
+        [--seeds 0,1,2] [--acquisition margin|rotation|density|explore] [--aggregate min|mean] [--diverse]
+        [--cv-folds 5] [--reuse-random] [--output curve.json] [--save]
     nohup .venv/bin/python bench/learning_curve.py --dataset archanas_kitchen > /tmp/curve.txt 2>&1 &
 """
 
@@ -80,6 +82,16 @@ def embedded(texts: list[str], *, key: str) -> np.ndarray:
     return matrix
 
 
+def random_runs_path(*, dataset: str, recipes: int, k: int, batch: int, limit: int) -> Path:
+    return Path(settings.DATA_DIR) / "bench" / f"{dataset}-random-n{recipes}-k{k}-b{batch}-l{limit}.json"
+
+
+def random_runs_read(path: Path) -> dict[int, list[float]]:
+    if not path.is_file():
+        return {}
+    return {int(seed): run for seed, run in json.loads(path.read_text()).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="themealdb", help="a file of ../shared/datasets, without .jsonl")
@@ -88,6 +100,12 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(map(str, replay.DEFAULT_SEEDS)), help="random orders, averaged")
     parser.add_argument(
         "--aggregate", choices=["mean", "min"], default=replay.DEFAULT_MARGIN_AGGREGATE, help="margin across categories"
+    )
+    parser.add_argument("--acquisition", choices=replay.ACQUISITIONS, default=replay.DEFAULT_ACQUISITION)
+    parser.add_argument(
+        "--reuse-random",
+        action="store_true",
+        help="take the random orders' F1 from an earlier run with the same dataset, k, batch and limit, keep new ones",
     )
     parser.add_argument("--diverse", action="store_true", help="skip near-copies within an uncertainty batch")
     parser.add_argument("--cv-folds", type=int, default=replay.DEFAULT_CV_FOLDS, help="0 skips the CV F1")
@@ -116,6 +134,10 @@ def main() -> None:
         ),
         categories=specs,
     )
+    cache = random_runs_path(
+        dataset=dataset.name, recipes=len(dataset.recipes), k=args.k, batch=args.batch, limit=args.limit
+    )
+    known = random_runs_read(cache) if args.reuse_random else {}
     # Hundreds of small regressions per fit: threads fighting over the cores cost more than they give (the
     # embedding model above keeps its threads).
     with threadpool_limits(limits=1):
@@ -127,10 +149,17 @@ def main() -> None:
             seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
             aggregate=args.aggregate,
             diverse=args.diverse,
+            acquisition=args.acquisition,
+            random_runs=known,
             cv_folds=args.cv_folds,
             progress=say,
         )
 
+    if args.reuse_random:
+        runs = random_runs_read(cache)  # again: another run may have added seeds meanwhile
+        for index, seed in enumerate(curve.seeds):
+            runs[seed] = [p.random_f1_runs[index] for p in curve.points]
+        cache.write_text(json.dumps({str(seed): run for seed, run in sorted(runs.items())}))
     if args.cv_f1 is not None and curve.cv_f1 is None:
         curve.cv_f1 = args.cv_f1
     say("")

@@ -28,6 +28,21 @@ DEFAULT_MARGIN_AGGREGATE: MarginAggregate = "mean"
 NO_MARGIN = 0.0
 
 
+def category_margins(probabilities: Mapping[str, np.ndarray], thresholds: Mapping[str, float]) -> np.ndarray:
+    """Per recipe and learned category (columns in the order of `probabilities`, categories without a
+    threshold or tags left out): the margin of the category's closest tag to its threshold. (m, 0) when no
+    category is learned."""
+    per_category = [
+        np.abs(np.asarray(matrix, dtype=np.float64) - thresholds[slug]).min(axis=1)
+        for slug, matrix in probabilities.items()
+        if slug in thresholds and matrix.ndim == 2 and matrix.shape[1] > 0
+    ]
+    if not per_category:
+        rows = max((len(matrix) for matrix in probabilities.values()), default=0)
+        return np.zeros((rows, 0))
+    return np.stack(per_category, axis=1)
+
+
 def decision_margins(
     probabilities: Mapping[str, np.ndarray],
     thresholds: Mapping[str, float],
@@ -38,13 +53,7 @@ def decision_margins(
     the margin of its scores to the categories' `thresholds`; lower is less sure."""
     if aggregate not in MARGIN_AGGREGATES:
         raise ValueError(f"Unknown margin aggregate {aggregate!r}: the choices are {', '.join(MARGIN_AGGREGATES)}.")
-    per_category = [
-        np.abs(np.asarray(matrix, dtype=np.float64) - thresholds[slug]).min(axis=1)
-        for slug, matrix in probabilities.items()
-        if slug in thresholds and matrix.ndim == 2 and matrix.shape[1] > 0
-    ]
-    if not per_category:
-        rows = max((len(matrix) for matrix in probabilities.values()), default=0)
-        return np.full(rows, NO_MARGIN)
-    stacked = np.stack(per_category, axis=1)
+    stacked = category_margins(probabilities, thresholds)
+    if stacked.shape[1] == 0:
+        return np.full(len(stacked), NO_MARGIN)
     return stacked.min(axis=1) if aggregate == "min" else stacked.mean(axis=1)

@@ -7,8 +7,15 @@ refitted on every recipe reviewed so far exactly as the service refits it (taggi
 gold labels), and its micro-F1 on the held-out part is recorded.
 
 Two orders are compared:
-- uncertainty: the next batch is the pool's least sure recipes as the tagger fitted so far scores them
-  (tagging.uncertainty.decision_margins, what the review queue sorts by);
+- uncertainty: the next batch is the pool's least sure recipes as the tagger fitted so far scores them, by an
+  acquisition (ACQUISITIONS):
+  - "margin": the recipe's decision margin (tagging.uncertainty.decision_margins, what the review queue sorts
+    by), combined across categories by `aggregate`;
+  - "rotation": each category's least sure recipes in turn (the recipes sorted by the best rank of their
+    margin within any one category), so that no category whose margins always run small takes every batch;
+  - "density": uncertainty (1 - mean margin) times how typical the recipe is of the pool (mean cosine to its
+    DENSITY_NEIGHBOURS nearest), so that doubtful outliers teach less than doubtful common dishes;
+  - "explore": EXPLORE_SHARE of each batch at random, the rest by margin;
 - random: the pool in a random order (several seeds, averaged).
 The first batch has no tagger to ask (nothing was learned yet), so both orders start from the same
 random batch of the first seed. Beside them, the cross-validated micro-F1 on every label of the set
@@ -19,16 +26,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from feedback.evaluation import metrics
 from feedback.evaluation.datasets import fold_of
 from tagging import learning
-from tagging.uncertainty import DEFAULT_MARGIN_AGGREGATE, MARGIN_AGGREGATES, MarginAggregate, decision_margins
+from tagging.uncertainty import (
+    DEFAULT_MARGIN_AGGREGATE,
+    MARGIN_AGGREGATES,
+    MarginAggregate,
+    category_margins,
+    decision_margins,
+)
 
 Progress = Callable[[str], None]
 
@@ -41,6 +54,14 @@ DEFAULT_CV_FOLDS = 5
 # Diverse batches: the least sure recipes are taken in order, skipping any this close (cosine) to one
 # already in the batch: ten near-copies of one doubtful dish teach what one of them does.
 DIVERSITY_SIMILARITY = 0.9
+Acquisition = Literal["margin", "rotation", "density", "explore"]
+ACQUISITIONS: tuple[Acquisition, ...] = ("margin", "rotation", "density", "explore")
+DEFAULT_ACQUISITION: Acquisition = "margin"
+# Density: how typical a recipe is of the pool, the mean cosine to this many of its nearest pool recipes.
+DENSITY_NEIGHBOURS = 10
+# Explore: this share of each batch is drawn at random, so that recipes the tagger is wrongly sure about are
+# reviewed too.
+EXPLORE_SHARE = 0.2
 
 
 class ReplayError(ValueError):
@@ -88,6 +109,7 @@ class LearningCurveResult:
     cv_folds: int
     seconds: float = 0.0
     categories: list[str] = field(default_factory=list)
+    acquisition: Acquisition = DEFAULT_ACQUISITION
     # The ids of the recipes reviewed in uncertainty order, in that order (not stored).
     uncertainty_reviewed: list[str] = field(default_factory=list, repr=False)
 
@@ -101,6 +123,7 @@ class LearningCurveResult:
             "k": self.k,
             "seeds": list(self.seeds),
             "aggregate": self.aggregate,
+            "acquisition": self.acquisition,
             "diverse": self.diverse,
             "cv_folds": self.cv_folds,
             "cv_f1": None if self.cv_f1 is None else round(self.cv_f1, 4),
@@ -135,6 +158,8 @@ class LearningCurveResult:
             cv_folds=value["cv_folds"],
             seconds=value.get("seconds", 0.0),
             categories=list(value.get("categories", [])),
+            # Curves stored before acquisitions were named all ordered by the margin.
+            acquisition=value.get("acquisition", DEFAULT_ACQUISITION),
         )
 
 
@@ -154,12 +179,16 @@ class _Replayer:
         floors: dict[str, float | None],
         aggregate: MarginAggregate,
         diverse: bool,
+        acquisition: Acquisition = DEFAULT_ACQUISITION,
+        pool: Sequence[int] = (),
     ) -> None:
         self.set = replay_set
         self.k = k
         self.floors = floors
         self.aggregate = aggregate
         self.diverse = diverse
+        self.acquisition = acquisition
+        self.density = pool_density(replay_set.data.embeddings, pool) if acquisition == "density" else None
         self.slugs = [c.slug for c in replay_set.categories]
         self.taxonomy = {c.slug: {t.slug for t in c.tags} for c in replay_set.categories}
 
@@ -180,15 +209,29 @@ class _Replayer:
         report = metrics.score(gold=data.labels, predicted=predicted, categories=self.slugs, k=self.k)
         return report.overall_f1
 
-    def least_sure(self, model: learning.LearnedModel, candidates: Sequence[int], n: int) -> list[int]:
+    def _unsureness(self, model: learning.LearnedModel, candidates: Sequence[int]) -> np.ndarray:
+        """Per candidate, lower is reviewed sooner, by the acquisition."""
         data = _subset(self.set.data, candidates)
         probabilities = model.probabilities(embeddings=data.embeddings, texts=data.texts, category_slugs=self.slugs)
         thresholds = {slug: m.threshold for slug, m in model.categories.items()}
-        margins = decision_margins(probabilities, thresholds, aggregate=self.aggregate)
-        if len(margins) != len(candidates):  # no category learned yet: every candidate is as unsure
-            margins = np.zeros(len(candidates))
+        per_category = category_margins(probabilities, thresholds)
+        if len(per_category) != len(candidates) or per_category.shape[1] == 0:
+            return np.zeros(len(candidates))  # no category learned yet: every candidate is as unsure
+        if self.acquisition == "rotation":
+            return rotation_keys(per_category)
+        if self.acquisition == "density":
+            assert self.density is not None
+            return -(1.0 - per_category.mean(axis=1)) * self.density[list(candidates)]
+        return decision_margins(probabilities, thresholds, aggregate=self.aggregate)
+
+    def least_sure(self, model: learning.LearnedModel, candidates: Sequence[int], n: int) -> list[int]:
         # Ties (nothing learned yet in any category) keep the candidates' order, which is random.
-        order = [candidates[i] for i in np.argsort(margins, kind="stable")]
+        order = [candidates[i] for i in np.argsort(self._unsureness(model, candidates), kind="stable")]
+        if self.acquisition == "explore":
+            # The candidates come in a random order: their head is the random share.
+            explored = list(candidates[: round(n * EXPLORE_SHARE)])
+            taken = set(explored)
+            return explored + [row for row in order if row not in taken][: n - len(explored)]
         if not self.diverse:
             return order[:n]
         chosen: list[int] = []
@@ -205,6 +248,36 @@ class _Replayer:
         return chosen[:n]
 
 
+def rotation_keys(per_category: np.ndarray) -> np.ndarray:
+    """Sort keys (lower first) that take each category's least sure recipe in turn: a recipe's best rank of
+    its margin within any one category, ties between categories in column order. Sorting by them is the
+    round robin over the categories' own orders (a recipe least sure in two categories counts once)."""
+    rows, columns = per_category.shape
+    ranks = np.empty_like(per_category)
+    for column in range(columns):
+        ranks[np.argsort(per_category[:, column], kind="stable"), column] = np.arange(rows)
+    best = ranks.min(axis=1)
+    first_column = ranks.argmin(axis=1)
+    return best * columns + first_column
+
+
+def pool_density(embeddings: np.ndarray, pool: Sequence[int]) -> np.ndarray:
+    """Per row of `embeddings` (0 outside `pool`), the mean cosine to its DENSITY_NEIGHBOURS nearest pool
+    recipes (itself excluded); the embeddings are unit vectors."""
+    density = np.zeros(len(embeddings))
+    rows = np.asarray(pool, dtype=int)
+    if len(rows) < 2:
+        return density
+    neighbours = min(DENSITY_NEIGHBOURS, len(rows) - 1)
+    vectors = np.asarray(embeddings[rows], dtype=np.float32)
+    for start in range(0, len(rows), 1024):
+        sims = vectors[start : start + 1024] @ vectors.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        nearest = np.partition(sims, -neighbours, axis=1)[:, -neighbours:]
+        density[rows[start : start + len(sims)]] = nearest.mean(axis=1)
+    return density
+
+
 def _sizes(pool: int, batch: int, limit: int) -> list[int]:
     last = min(pool, limit)
     sizes = list(range(batch, last + 1, batch))
@@ -216,6 +289,10 @@ def _sizes(pool: int, batch: int, limit: int) -> list[int]:
 def _seeded_order(ids: Sequence[str], rows: Sequence[int], seed: int) -> list[int]:
     """`rows` in a random order that depends only on the seed and the recipes' ids (not the file order)."""
     return sorted(rows, key=lambda i: hashlib.sha1(f"{seed}:{ids[i]}".encode()).hexdigest())
+
+
+def _acquisition_name(acquisition: Acquisition, aggregate: MarginAggregate) -> str:
+    return f"{aggregate} margin" if acquisition == "margin" else acquisition
 
 
 def cross_validated_f1(
@@ -253,10 +330,14 @@ def learning_curve_replay(
     cv_folds: int = DEFAULT_CV_FOLDS,
     floors: dict[str, float | None] | None = None,
     progress: Progress | None = None,
+    acquisition: Acquisition = DEFAULT_ACQUISITION,
+    random_runs: Mapping[int, Sequence[float]] | None = None,
 ) -> LearningCurveResult:
     """Replay `replay_set` in uncertainty order and in random order (one replay per seed), `batch` recipes
     at a time up to `limit` (or the whole pool when it is smaller), refitting after each batch; score each fit
-    on the held-out fold. `cv_folds` 0 skips the cross-validated F1."""
+    on the held-out fold. `cv_folds` 0 skips the cross-validated F1. `random_runs`: the random order's F1 at
+    each batch, by seed, measured beforehand with the same set and options (the random order does not depend
+    on the acquisition); seeds missing from it are replayed."""
     say = progress or (lambda message: None)
     started = time.perf_counter()
     if batch < 1 or limit < 1:
@@ -265,6 +346,8 @@ def learning_curve_replay(
         raise ReplayError("Give at least one seed for the random order.")
     if aggregate not in MARGIN_AGGREGATES:
         raise ReplayError(f"Unknown margin aggregate {aggregate!r}: the choices are {', '.join(MARGIN_AGGREGATES)}.")
+    if acquisition not in ACQUISITIONS:
+        raise ReplayError(f"Unknown acquisition {acquisition!r}: the choices are {', '.join(ACQUISITIONS)}.")
     if cv_folds == 1 or cv_folds < 0:
         raise ReplayError(f"cv_folds must be 0 (skip) or at least 2, not {cv_folds}.")
     ids = [str(i) for i in replay_set.ids]
@@ -277,21 +360,28 @@ def learning_curve_replay(
             f"{len(ids)} labelled recipes are too few for a learning curve: it needs a held-out part and a pool."
         )
     floors = floors or {}
-    replayer = _Replayer(replay_set, k=k, floors=floors, aggregate=aggregate, diverse=diverse)
+    replayer = _Replayer(
+        replay_set, k=k, floors=floors, aggregate=aggregate, diverse=diverse, acquisition=acquisition, pool=pool
+    )
     sizes = _sizes(len(pool), batch, limit)
     say(
         f"{len(ids)} labelled recipes: {len(held_out)} held out, a pool of {len(pool)}; "
         f"reviews after each batch: {', '.join(map(str, sizes))}"
     )
 
-    random_runs: list[list[float]] = []
+    random_runs_done: list[list[float]] = []
     for seed in seeds:
+        known = (random_runs or {}).get(seed)
+        if known is not None and len(known) == len(sizes):
+            random_runs_done.append([float(f) for f in known])
+            say(f"random (seed {seed}): measured beforehand, F1 at {sizes[-1]} reviews {known[-1]:.3f}")
+            continue
         order = _seeded_order(ids, pool, seed)
         run = []
         for size in sizes:
             run.append(replayer.f1(replayer.fit(order[:size]), held_out))
             say(f"random (seed {seed}): {size} reviews, F1 {run[-1]:.3f}")
-        random_runs.append(run)
+        random_runs_done.append(run)
 
     first = _seeded_order(ids, pool, seeds[0])
     chosen = first[: sizes[0]]
@@ -299,7 +389,8 @@ def learning_curve_replay(
     for number, size in enumerate(sizes):
         model = replayer.fit(chosen)
         uncertainty.append(replayer.f1(model, held_out))
-        say(f"uncertainty ({aggregate}{', diverse' if diverse else ''}): {size} reviews, F1 {uncertainty[-1]:.3f}")
+        how = _acquisition_name(acquisition, aggregate) + (", diverse" if diverse else "")
+        say(f"uncertainty ({how}): {size} reviews, F1 {uncertainty[-1]:.3f}")
         if number + 1 < len(sizes):
             taken = set(chosen)
             # The candidates in the first seed's random order, so that ties fall at random.
@@ -314,8 +405,8 @@ def learning_curve_replay(
         CurvePoint(
             reviews=size,
             uncertainty_f1=uncertainty[i],
-            random_f1=float(np.mean([run[i] for run in random_runs])),
-            random_f1_runs=tuple(run[i] for run in random_runs),
+            random_f1=float(np.mean([run[i] for run in random_runs_done])),
+            random_f1_runs=tuple(run[i] for run in random_runs_done),
         )
         for i, size in enumerate(sizes)
     ]
@@ -329,6 +420,7 @@ def learning_curve_replay(
         seeds=tuple(seeds),
         aggregate=aggregate,
         diverse=diverse,
+        acquisition=acquisition,
         points=points,
         cv_f1=cv_f1,
         cv_folds=cv_folds,
@@ -387,6 +479,8 @@ def learning_curve_report(curve: LearningCurveResult, *, name: str) -> list[str]
     """The curve as printed by the bench and the management command: a table, the CV line, the targets."""
     lines = [
         f"{name}: micro-F1 on {curve.held_out} held-out recipes after each batch of reviews",
+        f"uncertainty order: {_acquisition_name(curve.acquisition, curve.aggregate)}"
+        + (", diverse batches" if curve.diverse else ""),
         f"{'reviews':>8}  {'uncertainty':>11}  {'random':>7}  random per seed",
     ]
     for point in curve.points:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from feedback.evaluation.replay import CurvePoint, LearningCurveResult
+from feedback.evaluation.replay import Acquisition, CurvePoint, LearningCurveResult
 from feedback.services.learning_curves import learning_curve_store
 from feedback.tests.test_acceptance import reviewed_run
 from taxonomy.models import Category
@@ -25,7 +25,7 @@ def _client(user: Any) -> Client:
     return client
 
 
-def _curve(*, cv_f1: float | None = 0.7) -> LearningCurveResult:
+def _curve(*, cv_f1: float | None = 0.7, acquisition: Acquisition = "margin") -> LearningCurveResult:
     return LearningCurveResult(
         recipes=500,
         held_out=100,
@@ -43,6 +43,7 @@ def _curve(*, cv_f1: float | None = 0.7) -> LearningCurveResult:
         ],
         cv_f1=cv_f1,
         cv_folds=5,
+        acquisition=acquisition,
     )
 
 
@@ -115,3 +116,13 @@ def test_it_draws_the_latest_learning_curve_with_both_orders_and_the_cross_valid
     assert "Cross-validated F1 on all labels: 0.700" in page
     assert "F1 0.690 after 400 reviews" in page
     assert "F1 rises with feedback" in page
+
+
+def test_the_caption_says_how_the_least_sure_recipes_were_chosen(staff: Any) -> None:
+    learning_curve_store(dataset="themealdb", curve=_curve())
+    learning_curve_store(dataset="archanas_kitchen", curve=_curve(acquisition="rotation"))
+
+    page = _client(staff).get(URL).content.decode()
+
+    assert "least sure first (min margin)" in page
+    assert "least sure first (rotation)" in page

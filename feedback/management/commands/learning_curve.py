@@ -33,6 +33,12 @@ class Command(BaseCommand):
             default=replay.DEFAULT_MARGIN_AGGREGATE,
             help="margin across categories",
         )
+        parser.add_argument(
+            "--acquisition",
+            choices=replay.ACQUISITIONS,
+            default=replay.DEFAULT_ACQUISITION,
+            help="how the least sure recipes are chosen",
+        )
         parser.add_argument("--diverse", action="store_true", help="skip near-copies within an uncertainty batch")
         parser.add_argument("--cv-folds", type=int, default=replay.DEFAULT_CV_FOLDS, help="0 skips the CV F1")
         parser.add_argument("--k", type=int, default=DEFAULT_TAGS_PER_CATEGORY, help="tags per category")
@@ -48,6 +54,7 @@ class Command(BaseCommand):
                 seeds=_seeds(options["seeds"]),
                 aggregate=options["aggregate"],
                 diverse=options["diverse"],
+                acquisition=options["acquisition"],
                 cv_folds=options["cv_folds"],
                 progress=lambda message: self.stderr.write(message),
             )
