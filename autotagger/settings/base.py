@@ -297,6 +297,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tagging.runs_sweep",
         "schedule": env.float("TAGGING_RUN_SWEEP_SECONDS", default=60.0),
     },
+    "retagging-requeue-stale-chunks": {
+        # Re-tagging chunks lost with a worker (killed mid-chunk): handed to another, or failed after max attempts.
+        "task": "retagging.chunks_sweep",
+        "schedule": env.float("RETAG_CHUNK_SWEEP_SECONDS", default=60.0),
+    },
     "taxonomy-embed-stale-tags": {
         # Catches tags whose re-embedding could not be queued (broker down) or was lost.
         "task": "taxonomy.tags_embed",
@@ -403,6 +408,23 @@ TAGGING_JOB_CHUNK_SIZE = env.int("TAGGING_JOB_CHUNK_SIZE", default=500)
 # Longest a client may ask an llm or hybrid request to wait ("wait": seconds) before a 202. A waiting request
 # holds one gunicorn thread (GUNICORN_THREADS per worker), not a whole worker; longer work is polled.
 TAGGING_MAX_WAIT_SECONDS = env.float("TAGGING_MAX_WAIT_SECONDS", default=15.0)
+
+# --- Re-tagging jobs (retagging) --------------------------------------------------------------
+# Recipes per chunk (one worker task each): similarity embeds a chunk in one call; the LLM strategies queue one
+# run per recipe, so their chunks are smaller to spread them over workers and keep cancellation prompt.
+RETAG_CHUNK_SIZE = env.int("RETAG_CHUNK_SIZE", default=200)
+RETAG_LLM_CHUNK_SIZE = env.int("RETAG_LLM_CHUNK_SIZE", default=20)
+# A job covers at most this many recipes (the snapshot is taken, and its items written, in one request).
+RETAG_MAX_RECIPES = env.int("RETAG_MAX_RECIPES", default=200_000)
+# A chunk queued but not taken for this long is sent again (its message was lost); one taken is held for its
+# task's hard time limit. After RETAG_CHUNK_MAX_ATTEMPTS deliveries its remaining recipes are failed.
+RETAG_CHUNK_QUEUED_SECONDS = env.int("RETAG_CHUNK_QUEUED_SECONDS", default=900)
+RETAG_CHUNK_SOFT_TIME_LIMIT_SECONDS = env.int("RETAG_CHUNK_SOFT_TIME_LIMIT_SECONDS", default=600)
+RETAG_CHUNK_MAX_ATTEMPTS = env.int("RETAG_CHUNK_MAX_ATTEMPTS", default=3)
+# LLM chunks wait for their runs: checked every RETAG_COLLECT_INTERVAL_SECONDS, for at most
+# RETAG_COLLECT_MAX_WAIT_SECONDS (a Batch API job's results may take 24 hours), then the unfinished fail.
+RETAG_COLLECT_INTERVAL_SECONDS = env.int("RETAG_COLLECT_INTERVAL_SECONDS", default=10)
+RETAG_COLLECT_MAX_WAIT_SECONDS = env.int("RETAG_COLLECT_MAX_WAIT_SECONDS", default=26 * 3600)
 
 # Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
 LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)

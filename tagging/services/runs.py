@@ -290,9 +290,19 @@ def recipe_tag(
     return run
 
 
-def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> list[TaggingRun]:
+def recipes_tag_bulk(
+    *,
+    recipes: Sequence[Recipe],
+    config: TaggingConfig,
+    sets_current: bool = True,
+    on_stored: Callable[[list[TaggingRun]], None] | None = None,
+) -> list[TaggingRun]:
     """Tag many recipes in one pass: one batched embedding call, one scoring query per recipe, and
-    all runs and assignments written together."""
+    all runs and assignments written together.
+
+    `sets_current` is stored on the runs (False: a dry run that leaves the recipes' current tags alone).
+    `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
+    bookkeeping (a re-tagging job's items) is committed with them or not at all."""
     requests = category_requests(config=config)
     model = embedding_model_name()
     tags_ensure_embedded(requests=requests, model=model)
@@ -326,6 +336,7 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
                     finished_at=now,
                     removed_by_rule=removed_by_rule,
                     stats=_stats_with_margin({}, output),
+                    sets_current=sets_current,
                 )
                 for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
             ]
@@ -334,6 +345,8 @@ def recipes_tag_bulk(*, recipes: Sequence[Recipe], config: TaggingConfig) -> lis
         for run, output in zip(runs, outputs, strict=True):
             assignments.extend(_assignments(run, output))
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
+        if on_stored is not None:
+            on_stored(runs)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
     return runs
 
