@@ -284,6 +284,8 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="autotagger")
 TASK_ENQUEUE_TIMEOUT_SECONDS = env.float("TASK_ENQUEUE_TIMEOUT_SECONDS", default=2.0)
 TASK_ENQUEUE_MAX_RETRIES = env.int("TASK_ENQUEUE_MAX_RETRIES", default=2)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task modules besides each app's tasks.py (autodiscovered): beat's entry point for re-tagging schedules.
+CELERY_IMPORTS = ["retagging.scheduling"]
 CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables on start, where staff can change or disable them in admin.
 CELERY_BEAT_SCHEDULE = {
