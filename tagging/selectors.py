@@ -8,6 +8,7 @@ import numpy as np
 from django.db.models import PROTECT, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from pgvector.django import CosineDistance
 
+from autotagger.embeddings import embedding_model_name
 from autotagger.permissions import (
     User,
     can_change_all_recipes,
@@ -16,7 +17,17 @@ from autotagger.permissions import (
     can_read_all_runs,
     is_signed_in,
 )
-from tagging.models import Recipe, RunStatus, TagAssignment, TaggingJob, TaggingRun, TagJudgement, TrainingExample
+from tagging.learning import MODEL_VERSION
+from tagging.models import (
+    Recipe,
+    RunStatus,
+    TagAssignment,
+    TaggerState,
+    TaggingJob,
+    TaggingRun,
+    TagJudgement,
+    TrainingExample,
+)
 from taxonomy.models import Category, Tag
 
 
@@ -68,6 +79,21 @@ def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | No
         .first()
     )
     return None if row is None else np.asarray(row, dtype=np.float32)
+
+
+def tagger_state_in_use_id() -> int | None:
+    """The TaggerState the taggers use now (what tagging.services.tagger_state.learned_model_active loads): the
+    active one, fitted for the configured embedding model by this release's learner; None while they are
+    zero-shot."""
+    state = (
+        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name())
+        .only("id", "fitted_on")
+        .order_by("-id")
+        .first()
+    )
+    if state is None or state.fitted_on.get("version") is None or int(state.fitted_on["version"]) != MODEL_VERSION:
+        return None
+    return state.pk
 
 
 def _latest_succeeded_run_id() -> Subquery:

@@ -135,3 +135,27 @@ class Tag(models.Model):
         if self.synonyms:
             parts.append("Also: " + ", ".join(self.synonyms) + ".")
         return " ".join(parts)
+
+
+class TaxonomyVersion(models.Model):
+    """A state of the taxonomy as tagging sees it: recorded whenever what decides a tag changes (active
+    categories, tags, descriptions, synonyms, ingredient rules), so that a run can say which taxonomy it read
+    and a recipe tagged before a change is known to be stale (taxonomy.services.versions)."""
+
+    number = models.PositiveIntegerField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # [{"kind": "tag", "action": "changed", "object": "cuisine/thai", "fields": ["synonyms"]}, ...]
+    changes = models.JSONField(default=list, blank=True)
+    # What the next change is compared with: see taxonomy.services.versions.taxonomy_snapshot.
+    snapshot = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(number__gte=1), name="taxonomy_version_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Taxonomy version {self.number}"

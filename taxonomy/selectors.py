@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import Case, CharField, F, Func, IntegerField, Prefetch, Q, QuerySet, Value, When
 
-from taxonomy.models import Category, IngredientGroup, Tag
+from taxonomy.models import Category, IngredientGroup, Tag, TaxonomyVersion
 from taxonomy.rules import IngredientMatcher, TagRule
 
 
@@ -142,4 +142,48 @@ def taxonomy_export() -> dict[str, Any]:
             }
             for category in categories_list().prefetch_related("tags__excluded_by")
         ],
+    }
+
+
+def taxonomy_version_current() -> int:
+    """The number of the taxonomy's latest recorded version (1 while none is recorded): one index scan."""
+    number = TaxonomyVersion.objects.order_by("-number").values_list("number", flat=True).first()
+    return number or 1
+
+
+def taxonomy_version_latest() -> TaxonomyVersion | None:
+    return TaxonomyVersion.objects.order_by("-number").first()
+
+
+def taxonomy_snapshot() -> dict[str, dict[str, dict[str, Any]]]:
+    """What of the taxonomy decides a recipe's tags, keyed for comparison: categories by slug, tags by
+    "category/slug", ingredient groups by slug. Thresholds, positions and k are left out: they are settings of
+    a request, not of what a tag means. Keep in step with the copy in migration 0006_taxonomy_versions."""
+    tags = Tag.objects.select_related("category").prefetch_related(
+        Prefetch("excluded_by", queryset=IngredientGroup.objects.order_by("slug"))
+    )
+    return {
+        "categories": {
+            category.slug: {
+                "name": category.name,
+                "description": category.description,
+                "active": category.active,
+            }
+            for category in Category.objects.order_by("slug")
+        },
+        "tags": {
+            f"{tag.category.slug}/{tag.slug}": {
+                "name": tag.name,
+                "description": tag.description,
+                "synonyms": list(tag.synonyms),
+                "active": tag.active,
+                "required_terms": list(tag.required_terms),
+                "excluded_by": [group.slug for group in tag.excluded_by.all()],
+            }
+            for tag in tags.order_by("category__slug", "slug")
+        },
+        "ingredient_groups": {
+            group.slug: {"terms": list(group.terms), "exceptions": list(group.exceptions)}
+            for group in IngredientGroup.objects.order_by("slug")
+        },
     }

@@ -97,4 +97,4 @@ class RetagJobSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.STR)
     def get_report_url(self, job: RetagJob) -> str:
         """The diff report page, for staff in a browser."""
-        return reverse("retagging:job-detail", kwargs={"job_id": job.pk})
+        return reverse("retagging:detail", kwargs={"job_id": job.pk})

@@ -57,7 +57,7 @@ def retag_job_payload(*, job: RetagJob) -> dict[str, Any]:
             "schedule_name": job.schedule_name,
             "created_at": job.created_at,
             "finished_at": job.finished_at,
-            "report_path": reverse("retagging:job-detail", kwargs={"job_id": job.pk}),
+            "report_path": reverse("retagging:detail", kwargs={"job_id": job.pk}),
         },
         "summary": summary,
     }

@@ -189,6 +189,8 @@ def run_tag_with_llm(
     key = llm_cache_key(
         content_hash=recipe.content_hash, config=config, requests=requests, source=source, prompt=prompt
     )
+    # What the run asked with, for telling when its tags are stale (tagging.selectors.recipes_stale).
+    run.prompt_version_id, run.llm_source, run.llm_model = prompt.version_id, source.name, source.model
     described = {
         "cache_key": key,
         "prompt_version": prompt.label,

@@ -21,6 +21,7 @@ from django.utils import timezone
 from autotagger.embeddings import EmbeddingError, embedding_model_name
 from autotagger.recipe_text import RecipeText
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
+from tagging.selectors import tagger_state_in_use_id
 from tagging.services.config import (
     TaggingConfig,
     TaggingError,
@@ -28,6 +29,7 @@ from tagging.services.config import (
     config_stored,
     user_or_none,
 )
+from tagging.services.current_runs import recipes_current_run_set, run_current_advance
 from tagging.services.llm_runs import run_tag_with_llm
 from tagging.services.recipes import EmbeddingUnavailable, recipe_embed_for_tagging, recipes_embed, tags_ensure_embedded
 from tagging.services.rules import output_apply_rules, requests_widened, rules_of_requests
@@ -35,6 +37,7 @@ from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, TaggerOutput
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Tag
+from taxonomy.selectors import taxonomy_version_current
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,19 @@ def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
     return output
 
 
+def run_inputs_record(*, run: TaggingRun, recipe: Recipe) -> None:
+    """Set on `run` (not saved) what every strategy reads, as it is now, so that a recipe whose current run read
+    something that has changed since is found stale (tagging.selectors.recipes_stale). The LLM's prompt version,
+    source and model are set where it is asked (llm_runs.run_tag_with_llm). The tagger state is recorded for
+    every strategy: llm picks its few-shot examples with it too."""
+    run.taxonomy_version = taxonomy_version_current()
+    run.content_hash = recipe.content_hash
+    run.tagger_state_id = tagger_state_in_use_id()
+
+
 def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
-    """Within the caller's transaction: the recipe's vector, the run's outcome and its assignments."""
+    """Within the caller's transaction: the recipe's vector, the run's outcome and its assignments, and the
+    recipe's current tags moved to the run (unless it is a dry run)."""
     recipe = run.recipe
     if recipe.pk is None:
         recipe.save()
@@ -75,6 +89,7 @@ def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
     run.stats = _stats_with_margin(run.stats, output)
     run.save()
     TagAssignment.objects.bulk_create(_assignments(run, output))
+    run_current_advance(run=run)
 
 
 def _stats_with_margin(stats: dict[str, Any] | None, output: TaggerOutput) -> dict[str, Any]:
@@ -85,9 +100,14 @@ def _stats_with_margin(stats: dict[str, Any] | None, output: TaggerOutput) -> di
 
 
 def run_create(
-    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+    *,
+    recipe: Recipe,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    sets_current: bool = True,
 ) -> TaggingRun:
-    """A queued run for the worker; raises TaggingError (and stores nothing) if `config` cannot be served."""
+    """A queued run for the worker; raises TaggingError (and stores nothing) if `config` cannot be served.
+    Unless `sets_current` is False (a dry run), its success makes it the recipe's current tags."""
     requests = category_requests(config=config)
     return TaggingRun.objects.create(
         recipe=recipe,
@@ -97,6 +117,7 @@ def run_create(
         status=RunStatus.QUEUED,
         lease_expires_at=timezone.now() + run_queued_lease(),
         created_by=user_or_none(user=user),
+        sets_current=sets_current,
     )
 
 
@@ -158,6 +179,7 @@ def run_execute(*, run_id: int, delivery: str | None = None) -> TaggingRun:
     config = TaggingConfig.from_dict(run.config)
     ours = TaggingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, claimed_by=token)
     try:
+        run_inputs_record(run=run, recipe=run.recipe)
         requests = category_requests(config=config)
         if config.uses_llm:
             output, stats = run_tag_with_llm(run, config, requests)
@@ -254,9 +276,13 @@ def job_runs_dispatch(*, job_id: int, enqueue: Callable[[Sequence[int]], object]
 
 
 def recipe_tag(
-    *, recipe: Recipe, config: TaggingConfig, user: AbstractBaseUser | AnonymousUser | None = None
+    *,
+    recipe: Recipe,
+    config: TaggingConfig,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    sets_current: bool = True,
 ) -> TaggingRun:
-    """Tag `recipe` now and return the finished run.
+    """Tag `recipe` now and return the finished run (the recipe's current tags, unless `sets_current` is False).
 
     A recipe not yet saved is saved with the run, in one transaction. If the embedding model fails,
     the failure is stored as a failed run (of a saved recipe) and EmbeddingUnavailable is raised.
@@ -268,7 +294,9 @@ def recipe_tag(
         config=config_stored(config=config, requests=requests),
         created_by=user_or_none(user=user),
         started_at=timezone.now(),
+        sets_current=sets_current,
     )
+    run_inputs_record(run=run, recipe=recipe)
     try:
         output = _tag(recipe, requests)
         run.removed_by_rule = output_apply_rules(recipe=recipe.text, output=output, requests=requests)
@@ -300,7 +328,7 @@ def recipes_tag_bulk(
     """Tag many recipes in one pass: one batched embedding call, one scoring query per recipe, and
     all runs and assignments written together.
 
-    `sets_current` is stored on the runs (False: a dry run that leaves the recipes' current tags alone).
+    Each run becomes its recipe's current tags unless `sets_current` is False (a dry run).
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
     bookkeeping (a re-tagging job's items) is committed with them or not at all."""
     requests = category_requests(config=config)
@@ -312,6 +340,7 @@ def recipes_tag_bulk(
     except EmbeddingError as exc:
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
     tagger = SimilarityTagger(model=model, learned=learned_model_active())
+    taxonomy_version, tagger_state_id = taxonomy_version_current(), tagger_state_in_use_id()
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
     widened = requests_widened(requests=requests)
@@ -336,6 +365,9 @@ def recipes_tag_bulk(
                     finished_at=now,
                     removed_by_rule=removed_by_rule,
                     stats=_stats_with_margin({}, output),
+                    taxonomy_version=taxonomy_version,
+                    content_hash=recipe.content_hash,
+                    tagger_state_id=tagger_state_id,
                     sets_current=sets_current,
                 )
                 for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
@@ -347,6 +379,8 @@ def recipes_tag_bulk(
         TagAssignment.objects.bulk_create(assignments, batch_size=1000)
         if on_stored is not None:
             on_stored(runs)
+        if sets_current:
+            recipes_current_run_set(runs=runs, only_newer=True)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
     return runs
 

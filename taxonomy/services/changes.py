@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from autotagger.errors import DomainError
 from taxonomy.models import Category, Tag
+from taxonomy.services.versions import taxonomy_version_schedule
 from taxonomy.tasks import tags_embed_task
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,16 @@ def tag_changed_fields_need_embedding(*, changed_fields: list[str] | set[str]) -
 
 
 def tags_set_active(*, tag_ids: list[int], active: bool) -> int:
-    return Tag.objects.filter(id__in=tag_ids).update(active=active, updated_at=timezone.now())
+    count = Tag.objects.filter(id__in=tag_ids).update(active=active, updated_at=timezone.now())
+    # `.update()` sends no signal: say so here, or the change would go unversioned.
+    taxonomy_version_schedule()
+    return count
 
 
 def categories_set_active(*, category_ids: list[int], active: bool) -> int:
-    return Category.objects.filter(id__in=category_ids).update(active=active, updated_at=timezone.now())
+    count = Category.objects.filter(id__in=category_ids).update(active=active, updated_at=timezone.now())
+    taxonomy_version_schedule()
+    return count
 
 
 @transaction.atomic
