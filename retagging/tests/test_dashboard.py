@@ -48,7 +48,7 @@ def ended_job() -> RetagJob:
             "changed": 7,
             "unchanged": 4,
             "failed": 1,
-            "duration_seconds": 42.25,
+            "duration_seconds": 42.24,
             "notification": {"delivered": True, "status_code": 204, "attempts": 1, "error": ""},
         },
     )
