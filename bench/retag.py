@@ -54,7 +54,10 @@ EXTRAS = ["a pinch of chilli flakes", "fresh parsley", "a squeeze of lemon", "to
 def _dataset_recipes() -> list[dict[str, Any]]:
     recipes: list[dict[str, Any]] = []
     for path in sorted(DATASETS.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
+        # Lines end at "\n" only: some instructions hold other line separators (U+2028) inside their strings.
+        for line in path.read_text().split("\n"):
+            if not line.strip():
+                continue
             row = json.loads(line)
             if row.get("title") and row.get("ingredients"):
                 recipes.append(row)

@@ -177,7 +177,7 @@ PAGES: list[tuple[str, dict[str, Cell]]] = [
     ("/prompts/playground/", _row(302, 403, 403, 403, 403, 403, 200)),
     ("/evaluations/drafts/", _row(302, 403, 403, 403, 403, 403, 200)),
     # Staff with the re-tagging permissions (this staff has none of them).
-    ("/retag/jobs/", _row(302, 403, 403, 403, 403, 403, 200)),
+    ("/retag/jobs/", _row(302, 403, 403, 403, 403, 200, 200)),
     ("/retag/jobs/new/", _row(302, 403, 403, 403, 403, 403, 200)),
 ]
 

@@ -31,6 +31,8 @@ CONFLICT = {
         ErrorSerializer, description="The job's state does not allow it (`retag_job_state`): still running, done twice"
     )
 }
+# An action takes no body, but a POST may still carry one over the size limit.
+TOO_LARGE = {413: OpenApiResponse(ErrorSerializer, description="Body over the size limit")}
 CREATE_EXAMPLE = OpenApiExample(
     "Stale recipes, dry run",
     value={"selection": {"kind": "stale"}, "strategy": "similarity", "config": {"k": 3}, "dry_run": True},
@@ -119,7 +121,7 @@ def _action_view(*, name: str, summary: str, description: str, act: Callable[...
             summary=summary,
             description=description,
             request=None,
-            responses={200: RetagJobSerializer, **FORBIDDEN, **NOT_FOUND, **CONFLICT},
+            responses={200: RetagJobSerializer, **FORBIDDEN, **NOT_FOUND, **CONFLICT, **TOO_LARGE},
             tags=TAGS,
         )
         def post(self, request: Request, job_id: int) -> Response:
