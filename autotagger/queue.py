@@ -59,10 +59,10 @@ def _connection_options() -> dict[str, Any]:
     return options
 
 
-def tasks_enqueue(task: Task, kwargs_list: Iterable[Mapping[str, Any]]) -> int:
-    """Send `task` once per keyword set, over one connection; raises BrokerUnavailable if the broker cannot
-    be reached within TASK_ENQUEUE_TIMEOUT_SECONDS and TASK_ENQUEUE_MAX_RETRIES. Returns how many were sent
-    (those before a failure were sent)."""
+def tasks_enqueue(task: Task, kwargs_list: Iterable[Mapping[str, Any]], *, countdown: float | None = None) -> int:
+    """Send `task` once per keyword set (to run `countdown` seconds from now, if given), over one connection;
+    raises BrokerUnavailable if the broker cannot be reached within TASK_ENQUEUE_TIMEOUT_SECONDS and
+    TASK_ENQUEUE_MAX_RETRIES. Returns how many were sent (those before a failure were sent)."""
     app = current_app
     sent = 0
     try:
@@ -74,7 +74,13 @@ def tasks_enqueue(task: Task, kwargs_list: Iterable[Mapping[str, Any]]) -> int:
         ) as connection:
             producer = connection.Producer()
             for kwargs in kwargs_list:
-                task.apply_async(kwargs=dict(kwargs), producer=producer, retry=True, retry_policy=_retry_policy())
+                task.apply_async(
+                    kwargs=dict(kwargs),
+                    producer=producer,
+                    retry=True,
+                    retry_policy=_retry_policy(),
+                    countdown=countdown,
+                )
                 sent += 1
     except (KombuError, redis.RedisError, OSError) as exc:  # kombu wraps most; a raw socket error may slip by
         logger.warning("The task queue is unavailable (%s sent before): %s", sent, exc)
@@ -82,9 +88,9 @@ def tasks_enqueue(task: Task, kwargs_list: Iterable[Mapping[str, Any]]) -> int:
     return sent
 
 
-def task_enqueue(task: Task, **kwargs: Any) -> None:
+def task_enqueue(task: Task, *, countdown: float | None = None, **kwargs: Any) -> None:
     """Send one `task` message; raises BrokerUnavailable (see tasks_enqueue)."""
-    tasks_enqueue(task, [kwargs])
+    tasks_enqueue(task, [kwargs], countdown=countdown)
 
 
 def queue_length() -> int:

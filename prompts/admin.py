@@ -57,7 +57,13 @@ class LLMSourceAdmin(admin.ModelAdmin):
         "probed_at",
         "updated_at",
     )
-    list_filter = ("active", "supports_json_schema", "supports_json_object_schema", "supports_logprobs")
+    list_filter = (
+        "active",
+        "supports_json_schema",
+        "supports_json_object_schema",
+        "supports_logprobs",
+        "supports_batch",
+    )
     search_fields = ("name", "model", "base_url")
     ordering = ("name", "id")
     readonly_fields = ("probed_at", "probe_summary", "created_at", "updated_at")
@@ -80,12 +86,19 @@ class LLMSourceAdmin(admin.ModelAdmin):
         (
             "Capabilities",
             {
-                "fields": (*CAPABILITY_FIELDS.values(), "capabilities_from_staff", "probed_at", "probe_summary"),
+                "fields": (
+                    *CAPABILITY_FIELDS.values(),
+                    "capabilities_from_staff",
+                    "supports_batch",
+                    "probed_at",
+                    "probe_summary",
+                ),
                 "description": (
                     "What the endpoint supports. A probe (a few tiny requests) fills them in when the source is "
                     "added or its URL, model or key changes, before its first call if never probed, and from "
                     'the "Probe capabilities" action; a mode the server refuses during a call is turned off. '
-                    'Changing one here keeps your values ("Keep these capabilities").'
+                    'Changing one here keeps your values ("Keep these capabilities"). The Batch API is only ever set '
+                    "here."
                 ),
             },
         ),

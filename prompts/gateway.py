@@ -464,6 +464,64 @@ def _refused(attempt: _Attempt, *, asked_format: bool, asked_logprobs: bool) -> 
     return None
 
 
+def _chat_params(
+    source: LLMSourceConfig,
+    *,
+    mode: ResponseMode,
+    system: str,
+    user: str,
+    schema: dict[str, Any] | None,
+    schema_name: str,
+    logprobs: bool,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "model": source.model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "max_tokens": int(settings.LLM_MAX_OUTPUT_TOKENS),
+    }
+    response_format = _response_format(mode, schema, schema_name)
+    if response_format is not None:
+        params["response_format"] = response_format
+    if logprobs:
+        params["logprobs"] = True
+    return params
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """The body of a chat request as `chat_json` first sends it, and the mode it asks in: what a Batch API line
+    carries (prompts.batches), so that a batched question is the live one."""
+
+    body: dict[str, Any]
+    mode: str
+
+
+def chat_request(
+    *,
+    source: LLMSourceConfig,
+    system: str,
+    user: str,
+    schema: dict[str, Any] | None,
+    schema_name: str,
+    want_logprobs: bool,
+) -> ChatRequest:
+    """The request `chat_json` would send first for these arguments (the best mode the source supports, its
+    log-probabilities if it returns them); call `llm_source_ready` first for a source never probed."""
+    mode = source.capabilities.modes(schema=schema is not None)[0]
+    logprobs = want_logprobs and source.capabilities.logprobs
+    body = _chat_params(
+        source, mode=mode, system=system, user=user, schema=schema, schema_name=schema_name, logprobs=logprobs
+    )
+    return ChatRequest(body=body, mode=mode.value)
+
+
+def llm_source_ready(*, source: LLMSourceConfig) -> LLMSourceConfig:
+    """`source`, probed first if it never was (as `chat_json` does before its first call)."""
+    if source.probed:
+        return source
+    return llm_source_probe(source=source, deadline=time.monotonic() + llm_call_budget_seconds() / 2).source
+
+
 def chat_json(
     *,
     source: LLMSourceConfig,
@@ -504,16 +562,10 @@ def chat_json(
         number += 1
         tries += 1
         mode = modes[0]
-        params: dict[str, Any] = {
-            "model": source.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "max_tokens": int(settings.LLM_MAX_OUTPUT_TOKENS),
-        }
-        response_format = _response_format(mode, schema, schema_name)
-        if response_format is not None:
-            params["response_format"] = response_format
-        if logprobs:
-            params["logprobs"] = True
+        params = _chat_params(
+            source, mode=mode, system=system, user=user, schema=schema, schema_name=schema_name, logprobs=logprobs
+        )
+        response_format = params.get("response_format")
         reservation = _spend_reserve(source, params)
         cost = 0.0
         try:

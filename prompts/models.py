@@ -95,6 +95,14 @@ class LLMSource(models.Model):
     supports_logprobs = models.BooleanField(
         "Log-probabilities", default=True, help_text="Returns the reply's token log-probabilities when asked."
     )
+    supports_batch = models.BooleanField(
+        "Batch API",
+        default=False,
+        help_text=(
+            "Offers OpenAI's Batch API (/v1/files and /v1/batches): large re-tagging jobs may go through it at half "
+            "price, with results within 24 hours. Set by staff: the probe does not check it."
+        ),
+    )
     capabilities_from_staff = models.BooleanField(
         "Keep these capabilities",
         default=False,

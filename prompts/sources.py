@@ -122,6 +122,8 @@ class LLMSourceConfig:
     capabilities_from_staff: bool = False
     # (stated confidence, observed precision) points measured on gold labels; empty: none yet.
     confidence_calibration: tuple[tuple[float, float], ...] = ()
+    # Offers the Batch API (prompts.batches); the settings source when LLM_SUPPORTS_BATCH is set.
+    supports_batch: bool = False
     row_id: int | None = None  # the LLMSource row; None for the settings source
     api_key_env: str = ""  # the variable the key was read from; "" for none
 
@@ -191,6 +193,7 @@ def _config_from_row(row: LLMSource) -> LLMSourceConfig:
         probed=row.probed_at is not None,
         capabilities_from_staff=row.capabilities_from_staff,
         confidence_calibration=_calibration_table(row.confidence_calibration),
+        supports_batch=row.supports_batch,
         row_id=row.pk,
         api_key_env=row.api_key_env,
     )
@@ -233,6 +236,7 @@ def _config_from_settings() -> LLMSourceConfig:
         max_concurrency=int(settings.LLM_MAX_CONCURRENCY),
         price_input_per_1k=float(settings.LLM_PRICE_INPUT_PER_1K),
         price_output_per_1k=float(settings.LLM_PRICE_OUTPUT_PER_1K),
+        supports_batch=bool(settings.LLM_SUPPORTS_BATCH),
         api_key_env=DEFAULT_SOURCE_KEY_ENV if settings.LLM_API_KEY else "",
     )
     with _settings_learned_lock:

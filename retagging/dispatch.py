@@ -17,7 +17,7 @@ from retagging.selection import selection_parse, selection_recipe_ids
 from retagging.services.chunks import chunk_queued_lease, retag_job_finish
 from retagging.services.jobs import CONFIG_KEYS, InvalidRetagJob, retag_config_parse
 from retagging.tasks import chunk_execute_task
-from tagging.services.config import user_or_none
+from tagging.services.config import llm_source_resolve, user_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ def retag_job_create(
     if use_batch and not parsed_config.uses_llm:
         raise InvalidRetagJob(
             "Only the llm and hybrid strategies can go through the Batch API.", details={"use_batch": use_batch}
+        )
+    if use_batch and not llm_source_resolve(config=parsed_config).supports_batch:
+        raise InvalidRetagJob(
+            f"The LLM source {llm_source_resolve(config=parsed_config).name!r} does not offer the Batch API.",
+            details={"use_batch": use_batch, "source": parsed_config.source},
         )
     parsed = selection_parse(selection=selection)
     limit = settings.RETAG_MAX_RECIPES

@@ -8,6 +8,7 @@ from django import forms
 
 from retagging.models import SelectionKind
 from tagging.models import Strategy
+from tagging.staleness import STALE_CAUSE_LABELS
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Category
 
@@ -20,10 +21,12 @@ class RetagJobForm(forms.Form):
         help_text="The category slug, the tag (category/slug), the source, or the date (YYYY-MM-DD) the "
         "selection needs; empty for all and stale.",
     )
-    causes = forms.CharField(
+    causes = forms.MultipleChoiceField(
         label="Staleness causes",
         required=False,
-        help_text="For stale recipes: the causes to select, comma-separated (empty: any cause).",
+        choices=list(STALE_CAUSE_LABELS.items()),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="For stale recipes: the causes to select (none checked: any cause).",
     )
     strategy = forms.ChoiceField(choices=Strategy.choices, initial=Strategy.SIMILARITY)
     categories = forms.MultipleChoiceField(
@@ -57,9 +60,8 @@ class RetagJobForm(forms.Form):
         selection: dict[str, Any] = {"kind": data["kind"]}
         if data["value"]:
             selection["value"] = data["value"]
-        causes = [c.strip() for c in (data["causes"] or "").split(",") if c.strip()]
-        if causes:
-            selection["causes"] = causes
+        if data["causes"]:
+            selection["causes"] = list(data["causes"])
         config = {key: data[key] for key in ("k", "threshold", "source") if data[key] not in (None, "")} | (
             {"categories": list(data["categories"])} if data["categories"] else {}
         )

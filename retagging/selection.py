@@ -3,7 +3,6 @@ recipe ids once, when the job is created, so the job does exactly those whatever
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -14,8 +13,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from autotagger.errors import DomainError
 from retagging.models import SelectionKind
-from tagging import selectors as tagging_selectors
 from tagging.models import Recipe, TagAssignment
+from tagging.selectors import recipes_stale
+from tagging.staleness import STALE_CAUSES
 from taxonomy.models import Category, Tag
 
 
@@ -36,12 +36,6 @@ class Selection:
         return data
 
 
-def _stale_causes() -> Sequence[str]:
-    from tagging.staleness import STALE_CAUSES
-
-    return list(STALE_CAUSES)
-
-
 def selection_parse(*, selection: dict[str, Any]) -> Selection:
     """`selection` checked against the taxonomy and the recipes; raises InvalidSelection naming the problem."""
     if not isinstance(selection, dict):
@@ -56,7 +50,7 @@ def selection_parse(*, selection: dict[str, Any]) -> Selection:
     if kind in (SelectionKind.ALL, SelectionKind.STALE):
         causes = selection.get("causes") if kind == SelectionKind.STALE else None
         if causes is not None:
-            known = _stale_causes()
+            known = STALE_CAUSES
             if not isinstance(causes, list) or not causes or any(c not in known for c in causes):
                 raise InvalidSelection(
                     f"Unknown staleness causes {causes!r}; choose among {', '.join(known)}.",
@@ -108,7 +102,7 @@ def selection_recipes(*, selection: Selection) -> QuerySet[Recipe]:
     """The recipes `selection` covers (checked by selection_parse)."""
     recipes = Recipe.objects.all()
     if selection.kind == SelectionKind.STALE:
-        recipes = tagging_selectors.recipes_stale(causes=selection.causes)  # type: ignore[attr-defined]
+        recipes = recipes_stale(causes=selection.causes)
     elif selection.kind == SelectionKind.CATEGORY:
         recipes = recipes.filter(_current_tags(Tag.objects.filter(category__slug=selection.value)))
     elif selection.kind == SelectionKind.TAG:

@@ -20,9 +20,15 @@ from retagging.services.chunks import (
     retag_chunks_requeue_stale,
 )
 from retagging.services.notifications import retag_job_notify
+from tagging.dispatch import runs_submit_batch_or_live
 from tagging.tasks import runs_send
 
 logger = logging.getLogger(__name__)
+
+
+def _send_batch(run_ids: Sequence[int]) -> None:
+    # A source or provider that does not take the batch gets the runs live instead.
+    runs_submit_batch_or_live(run_ids=run_ids)
 
 
 def _collect_later(chunk_id: int, countdown: int) -> None:
@@ -42,7 +48,11 @@ def _collect_later(chunk_id: int, countdown: int) -> None:
 def chunk_execute_task(self: Task, *, chunk_id: int) -> None:
     """Re-tag the pending recipes of a chunk (safe to deliver twice)."""
     retag_chunk_execute(
-        chunk_id=chunk_id, delivery=self.request.id, send_runs=runs_send, schedule_collect=_collect_later
+        chunk_id=chunk_id,
+        delivery=self.request.id,
+        send_runs=runs_send,
+        schedule_collect=_collect_later,
+        send_batch=_send_batch,
     )
 
 

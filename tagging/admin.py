@@ -7,12 +7,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
-from django.db.models import Field, QuerySet
+from django.db.models import Count, Field, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
 from autotagger.queue import BrokerUnavailable
-from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
+from tagging.models import LLMBatch, LLMBatchItem, LLMBatchItemOutcome, Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.services.recipes import recipe_update
 from tagging.tasks import runs_judge_send
 
@@ -138,3 +138,91 @@ class TaggingRunAdmin(admin.ModelAdmin):
 
 
 # The LLM sources and the accounting of LLM calls live in their own module.
+
+
+class LLMBatchItemInline(admin.TabularInline):
+    model = LLMBatchItem
+    fields = ("custom_id", "run", "outcome", "error_code")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LLMBatchItem]:
+        return super().get_queryset(request).select_related("run").order_by("id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LLMBatch)
+class LLMBatchAdmin(admin.ModelAdmin):
+    """Batch API batches of runs: where each stands and what became of its runs (read-only: the poll task
+    moves them; see tagging.services.batches)."""
+
+    list_display = (
+        "id",
+        "source",
+        "round",
+        "status",
+        "provider_status",
+        "runs",
+        "stored",
+        "requeued",
+        "polls",
+        "submitted_at",
+        "finished_at",
+    )
+    list_filter = ("status", "source", "provider_status")
+    search_fields = ("provider_batch_id",)
+    ordering = ("-created_at", "-id")
+    fields = (
+        "source",
+        "round",
+        "status",
+        "provider_status",
+        "provider_batch_id",
+        "input_file_id",
+        "output_file_id",
+        "error_file_id",
+        "submitted_at",
+        "polled_at",
+        "polls",
+        "finished_at",
+        "error",
+        "created_at",
+    )
+    readonly_fields = fields
+    inlines = (LLMBatchItemInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LLMBatch]:
+        outcome = LLMBatchItemOutcome
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                item_count=Count("items"),
+                stored_count=Count("items", filter=Q(items__outcome=outcome.SUCCEEDED)),
+                requeued_count=Count("items", filter=Q(items__outcome=outcome.REQUEUED)),
+            )
+        )
+
+    @admin.display(description="Runs", ordering="item_count")
+    def runs(self, obj: Any) -> int:
+        return int(obj.item_count)
+
+    @admin.display(description="Stored", ordering="stored_count")
+    def stored(self, obj: Any) -> int:
+        return int(obj.stored_count)
+
+    @admin.display(description="Re-queued", ordering="requeued_count")
+    def requeued(self, obj: Any) -> int:
+        return int(obj.requeued_count)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

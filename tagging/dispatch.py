@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from autotagger.embeddings import embedding_model_name
 from autotagger.queue import BrokerUnavailable, task_enqueue
-from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
+from tagging.models import LLMBatch, LLMBatchStatus, Recipe, RunStatus, TaggingJob, TaggingRun
 from tagging.selectors import recipes_for_job
+from tagging.services.batches import llm_batch_submit
 from tagging.services.config import (
     TaggingConfig,
     TaggingError,
@@ -28,7 +29,7 @@ from tagging.services.config import (
 from tagging.services.judging import judge_source_check, run_judgeable_check
 from tagging.services.recipes import recipe_build
 from tagging.services.runs import BROKER_UNAVAILABLE, recipe_tag, run_create
-from tagging.tasks import job_dispatch_task, run_execute_task, run_judge_task
+from tagging.tasks import job_dispatch_task, llm_batch_poll_later, run_execute_task, run_judge_task, runs_send
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +210,31 @@ def run_judge_request(*, run: TaggingRun, source: str | None = None) -> str:
     name = judge_source_check(source=source)
     task_enqueue(run_judge_task, run_id=run.pk, source=name)
     return name
+
+
+def runs_submit_batch(*, run_ids: Sequence[int]) -> LLMBatch:
+    """Ask the model about queued llm/hybrid runs (of one source) through its Batch API at half price, instead
+    of live; the batch is polled every LLM_BATCH_POLL_SECONDS from commit on, and its answers stored as live
+    runs are (tagging.services.batches). Runs it answers without the model (the cache, hybrid's sure tags) are
+    stored at once.
+
+    Raises BatchUnsupported (the source has no Batch API) or BatchRunsInvalid before anything is stored, and
+    BatchSubmitFailed when the provider does not take the batch (its runs are released): in each case send the
+    runs still queued live (tagging.tasks.runs_send)."""
+    batch = llm_batch_submit(run_ids=run_ids)
+    if batch.status == LLMBatchStatus.SUBMITTED:
+        transaction.on_commit(lambda: llm_batch_poll_later(batch.pk, after_polls=0))
+    return batch
+
+
+def runs_submit_batch_or_live(*, run_ids: Sequence[int]) -> LLMBatch | None:
+    """`runs_submit_batch`, or, when the batch is refused or not taken (a source without the Batch API, the
+    provider failing), the runs still queued and in no batch sent live (`runs_send`) and None. Raises
+    BrokerUnavailable if the broker refuses them (their queued lease then lets the sweep send them)."""
+    try:
+        return runs_submit_batch(run_ids=run_ids)
+    except TaggingError as exc:
+        logger.warning("Runs sent live instead of through the Batch API: %s", exc.message)
+    free = TaggingRun.objects.filter(pk__in=run_ids, status=RunStatus.QUEUED, claimed_by="")
+    runs_send(list(free.order_by("id").values_list("id", flat=True)))
+    return None

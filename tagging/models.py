@@ -284,3 +284,82 @@ class TrainingExample(models.Model):
 
     def __str__(self) -> str:
         return f"Example {self.row} of state {self.state_id}"
+
+
+class LLMBatchStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted (waiting for the provider)"
+    COLLECTED = "collected", "Collected"
+    GIVEN_UP = "given_up", "Given up (not finished within LLM_BATCH_MAX_WAIT_HOURS)"
+
+
+class LLMBatch(models.Model):
+    """Runs asked through a provider's Batch API (tagging.services.batches): one uploaded file of chat requests,
+    polled until the provider finishes it, then collected. Its runs stay `queued`, claimed by the batch
+    (`TaggingRun.claimed_by` = `claim`) with a lease past LLM_BATCH_MAX_WAIT_HOURS, so the sweep leaves them."""
+
+    source = models.CharField(max_length=50, help_text="The LLM source's name.")
+    round = models.PositiveSmallIntegerField(
+        default=1, help_text="1 for a first batch; a batch of runs an earlier one left unanswered counts on."
+    )
+    provider_batch_id = models.CharField(max_length=200, blank=True)
+    input_file_id = models.CharField(max_length=200, blank=True)
+    output_file_id = models.CharField(max_length=200, blank=True)
+    error_file_id = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=LLMBatchStatus.choices, default=LLMBatchStatus.SUBMITTED)
+    provider_status = models.CharField(max_length=30, blank=True, help_text="What the provider last said.")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LLM batch"
+        verbose_name_plural = "LLM batches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=LLMBatchStatus.values), name="tagging_llm_batch_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(round__gte=1), name="tagging_llm_batch_round_min_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} ({self.source}, {self.status})"
+
+    @property
+    def claim(self) -> str:
+        """What the runs of this batch carry in `claimed_by` while it holds them."""
+        return f"llm-batch-{self.pk}"
+
+
+class LLMBatchItemOutcome(models.TextChoices):
+    WAITING = "waiting", "Waiting for the batch"
+    SUCCEEDED = "succeeded", "Stored"
+    FAILED = "failed", "Failed"
+    REQUEUED = "requeued", "No usable answer: re-queued"
+    SKIPPED = "skipped", "Skipped (the run was finished elsewhere)"
+
+
+class LLMBatchItem(models.Model):
+    """One run in a batch: its line's custom_id, and what the run decided before the model (`pending`: the
+    prompt's label, the mode asked in, hybrid's accepted tags and shortlist), kept until the answer comes."""
+
+    batch = models.ForeignKey(LLMBatch, on_delete=models.CASCADE, related_name="items")
+    run = models.ForeignKey(TaggingRun, on_delete=models.CASCADE, related_name="batch_items")
+    custom_id = models.CharField(max_length=64)
+    pending = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=20, choices=LLMBatchItemOutcome.choices, default=LLMBatchItemOutcome.WAITING)
+    error_code = models.CharField(max_length=50, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "custom_id"], name="tagging_llm_batch_item_custom_id_unique"),
+            models.UniqueConstraint(fields=["batch", "run"], name="tagging_llm_batch_item_run_unique"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=LLMBatchItemOutcome.values), name="tagging_llm_batch_item_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.custom_id} in batch {self.batch_id}"

@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
-from django.db.models import PROTECT, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import (
+    PROTECT,
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from pgvector.django import CosineDistance
 
 from autotagger.embeddings import embedding_model_name
@@ -17,10 +32,15 @@ from autotagger.permissions import (
     can_read_all_runs,
     is_signed_in,
 )
+from prompts.models import LLMSource
+from prompts.selectors import prompt_version_active_row
+from prompts.sources import DEFAULT_SOURCE_NAME
+from tagging import staleness
 from tagging.learning import MODEL_VERSION
 from tagging.models import (
     Recipe,
     RunStatus,
+    Strategy,
     TagAssignment,
     TaggerState,
     TaggingJob,
@@ -29,6 +49,7 @@ from tagging.models import (
     TrainingExample,
 )
 from taxonomy.models import Category, Tag
+from taxonomy.selectors import taxonomy_version_current
 
 
 @dataclass(frozen=True)
@@ -322,3 +343,118 @@ def job_get(*, job_id: int, user: User | None) -> TaggingJob | None:
 def jobs_recent(*, user: User | None, limit: int = 10) -> list[tuple[TaggingJob, JobProgress]]:
     jobs = jobs_visible(user=user).order_by("-created_at", "-id")[:limit]
     return [(job, job_progress(job=job)) for job in jobs]
+
+
+# --- Staleness: whether a recipe's current tags were decided by what is current -----------------------
+
+
+def llm_source_models() -> dict[str, str]:
+    """The model each LLM source names now: the rows, and the settings' default source unless a row takes its
+    name (as prompts.sources.llm_source_get resolves them)."""
+    models = dict(LLMSource.objects.values_list("name", "model"))
+    if DEFAULT_SOURCE_NAME not in models and settings.LLM_MODEL:
+        models[DEFAULT_SOURCE_NAME] = str(settings.LLM_MODEL)
+    return models
+
+
+def stale_conditions() -> dict[str, Q]:
+    """One condition on Recipe per cause (tagging.staleness), against what is current now (a few small queries).
+
+    A run stored before runs recorded their inputs has NULL/blank ones: it counts as stale by taxonomy (the
+    version it read is unknown) and by content unless migration 0015 could tell its recipe was not edited since
+    (a blank hash is unknown, hence stale). Prompt and LLM model concern the strategies that ask the LLM;
+    embedding model and learned state those that score with embeddings (similarity, hybrid): the llm strategy
+    uses the state only to pick few-shot examples, which is not worth re-asking the model for.
+    """
+    run = "current_run__"
+    has_run = Q(current_run__isnull=False)
+    asks_llm = Q(**{f"{run}strategy__in": [Strategy.LLM, Strategy.HYBRID]})
+    embeds = Q(**{f"{run}strategy__in": [Strategy.SIMILARITY, Strategy.HYBRID]})
+    nothing = Q(pk__in=[])
+
+    prompt = prompt_version_active_row()
+    if prompt is not None:
+        prompt_moved = ~Q(**{f"{run}prompt_version_id": prompt.pk})
+    else:  # the built-in prompt: stale only if the run asked with a stored version
+        prompt_moved = Q(**{f"{run}prompt_version__isnull": False})
+    current_models = [
+        Q(**{f"{run}llm_source": name, f"{run}llm_model": model}) for name, model in llm_source_models().items()
+    ]
+    llm_model_moved = ~reduce(operator.or_, current_models, nothing)
+    embedding_moved = ~Q(**{f"{run}embedding_model": embedding_model_name()})
+    state = tagger_state_in_use_id()
+    # While no state is in use (zero-shot), a run that used one is not counted: retraining is what makes it stale.
+    state_moved = ~Q(**{f"{run}tagger_state_id": state}) if state is not None else nothing
+    version = taxonomy_version_current()
+
+    return {
+        staleness.NEVER_TAGGED: Q(current_run__isnull=True),
+        staleness.CONTENT: has_run & ~Q(**{f"{run}content_hash": F("content_hash")}),
+        staleness.TAXONOMY: has_run
+        & (Q(**{f"{run}taxonomy_version__isnull": True}) | Q(**{f"{run}taxonomy_version__lt": version})),
+        staleness.PROMPT: has_run & asks_llm & prompt_moved,
+        staleness.MODEL: has_run & ((asks_llm & llm_model_moved) | (embeds & embedding_moved)),
+        staleness.TAGGER: has_run & embeds & state_moved,
+    }
+
+
+class UnknownStaleCause(ValueError):
+    pass
+
+
+def _causes_checked(causes: Collection[str] | None) -> list[str]:
+    if causes is None:
+        return list(staleness.STALE_CAUSES)
+    unknown = sorted(set(causes) - set(staleness.STALE_CAUSES))
+    if unknown:
+        raise UnknownStaleCause(f"Unknown staleness causes: {', '.join(unknown)}")
+    return [cause for cause in staleness.STALE_CAUSES if cause in causes]
+
+
+def recipes_stale(
+    *, causes: Collection[str] | None = None, recipes: QuerySet[Recipe] | None = None
+) -> QuerySet[Recipe]:
+    """The recipes (of `recipes`, default all) whose current tags are stale for any of `causes` (default all of
+    tagging.staleness.STALE_CAUSES): one SQL filter, a join to the current run."""
+    conditions = stale_conditions()
+    wanted = [conditions[cause] for cause in _causes_checked(causes)]
+    queryset = recipes if recipes is not None else Recipe.objects.all()
+    return queryset.filter(reduce(operator.or_, wanted, Q(pk__in=[])))
+
+
+def recipes_fresh(*, recipes: QuerySet[Recipe] | None = None) -> QuerySet[Recipe]:
+    """The recipes whose current tags are stale for no cause."""
+    queryset = recipes if recipes is not None else Recipe.objects.all()
+    return queryset.exclude(pk__in=recipes_stale().values("pk"))
+
+
+def recipes_with_stale_causes(recipes: QuerySet[Recipe]) -> QuerySet[Recipe]:
+    """`recipes` with a boolean `stale_<cause>` per cause (read with recipe_stale_causes)."""
+    return recipes.annotate(
+        **{
+            f"stale_{cause}": ExpressionWrapper(condition, output_field=BooleanField())
+            for cause, condition in stale_conditions().items()
+        }
+    )
+
+
+def recipe_stale_causes(recipe: Recipe) -> list[str]:
+    """The causes a recipe is stale for, from its annotations (recipes_with_stale_causes) or one query."""
+    if not hasattr(recipe, f"stale_{staleness.NEVER_TAGGED}"):
+        annotated = recipes_with_stale_causes(Recipe.objects.filter(pk=recipe.pk)).only("pk").first()
+        if annotated is None:
+            return []
+        recipe = annotated
+    return [cause for cause in staleness.STALE_CAUSES if getattr(recipe, f"stale_{cause}")]
+
+
+def staleness_counts(*, recipes: QuerySet[Recipe] | None = None) -> dict[str, int]:
+    """How many recipes (of `recipes`, default all) are stale for each cause, stale at all ("stale": each counted
+    once), and in all ("recipes"): one aggregate query."""
+    conditions = stale_conditions()
+    queryset = recipes if recipes is not None else Recipe.objects.all()
+    return queryset.aggregate(
+        **{cause: Count("pk", filter=condition) for cause, condition in conditions.items()},
+        stale=Count("pk", filter=reduce(operator.or_, conditions.values())),
+        recipes=Count("pk"),
+    )

@@ -14,9 +14,10 @@ import redis
 from celery import Task, shared_task
 from django.conf import settings
 
-from autotagger.queue import queue_length, tasks_enqueue
+from autotagger.queue import BrokerUnavailable, queue_length, task_enqueue, tasks_enqueue
 from prompts.gateway import LLMError
 from tagging.models import TaggingRun
+from tagging.services.batches import BatchPolled, llm_batch_poll, llm_batches_overdue
 from tagging.services.config import TaggingError
 from tagging.services.judging import JudgeError, run_judge
 from tagging.services.runs import (
@@ -74,7 +75,10 @@ def runs_sweep_task() -> dict[str, Any]:
         # This task came through the broker; if it is gone again, queued runs are left for the next sweep.
         queue_idle = False
     swept: RunsSwept = runs_requeue_stale(enqueue=runs_send, include_queued=queue_idle)
-    return {"requeued": len(swept.requeued), "failed": len(swept.failed)}
+    overdue = llm_batches_overdue()
+    for batch_id, polls in overdue:
+        llm_batch_poll_later(batch_id, after_polls=polls)
+    return {"requeued": len(swept.requeued), "failed": len(swept.failed), "batches_polled": len(overdue)}
 
 
 # A judge's answer is advice on stored tags: when the model fails, the run keeps its tags and no verdict, and
@@ -91,3 +95,34 @@ def run_judge_task(*, run_id: int, source: str | None = None) -> None:
 def runs_judge_send(run_ids: Sequence[int], *, source: str | None = None) -> int:
     """Queue one run_judge_task per run (one broker connection); raises BrokerUnavailable."""
     return tasks_enqueue(run_judge_task, ({"run_id": run_id, "source": source} for run_id in run_ids))
+
+
+# Collecting a finished batch stores every run it answered (each as the worker stores a live one): allow it an
+# hour. A poll killed on the way rolls back whole, and its message comes back (reject_on_worker_lost) or the
+# sweep polls the batch again (llm_batches_overdue).
+@shared_task(
+    name="tagging.llm_batch_poll",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=3600,
+    time_limit=3660,
+)
+def llm_batch_poll_task(*, batch_id: int, after_polls: int | None = None) -> dict[str, Any]:
+    """Poll a Batch API batch of runs once; collect it when finished; poll again later while it is not."""
+    polled: BatchPolled = llm_batch_poll(batch_id=batch_id, enqueue_live=runs_send, after_polls=after_polls)
+    if polled.again:
+        llm_batch_poll_later(batch_id, after_polls=polled.polls)
+    if polled.next_batch is not None:
+        llm_batch_poll_later(polled.next_batch.pk, after_polls=0)
+    return {"again": polled.again, "stored": len(polled.stored), "failed": len(polled.failed), "live": len(polled.live)}
+
+
+def llm_batch_poll_later(batch_id: int, *, after_polls: int) -> None:
+    """Poll the batch in LLM_BATCH_POLL_SECONDS, if no other poll came first (`after_polls`: its polls now). A
+    refusing broker is logged, not raised: the sweep polls a batch whose poll is overdue."""
+    try:
+        task_enqueue(
+            llm_batch_poll_task, countdown=settings.LLM_BATCH_POLL_SECONDS, batch_id=batch_id, after_polls=after_polls
+        )
+    except BrokerUnavailable:
+        logger.warning("Unable to schedule the next poll of LLM batch %s; the sweep will", batch_id, exc_info=True)

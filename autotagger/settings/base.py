@@ -378,6 +378,16 @@ LLM_SLOT_WAIT_SECONDS = env.float("LLM_SLOT_WAIT_SECONDS", default=30.0)
 LLM_DAILY_SPEND_CAP = env.float("LLM_DAILY_SPEND_CAP", default=0.0)
 # The most tokens a reply may have (sent as max_tokens): bounds what a call can cost.
 LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=4096)
+# OpenAI's Batch API (prompts.batches, tagging.services.batches): the settings source offers it when set (a row
+# says so in admin). A batch is polled every POLL_SECONDS; one not finished after MAX_WAIT_HOURS (the provider
+# promises 24) is given up on, its unfinished runs re-queued. Runs without a result go into a new batch at most
+# MAX_ROUNDS times in all, then are sent live. TIMEOUT_SECONDS bounds each Files/Batches request (an upload of
+# thousands of lines takes longer than a chat call).
+LLM_SUPPORTS_BATCH = env.bool("LLM_SUPPORTS_BATCH", default=False)
+LLM_BATCH_POLL_SECONDS = env.int("LLM_BATCH_POLL_SECONDS", default=300)
+LLM_BATCH_MAX_WAIT_HOURS = env.float("LLM_BATCH_MAX_WAIT_HOURS", default=25.0)
+LLM_BATCH_MAX_ROUNDS = env.int("LLM_BATCH_MAX_ROUNDS", default=2)
+LLM_BATCH_TIMEOUT_SECONDS = env.float("LLM_BATCH_TIMEOUT_SECONDS", default=120.0)
 
 # Hybrid strategy (tagging/taggers/hybrid.py): per category, a calibrated probability at or above ACCEPT is
 # taken without the LLM; the LLM chooses among a shortlist sized for recall: best first until the
@@ -429,6 +439,7 @@ RETAG_CHUNK_MAX_ATTEMPTS = env.int("RETAG_CHUNK_MAX_ATTEMPTS", default=3)
 # RETAG_COLLECT_MAX_WAIT_SECONDS (a Batch API job's results may take 24 hours), then the unfinished fail.
 RETAG_COLLECT_INTERVAL_SECONDS = env.int("RETAG_COLLECT_INTERVAL_SECONDS", default=10)
 RETAG_COLLECT_MAX_WAIT_SECONDS = env.int("RETAG_COLLECT_MAX_WAIT_SECONDS", default=26 * 3600)
+RETAG_BATCH_COLLECT_INTERVAL_SECONDS = env.int("RETAG_BATCH_COLLECT_INTERVAL_SECONDS", default=300)
 
 # Labelled recipes (nearest first, never the recipe itself) shown to the model as examples; 0: none.
 LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)

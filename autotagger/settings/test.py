@@ -27,3 +27,5 @@ LOG_FORMAT = "text"
 LOGGING = {**LOGGING, "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}}}
 # Plain http to a local model server is fine on this machine (never in production).
 LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "::1"])
+# The test worker polls a Batch API batch a second apart, so that a test waits seconds for one, not minutes.
+LLM_BATCH_POLL_SECONDS = env.int("LLM_BATCH_POLL_SECONDS", default=1)

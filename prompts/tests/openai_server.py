@@ -3,6 +3,11 @@
 Tests script its replies in order (`reply_json`, `reply_status`, `reply_text`, ...) and read back every
 request body it received (`requests`). Nothing in the client under test is patched: it talks HTTP to
 this server exactly as it would to a provider.
+
+It also keeps the Files and Batches endpoints in memory (upload, create, retrieve, download): a batch answers
+as `script_batch` says (in_progress for some polls, then completed, expired, failed or cancelled, with error
+lines or no line for some custom_ids), each answered line's completion made from its request body by the next
+scripted reply, as a live request's would be. `batch_lines` reads back what a batch was asked.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,6 +39,19 @@ class ScriptedReply:
     respond: Callable[[dict[str, Any]], Any] | None = None  # the content (as JSON) computed from the request
 
 
+@dataclass
+class BatchScript:
+    """How the next batch created behaves: `in_progress` retrievals answer in_progress, the next ones
+    `outcome`; then each request line is answered from the scripted replies, except the custom_ids of
+    `errors` (an error line with that HTTP status) and of `missing` (no line at all). A "failed" batch (its
+    input refused) answers nothing."""
+
+    in_progress: int = 0
+    outcome: str = "completed"
+    errors: dict[str, int] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+
+
 class OpenAIServer:
     """Chat completions at `{url}/chat/completions`; unscripted requests get a 500 saying so."""
 
@@ -42,6 +62,11 @@ class OpenAIServer:
         self._ids = itertools.count(1)
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
+        self.files: dict[str, dict[str, Any]] = {}  # id -> {"content": bytes, "purpose", "filename"}
+        self.batches: dict[str, dict[str, Any]] = {}  # id -> the batch object as last served
+        self.batch_retrievals: dict[str, int] = {}
+        self._batch_scripts: deque[BatchScript] = deque()
+        self._batch_of: dict[str, BatchScript] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a test's delayed reply must not hold up the next test
@@ -161,6 +186,18 @@ class OpenAIServer:
         """A valid JSON reply (`obj`, default {}) sent only after `seconds`."""
         return self.reply_json({} if obj is None else obj, delay=seconds, **kwargs)
 
+    def script_batch(self, script: BatchScript | None = None, **fields: Any) -> OpenAIServer:
+        """How the next batch created behaves (BatchScript's fields; default: completed at the first poll)."""
+        with self._lock:
+            self._batch_scripts.append(script or BatchScript(**fields))
+        return self
+
+    def batch_lines(self, batch_id: str) -> list[dict[str, Any]]:
+        """The request lines of a batch's input file, as uploaded."""
+        with self._lock:
+            content = self.files[self.batches[batch_id]["input_file_id"]]["content"]
+        return [json.loads(line) for line in content.decode().splitlines() if line.strip()]
+
     @property
     def pending(self) -> int:
         """Scripted replies not yet served."""
@@ -195,15 +232,146 @@ class OpenAIServer:
             }
         return body
 
+    # --- Files and batches ------------------------------------------------------------------------
+
+    def _file_upload(self, content_type: str, raw: bytes) -> tuple[int, Any]:
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        fields: dict[str, Any] = {}
+        filename = ""
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = payload
+            if name == "file":
+                filename = str(part.get_filename() or "")
+        if "file" not in fields:
+            return 400, {"error": {"message": "No file in the upload", "type": "invalid_request_error"}}
+        purpose = (fields.get("purpose") or b"").decode()
+        with self._lock:
+            file_id = f"file-test-{next(self._ids)}"
+            self.files[file_id] = {"content": fields["file"], "purpose": purpose, "filename": filename}
+        return 200, self._file_object(file_id)
+
+    def _file_object(self, file_id: str) -> dict[str, Any]:
+        stored = self.files[file_id]
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(stored["content"]),
+            "created_at": int(time.time()),
+            "filename": stored["filename"] or "output.jsonl",
+            "purpose": stored["purpose"],
+            "status": "processed",
+        }
+
+    def _batch_create(self, request: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
+            if request.get("input_file_id") not in self.files:
+                return 404, {"error": {"message": "No such file", "type": "invalid_request_error"}}
+            batch_id = f"batch-test-{next(self._ids)}"
+            self._batch_of[batch_id] = self._batch_scripts.popleft() if self._batch_scripts else BatchScript()
+            self.batch_retrievals[batch_id] = 0
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": request.get("endpoint"),
+                "input_file_id": request["input_file_id"],
+                "completion_window": request.get("completion_window"),
+                "status": "validating",
+                "created_at": int(time.time()),
+                "output_file_id": None,
+                "error_file_id": None,
+                "errors": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            }
+            return 200, dict(self.batches[batch_id])
+
+    def _batch_retrieve(self, batch_id: str) -> tuple[int, Any]:
+        with self._lock:
+            if batch_id not in self.batches:
+                return 404, {"error": {"message": "No such batch", "type": "invalid_request_error"}}
+            self.batch_retrievals[batch_id] += 1
+            batch = self.batches[batch_id]
+            script = self._batch_of[batch_id]
+            finished = batch["status"] in ("completed", "expired", "failed", "cancelled")
+            if finished or self.batch_retrievals[batch_id] <= script.in_progress:
+                if not finished:
+                    batch["status"] = "in_progress"
+                return 200, dict(batch)
+        lines = self.batch_lines(batch_id)
+        if script.outcome == "failed":
+            errors = [{"code": "invalid_request", "message": "Scripted: the input was refused", "line": None}]
+            with self._lock:
+                batch.update(status="failed", errors={"object": "list", "data": errors})
+                batch["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
+                return 200, dict(batch)
+        output: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for line in lines:
+            custom_id = line["custom_id"]
+            if custom_id in script.missing:
+                continue
+            if custom_id in script.errors:
+                status = script.errors[custom_id]
+                body: Any = {"error": {"message": f"Scripted error {status}", "type": "server_error"}}
+            else:
+                reply = self._next_reply()
+                status, body = reply.status, self._completion(reply, line["body"])
+            item = {
+                "id": f"batch-req-{next(self._ids)}",
+                "custom_id": custom_id,
+                "response": {"status_code": status, "request_id": f"req-{next(self._ids)}", "body": body},
+                "error": None,
+            }
+            (output if status == 200 else failures).append(item)
+        with self._lock:
+            for kind, items in (("output_file_id", output), ("error_file_id", failures)):
+                if items:
+                    file_id = f"file-test-{next(self._ids)}"
+                    content = "".join(json.dumps(item) + "\n" for item in items).encode()
+                    self.files[file_id] = {"content": content, "purpose": "batch_output", "filename": ""}
+                    batch[kind] = file_id
+            batch["status"] = script.outcome
+            batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(failures)}
+            return 200, dict(batch)
+
+    def _file_content(self, file_id: str) -> tuple[int, bytes]:
+        with self._lock:
+            stored = self.files.get(file_id)
+        if stored is None:
+            return 404, json.dumps({"error": {"message": "No such file"}}).encode()
+        return 200, bytes(stored["content"])
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0].rstrip("/")
+                batch = re.fullmatch(r"/v1/batches/([\w-]+)", path)
+                content = re.fullmatch(r"/v1/files/([\w-]+)/content", path)
+                if batch:
+                    status, body = server._batch_retrieve(batch.group(1))
+                    self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+                elif content:
+                    status, payload = server._file_content(content.group(1))
+                    self._send(status, payload, {"Content-Type": "application/octet-stream"})
+                else:
+                    self._send(404, json.dumps({"error": {"message": f"No route {self.path}"}}).encode(), {})
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                path = self.path.split("?")[0].rstrip("/")
+                if path in ("/v1/files", "/v1/batches"):
+                    if path == "/v1/files":
+                        status, body = server._file_upload(self.headers.get("Content-Type", ""), raw)
+                    else:
+                        status, body = server._batch_create(json.loads(raw or b"{}"))
+                    self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+                    return
+                if path != "/v1/chat/completions":
                     self._send(404, json.dumps({"error": {"message": f"No route {self.path}"}}).encode(), {})
                     return
                 request = json.loads(raw or b"{}")

@@ -44,6 +44,13 @@ class ChunkTakenOver(Exception):
     was about to store is rolled back."""
 
 
+def _collect_interval(job: RetagJob) -> int:
+    # A batch's answers come within hours, not seconds: no need to look as often.
+    return int(
+        settings.RETAG_BATCH_COLLECT_INTERVAL_SECONDS if job.use_batch else settings.RETAG_COLLECT_INTERVAL_SECONDS
+    )
+
+
 def chunk_queued_lease() -> timedelta:
     return timedelta(seconds=settings.RETAG_CHUNK_QUEUED_SECONDS)
 
@@ -194,11 +201,17 @@ class ChunkOutcome:
 
 
 def retag_chunk_execute(
-    *, chunk_id: int, delivery: str | None, send_runs: SendRuns, schedule_collect: ScheduleCollect
+    *,
+    chunk_id: int,
+    delivery: str | None,
+    send_runs: SendRuns,
+    schedule_collect: ScheduleCollect,
+    send_batch: SendRuns | None = None,
 ) -> ChunkOutcome | None:
     """Execute a chunk of a re-tagging job if it is free to take (None otherwise: finished, cancelled, or held
     by a live worker). Similarity tags the chunk's pending recipes in one pass and finishes the chunk; the LLM
-    strategies queue one run per recipe (`send_runs`) and leave the chunk to `retag_chunk_collect`, which
+    strategies queue one run per recipe, sent live (`send_runs`) or, for a job with `use_batch`, through the
+    Batch API (`send_batch`), and leave the chunk to `retag_chunk_collect`, which
     `schedule_collect(chunk_id, countdown)` arranges."""
     token = delivery or uuid.uuid4().hex
     chunk = _chunk_claim(chunk_id=chunk_id, token=token)
@@ -209,8 +222,9 @@ def retag_chunk_execute(
     if _job_cancelled(job.pk):
         return None
     if config.uses_llm:
-        waiting = _chunk_queue_runs(chunk=chunk, config=config, token=token, send_runs=send_runs)
-        schedule_collect(chunk.pk, 0 if waiting == 0 else settings.RETAG_COLLECT_INTERVAL_SECONDS)
+        send = send_batch if job.use_batch and send_batch is not None else send_runs
+        waiting = _chunk_queue_runs(chunk=chunk, config=config, token=token, send_runs=send)
+        schedule_collect(chunk.pk, 0 if waiting == 0 else _collect_interval(job))
         return ChunkOutcome(done=0, waiting=waiting)
     items = list(chunk.items.filter(status=ItemStatus.PENDING).select_related("recipe").order_by("id"))
     try:
@@ -323,9 +337,10 @@ def retag_chunk_collect(*, chunk_id: int, schedule_collect: ScheduleCollect) -> 
             _chunk_close(chunk=chunk, status=ChunkStatus.DONE)
             return 0
         # Kept while collecting: if this task's next message is lost, the sweep takes the chunk back.
-        chunk.lease_expires_at = timezone.now() + timedelta(seconds=3 * settings.RETAG_COLLECT_INTERVAL_SECONDS + 60)
+        interval = _collect_interval(chunk.job)
+        chunk.lease_expires_at = timezone.now() + timedelta(seconds=3 * interval + 60)
         chunk.save(update_fields=["lease_expires_at"])
-    schedule_collect(chunk.pk, settings.RETAG_COLLECT_INTERVAL_SECONDS)
+    schedule_collect(chunk.pk, interval)
     return waiting
 
 

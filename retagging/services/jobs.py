@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from autotagger.errors import DomainError
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagChunk, RetagItem, RetagJob
-from retagging.services.chunks import retag_job_summary
+from retagging.services.chunks import retag_job_finish
 from tagging.models import RunStatus, Strategy, TaggingRun
 from tagging.services.config import TaggingConfig, tagging_config_validate, user_or_none
 
@@ -90,10 +90,10 @@ def retag_job_cancel(*, job: RetagJob, user: AbstractBaseUser | AnonymousUser | 
     RetagChunk.objects.filter(job=job, status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]).update(
         status=ChunkStatus.CANCELLED, finished_at=now, lease_expires_at=None
     )
-    job.status, job.finished_at, job.cancelled_at = JobStatus.CANCELLED, now, now
-    job.cancelled_by = user_or_none(user=user)
-    job.summary = retag_job_summary(job=job, finished_at=now)
-    job.save(update_fields=["status", "finished_at", "cancelled_at", "cancelled_by", "summary"])
+    # Through the one place a job ends (its summary, and whatever is told of the end).
+    retag_job_finish(job=job, status=JobStatus.CANCELLED)
+    RetagJob.objects.filter(pk=job.pk).update(cancelled_at=now, cancelled_by=user_or_none(user=user))
+    job.refresh_from_db()
     return job
 
 

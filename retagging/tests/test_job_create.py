@@ -14,7 +14,8 @@ from autotagger.errors import DomainError
 from retagging.dispatch import retag_job_create
 from retagging.models import JobStatus, RetagChunk, RetagItem, RetagJob
 from retagging.tests.conftest import run_with_tags
-from tagging.models import Recipe
+from tagging.models import Recipe, TaggingRun
+from taxonomy.selectors import taxonomy_version_current
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +77,25 @@ def test_changed_since_selects_recipes_updated_from_that_moment(kitchen: dict[st
     assert _recipe_ids(job) == {kitchen["Shakshuka"].pk}
 
 
+def test_stale_selects_the_recipes_stale_for_the_causes_asked(kitchen: dict[str, Recipe]) -> None:
+    for title, recipe in kitchen.items():
+        if title != "Shakshuka":
+            run = run_with_tags(recipe, ["cuisine/french"])
+            TaggingRun.objects.filter(pk=run.pk).update(
+                content_hash=recipe.content_hash, taxonomy_version=taxonomy_version_current()
+            )
+    Recipe.objects.filter(pk=kitchen["Beef Tacos"].pk).update(content_hash="edited")
+
+    never = _job({"kind": "stale", "causes": ["never_tagged"]})
+    edited = _job({"kind": "stale", "causes": ["content"]})
+    either = _job({"kind": "stale", "causes": ["never_tagged", "content"]})
+
+    assert _recipe_ids(never) == {kitchen["Shakshuka"].pk}
+    assert _recipe_ids(edited) == {kitchen["Beef Tacos"].pk}
+    assert _recipe_ids(either) == {kitchen["Shakshuka"].pk, kitchen["Beef Tacos"].pk}
+    assert edited.selection == {"kind": "stale", "value": None, "causes": ["content"]}
+
+
 def test_chunks_cover_every_recipe_exactly_once(kitchen: dict[str, Recipe], settings: Any) -> None:
     settings.RETAG_CHUNK_SIZE = 4
 
@@ -99,6 +119,7 @@ def test_llm_jobs_have_smaller_chunks(kitchen: dict[str, Recipe], settings: Any,
     ("selection", "config", "strategy", "words"),
     [
         ({"kind": "everything"}, {}, "similarity", "Unknown selection kind 'everything'"),
+        ({"kind": "stale", "causes": ["gremlins"]}, {}, "similarity", "Unknown staleness causes ['gremlins']"),
         ({"kind": "category", "value": "nope"}, {}, "similarity", "Unknown category 'nope'"),
         ({"kind": "tag", "value": "cuisine/klingon"}, {}, "similarity", "Unknown tag 'cuisine/klingon'"),
         ({"kind": "tag"}, {}, "similarity", "needs a value"),

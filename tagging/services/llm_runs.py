@@ -25,8 +25,8 @@ from tagging.services.recipes import recipe_content_hash, recipe_embed_for_taggi
 from tagging.services.rules import output_apply_rules, tags_ruled_out
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
-from tagging.taggers.hybrid import HybridTagger
-from tagging.taggers.llm import LLMStats, LLMTagger
+from tagging.taggers.hybrid import HybridPlan, HybridTagger
+from tagging.taggers.llm import LLMAsk, LLMStats, LLMTagger
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import ingredient_groups_version
@@ -148,10 +148,13 @@ def text_tag_with_llm(
     exclude_recipe_id: int | None,
     content_hash: str,
     prompt: PromptTemplates | None = None,
+    ask: LLMAsk | None = None,
+    plan: HybridPlan | None = None,
 ) -> tuple[TaggerOutput, LLMStats]:
     """Ask the model about `text` with the llm or hybrid strategy (hybrid needs `embedding`); the few-shot
-    examples are the nearest labelled recipes, never this one (`exclude_recipe_id`, `content_hash`).
-    Raises LLMError. Ingredient rules are the caller's to apply."""
+    examples are the nearest labelled recipes, never this one (`exclude_recipe_id`, `content_hash`). `ask`
+    (default: live) and hybrid's `plan` (default: decided now) are for the Batch API's two passes.
+    Raises LLMError (QuestionDeferred from an `ask` that defers). Ingredient rules are the caller's to apply."""
     learned = learned_model_active()
     examples: list[FewShotExample] = []
     if embedding is not None:
@@ -171,21 +174,41 @@ def text_tag_with_llm(
         # anyway); the llm strategy offers every tag, so its prompt stays the same from recipe to recipe.
         candidates = Tag.objects.filter(category_id__in=[r.category.pk for r in requests], active=True)
         ruled_out = tags_ruled_out(recipe=text, tag_ids=candidates.values_list("id", flat=True))
-        return HybridTagger(similarity=similarity, source=source, examples=examples, prompt=prompt).tag(
-            recipe=text, embedding=embedding, requests=requests, run_id=run_id, ruled_out=frozenset(ruled_out)
+        return HybridTagger(similarity=similarity, source=source, examples=examples, prompt=prompt, ask=ask).tag(
+            recipe=text,
+            embedding=embedding,
+            requests=requests,
+            run_id=run_id,
+            ruled_out=frozenset(ruled_out),
+            plan=plan,
         )
-    return LLMTagger(source=source, examples=examples, prompt=prompt).tag(recipe=text, requests=requests, run_id=run_id)
+    return LLMTagger(source=source, examples=examples, prompt=prompt, ask=ask).tag(
+        recipe=text, requests=requests, run_id=run_id
+    )
 
 
 def run_tag_with_llm(
-    run: TaggingRun, config: TaggingConfig, requests: Sequence[CategoryRequest]
+    run: TaggingRun,
+    config: TaggingConfig,
+    requests: Sequence[CategoryRequest],
+    *,
+    ask: LLMAsk | None = None,
+    plan: HybridPlan | None = None,
+    prompt: PromptTemplates | None = None,
+    source: LLMSourceConfig | None = None,
+    cached: bool = True,
 ) -> tuple[TaggerOutput, dict[str, Any]]:
-    """Tag with the llm or hybrid strategy (on the worker: this waits on the model). Raises TaggingError."""
+    """Tag with the llm or hybrid strategy (on the worker: this waits on the model). Raises TaggingError.
+
+    The Batch API (tagging.services.batches) runs it twice: first with an `ask` that defers the question
+    (QuestionDeferred leaves through here), then with one that answers it from the batch, with the `plan`,
+    `prompt` and `source` of the first pass and no look at the cache (`cached`: the answer is paid for), so that
+    the run is stored as a live one would be."""
     started = time.perf_counter()
-    source = llm_source_resolve(config=config)
+    source = source or llm_source_resolve(config=config)
     recipe = run.recipe
     # Read once: the cache key, the call and the run's stats name the same version, whatever is activated meanwhile.
-    prompt = prompt_version_active()
+    prompt = prompt or prompt_version_active()
     key = llm_cache_key(
         content_hash=recipe.content_hash, config=config, requests=requests, source=source, prompt=prompt
     )
@@ -198,10 +221,10 @@ def run_tag_with_llm(
         "source": source.name,
         "llm_model": source.model,
     }
-    cached = _llm_cached(key, run, requests)
-    if cached is not None:
-        cached.timings_ms = {"total_ms": round((time.perf_counter() - started) * 1000, 2)}
-        return cached, {**described, "cache_hit": True, "llm_calls": 0}
+    earlier = _llm_cached(key, run, requests) if cached else None
+    if earlier is not None:
+        earlier.timings_ms = {"total_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return earlier, {**described, "cache_hit": True, "llm_calls": 0}
     try:
         recipe_embed_for_tagging(recipe=recipe, requests=requests)
         output, stats = text_tag_with_llm(
@@ -214,6 +237,8 @@ def run_tag_with_llm(
             exclude_recipe_id=recipe.pk,
             content_hash=recipe.content_hash,
             prompt=prompt,
+            ask=ask,
+            plan=plan,
         )
     except LLMError as exc:
         raise LLMFailed(exc.message, details={"llm_error": exc.code}) from exc

@@ -35,6 +35,7 @@ from tagging.services.recipes import EmbeddingUnavailable, recipe_embed_for_tagg
 from tagging.services.rules import output_apply_rules, requests_widened, rules_of_requests
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, TaggerOutput
+from tagging.taggers.llm import QuestionDeferred
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.models import Tag
 from taxonomy.selectors import taxonomy_version_current
@@ -178,20 +179,43 @@ def run_execute(*, run_id: int, delivery: str | None = None) -> TaggingRun:
         run.save(update_fields=["status", "started_at", "claimed_by", "lease_expires_at", "attempts"])
     config = TaggingConfig.from_dict(run.config)
     ours = TaggingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, claimed_by=token)
-    try:
-        run_inputs_record(run=run, recipe=run.recipe)
-        requests = category_requests(config=config)
+
+    def tag(requests: Sequence[CategoryRequest]) -> tuple[TaggerOutput, dict[str, Any]]:
         if config.uses_llm:
-            output, stats = run_tag_with_llm(run, config, requests)
-        else:
-            output, stats = _tag(run.recipe, requests), {}
+            return run_tag_with_llm(run, config, requests)
+        return _tag(run.recipe, requests), {}
+
+    return run_complete(run=run, config=config, ours=ours, tag=tag)
+
+
+def run_complete(
+    *,
+    run: TaggingRun,
+    config: TaggingConfig,
+    ours: QuerySet[TaggingRun],
+    tag: Callable[[Sequence[CategoryRequest]], tuple[TaggerOutput, dict[str, Any]]],
+    record_inputs: bool = True,
+) -> TaggingRun:
+    """Tag `run` with `tag` (the strategy's work, given the categories to tag), apply the ingredient rules and
+    store the success, or record the failure and re-raise it; either only while `ours` (the run, as its
+    holder sees it) still finds the run. What `run_execute` does once it holds a run, and what a Batch API
+    batch does when its answer arrives (tagging.services.batches: `record_inputs` False, the run keeps the
+    inputs recorded when its question was asked)."""
+    try:
+        if record_inputs:
+            run_inputs_record(run=run, recipe=run.recipe)
+        requests = category_requests(config=config)
+        output, stats = tag(requests)
         run.removed_by_rule = output_apply_rules(recipe=run.recipe.text, output=output, requests=requests)
+    except QuestionDeferred:
+        # Not a failure: the question goes into a batch, and the run waits for its answer as it is.
+        raise
     except Exception as exc:
         # Whatever went wrong, a polling client must see the run end rather than stay "running".
         message = exc.message if isinstance(exc, TaggingError) else f"Unexpected error: {exc}"
         code = exc.code if isinstance(exc, TaggingError) else "internal_error"
         if not isinstance(exc, TaggingError):
-            logger.exception("Unable to execute tagging run %s", run_id)
+            logger.exception("Unable to execute tagging run %s", run.pk)
         run.status, run.error, run.error_code, run.finished_at = RunStatus.FAILED, message, code, timezone.now()
         # Only while still ours: a copy that finished or took over meanwhile keeps its outcome.
         ours.update(status=run.status, error=run.error, error_code=run.error_code, finished_at=run.finished_at)

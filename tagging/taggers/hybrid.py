@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -35,7 +36,7 @@ from autotagger.recipe_text import RecipeText
 from prompts.rendering import FewShotExample, PromptTemplates
 from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
-from tagging.taggers.llm import LLMStats, llm_pick
+from tagging.taggers.llm import LLMAsk, LLMStats, QuestionDeferred, llm_pick
 from tagging.taggers.similarity import SimilarityTagger
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Tag
@@ -109,6 +110,37 @@ class HybridPlan:
     ruled_out: int = 0  # tags not accepted that the recipe's ingredients rule out, never offered
 
 
+def _tags_dump(tags: dict[int, list[ScoredTag]]) -> dict[str, list[dict[str, Any]]]:
+    return {str(pk): [asdict(t) for t in scored] for pk, scored in tags.items()}
+
+
+def _tags_load(data: dict[str, list[dict[str, Any]]]) -> dict[int, list[ScoredTag]]:
+    return {int(pk): [ScoredTag(**t) for t in scored] for pk, scored in data.items()}
+
+
+def hybrid_plan_dump(plan: HybridPlan) -> dict[str, Any]:
+    """`plan` as JSON, to keep it while a batch answers (`hybrid_plan_load` reads it back)."""
+    return {
+        "accepted": _tags_dump(plan.accepted),
+        "shortlist": _tags_dump(plan.shortlist),
+        "slots": {str(pk): n for pk, n in plan.slots.items()},
+        "dropped": plan.dropped,
+        "ruled_out_accepted": _tags_dump(plan.ruled_out_accepted),
+        "ruled_out": plan.ruled_out,
+    }
+
+
+def hybrid_plan_load(data: dict[str, Any]) -> HybridPlan:
+    return HybridPlan(
+        accepted=_tags_load(data["accepted"]),
+        shortlist=_tags_load(data["shortlist"]),
+        slots={int(pk): int(n) for pk, n in data["slots"].items()},
+        dropped=int(data["dropped"]),
+        ruled_out_accepted=_tags_load(data["ruled_out_accepted"]),
+        ruled_out=int(data["ruled_out"]),
+    )
+
+
 def hybrid_plan(
     *,
     scored: TaggerOutput,
@@ -176,11 +208,13 @@ class HybridTagger:
         source: LLMSourceConfig,
         examples: Sequence[FewShotExample] = (),
         prompt: PromptTemplates | None = None,
+        ask: LLMAsk | None = None,
     ) -> None:
         self.similarity = similarity
         self.source = source
         self.examples = examples  # labelled recipes shown to the model (tagging.services.few_shot)
         self.prompt = prompt  # None: the active version of the default tagging prompt
+        self.ask = ask  # None: live
 
     def tag(
         self,
@@ -190,38 +224,53 @@ class HybridTagger:
         requests: Sequence[CategoryRequest],
         run_id: int | None,
         ruled_out: Collection[int] = frozenset(),
+        plan: HybridPlan | None = None,
     ) -> tuple[TaggerOutput, HybridStats]:
+        """Tag `recipe`; `plan` (what an earlier pass decided without the model, e.g. before asking through a
+        batch) is kept as it was rather than decided again. When `ask` defers the question (QuestionDeferred),
+        the plan leaves with it."""
         started = time.perf_counter()
-        scored = self.similarity.score_all(recipe=recipe, embedding=embedding, requests=requests)
-        plan = hybrid_plan(scored=scored, requests=requests, ruled_out=ruled_out)
+        scored = TaggerOutput()
+        if plan is None:
+            scored = self.similarity.score_all(recipe=recipe, embedding=embedding, requests=requests)
+            plan = hybrid_plan(scored=scored, requests=requests, ruled_out=ruled_out)
         accepted, shortlist, slots = plan.accepted, plan.shortlist, plan.slots
         asked = [r for r in requests if r.category.pk in shortlist]
         picked: dict[int, list[ScoredTag]] = {}
         stats = HybridStats()
         if asked:
             tag_rows = Tag.objects.in_bulk([t.tag_id for tags in shortlist.values() for t in tags])
-            tags = {pk: [tag_rows[t.tag_id] for t in candidates] for pk, candidates in shortlist.items()}
-            picked, llm_stats = llm_pick(
-                recipe=recipe,
-                requests=asked,
-                tags=tags,
-                source=self.source,
-                run_id=run_id,
-                slots=slots,
-                examples=self.examples,
-                brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
-                prompt=self.prompt,
-            )
+            # A tag deleted since a kept plan was made is no longer offered.
+            tags = {
+                pk: [tag_rows[t.tag_id] for t in candidates if t.tag_id in tag_rows]
+                for pk, candidates in shortlist.items()
+            }
+            try:
+                picked, llm_stats = llm_pick(
+                    recipe=recipe,
+                    requests=asked,
+                    tags=tags,
+                    source=self.source,
+                    run_id=run_id,
+                    slots=slots,
+                    examples=self.examples,
+                    brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
+                    prompt=self.prompt,
+                    ask=self.ask,
+                )
+            except QuestionDeferred as deferred:
+                deferred.plan = plan
+                raise
             stats = HybridStats.of(llm_stats)
         output = TaggerOutput()
         decided_by_llm = 0
         for request in requests:
-            chosen = list(accepted[request.category.pk])
+            chosen = list(accepted.get(request.category.pk, []))
             # What similarity saw of a tag the model picked stays its evidence, the model's decision on top.
             seen = {t.tag_id: t.evidence for t in shortlist.get(request.category.pk, [])}
             from_llm = [
                 replace(t, evidence={**seen.get(t.tag_id, {}), **t.evidence})
-                for t in picked.get(request.category.pk, [])[: slots[request.category.pk]]
+                for t in picked.get(request.category.pk, [])[: slots.get(request.category.pk, request.k)]
             ]
             decided_by_llm += len(from_llm)
             chosen.extend(from_llm)
@@ -229,7 +278,8 @@ class HybridTagger:
                 chosen = [t for t in chosen if t.score >= request.override]
             # Ruled-out tags similarity was sure of go first, to be removed (and shown removed) with the
             # output of every strategy; they took no slot from the others.
-            output.tags[request.category.pk] = plan.ruled_out_accepted[request.category.pk] + chosen[: request.k]
+            ruled_out_accepted = plan.ruled_out_accepted.get(request.category.pk, [])
+            output.tags[request.category.pk] = ruled_out_accepted + chosen[: request.k]
         stats.extra = {
             "decided_by_similarity": sum(len(v) for v in accepted.values()),
             "decided_by_llm": decided_by_llm,

@@ -12,8 +12,9 @@ says which ("score_from") and keeps the stated confidence, so an evaluation can 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from autotagger.recipe_text import RecipeText
 from prompts.gateway import ChatResult, chat_json
@@ -95,6 +96,50 @@ def _llm_evidence(validated: ValidatedReply, pair: tuple[str, str]) -> dict[str,
 
 
 @dataclass(frozen=True)
+class LLMQuestion:
+    """What is asked of the model: the messages, the reply's schema (None: the source takes none, or it is too
+    large for strict mode) and the prompt's label, which the call records."""
+
+    system: str
+    user: str
+    schema: dict[str, Any] | None
+    prompt_version: str
+    schema_name: str = "recipe_tags"
+    want_logprobs: bool = True
+
+
+class QuestionDeferred(Exception):
+    """Raised by an `ask` that sends the question elsewhere (a Batch API batch) rather than answering it now. It
+    carries the question and, when raised through the hybrid tagger, the plan it made without the model."""
+
+    def __init__(self, question: LLMQuestion) -> None:
+        super().__init__("The question was deferred")
+        self.question = question
+        self.plan: Any = None  # tagging.taggers.hybrid.HybridPlan, set by the hybrid tagger
+
+
+# How a question reaches the model: live by default (`ask_live`); a run in a Batch API batch is asked through
+# the batch and answered with the batch's reply (tagging.services.batches).
+LLMAsk = Callable[[LLMQuestion], ChatResult]
+
+
+def ask_live(*, source: LLMSourceConfig, run_id: int | None) -> LLMAsk:
+    def ask(question: LLMQuestion) -> ChatResult:
+        return chat_json(
+            source=source,
+            system=question.system,
+            user=question.user,
+            schema=question.schema,
+            schema_name=question.schema_name,
+            want_logprobs=question.want_logprobs,
+            prompt_version=question.prompt_version,
+            run_id=run_id,
+        )
+
+    return ask
+
+
+@dataclass(frozen=True)
 class LLMExchange:
     """One question to the model and what came of it: the messages as sent, the reply as received (text,
     tokens, cost, latency) and as validated against the taxonomy."""
@@ -114,25 +159,18 @@ def llm_exchange(
     prompt: PromptTemplates,
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
+    ask: LLMAsk | None = None,
 ) -> LLMExchange:
     """Render `prompt` for `recipe` and `choices`, ask `source` (under the reply's schema where the source takes
-    it) and validate the reply: what `llm_pick` does with the model, and what the prompt playground shows.
-    Raises LLMError."""
+    it; through `ask`, live by default) and validate the reply: what `llm_pick` does with the model, and what
+    the prompt playground shows. Raises LLMError."""
     system, user = prompt_messages(
         recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags, templates=prompt
     )
     schema = reply_schema(categories=choices)
     strict = source.supports_json_schema and schema_within_limits(schema)
-    result = chat_json(
-        source=source,
-        system=system,
-        user=user,
-        schema=schema if strict else None,
-        schema_name="recipe_tags",
-        want_logprobs=True,
-        prompt_version=prompt.label,
-        run_id=run_id,
-    )
+    question = LLMQuestion(system=system, user=user, schema=schema if strict else None, prompt_version=prompt.label)
+    result = (ask or ask_live(source=source, run_id=run_id))(question)
     validated = reply_validate(
         data=result.data,
         categories=choices,
@@ -175,6 +213,7 @@ def llm_pick(
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
     prompt: PromptTemplates | None = None,
+    ask: LLMAsk | None = None,
 ) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
     """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
     recipes with their tags), the tags listed without descriptions when `brief_tags`, in the wording of
@@ -192,6 +231,7 @@ def llm_pick(
         examples=examples,
         brief_tags=brief_tags,
         prompt=prompt or prompt_version_active(),
+        ask=ask,
     )
     result, validated = exchange.reply, exchange.validated
     stats.calls = result.attempts
@@ -224,10 +264,12 @@ class LLMTagger:
         source: LLMSourceConfig,
         examples: Sequence[FewShotExample] = (),
         prompt: PromptTemplates | None = None,
+        ask: LLMAsk | None = None,
     ) -> None:
         self.source = source
         self.examples = examples
         self.prompt = prompt  # None: the active version of the default tagging prompt
+        self.ask = ask  # None: live
 
     def tag(
         self, *, recipe: RecipeText, requests: Sequence[CategoryRequest], run_id: int | None
@@ -242,6 +284,7 @@ class LLMTagger:
             run_id=run_id,
             examples=self.examples,
             prompt=self.prompt,
+            ask=self.ask,
         )
         output = TaggerOutput()
         for request in requests:

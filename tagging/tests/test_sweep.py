@@ -71,7 +71,7 @@ def test_it_requeues_a_run_whose_worker_was_lost_and_the_worker_finishes_it(
     run = _run(demo_recipe(demo_recipes, "Beef Tacos"))
     _left_by_a_lost_worker(run)
 
-    assert runs_sweep_task() == {"requeued": 1, "failed": 0}
+    assert runs_sweep_task() == {"requeued": 1, "failed": 0, "batches_polled": 0}
 
     finished = _finished(run.pk)
     assert finished.status == RunStatus.SUCCEEDED, finished.error
@@ -86,7 +86,7 @@ def test_it_requeues_a_queued_run_whose_message_was_lost(worker: Any, demo_recip
     run = _run(demo_recipe(demo_recipes, "Miso Ramen"))
     _message_lost(run)
 
-    assert runs_sweep_task() == {"requeued": 1, "failed": 0}
+    assert runs_sweep_task() == {"requeued": 1, "failed": 0, "batches_polled": 0}
 
     finished = _finished(run.pk)
     assert finished.status == RunStatus.SUCCEEDED, finished.error
@@ -102,7 +102,7 @@ def test_it_fails_a_run_that_lost_its_worker_max_attempts_times(
     run = _run(carbonara)
     _left_by_a_lost_worker(run, attempts=2)
 
-    assert runs_sweep_task() == {"requeued": 0, "failed": 1}
+    assert runs_sweep_task() == {"requeued": 0, "failed": 1, "batches_polled": 0}
 
     failed = TaggingRun.objects.get(pk=run.pk)
     assert failed.status == RunStatus.FAILED
