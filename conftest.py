@@ -18,6 +18,7 @@ from django.test.client import Client
 from pgvector import Vector
 from rest_framework.test import APIClient
 
+from autotagger.tests.webhook_receiver import WebhookReceiver
 from prompts.tests.llama_server import LlamaServer, LlamaServerUnavailable
 from prompts.tests.openai_server import OpenAIServer
 
@@ -232,6 +233,18 @@ def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def webhook_receiver(settings: Any) -> Iterator[WebhookReceiver]:
+    """A real local HTTP endpoint that verifies webhook signatures with the secret it shares with the settings,
+    with quick retries."""
+    settings.RETAG_WEBHOOK_SECRET = "shared-webhook-secret"
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0.01
+    receiver = WebhookReceiver(secret=settings.RETAG_WEBHOOK_SECRET).start()
+    settings.RETAG_WEBHOOK_URL = receiver.url
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("feedback.api.urls")),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/", include("taxonomy.api.urls")),
+    path("api/v1/", include("retagging.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -187,3 +187,60 @@ class RetagItem(models.Model):
 
     def __str__(self) -> str:
         return f"Item {self.recipe_id} of job {self.job_id} ({self.status})"
+
+
+class RetagSchedule(models.Model):
+    """A re-tagging job created on a schedule (celery beat). The PeriodicTask that beat reads is kept in step
+    by `retag_schedule_save` / `retag_schedule_delete`: edit schedules here, not in the beat tables."""
+
+    name = models.CharField(max_length=150, unique=True)
+    selection = models.JSONField(help_text='Which recipes: {"kind": "stale"}, {"kind": "all"}, {"kind": "tag", ...}.')
+    strategy = models.CharField(max_length=20, choices=Strategy.choices)
+    config = models.JSONField(default=dict, blank=True, help_text="The TaggingConfig (k, categories, source...).")
+    dry_run = models.BooleanField(default=True, help_text="Store a diff report for review instead of applying.")
+    use_batch = models.BooleanField(default=False, help_text="Send LLM requests through the provider's Batch API.")
+    enabled = models.BooleanField(default=False)
+    # A crontab, field by field as cron reads them (in CELERY_TIMEZONE), unless an interval is given.
+    minute = models.CharField(max_length=60, default="0")
+    hour = models.CharField(max_length=60, default="3")
+    day_of_month = models.CharField(max_length=60, default="*")
+    month_of_year = models.CharField(max_length=60, default="*")
+    day_of_week = models.CharField(max_length=60, default="*", help_text="0-6, Sunday = 0, or mon-sun.")
+    interval_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Every this many minutes instead of the crontab fields (empty: crontab)."
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="retag_schedule",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(strategy__in=Strategy.values), name="retagging_schedule_strategy_valid"),
+            models.CheckConstraint(
+                condition=Q(selection__kind__in=SelectionKind.values), name="retagging_schedule_selection_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(interval_minutes__isnull=True) | Q(interval_minutes__gt=0),
+                name="retagging_schedule_interval_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def cron(self) -> str:
+        return " ".join((self.minute, self.hour, self.day_of_month, self.month_of_year, self.day_of_week))
+
+    @property
+    def timing(self) -> str:
+        if self.interval_minutes:
+            return f"every {self.interval_minutes} min"
+        return self.cron

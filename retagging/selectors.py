@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Func, IntegerField, Q, QuerySet
+from django.db.models import Count, F, Func, IntegerField, Q, QuerySet
 
-from retagging.models import ItemStatus, RetagItem, RetagJob
+from retagging.models import FINISHED_STATUSES, ItemStatus, RetagItem, RetagJob, RetagSchedule
 
 
 class Cardinality(Func):
@@ -106,3 +107,51 @@ def retag_job_failed_items(*, job: RetagJob, limit: int = 20) -> list[RetagItem]
         .only("id", "recipe_id", "recipe__title", "error")
         .order_by("id")[:limit]
     )
+
+
+def retag_jobs_progress(*, job_ids: Sequence[int]) -> dict[int, RetagProgress]:
+    """Each job's counters, for a page of jobs in one query."""
+    rows = (
+        RetagItem.objects.filter(job_id__in=list(job_ids))
+        .values("job_id")
+        .annotate(
+            total=Count("id"),
+            done=Count("id", filter=Q(status=ItemStatus.DONE)),
+            changed=Count("id", filter=Q(status=ItemStatus.DONE, changed=True)),
+            failed=Count("id", filter=Q(status=ItemStatus.FAILED)),
+            skipped=Count("id", filter=Q(status=ItemStatus.SKIPPED)),
+            pending=Count("id", filter=Q(status=ItemStatus.PENDING)),
+        )
+        .order_by()
+    )
+    progress = {job_id: RetagProgress(0, 0, 0, 0, 0, 0, 0) for job_id in job_ids}
+    for row in rows:
+        progress[row["job_id"]] = RetagProgress(
+            total=row["total"],
+            done=row["done"],
+            changed=row["changed"],
+            unchanged=row["done"] - row["changed"],
+            failed=row["failed"],
+            skipped=row["skipped"],
+            pending=row["pending"],
+        )
+    return progress
+
+
+def retag_jobs_list() -> QuerySet[RetagJob]:
+    return RetagJob.objects.order_by("-created_at", "-id")
+
+
+def retag_jobs_running(*, limit: int) -> QuerySet[RetagJob]:
+    return RetagJob.objects.exclude(status__in=FINISHED_STATUSES).order_by("-created_at", "-id")[:limit]
+
+
+def retag_jobs_ended(*, limit: int) -> QuerySet[RetagJob]:
+    """The jobs that ended last, each with the summary recorded then."""
+    return RetagJob.objects.filter(status__in=FINISHED_STATUSES).order_by(
+        F("finished_at").desc(nulls_last=True), "-id"
+    )[:limit]
+
+
+def retag_schedule_last_job(*, schedule: RetagSchedule) -> RetagJob | None:
+    return RetagJob.objects.filter(schedule_name=schedule.name).order_by("-created_at", "-id").first()

@@ -3,11 +3,13 @@ contract with queued messages and beat schedules."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from celery import Task, shared_task
+from django.conf import settings
 
 from autotagger.queue import queue_length, tasks_enqueue
 from retagging.services.chunks import (
@@ -17,8 +19,11 @@ from retagging.services.chunks import (
     retag_chunk_execute,
     retag_chunks_requeue_stale,
 )
+from retagging.services.notifications import retag_job_notify
 from tagging.dispatch import runs_submit_batch_or_live
 from tagging.tasks import runs_send
+
+logger = logging.getLogger(__name__)
 
 
 def _send_batch(run_ids: Sequence[int]) -> None:
@@ -70,3 +75,19 @@ def chunks_sweep_task() -> dict[str, Any]:
         queue_idle = False
     swept = retag_chunks_requeue_stale(enqueue=chunks_send, include_queued=queue_idle)
     return {"requeued": len(swept.requeued), "failed": len(swept.failed)}
+
+
+# The webhook leaves the chunk tasks: a slow or failing receiver holds this task, within its bounded attempts.
+NOTIFY_TIME_LIMIT = int(
+    settings.WEBHOOK_MAX_ATTEMPTS * (settings.WEBHOOK_TIMEOUT_SECONDS + 1)
+    + settings.WEBHOOK_RETRY_BASE_SECONDS * 2**settings.WEBHOOK_MAX_ATTEMPTS
+    + 30
+)
+
+
+@shared_task(
+    name="retagging.job_notify", acks_late=True, soft_time_limit=NOTIFY_TIME_LIMIT, time_limit=NOTIFY_TIME_LIMIT + 30
+)
+def job_notify_task(*, job_id: int) -> None:
+    """Send a finished job's summary to the webhook and record the outcome on the job (sent once)."""
+    retag_job_notify(job_id=job_id)

@@ -32,6 +32,7 @@ from prompts.selectors import (
 )
 from prompts.services import prompt_draft_save
 from prompts.sources import LLMError, llm_source_get, llm_sources_available
+from tagging.dashboard import dashboard_panels
 from tagging.dispatch import recipe_tag_adhoc, run_judge_request
 from tagging.forms import PromptPlaygroundForm, RecipeTagForm
 from tagging.selectors import jobs_recent, recipes_search, run_get, run_tags_by_category, runs_recent
@@ -90,6 +91,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "jobs_running": any(not progress.finished for _, progress in jobs),
         "examples": _demo_examples(),
         "may_review": can_change_gold_labelled_recipes(request.user),
+        "panels": dashboard_panels(request=request),
     }
     return render(request, "tagging/dashboard.html", context, status=status)
 

@@ -286,6 +286,8 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="autotagger")
 TASK_ENQUEUE_TIMEOUT_SECONDS = env.float("TASK_ENQUEUE_TIMEOUT_SECONDS", default=2.0)
 TASK_ENQUEUE_MAX_RETRIES = env.int("TASK_ENQUEUE_MAX_RETRIES", default=2)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task modules besides each app's tasks.py (autodiscovered): beat's entry point for re-tagging schedules.
+CELERY_IMPORTS = ["retagging.scheduling"]
 CELERY_TIMEZONE = TIME_ZONE
 # Synced into django-celery-beat's tables on start, where staff can change or disable them in admin.
 CELERY_BEAT_SCHEDULE = {
@@ -455,6 +457,17 @@ TAGGER_REFIT_DEBOUNCE_SECONDS = env.float("TAGGER_REFIT_DEBOUNCE_SECONDS", defau
 REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=600)
 # The most recipes one "bulk accept" on the review queue reviews (each is its own transaction).
 REVIEW_BULK_MAX = env.int("REVIEW_BULK_MAX", default=500)
+
+# --- Webhooks (autotagger/webhooks.py) -----------------------------------------------------------
+# Each attempt's timeout, and attempts in all (a 5xx or a connection error is retried after
+# WEBHOOK_RETRY_BASE_SECONDS, doubling each time).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=3)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=2.0)
+# Where a finished or failed re-tagging job's summary is sent (empty: nowhere), signed with the secret (required
+# when the URL is set: the start-up checks refuse a URL without one, see retagging/checks.py).
+RETAG_WEBHOOK_URL = env("RETAG_WEBHOOK_URL", default="")
+RETAG_WEBHOOK_SECRET = env("RETAG_WEBHOOK_SECRET", default="")
 
 # --- Bootstrap ------------------------------------------------------------------------------
 AUTOTAGGER_ADMIN_USER = env("AUTOTAGGER_ADMIN_USER", default="admin")

@@ -17,6 +17,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from feedback.models import GoldLabel, GoldLabelSource
+from retagging.models import RetagJob
 from tagging.models import Recipe, RunStatus, Strategy, TagAssignment, TaggingJob, TaggingRun
 from tagging.services.recipes import recipe_create
 from taxonomy.tests.conftest import TagFactory
@@ -34,6 +35,7 @@ STAFF_PERMISSIONS = (
     "feedback.add_goldlabel",
     "feedback.delete_goldlabel",
     "feedback.view_feedback",
+    "retagging.view_retagjob",
 )
 A_TITLE = "Smoked paprika stew of client A"
 # The matrix's placeholders as the OpenAPI document names them.
@@ -41,6 +43,7 @@ SCHEMA_NAMES = {
     "{recipe}": "{recipe_id}",
     "{gold}": "{recipe_id}",
     "{job}": "{job_id}",
+    "{retag_job}": "{job_id}",
     "{run}": "{run_id}",
     "{category}": "{slug}",
 }
@@ -59,6 +62,7 @@ SHOWN, NOT_SHOWN = Cell(200, shows_a=True), Cell(200, shows_a=False)
 GOLD = Cell(403, code="recipe_gold_labelled")
 KEPT = Cell(409, code="recipe_has_gold_labels")
 NOT_YOURS = Cell(400, code="invalid_job")
+RETAG_STATE = Cell(409, code="retag_job_state")
 
 
 def _row(*cells: int | Cell) -> dict[str, Cell]:
@@ -143,6 +147,20 @@ MATRIX: list[tuple[str, str, Any, bool, dict[str, Cell]]] = [
         _row(401, 201, 404, 201, 404, 201, 201),
     ),
     ("GET", "/api/v1/feedback", None, False, _row(401, 403, 403, 200, 403, 200, 200)),
+    # Re-tagging jobs: staff with the RetagJob permissions (this staff may view them, not create or act on them).
+    ("GET", "/api/v1/retag-jobs", None, False, _row(401, 403, 403, 403, 403, 200, 200)),
+    (
+        "POST",
+        "/api/v1/retag-jobs",
+        {"selection": {"kind": "category", "value": "matrix-no-such-category"}, "strategy": "similarity"},
+        False,
+        _row(401, 403, 403, 403, 403, 403, Cell(400, code="invalid_selection")),
+    ),
+    ("GET", "/api/v1/retag-jobs/{retag_job}", None, False, _row(401, 403, 403, 403, 403, 200, 200)),
+    # The job is still queued: nothing to apply or roll back yet, and cancelling it is allowed.
+    ("POST", "/api/v1/retag-jobs/{retag_job}/apply", None, False, _row(401, 403, 403, 403, 403, 403, RETAG_STATE)),
+    ("POST", "/api/v1/retag-jobs/{retag_job}/rollback", None, False, _row(401, 403, 403, 403, 403, 403, RETAG_STATE)),
+    ("POST", "/api/v1/retag-jobs/{retag_job}/cancel", None, False, _row(401, 403, 403, 403, 403, 403, 200)),
     ("GET", "/api/v1/categories", None, False, _row(401, *[200] * 6)),
     ("GET", "/api/v1/categories/{category}", None, False, _row(401, *[200] * 6)),
     ("DELETE", "/api/v1/categories/{category}", None, False, _row(401, *[405] * 6)),
@@ -159,7 +177,7 @@ PAGES: list[tuple[str, dict[str, Cell]]] = [
     ("/prompts/playground/", _row(302, 403, 403, 403, 403, 403, 200)),
     ("/evaluations/drafts/", _row(302, 403, 403, 403, 403, 403, 200)),
     # Staff with the re-tagging permissions (this staff has none of them).
-    ("/retag/jobs/", _row(302, 403, 403, 403, 403, 403, 200)),
+    ("/retag/jobs/", _row(302, 403, 403, 403, 403, 200, 200)),
     ("/retag/jobs/new/", _row(302, 403, 403, 403, 403, 403, 200)),
 ]
 
@@ -201,7 +219,9 @@ def world(django_user_model: Any, reviewer: Any, api_client_user: Any, default_t
     TagAssignment.objects.create(run=run, tag=tag, score=0.9, rank=1)
     gold = recipe_create(title="Labelled soup", ingredients=["water"], instructions="", created_by=api_client_user)
     GoldLabel.objects.create(recipe=gold, tag=tag, source=GoldLabelSource.IMPORT)
+    retag_job = RetagJob.objects.create(selection={"kind": "all"}, strategy=Strategy.SIMILARITY, total=0)
     ids = {"recipe": recipe.pk, "gold": gold.pk, "run": run.pk, "job": job.pk, "tag": tag.slug}
+    ids["retag_job"] = retag_job.pk
     ids["category"] = tag.category.slug
     return World(users=users, ids=ids)
 

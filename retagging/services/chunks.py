@@ -21,6 +21,7 @@ from autotagger.embeddings import embedding_model_name
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagChunk, RetagItem, RetagJob
 from retagging.selectors import retag_job_progress
 from retagging.services.diffs import assignments_carry_over, diffs_compute
+from retagging.services.notifications import retag_job_notify_later
 from tagging.models import Recipe, RunStatus, TaggingRun
 from tagging.services.config import TaggingConfig, TaggingError, category_requests, config_stored
 from tagging.services.runs import recipes_tag_bulk, run_queued_lease
@@ -113,6 +114,8 @@ def retag_job_finish(*, job: RetagJob, status: str | None = None, error: str = "
     updated = RetagJob.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
         status=status, finished_at=now, summary=summary, error=error or job.error
     )
+    if updated:
+        retag_job_notify_later(job_id=job.pk)
     return bool(updated)
 
 

@@ -70,11 +70,16 @@
           job.done + " done · " + job.failed + " failed · " + job.total + " total";
         row.querySelector("[data-job-bar]").style.width = job.percent + "%";
         row.querySelector("[data-job-percent]").textContent = job.percent + "%";
+        // A re-tagging job also says how many recipes' tags it changed.
+        var changed = row.querySelector("[data-job-changed]");
+        if (changed && job.changed !== undefined) {
+          changed.textContent = job.changed + " changed · " + job.unchanged + " unchanged";
+        }
         var bar = row.querySelector("[role=progressbar]");
         if (bar) { bar.setAttribute("aria-valuenow", job.percent); }
-        var ended = ["finished", "succeeded", "failed"].indexOf(job.status) >= 0;
+        var ended = ["finished", "succeeded", "failed", "cancelled"].indexOf(job.status) >= 0;
         if (!ended) { window.setTimeout(function () { poll(row); }, 2000); return; }
-        // An evaluation job ends in a report (or an error) that the page shows once it is there.
+        // An evaluation job ends in a report (or an error), a re-tagging job in a summary, that the page shows then.
         if (row.hasAttribute("data-job-reload")) { window.location.reload(); }
       })
       .catch(function () { /* the page keeps the last known progress */ });
