@@ -9,11 +9,13 @@ from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.db.models import Count, Field, Q, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from autotagger.queue import BrokerUnavailable
 from tagging.models import LLMBatch, LLMBatchItem, LLMBatchItemOutcome, Recipe, RunStatus, TagAssignment, TaggingRun
+from tagging.selectors import recipes_fresh, recipes_stale, staleness_counts
 from tagging.services.recipes import recipe_update
+from tagging.staleness import STALE_CAUSE_LABELS, STALE_CAUSES
 from tagging.tasks import runs_judge_send
 
 RECIPE_CONTENT_FIELDS = ("title", "ingredients", "instructions", "external_id", "source")
@@ -32,18 +34,53 @@ class IngredientsField(SimpleArrayField):
         return super().to_python(value)
 
 
+class StaleCauseFilter(admin.SimpleListFilter):
+    title = "Stale: cause"
+    parameter_name = "stale"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("any", "Stale (any cause)"), *STALE_CAUSE_LABELS.items(), ("fresh", "Not stale")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Recipe]) -> QuerySet[Recipe]:
+        value = self.value()
+        if value == "any":
+            return recipes_stale(recipes=queryset)
+        if value == "fresh":
+            return recipes_fresh(recipes=queryset)
+        if value in STALE_CAUSES:
+            return recipes_stale(causes=[value], recipes=queryset)
+        return queryset
+
+
 @admin.register(Recipe)
 class RecipeAdmin(admin.ModelAdmin):
-    list_display = ("title", "source", "external_id", "created_by", "created_at")
-    list_filter = ("source",)
-    list_select_related = ("created_by",)
+    list_display = ("title", "source", "external_id", "created_by", "current_run", "created_at")
+    list_filter = ("source", StaleCauseFilter)
+    change_list_template = "admin/tagging/recipe/change_list.html"
+    list_select_related = ("created_by", "current_run")
     search_fields = ("title", "external_id")
     ordering = ("-created_at", "-id")
     exclude = ("embedding",)
-    readonly_fields = ("content_hash", "embedding_model", "created_by", "created_at", "updated_at")
+    readonly_fields = ("content_hash", "embedding_model", "created_by", "current_run", "created_at", "updated_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Recipe]:
         return super().get_queryset(request).defer("embedding")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Counts over every recipe, whatever the filter: the summary says what a re-tag of stale ones would cover.
+        counts = staleness_counts()
+        extra_context = {
+            **(extra_context or {}),
+            "staleness": {
+                "recipes": counts["recipes"],
+                "stale": counts["stale"],
+                "causes": [
+                    {"cause": cause, "label": STALE_CAUSE_LABELS[cause], "count": counts[cause]}
+                    for cause in STALE_CAUSES
+                ],
+            },
+        }
+        return super().changelist_view(request, extra_context=extra_context)
 
     def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
         if db_field.name == "ingredients":

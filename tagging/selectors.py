@@ -19,7 +19,6 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
 )
 from pgvector.django import CosineDistance
 
@@ -117,14 +116,6 @@ def tagger_state_in_use_id() -> int | None:
     return state.pk
 
 
-def _latest_succeeded_run_id() -> Subquery:
-    return Subquery(
-        TaggingRun.objects.filter(recipe=OuterRef("pk"), status=RunStatus.SUCCEEDED)
-        .order_by("-created_at", "-id")
-        .values("id")[:1]
-    )
-
-
 def recipes_visible(*, user: User | None) -> QuerySet[Recipe]:
     """The recipes `user` may read: their own, or all with the recipe view permission (staff, reviewers)."""
     if can_read_all_recipes(user):
@@ -170,7 +161,9 @@ def recipe_is_gold_labelled(*, recipe: Recipe) -> bool:
 def _with_latest_run(
     recipes: QuerySet[Recipe], *, tag_slug: str | None, category_slug: str | None = None
 ) -> QuerySet[Recipe]:
-    recipes = recipes.annotate(latest_run_id=_latest_succeeded_run_id()).defer("embedding")
+    # `latest_run_id` is the API's name for the run of the recipe's current tags (Recipe.current_run): since
+    # dry-run re-tags add runs that are not current, "the latest successful run" no longer means that.
+    recipes = recipes.annotate(latest_run_id=F("current_run_id")).defer("embedding")
     if tag_slug:
         assignments = TagAssignment.objects.filter(run_id=OuterRef("latest_run_id"), tag__slug=tag_slug)
         if category_slug:
@@ -180,18 +173,29 @@ def _with_latest_run(
 
 
 def recipes_list(
-    *, user: User | None, tag_slug: str | None = None, category_slug: str | None = None
+    *,
+    user: User | None,
+    tag_slug: str | None = None,
+    category_slug: str | None = None,
+    stale: bool | None = None,
+    stale_causes: Collection[str] | None = None,
 ) -> QuerySet[Recipe]:
-    """Recipes `user` may read, newest first; with `tag_slug`, only those whose latest successful run
-    assigned that tag."""
+    """Recipes `user` may read, newest first, each with its stale causes (recipe_stale_causes); with `tag_slug`,
+    only those whose current tags (current run) include that tag; with `stale` or `stale_causes`, only those
+    stale (for one of `stale_causes`, default any), or with `stale=False` only those stale for no cause."""
     recipes = _with_latest_run(recipes_visible(user=user), tag_slug=tag_slug, category_slug=category_slug)
-    return recipes.order_by("-created_at", "-id")
+    if stale or stale_causes:
+        recipes = recipes_stale(causes=stale_causes or None, recipes=recipes)
+    elif stale is False:
+        recipes = recipes_fresh(recipes=recipes)
+    return recipes_with_stale_causes(recipes).order_by("-created_at", "-id")
 
 
 def recipe_latest_run(*, recipe: Recipe) -> TaggingRun | None:
-    return (
-        runs_with_assignments().filter(recipe=recipe, status=RunStatus.SUCCEEDED).order_by("-created_at", "-id").first()
-    )
+    """The run of the recipe's current tags (its current-run pointer), with its assignments."""
+    if recipe.current_run_id is None:
+        return None
+    return runs_with_assignments().filter(pk=recipe.current_run_id, recipe=recipe).first()
 
 
 def runs_with_assignments() -> QuerySet[TaggingRun]:

@@ -18,11 +18,12 @@ from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from autotagger.uploads import json_upload_load
-from taxonomy.models import Category, IngredientGroup, Tag
+from taxonomy.models import Category, IngredientGroup, Tag, TaxonomyVersion
 from taxonomy.rules import terms_clean
-from taxonomy.selectors import taxonomy_export
+from taxonomy.selectors import taxonomy_export, taxonomy_version_current
 from taxonomy.services.changes import (
     TaxonomyError,
     categories_set_active,
@@ -152,6 +153,7 @@ class CategoryAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "can_export_taxonomy": _has_perms(request, "change"),
             "can_import_taxonomy": _has_perms(request, "add", "change"),
+            "taxonomy_version": taxonomy_version_current(),
         }
         return super().changelist_view(request, extra_context=extra_context)
 
@@ -354,3 +356,52 @@ class IngredientGroupAdmin(admin.ModelAdmin):
     @admin.display(description="Excludes tags", ordering="tag_count")
     def used_by(self, obj: IngredientGroup) -> int:
         return int(obj.tag_count)  # type: ignore[attr-defined]
+
+
+@admin.register(TaxonomyVersion)
+class TaxonomyVersionAdmin(admin.ModelAdmin):
+    """The taxonomy's history, read-only: versions are recorded by taxonomy.services.versions, never edited."""
+
+    list_display = ("number", "created_at", "changed_by", "change_count", "summary")
+    list_select_related = ("changed_by",)
+    ordering = ("-number",)
+    fields = ("number", "created_at", "changed_by", "change_log")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaxonomyVersion]:
+        # The snapshot is the whole taxonomy: never needed to list or show a version.
+        return super().get_queryset(request).defer("snapshot")
+
+    @admin.display(description="Changes")
+    def change_count(self, obj: TaxonomyVersion) -> int:
+        return len(obj.changes)
+
+    @admin.display(description="What changed")
+    def summary(self, obj: TaxonomyVersion) -> str:
+        shown = [_change_text(change) for change in obj.changes[:3]]
+        more = len(obj.changes) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+    @admin.display(description="Change log")
+    def change_log(self, obj: TaxonomyVersion) -> str:
+        if not obj.changes:
+            return "The taxonomy as it was when versions started being recorded."
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((_change_text(c),) for c in obj.changes))
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    """{"kind": "tag", "action": "changed", "object": "cuisine/thai", "fields": ["synonyms"]} as
+    "tag cuisine/thai changed (synonyms)"."""
+    text = f"{change['kind'].replace('_', ' ')} {change['object']} {change['action']}"
+    return f"{text} ({', '.join(change['fields'])})" if change.get("fields") else text

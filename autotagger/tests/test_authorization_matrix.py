@@ -75,6 +75,9 @@ def _row(*cells: int | Cell) -> dict[str, Cell]:
 MATRIX: list[tuple[str, str, Any, bool, dict[str, Cell]]] = [
     ("GET", "/api/v1/recipes", None, False, _row(401, SHOWN, NOT_SHOWN, SHOWN, NOT_SHOWN, SHOWN, SHOWN)),
     ("GET", "/api/v1/recipes?tag={tag}", None, False, _row(401, SHOWN, NOT_SHOWN, SHOWN, NOT_SHOWN, SHOWN, SHOWN)),
+    ("GET", "/api/v1/recipes?stale=true", None, False, _row(401, SHOWN, NOT_SHOWN, SHOWN, NOT_SHOWN, SHOWN, SHOWN)),
+    ("GET", "/api/v1/recipes?stale_cause=never_tagged", None, False, _row(401, *[NOT_SHOWN] * 6)),
+    ("GET", "/api/v1/recipes/staleness", None, False, _row(401, *[200] * 6)),
     ("POST", "/api/v1/recipes", {"title": "Toast", "ingredients": ["bread"]}, False, _row(401, *[201] * 6)),
     ("GET", "/api/v1/recipes/{recipe}", None, False, _row(401, 200, 404, 200, 404, 200, 200)),
     (
@@ -217,6 +220,7 @@ def world(django_user_model: Any, reviewer: Any, api_client_user: Any, default_t
         recipe=recipe, job=job, strategy=Strategy.SIMILARITY, status=RunStatus.SUCCEEDED, created_by=api_client_user
     )
     TagAssignment.objects.create(run=run, tag=tag, score=0.9, rank=1)
+    Recipe.objects.filter(pk=recipe.pk).update(current_run=run)
     gold = recipe_create(title="Labelled soup", ingredients=["water"], instructions="", created_by=api_client_user)
     GoldLabel.objects.create(recipe=gold, tag=tag, source=GoldLabelSource.IMPORT)
     retag_job = RetagJob.objects.create(selection={"kind": "all"}, strategy=Strategy.SIMILARITY, total=0)

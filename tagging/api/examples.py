@@ -133,3 +133,14 @@ JUDGE_QUEUED = OpenApiExample(
     response_only=True,
     status_codes=["202"],
 )
+
+STALENESS_COUNTS = OpenApiExample(
+    "After a tag was added to the taxonomy",
+    value={
+        "taxonomy_version": 4,
+        "recipes": 1200,
+        "stale": 1187,
+        "causes": {"never_tagged": 12, "content": 3, "taxonomy": 1175, "prompt": 0, "model": 0, "tagger": 0},
+    },
+    response_only=True,
+)

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from autotagger.api.fields import (
+    QueryBooleanField,
     StrictBooleanField,
     StrictCharField,
     StrictFloatField,
@@ -14,8 +15,9 @@ from autotagger.api.fields import (
     StrictSlugField,
 )
 from tagging.models import JudgeVerdict, Recipe, RunStatus, Strategy, TaggingRun
-from tagging.selectors import run_tags_by_category
+from tagging.selectors import recipe_stale_causes, run_tags_by_category
 from tagging.services.config import TaggingConfig
+from tagging.staleness import STALE_CAUSES
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 
 MAX_INGREDIENTS = 200
@@ -118,6 +120,22 @@ class RecipeListQuerySerializer(serializers.Serializer):
     )
     category = serializers.CharField(required=False, allow_blank=True, help_text="With `tag`: the tag's category slug.")
     page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (20 per page).")
+    stale = QueryBooleanField(
+        required=False,
+        help_text="true: only recipes whose current tags are stale (for any cause, or those of `stale_cause`); "
+        "false: only those stale for no cause.",
+    )
+    stale_cause = serializers.ListField(
+        child=serializers.ChoiceField(choices=STALE_CAUSES),
+        required=False,
+        allow_empty=False,
+        help_text="Only recipes stale for one of these causes (repeat the parameter for several).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("stale") is False and attrs.get("stale_cause"):
+            raise serializers.ValidationError({"stale_cause": ["stale_cause lists stale recipes: drop stale=false."]})
+        return attrs
 
 
 class RecipeCreateSerializer(RecipeContentInputSerializer):
@@ -247,8 +265,24 @@ class TaggingRunSerializer(serializers.ModelSerializer):
         return run_tags_by_category(run=run)
 
 
+class StaleCausesField(serializers.ListField):
+    """Why the recipe's current tags are stale (tagging.staleness), empty when they are not."""
+
+    child = serializers.ChoiceField(choices=STALE_CAUSES)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, recipe: Recipe) -> list[str]:  # type: ignore[override]
+        return recipe_stale_causes(recipe)
+
+
 class RecipeSerializer(serializers.ModelSerializer):
     latest_run = serializers.SerializerMethodField()
+    current_run_id = serializers.IntegerField(
+        allow_null=True, read_only=True, help_text="The run whose tags are the recipe's current tags."
+    )
+    stale_causes = StaleCausesField()
 
     class Meta:
         model = Recipe
@@ -263,6 +297,8 @@ class RecipeSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "latest_run",
+            "current_run_id",
+            "stale_causes",
         ]
 
     @extend_schema_field(TaggingRunSerializer(allow_null=True))
@@ -272,11 +308,33 @@ class RecipeSerializer(serializers.ModelSerializer):
 
 
 class RecipeListItemSerializer(serializers.ModelSerializer):
-    latest_run_id = serializers.IntegerField(allow_null=True, read_only=True)
+    latest_run_id = serializers.IntegerField(
+        allow_null=True, read_only=True, help_text="The run whose tags are the recipe's current tags."
+    )
+    stale_causes = StaleCausesField()
 
     class Meta:
         model = Recipe
-        fields = ["id", "title", "ingredients", "instructions", "external_id", "source", "created_at", "latest_run_id"]
+        fields = [
+            "id",
+            "title",
+            "ingredients",
+            "instructions",
+            "external_id",
+            "source",
+            "created_at",
+            "latest_run_id",
+            "stale_causes",
+        ]
+
+
+class StalenessCountsSerializer(serializers.Serializer):
+    taxonomy_version = serializers.IntegerField(help_text="The taxonomy's current version.")
+    recipes = serializers.IntegerField(help_text="Recipes you may read.")
+    stale = serializers.IntegerField(help_text="Of those, the recipes stale for any cause (each counted once).")
+    causes = serializers.DictField(
+        child=serializers.IntegerField(), help_text=f"Stale recipes per cause: {', '.join(STALE_CAUSES)}."
+    )
 
 
 class JobFilterSerializer(serializers.Serializer):

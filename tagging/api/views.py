@@ -24,14 +24,26 @@ from tagging.api.serializers import (
     RecipeUpdateSerializer,
     RunJudgeQueuedSerializer,
     RunJudgeRequestSerializer,
+    StalenessCountsSerializer,
     TaggingJobSerializer,
     TaggingRunSerializer,
     TagRequestSerializer,
 )
 from tagging.dispatch import recipe_tag_adhoc, recipe_tag_request, recipes_tag_job, run_judge_request
 from tagging.models import Recipe, RunStatus, TaggingJob, TaggingRun
-from tagging.selectors import job_get, job_progress, recipe_get, recipe_latest_run, recipes_list, run_get
+from tagging.selectors import (
+    job_get,
+    job_progress,
+    recipe_get,
+    recipe_latest_run,
+    recipes_list,
+    recipes_visible,
+    run_get,
+    staleness_counts,
+)
 from tagging.services.recipes import recipe_create, recipe_delete, recipe_update
+from tagging.staleness import STALE_CAUSES
+from taxonomy.selectors import taxonomy_version_current
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input", examples=[examples.ERROR_RESPONSE]),
@@ -99,12 +111,14 @@ class RecipeListView(APIView):
         tags=["recipes"],
     )
     def get(self, request: Request) -> Response:
-        query_validate(request=request, serializer_class=RecipeListQuerySerializer)
+        query = query_validate(request=request, serializer_class=RecipeListQuerySerializer)
         paginator = PageNumberPagination()
         recipes = recipes_list(
             user=request.user,
             tag_slug=request.query_params.get("tag") or None,
             category_slug=request.query_params.get("category") or None,
+            stale=query.get("stale"),
+            stale_causes=query.get("stale_cause"),
         )
         page = paginator.paginate_queryset(recipes, request, view=self)
         return paginator.get_paginated_response(RecipeListItemSerializer(page, many=True).data)
@@ -122,6 +136,27 @@ class RecipeListView(APIView):
         serializer.is_valid(raise_exception=True)
         recipe = recipe_create(**serializer.validated_data, created_by=request.user)
         return Response(RecipeSerializer(recipe).data, status=status.HTTP_201_CREATED)
+
+
+class RecipeStalenessView(APIView):
+    @extend_schema(
+        operation_id="recipes_staleness",
+        summary="Count the recipes whose current tags are stale, per cause",
+        description="Among the recipes you may read: how many are stale for each cause (never tagged, recipe "
+        "edited, taxonomy changed, prompt changed, model changed, tagger retrained), and how many for any.",
+        responses={200: StalenessCountsSerializer, **ERRORS},
+        examples=[examples.STALENESS_COUNTS],
+        tags=["recipes"],
+    )
+    def get(self, request: Request) -> Response:
+        counts = staleness_counts(recipes=recipes_visible(user=request.user))
+        data = {
+            "taxonomy_version": taxonomy_version_current(),
+            "recipes": counts["recipes"],
+            "stale": counts["stale"],
+            "causes": {cause: counts[cause] for cause in STALE_CAUSES},
+        }
+        return Response(StalenessCountsSerializer(data).data)
 
 
 def _recipe(view: APIView, request: Request, recipe_id: int) -> Recipe:

@@ -52,8 +52,9 @@ def test_it_lists_recipes_newest_first_twenty_to_a_page(
         recipe_create(title=f"Recipe {number}", ingredients=["1 egg"], instructions="", created_by=api_client_user)
 
     # The token with its user, the user's other tokens (knox drops expired ones), the caller's permissions
-    # (theirs and their groups'), the count and the page.
-    with django_assert_max_num_queries(6):
+    # (theirs and their groups'), the count and the page, and what is current for staleness (taxonomy version,
+    # active prompt, sources' models, tagger state): the same however many recipes the page shows.
+    with django_assert_max_num_queries(10):
         first = token_client.get(LIST_URL)
     second = token_client.get(first.json()["next"])
 
@@ -72,6 +73,7 @@ def test_it_lists_recipes_newest_first_twenty_to_a_page(
         "source",
         "created_at",
         "latest_run_id",
+        "stale_causes",
     }
     assert [r["title"] for r in second.json()["results"]] == ["Recipe 3", "Recipe 2", "Recipe 1"]
     assert second.json()["next"] is None

@@ -93,9 +93,18 @@ def taxonomy_version_schedule(*, user: Any = None) -> None:
     transaction.on_commit(_RecordAfterCommit(user), robust=True)
 
 
+# The columns taxonomy_snapshot reads: a save of others only (a tag's embedding) cannot change the snapshot.
+SNAPSHOT_COLUMNS = frozenset(
+    {"slug", "name", "description", "active", "category", "synonyms", "required_terms", "terms", "exceptions"}
+)
+
+
 def _changed(sender: Any, **kwargs: Any) -> None:
     if kwargs.get("raw"):
         return  # loaddata: the fixture's rows are what they are
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and not SNAPSHOT_COLUMNS.intersection(update_fields):
+        return
     taxonomy_version_schedule()
 
 

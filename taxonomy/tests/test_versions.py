@@ -237,3 +237,15 @@ def test_a_rolled_back_change_records_nothing_and_the_next_one_still_records(
 
     assert taxonomy_version_current() == baseline + 1
     assert _latest().changes == [{"kind": "tag", "action": "changed", "object": "cuisine/thai", "fields": ["name"]}]
+
+
+def test_many_changes_in_one_transaction_record_one_version(baseline: int, committing: Callable[[], Any]) -> None:
+    tags = list(Tag.objects.filter(category__slug="cuisine").order_by("id")[:5])
+
+    with committing():
+        for tag in tags:
+            tag.description = f"{tag.description} Edited."
+            tag.save()
+
+    assert taxonomy_version_current() == baseline + 1
+    assert len(_latest().changes) == 5
