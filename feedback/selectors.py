@@ -379,11 +379,16 @@ class QueueProgress:
         return round(100 * self.reviewed / self.total) if self.total else 0
 
 
+# A dry-run re-tag's runs (sets_current=False) are proposals, not the recipe's tags: they wait for review only
+# once applied, i.e. when the recipe's current-run pointer is on them.
+_REVIEWABLE = Q(status=RunStatus.SUCCEEDED) & (Q(sets_current=True) | Q(recipe__current_run=F("pk")))
+
+
 def _latest_succeeded_runs() -> QuerySet[TaggingRun]:
-    newer = TaggingRun.objects.filter(recipe_id=OuterRef("recipe_id"), status=RunStatus.SUCCEEDED).filter(
+    newer = TaggingRun.objects.filter(_REVIEWABLE, recipe_id=OuterRef("recipe_id")).filter(
         Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk"))
     )
-    return TaggingRun.objects.filter(status=RunStatus.SUCCEEDED).exclude(Exists(newer))
+    return TaggingRun.objects.filter(_REVIEWABLE).exclude(Exists(newer))
 
 
 def _reviewed() -> Exists:
@@ -475,9 +480,9 @@ def review_leased_elsewhere(*, filters: QueueFilters, reviewer: Any) -> int:
 
 
 def review_run_latest(*, recipe_id: int) -> TaggingRun | None:
-    """The recipe's latest succeeded run: the one its review page shows."""
+    """The recipe's latest succeeded run (a dry run's only once applied): the one its review page shows."""
     return (
-        TaggingRun.objects.filter(recipe_id=recipe_id, status=RunStatus.SUCCEEDED)
+        TaggingRun.objects.filter(_REVIEWABLE, recipe_id=recipe_id)
         .select_related("recipe")
         .order_by("-created_at", "-id")
         .first()

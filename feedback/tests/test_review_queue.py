@@ -11,10 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from feedback.models import Feedback
-from feedback.selectors import QueueFilters, review_progress, review_queue
+from feedback.selectors import QueueFilters, review_progress, review_queue, review_run_latest
 from feedback.services.reviews import TagDecision, recipe_review_submit
 from feedback.tests.review_helpers import signed_in, waiting_run
-from tagging.models import RunStatus
+from tagging.models import Recipe, RunStatus, TaggingRun
 from tagging.tests.conftest import TaggingRunFactory
 from taxonomy.models import Category, Tag
 from taxonomy.tests.conftest import CategoryFactory, TagFactory
@@ -70,6 +70,19 @@ def test_only_a_recipes_latest_succeeded_run_waits(reviewer: Any, tags: dict[str
     runs = list(review_queue(filters=QueueFilters(), reviewer=reviewer))
 
     assert [run.pk for run in runs] == [latest.pk]
+
+
+def test_a_dry_run_proposal_waits_for_review_only_once_applied(reviewer: Any, tags: dict[str, Tag]) -> None:
+    current = waiting_run({tags["italian"]: 0.6}, created_at=timezone.now() - timedelta(hours=1))
+    proposal = waiting_run({tags["mexican"]: 0.8}, recipe=current.recipe)
+    TaggingRun.objects.filter(pk=proposal.pk).update(sets_current=False)
+
+    before = [run.pk for run in review_queue(filters=QueueFilters(), reviewer=reviewer)]
+    Recipe.objects.filter(pk=current.recipe_id).update(current_run=proposal)
+    after = [run.pk for run in review_queue(filters=QueueFilters(), reviewer=reviewer)]
+
+    assert (before, after) == ([current.pk], [proposal.pk])
+    assert review_run_latest(recipe_id=current.recipe_id) == proposal
 
 
 def test_a_reviewed_recipe_leaves_the_queue_until_a_newer_run(reviewer: Any, tags: dict[str, Tag]) -> None:
