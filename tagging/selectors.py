@@ -8,6 +8,7 @@ from functools import reduce
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import (
     PROTECT,
     BooleanField,
@@ -279,14 +280,50 @@ def run_tags_by_category(*, run: TaggingRun) -> list[dict[str, object]]:
 
 def training_examples_nearest(*, state_id: int, embedding: np.ndarray, limit: int) -> list[tuple[int, float]]:
     """(example id, cosine similarity) of the `limit` labelled recipes of a tagger state nearest to
-    `embedding`, best first. Only the active state has examples, so the HNSW index serves this."""
-    rows = (
-        TrainingExample.objects.filter(state_id=state_id)
-        .annotate(distance=CosineDistance("embedding", embedding))
-        .order_by("distance")
-        .values_list("id", "distance")[:limit]
-    )
-    return [(example_id, 1.0 - float(distance)) for example_id, distance in rows]
+    `embedding`, best first (approximate: the HNSW index, see `training_examples_nearest_many`)."""
+    return training_examples_nearest_many(state_id=state_id, embeddings=embedding[None, :], limit=limit)[0]
+
+
+def training_examples_nearest_many(
+    *, state_id: int, embeddings: np.ndarray, limit: int
+) -> list[list[tuple[int, float]]]:
+    """`training_examples_nearest` of every row of `embeddings`, in one query (one round trip for a batch).
+
+    Each row walks the HNSW index (`tagging_example_embedding_hnsw`) with `hnsw.ef_search` =
+    NEIGHBOURS_EF_SEARCH candidates; an iterative scan keeps walking while the `state_id` filter leaves fewer
+    than `limit`, so examples of another state can never starve the answer. `relaxed_order` lets the index
+    hand back rows slightly out of order: they are sorted here."""
+    if len(embeddings) == 0 or limit <= 0:
+        return [[] for _ in range(len(embeddings))]
+    table = TrainingExample._meta.db_table
+    vectors = ["[" + ",".join(f"{x:.7g}" for x in row) + "]" for row in np.asarray(embeddings, dtype=np.float32)]
+    ef_search = max(int(settings.NEIGHBOURS_EF_SEARCH), limit)
+    results: list[list[tuple[int, float]]] = [[] for _ in vectors]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # SET LOCAL: these end with the transaction, and never leak to other queries of the connection.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            [str(ef_search)],
+        )
+        cursor.execute(
+            f"""
+            SELECT q.position, e.id, e.distance
+            FROM unnest(%s::vector[]) WITH ORDINALITY AS q(embedding, position)
+            CROSS JOIN LATERAL (
+                SELECT t.id, t.embedding <=> q.embedding AS distance
+                FROM {table} t
+                WHERE t.state_id = %s
+                ORDER BY t.embedding <=> q.embedding
+                LIMIT %s
+            ) e
+            """,
+            [vectors, state_id, limit],
+        )
+        for position, example_id, distance in cursor.fetchall():
+            results[position - 1].append((example_id, 1.0 - float(distance)))
+    for row in results:
+        row.sort(key=lambda pair: -pair[1])
+    return results
 
 
 def recipes_for_job(

@@ -348,6 +348,9 @@ EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
 # --- Tagging --------------------------------------------------------------------------------
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).
 TAGGING_DEFAULT_THRESHOLD = env.float("TAGGING_DEFAULT_THRESHOLD", default=0.5)
+# Candidates the HNSW index walks per nearest-labelled-recipes query (pgvector's hnsw.ef_search, set per
+# query); more is closer to exact search and slower (bench/neighbours.py measures both).
+NEIGHBOURS_EF_SEARCH = env.int("NEIGHBOURS_EF_SEARCH", default=100)
 
 # --- LLM (the llm and hybrid strategies) -------------------------------------------------------
 # The source named "default", from these; staff add more in admin (a DB source of the same name wins).

@@ -25,7 +25,7 @@ from autotagger.embeddings import embedding_model_name
 from tagging import learning
 from tagging.calibration import Calibration
 from tagging.models import Recipe, TaggerState, TrainingExample
-from tagging.selectors import training_examples_nearest
+from tagging.selectors import training_examples_nearest_many
 from taxonomy.embedding import tags_embed
 from taxonomy.models import Category, Tag
 from taxonomy.selectors import tags_needing_embedding
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 class PgvectorNeighbours:
     """Nearest TrainingExamples of a state, found by pgvector (the HNSW index on their embeddings)."""
 
+    BATCH = 256
+
     def __init__(self, state_id: int, rows_by_example: dict[int, int]) -> None:
         self.state_id = state_id
         self.rows_by_example = rows_by_example
@@ -44,12 +46,15 @@ class PgvectorNeighbours:
         k = min(k, len(self.rows_by_example))
         indices = np.zeros((len(embeddings), k), dtype=np.int64)
         sims = np.full((len(embeddings), k), -1.0, dtype=np.float32)
-        for i, embedding in enumerate(embeddings):
-            for j, (example_id, similarity) in enumerate(
-                training_examples_nearest(state_id=self.state_id, embedding=embedding, limit=k)
-            ):
-                indices[i, j] = self.rows_by_example[example_id]
-                sims[i, j] = similarity
+        # A batch of recipes asks in one round trip per BATCH rows, not one per recipe.
+        for start in range(0, len(embeddings), self.BATCH):
+            found = training_examples_nearest_many(
+                state_id=self.state_id, embeddings=embeddings[start : start + self.BATCH], limit=k
+            )
+            for i, neighbours in enumerate(found, start=start):
+                for j, (example_id, similarity) in enumerate(neighbours):
+                    indices[i, j] = self.rows_by_example[example_id]
+                    sims[i, j] = similarity
         return indices, sims
 
 
