@@ -8,15 +8,17 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from autotagger.queue import BrokerUnavailable, tasks_enqueue
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagChunk, RetagItem, RetagJob
-from retagging.selection import selection_parse, selection_recipe_ids
+from retagging.selection import selection_parse, selection_recipes
 from retagging.services.chunks import chunk_queued_lease, retag_job_finish
 from retagging.services.jobs import CONFIG_KEYS, InvalidRetagJob, retag_config_parse
 from retagging.tasks import chunk_execute_task
+from tagging.models import Recipe
 from tagging.services.config import llm_source_resolve, user_or_none
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,11 @@ def retag_job_create(
         )
     parsed = selection_parse(selection=selection)
     limit = settings.RETAG_MAX_RECIPES
-    recipe_ids = selection_recipe_ids(selection=parsed, limit=limit + 1)
-    if not recipe_ids:
+    recipes = selection_recipes(selection=parsed).order_by("id")
+    total = recipes[: limit + 1].count()
+    if not total:
         raise InvalidRetagJob("No recipe matches the selection.", details={"selection": parsed.as_dict()})
-    if len(recipe_ids) > limit:
+    if total > limit:
         raise InvalidRetagJob(
             f"A re-tagging job covers at most {limit} recipes; narrow the selection.", details={"limit": limit}
         )
@@ -63,28 +66,44 @@ def retag_job_create(
         config=stored_config,
         dry_run=dry_run,
         use_batch=use_batch,
-        total=len(recipe_ids),
+        total=total,
         schedule_name=schedule_name,
         created_by=user_or_none(user=user),
     )
     size = settings.RETAG_LLM_CHUNK_SIZE if parsed_config.uses_llm else settings.RETAG_CHUNK_SIZE
     lease = timezone.now() + chunk_queued_lease()
-    chunks = RetagChunk.objects.bulk_create(
-        [
-            RetagChunk(job=job, number=number, lease_expires_at=lease)
-            for number in range(1, (len(recipe_ids) + size - 1) // size + 1)
-        ]
+    chunks = (total + size - 1) // size
+    RetagChunk.objects.bulk_create(
+        [RetagChunk(job=job, number=number, lease_expires_at=lease) for number in range(1, chunks + 1)]
     )
-    RetagItem.objects.bulk_create(
-        [
-            RetagItem(job=job, chunk=chunks[index // size], recipe_id=recipe_id)
-            for index, recipe_id in enumerate(recipe_ids)
-        ],
-        batch_size=2000,
-    )
-    chunk_ids = [chunk.pk for chunk in chunks]
+    items = _items_insert(job=job, recipes=recipes[:total], size=size)
+    if items != total:
+        # Recipes deleted since they were counted: the job keeps to what its items hold.
+        RetagChunk.objects.filter(job=job).exclude(Exists(RetagItem.objects.filter(chunk=OuterRef("pk")))).delete()
+        RetagJob.objects.filter(pk=job.pk).update(total=items)
+        job.total = items
+    chunk_ids = list(RetagChunk.objects.filter(job=job).order_by("number").values_list("id", flat=True))
     transaction.on_commit(lambda: _chunks_enqueue(job=job, chunk_ids=chunk_ids))
     return job
+
+
+def _items_insert(*, job: RetagJob, recipes: QuerySet[Recipe], size: int) -> int:
+    """One RetagItem per recipe of `recipes` (ordered by id), `size` to a chunk in that order, written by the
+    database from the selection's own query: a job over 100,000 recipes never holds them in this process."""
+    selected, params = recipes.values("id").query.sql_with_params()
+    item_table, chunk_table = RetagItem._meta.db_table, RetagChunk._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {item_table}
+                (job_id, chunk_id, recipe_id, status, added, removed, changed, error)
+            SELECT %s, chunk.id, selected.id, %s, '{{}}', '{{}}', false, ''
+            FROM (SELECT s.id, row_number() OVER (ORDER BY s.id) - 1 AS position FROM ({selected}) s) selected
+            JOIN {chunk_table} chunk ON chunk.job_id = %s AND chunk.number = selected.position / %s + 1
+            """,
+            [job.pk, ItemStatus.PENDING, *params, job.pk, size],
+        )
+        return int(cursor.rowcount)
 
 
 def _chunks_enqueue(*, job: RetagJob, chunk_ids: list[int]) -> None:

@@ -113,8 +113,3 @@ def selection_recipes(*, selection: Selection) -> QuerySet[Recipe]:
     elif selection.kind == SelectionKind.CHANGED_SINCE:
         recipes = recipes.filter(updated_at__gte=_since(str(selection.value)))
     return recipes
-
-
-def selection_recipe_ids(*, selection: Selection, limit: int) -> list[int]:
-    """At most `limit` recipe ids of `selection`, oldest first."""
-    return list(selection_recipes(selection=selection).order_by("id").values_list("id", flat=True)[:limit])

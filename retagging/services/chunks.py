@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from autotagger.embeddings import embedding_model_name
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagChunk, RetagItem, RetagJob
-from retagging.selectors import retag_job_progress
+from retagging.selectors import retag_job_progress, retag_job_tag_totals
 from retagging.services.diffs import assignments_carry_over, diffs_compute
 from retagging.services.notifications import retag_job_notify_later
 from tagging.models import Recipe, RunStatus, TaggingRun
@@ -121,11 +121,10 @@ def retag_job_finish(*, job: RetagJob, status: str | None = None, error: str = "
 
 def retag_job_summary(*, job: RetagJob, finished_at: Any, error: str = "") -> dict[str, Any]:
     progress = retag_job_progress(job=job)
-    added: Counter[str] = Counter()
-    removed: Counter[str] = Counter()
-    for plus, minus in RetagItem.objects.filter(job=job, changed=True).values_list("added", "removed"):
-        added.update(plus)
-        removed.update(minus)
+    # Counted by the database: a job of 100,000 recipes does not bring its items into the worker to end.
+    totals = retag_job_tag_totals(job=job)
+    added = Counter({total.tag: total.added for total in totals if total.added})
+    removed = Counter({total.tag: total.removed for total in totals if total.removed})
     started = job.started_at or job.created_at
     return {
         **progress.as_dict(),
