@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,6 +373,27 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any) -> Iter
     worker_stop(process)
     log_path.unlink(missing_ok=True)
     client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+@pytest.fixture
+def two_celery_workers(settings: Any) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
+    """Two real Celery worker processes (one task at a time each) consuming a queue of their own, which this
+    test's tasks are sent to; each with its log (which tasks it received and finished)."""
+    from autotagger.redis import redis_client
+
+    queue = f"autotagger-test-two-workers-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    workers = []
+    try:
+        for number in (1, 2):
+            log_path = BASE_DIR / ".data" / f"test-worker-{number}-of-two-{os.getpid()}.log"
+            workers.append((worker_start(queue=queue, log_path=log_path), log_path))
+        yield workers
+    finally:
+        for process, log_path in workers:
+            worker_stop(process)
+            log_path.unlink(missing_ok=True)
+        redis_client().delete(queue)
 
 
 def wait_for(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> bool:
