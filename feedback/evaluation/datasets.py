@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotagger.recipe_text import RecipeText
-from feedback.jsonl import BadLine, recipe_line_parse, tag_slug
+from feedback.jsonl import BadLine, RecipeLine, recipe_line_parse, tag_slug
 
 
 class DatasetError(Exception):
@@ -57,16 +57,39 @@ def dataset_parse(*, name: str, lines: Iterable[bytes], where: str | None = None
         if line.external_id in seen:
             raise DatasetError(f"{where} line {number}: id {line.external_id!r} appears twice")
         seen.add(line.external_id)
-        labels: dict[str, set[str]] = {}
-        for category, names in line.tags.items():
-            words = vocabulary.setdefault(category, {})
-            for tag_name in names:
-                slug = tag_slug(tag_name)
-                words.setdefault(slug, tag_name)
-                labels.setdefault(category, set()).add(slug)
-        text = RecipeText(title=line.title, ingredients=line.ingredients, instructions=line.instructions)
-        recipes.append(DatasetRecipe(id=line.external_id, text=text, labels=labels))
+        recipes.append(_recipe(line, vocabulary))
     return Dataset(name=name, sha256=digest.hexdigest(), recipes=recipes, vocabulary=vocabulary)
+
+
+def _recipe(line: RecipeLine, vocabulary: dict[str, dict[str, str]]) -> DatasetRecipe:
+    """The dataset recipe of a parsed line; its tags' names are added to `vocabulary`."""
+    labels: dict[str, set[str]] = {}
+    for category, names in line.tags.items():
+        words = vocabulary.setdefault(category, {})
+        for tag_name in names:
+            slug = tag_slug(tag_name)
+            words.setdefault(slug, tag_name)
+            labels.setdefault(category, set()).add(slug)
+    text = RecipeText(title=line.title, ingredients=line.ingredients, instructions=line.instructions)
+    return DatasetRecipe(id=line.external_id, text=text, labels=labels)
+
+
+def dataset_recipes_at(*, lines: Iterable[bytes], positions: Collection[int]) -> dict[int, DatasetRecipe]:
+    """The recipes at `positions` (indices into `Dataset.recipes`) of a dataset `dataset_parse` accepted, by
+    position. Only those lines are parsed: a chunk of a 100,000-recipe dataset costs its own recipes, not the
+    whole file's."""
+    wanted = set(positions)
+    found: dict[int, DatasetRecipe] = {}
+    position = -1
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        position += 1
+        if position in wanted:
+            found[position] = _recipe(recipe_line_parse(raw, line=number, labeled=True), {})
+            if len(found) == len(wanted):
+                break
+    return found
 
 
 def fold_of(recipe_id: str, folds: int) -> int:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from autotagger.errors import DomainError
 from feedback.evaluation import metrics, runner
 from feedback.evaluation.confidence import confidence_calibration_fit, stated_pairs
-from feedback.evaluation.datasets import Dataset, DatasetRecipe, dataset_parse
+from feedback.evaluation.datasets import Dataset, DatasetRecipe, dataset_parse, dataset_recipes_at
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.provenance import code_version
 from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
@@ -300,10 +300,11 @@ def evaluation_job_step(*, job_id: int, progress: Progress | None = None) -> boo
 
 
 def _step(job: EvaluationJob, progress: Progress | None) -> bool:
-    dataset = _dataset(job)
     done = set(EvaluationItem.objects.filter(job=job).values_list("position", flat=True))
-    pending = [i for i in range(len(dataset.recipes)) if i not in done][: int(settings.EVALUATION_CHUNK_SIZE)]
+    pending = [i for i in range(job.total) if i not in done][: int(settings.EVALUATION_CHUNK_SIZE)]
     if pending:
+        # Only the chunk's recipes are read: a step costs its chunk, whatever the size of the dataset.
+        chunk = dataset_recipes_at(lines=bytes(job.dataset_content).splitlines(keepends=True), positions=pending)
         config = TaggingConfig(strategy=job.strategy, k=job.k, categories=tuple(job.categories), source=job.source)
         try:
             requests = category_requests(config=config)
@@ -311,7 +312,7 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
         except TaggingError as exc:
             raise EvaluationError(f"The evaluation can no longer run: {exc.message}") from exc
         prompt = job_prompt(job=job)
-        recipes = [dataset.recipes[i] for i in pending]
+        recipes = [chunk[i] for i in pending]
         embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in recipes])
         keys = [
             llm_cache_key(
@@ -345,7 +346,7 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
         progress(len(done), job.total)
     if len(done) < job.total:
         return True
-    _finish(job, dataset)
+    _finish(job, _dataset(job))
     return False
 
 
