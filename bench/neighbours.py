@@ -15,7 +15,7 @@ queries are other real recipes of the datasets, never among the ones the example
 
 Uses its own database (`autotagger_bench_neighbours` on the embedded server) unless DATABASE_URL is set.
 
-    .venv/bin/python bench/neighbours.py [--examples 100000] [--queries 300] [--ef-search 40,100,200]
+    .venv/bin/python bench/neighbours.py [--examples 100000] [--queries 300] [--ef-search 40,100,200] [--reuse]
 """
 
 from __future__ import annotations
@@ -145,10 +145,33 @@ def query_plan(state_id: int, query: np.ndarray) -> str:
     return "\n".join("    " + line for line in lines)
 
 
+def server_ms(state_id: int, queries: np.ndarray) -> list[float]:
+    """The database's own execution time of each lookup (EXPLAIN ANALYZE), which the load on a shared machine
+    disturbs less than the round trip measured from here."""
+    from tagging.selectors import training_examples_nearest
+
+    with CaptureQueriesContext(connection) as captured:
+        for query in queries:
+            training_examples_nearest(state_id=state_id, embedding=query, limit=NEIGHBOURS)
+    times = []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET hnsw.ef_search = {max(int(settings.NEIGHBOURS_EF_SEARCH), NEIGHBOURS)}")
+        cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+        for sql in [q["sql"] for q in captured.captured_queries if "LATERAL" in q["sql"]]:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            times.append(float(plan[0]["Execution Time"]))
+        cursor.execute("RESET hnsw.ef_search")
+        cursor.execute("RESET hnsw.iterative_scan")
+    return times
+
+
 def measure(
     state_id: int, queries: np.ndarray, truth: np.ndarray, rows_by_id: dict[int, int]
-) -> tuple[float, float, float]:
-    """p50 and p95 ms of one lookup per query, and mean recall@25 against `truth`."""
+) -> tuple[float, float, float, float, float]:
+    """p50 and p95 ms of one lookup per query (round trip), mean recall@25 against `truth`, and p50 and p95
+    of the database's execution time."""
     from tagging.selectors import training_examples_nearest
 
     for query in queries[:20]:  # warm-up: the index pages into the buffer cache
@@ -160,7 +183,14 @@ def measure(
         found = training_examples_nearest(state_id=state_id, embedding=query, limit=NEIGHBOURS)
         latencies.append((time.perf_counter() - started) * 1000)
         recalls.append(len({rows_by_id[i] for i, _ in found} & set(expected.tolist())) / NEIGHBOURS)
-    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)), float(np.mean(recalls))
+    server = server_ms(state_id, queries)
+    return (
+        float(np.percentile(latencies, 50)),
+        float(np.percentile(latencies, 95)),
+        float(np.mean(recalls)),
+        float(np.percentile(server, 50)),
+        float(np.percentile(server, 95)),
+    )
 
 
 def main() -> None:
@@ -169,6 +199,7 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=1500, help="real recipes the examples are made from")
     parser.add_argument("--queries", type=int, default=300, help="held-out real recipes looked up")
     parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values to measure")
+    parser.add_argument("--reuse", action="store_true", help="keep the examples a previous run stored")
     args = parser.parse_args()
 
     from tagging.models import TrainingExample
@@ -188,12 +219,17 @@ def main() -> None:
     )
     base, queries = vectors[: args.base], vectors[args.base :]
     examples = synthetic_examples(base, args.examples)
-    state_id, copy_seconds, index_seconds = store_examples(examples)
+    stored = TrainingExample.objects.values("state_id").order_by("state_id").first()
+    if args.reuse and stored and TrainingExample.objects.count() == len(examples):
+        state_id = stored["state_id"]
+        print(f"examples: {len(examples)} of the previous run (same seed), index kept")
+    else:
+        state_id, copy_seconds, index_seconds = store_examples(examples)
+        print(
+            f"examples: {len(examples)} (two real recipes mixed 60-100% / 0-40% plus noise, normalised), "
+            f"COPY {copy_seconds:.1f} s, HNSW index (m=16, ef_construction=64) built in {index_seconds:.1f} s"
+        )
     rows_by_id = dict(TrainingExample.objects.filter(state_id=state_id).values_list("id", "row"))
-    print(
-        f"examples: {len(examples)} (two real recipes mixed 60-100% / 0-40% plus noise, normalised), "
-        f"COPY {copy_seconds:.1f} s, HNSW index (m=16, ef_construction=64) built in {index_seconds:.1f} s"
-    )
     truth = exact_nearest(examples, queries, NEIGHBOURS)
     print("query plan of one lookup:")
     print(query_plan(state_id, queries[0]))
@@ -202,9 +238,13 @@ def main() -> None:
     print(f"one recipe per query, {len(queries)} held-out queries, k = {NEIGHBOURS} (target p95 <= 20 ms):")
     for ef in [int(v) for v in args.ef_search.split(",")]:
         settings.NEIGHBOURS_EF_SEARCH = ef
-        p50, p95, recall = measure(state_id, queries, truth, rows_by_id)
+        p50, p95, recall, server_p50, server_p95 = measure(state_id, queries, truth, rows_by_id)
         mark = "  <- NEIGHBOURS_EF_SEARCH default" if ef == default_ef else ""
-        print(f"  ef_search {ef:4d}: p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  recall@{NEIGHBOURS} {recall:.3f}{mark}")
+        print(
+            f"  ef_search {ef:4d}: p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  recall@{NEIGHBOURS} {recall:.3f}  "
+            f"(in the database: p50 {server_p50:.2f} ms, p95 {server_p95:.2f} ms; load average "
+            f"{os.getloadavg()[0]:.1f}){mark}"
+        )
     settings.NEIGHBOURS_EF_SEARCH = default_ef
 
     started = time.perf_counter()
