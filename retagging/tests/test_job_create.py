@@ -107,6 +107,34 @@ def test_chunks_cover_every_recipe_exactly_once(kitchen: dict[str, Recipe], sett
     assert sorted(job.items.values_list("recipe_id", flat=True)) == sorted(r.pk for r in kitchen.values())
 
 
+def test_chunks_take_the_recipes_in_id_order_and_items_start_pending(kitchen: dict[str, Recipe], settings: Any) -> None:
+    settings.RETAG_CHUNK_SIZE = 5
+
+    job = _job({"kind": "all"})
+
+    ids = sorted(r.pk for r in kitchen.values())
+    for number in (1, 2, 3):
+        chunk = job.chunks.get(number=number)
+        assert sorted(chunk.items.values_list("recipe_id", flat=True)) == ids[(number - 1) * 5 : number * 5]
+    assert list(job.items.values_list("status", "changed", "added", "removed", "error").distinct()) == [
+        ("pending", False, [], [], "")
+    ]
+    assert job.total == len(ids) == job.items.count()
+
+
+def test_a_selection_over_the_limit_is_refused_naming_it_and_stores_nothing(
+    kitchen: dict[str, Recipe], settings: Any
+) -> None:
+    settings.RETAG_MAX_RECIPES = 3
+
+    with pytest.raises(DomainError, match="at most 3 recipes") as raised:
+        _job({"kind": "all"})
+
+    assert raised.value.status == 400
+    assert not RetagJob.objects.exists()
+    assert not RetagItem.objects.exists()
+
+
 def test_llm_jobs_have_smaller_chunks(kitchen: dict[str, Recipe], settings: Any, llm_settings: Any) -> None:
     settings.RETAG_CHUNK_SIZE, settings.RETAG_LLM_CHUNK_SIZE = 200, 5
 
