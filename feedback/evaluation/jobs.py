@@ -299,9 +299,25 @@ def evaluation_job_step(*, job_id: int, progress: Progress | None = None) -> boo
     return more
 
 
+def _positions_pending(*, job: EvaluationJob, limit: int) -> list[int]:
+    """The first `limit` dataset positions the job has no answer for, found by the database: a step of a
+    100,000-recipe job does not read the positions already answered."""
+    table = EvaluationItem._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT wanted.n FROM generate_series(0, %s - 1) AS wanted(n)
+            WHERE NOT EXISTS (SELECT 1 FROM {table} item WHERE item.job_id = %s AND item.position = wanted.n)
+            ORDER BY wanted.n LIMIT %s
+            """,
+            [job.total, job.pk, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _step(job: EvaluationJob, progress: Progress | None) -> bool:
-    done = set(EvaluationItem.objects.filter(job=job).values_list("position", flat=True))
-    pending = [i for i in range(job.total) if i not in done][: int(settings.EVALUATION_CHUNK_SIZE)]
+    done = EvaluationItem.objects.filter(job=job).count()
+    pending = _positions_pending(job=job, limit=int(settings.EVALUATION_CHUNK_SIZE))
     if pending:
         # Only the chunk's recipes are read: a step costs its chunk, whatever the size of the dataset.
         chunk = dataset_recipes_at(lines=bytes(job.dataset_content).splitlines(keepends=True), positions=pending)
@@ -338,13 +354,11 @@ def _step(job: EvaluationJob, progress: Progress | None) -> bool:
                 _store(job, answer, cached=True)
             else:
                 to_ask.append((position, recipe, embedding, key))
-        _ask_all(
-            job, to_ask, config, requests, source, prompt, progress, already=len(done) + len(pending) - len(to_ask)
-        )
-        done.update(pending)
+        _ask_all(job, to_ask, config, requests, source, prompt, progress, already=done + len(pending) - len(to_ask))
+        done = EvaluationItem.objects.filter(job=job).count()
     if progress is not None:
-        progress(len(done), job.total)
-    if len(done) < job.total:
+        progress(done, job.total)
+    if done < job.total:
         return True
     _finish(job, _dataset(job))
     return False
