@@ -459,3 +459,26 @@ def evaluate_returned(
     )
     evaluation.strategy = strategy
     return evaluation
+
+
+def embedding_comparison(*, full: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    """The fast mode's quality loss: per category of both runs' metrics (EvaluationResult.as_json()) and overall,
+    the full model's precision, recall and F1, the fast model's, and the F1 delta (fast minus full)."""
+
+    def row(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key in ("precision", "recall", "f1"):
+            values[f"full_{key}"] = round(float(a[key]), 4)
+            values[f"fast_{key}"] = round(float(b[key]), 4)
+        values["f1_delta"] = round(float(b["f1"]) - float(a["f1"]), 4)
+        return values
+
+    categories = {
+        slug: {
+            "support": full["categories"][slug]["support"],
+            **row(full["categories"][slug], fast["categories"][slug]),
+        }
+        for slug in full["categories"]
+        if slug in fast["categories"]
+    }
+    return {"categories": categories, "overall": row(full["overall"], fast["overall"])}
