@@ -145,11 +145,11 @@ class _OpenAIBackend:
 class _StaticBackend:
     """The distilled model2vec model: a tokenizer and one vector per token, averaged."""
 
-    def __init__(self, path: Path, model_name: str, batch_size: int) -> None:
+    def __init__(self, path: Path, model_name: str, batch_size: int, version: str) -> None:
         from model2vec import StaticModel
 
         self.model_name = model_name
-        self.cache_key = f"model2vec:{path}"
+        self.cache_key = f"model2vec:{path}:{version}"
         self.batch_size = batch_size
         try:
             self._model = StaticModel.from_pretrained(str(path))
@@ -227,11 +227,13 @@ def _get_fast_backend() -> _StaticBackend:
         raise FastModelMissing(
             f"Fast mode needs the distilled model in {path}: run `python manage.py embedding_distill` first."
         )
-    key = (str(path), settings.EMBEDDING_MODEL, str(settings.EMBEDDING_BATCH_SIZE))
+    # A model distilled again (same path) is loaded again, and its vectors are cached apart from the old one's.
+    version = str((path / "model.safetensors").stat().st_mtime_ns)
+    key = (str(path), version, settings.EMBEDDING_MODEL, str(settings.EMBEDDING_BATCH_SIZE))
     with _lock:
         if _fast_backend is None or _fast_backend_key != key:
             _fast_backend = _StaticBackend(
-                path, embedding_model_name(mode=EmbeddingMode.FAST), settings.EMBEDDING_BATCH_SIZE
+                path, embedding_model_name(mode=EmbeddingMode.FAST), settings.EMBEDDING_BATCH_SIZE, version
             )
             _fast_backend_key = key
         return _fast_backend

@@ -20,7 +20,7 @@ from autotagger.embeddings import EmbeddingMode, embedding_model_name, fast_mode
 from autotagger.redis import redis_client
 from feedback.selectors import gold_label_stats, gold_labels_by_recipe
 from tagging import learning
-from tagging.models import Recipe, TaggerState
+from tagging.models import EmbeddingCacheEntry, Recipe, TaggerState
 from tagging.services.recipes import embeddings_cached, recipes_embed
 from tagging.services.tagger_state import (
     category_specs,
@@ -29,7 +29,7 @@ from tagging.services.tagger_state import (
     tagger_state_store,
 )
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY
-from taxonomy.models import Category
+from taxonomy.models import Category, TagEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ def tagger_fit_mode(*, k: int = DEFAULT_TAGS_PER_CATEGORY, mode: str = Embedding
         state.duration_seconds,
     )
     return state
+
+
+def fast_mode_refresh() -> TaggerState | None:
+    """After a (re)distillation: forget the fast vectors the previous model made (tags', cached texts'), and
+    fit the fast mode's state on the new model's vectors. Returns that state, or None without gold labels."""
+    name = embedding_model_name(mode=EmbeddingMode.FAST)
+    TagEmbedding.objects.filter(model=name).delete()
+    EmbeddingCacheEntry.objects.filter(model=name).delete()
+    return tagger_fit_mode(mode=EmbeddingMode.FAST)
 
 
 def tagger_fit_is_current() -> bool:

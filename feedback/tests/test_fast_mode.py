@@ -15,10 +15,10 @@ from django.core.management import CommandError, call_command
 from feedback.models import EvaluationRun
 from feedback.tests.test_evaluation import _recipes, _write
 from feedback.tests.test_training import KIDS, NEW_KIDS, _label, _verdict, verdicts  # noqa: F401
-from feedback.training import tagger_fit, tagger_fit_is_current
+from feedback.training import fast_mode_refresh, tagger_fit, tagger_fit_is_current
 from tagging.models import TaggerState, TrainingExample
 from tagging.services.tagger_state import learned_model_active
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category, Tag, TagEmbedding
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +117,29 @@ def test_compare_fast_without_a_distilled_model_is_a_command_error_before_any_ev
     with pytest.raises(CommandError, match=r"manage\.py embedding_distill"):
         _evaluate(str(dataset), "--folds", "2", "--compare-fast")
     assert not EvaluationRun.objects.exists()
+
+
+def test_the_distil_command_keeps_a_model_that_is_there(fast_mode: Path) -> None:
+    out = StringIO()
+
+    call_command("embedding_distill", stdout=out)
+
+    assert f"{FAST_MODEL} is already in {fast_mode} (--force distils it again)." in out.getvalue()
+
+
+def test_a_refresh_after_distilling_forgets_old_fast_vectors_and_fits_the_fast_state(
+    fast_mode: Path, kids_labelled: Category
+) -> None:
+    tagger_fit()
+    old_state = TaggerState.objects.get(active=True, embedding_model=FAST_MODEL)
+    TagEmbedding.objects.filter(model=FAST_MODEL).update(embedding=[0.5] * settings.EMBEDDING_DIMENSIONS)
+
+    state = fast_mode_refresh()
+
+    assert state is not None
+    assert state.pk != old_state.pk
+    assert state.embedding_model == FAST_MODEL
+    vectors = np.stack(
+        [np.asarray(v) for v in TagEmbedding.objects.filter(model=FAST_MODEL).values_list("embedding", flat=True)]
+    )
+    assert not np.allclose(vectors, 0.5)

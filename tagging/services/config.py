@@ -128,7 +128,7 @@ def embedding_mode_validate(*, config: TaggingConfig) -> None:
     if not fast_model_available():
         raise FastModeUnavailable(
             f"Fast mode is not available: its model has not been distilled into {fast_model_path()}. "
-            "Run `python manage.py embedding_distill` (or `make run`, which does) and try again.",
+            "Run `python manage.py embedding_distill` (or `make run FAST_MODE=1`) and try again.",
             details={"embedding": config.embedding},
         )
 

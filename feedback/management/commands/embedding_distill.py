@@ -5,12 +5,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_fast_distill, embedding_model_name
+from feedback.training import fast_mode_refresh
 
 
 class Command(BaseCommand):
     help = (
         "Distil the configured local embedding model into the fast mode's static model2vec model (in the data "
-        "folder; nothing is downloaded). Does nothing when it is already there, unless --force."
+        "folder; nothing is downloaded). Does nothing when it is already there, unless --force. A new model gets "
+        "its own learned tagger state at once when there are gold labels."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,5 +31,8 @@ class Command(BaseCommand):
         name = embedding_model_name(mode=EmbeddingMode.FAST)
         if seconds:
             self.stdout.write(self.style.SUCCESS(f"Distilled {name} into {path} in {seconds:.1f}s."))
+            state = fast_mode_refresh()
+            if state is not None:
+                self.stdout.write(f"Fitted the fast mode's tagger state #{state.pk} on the gold labels.")
         else:
             self.stdout.write(self.style.SUCCESS(f"{name} is already in {path} (--force distils it again)."))
