@@ -6,7 +6,8 @@ Prints:
 - end-to-end bulk tagging (`recipes_tag_bulk`: embed, score every tag in pgvector, store runs and assignments)
   in fast mode and in full mode, recipes/s;
 - micro-F1 of the full and the fast model on each shared dataset (../shared/datasets), with the learned tagger
-  cross-validated as `manage.py evaluate --folds` does, and the loss (target: within 0.03 of the full model).
+  cross-validated as `manage.py evaluate --folds` does (runner.learned_report: the same folds, fit and metrics,
+  without the baselines), and the loss (target: within 0.03 of the full model).
 
 The full model encodes only ~13 recipes/s here, so its vectors of the datasets are cached in
 .data/bench/fast_mode (by text); --limit samples each dataset (the same recipes every run, by a hash of the
@@ -144,6 +145,9 @@ def main() -> None:
     parser.add_argument("--bulk-full", type=int, default=100, help="recipes for full-model bulk tagging")
     parser.add_argument("--batch", type=int, default=500, help="recipes per recipes_tag_bulk call (default 500)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset names")
+    parser.add_argument(
+        "--parts", default="encode,bulk,f1", help="what to measure, comma-separated (default encode,bulk,f1)"
+    )
     args = parser.parse_args()
 
     path, seconds = embedding_fast_distill()
@@ -155,11 +159,21 @@ def main() -> None:
     archanas = dataset_read(shared / "archanas_kitchen.jsonl")
     texts = [r.text.for_embedding() for r in archanas.recipes][: args.encode]
 
-    fast_rate, full_rate = encode_rates(texts, args.encode_full)
-    verdict = "meets" if fast_rate >= TARGET_RATE else "MISSES"
-    print(f"encode only: fast {fast_rate:.0f} recipes/s over {len(texts)} recipes ({verdict} >= {TARGET_RATE:.0f}); ")
-    print(f"             full {full_rate:.1f} recipes/s over {args.encode_full}; ratio {fast_rate / full_rate:.0f}x")
+    parts = set(args.parts.split(","))
+    if "encode" in parts:
+        fast_rate, full_rate = encode_rates(texts, args.encode_full)
+        verdict = "meets" if fast_rate >= TARGET_RATE else "MISSES"
+        print(f"encode only: fast {fast_rate:.0f} recipes/s over {len(texts)} recipes ({verdict} >= {TARGET_RATE:.0f})")
+        print(
+            f"             full {full_rate:.1f} recipes/s over {args.encode_full}; ratio {fast_rate / full_rate:.0f}x"
+        )
+    if "bulk" in parts:
+        bulk(archanas, args)
+    if "f1" in parts:
+        f1(shared, args)
 
+
+def bulk(archanas: Dataset, args: argparse.Namespace) -> None:
     call_command("migrate", verbosity=0)
     call_command("taxonomy_import", "--default", "--if-empty", "--embed-now", verbosity=0)
     data = [(r.text.title, list(r.text.ingredients), r.text.instructions) for r in archanas.recipes]
@@ -170,21 +184,25 @@ def main() -> None:
         f"{args.bulk}; full {full_bulk:.1f} recipes/s over {args.bulk_full}"
     )
 
+
+def f1(shared: Path, args: argparse.Namespace) -> None:
     cache = VectorCache(Path(settings.DATA_DIR) / "bench" / "fast_mode" / f"{Path(settings.EMBEDDING_MODEL).name}.npz")
     print(f"micro-F1, {args.folds}-fold cross-validated learned tagger, k={args.k}:")
     for name in args.datasets.split(","):
         dataset = sample(dataset_read(shared / f"{name}.jsonl"), args.limit)
-        scores = {}
+        scores, seconds = {}, {}
         for mode, embed in ((EmbeddingMode.FULL, cache.embed), (EmbeddingMode.FAST, fast_embed)):
-            result = runner.evaluate(
-                test=dataset, train=None, folds=args.folds, k=args.k, categories=None, embed=embed, progress=None
-            )
-            scores[mode] = result.report.overall_f1
+            started = time.perf_counter()
+            report = runner.learned_report(test=dataset, folds=args.folds, k=args.k, embed=embed)
+            scores[mode] = report.overall_f1
+            seconds[mode] = time.perf_counter() - started
         loss = scores[EmbeddingMode.FULL] - scores[EmbeddingMode.FAST]
         verdict = "within" if loss <= TARGET_LOSS else "LOSS ABOVE"
         print(
             f"  {name:<17} {len(dataset.recipes):>5} recipes  full {scores[EmbeddingMode.FULL]:.3f}  "
-            f"fast {scores[EmbeddingMode.FAST]:.3f}  loss {loss:+.3f} ({verdict} {TARGET_LOSS})"
+            f"fast {scores[EmbeddingMode.FAST]:.3f}  loss {loss:+.3f} ({verdict} {TARGET_LOSS})  "
+            f"[{seconds[EmbeddingMode.FULL]:.0f}s, {seconds[EmbeddingMode.FAST]:.0f}s]",
+            flush=True,
         )
 
 
