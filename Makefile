@@ -45,6 +45,10 @@ run: install
 	$(BIN)/python manage.py tags_embed
 	$(BIN)/python manage.py load_demo_recipes
 	$(BIN)/python manage.py ensure_admin
+	@# The fast mode's model takes ~3 minutes of both cores to distil, so a first start does not wait for it
+	@# unless asked; once distilled, embedding_distill returns at once.
+	@if [ "$(FAST_MODE)" = 1 ]; then $(BIN)/python manage.py embedding_distill; \
+	else echo "Fast mode: make run FAST_MODE=1 distils its model once (~3 min), or manage.py embedding_distill"; fi
 	@echo "AutoTagger on http://127.0.0.1:$${AUTOTAGGER_PORT:-8000}/  (Ctrl-C stops web, worker and beat)"
 	$(BIN)/honcho start
 

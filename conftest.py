@@ -63,6 +63,38 @@ def embedding_model() -> Any:
     return _get_backend()
 
 
+FAST_MODEL_TEST_VOCABULARY = 5000
+
+
+@pytest.fixture(scope="session")
+def fast_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fast mode's static model, distilled from the local model once per run (tests that need fast mode
+    point EMBEDDING_FAST_MODEL_DIR here with `fast_mode`). Of the tokenizer's commonest 5,000 tokens only: the
+    full vocabulary takes minutes to distil, this ~30 s."""
+    from django.test import override_settings
+
+    from autotagger.embeddings import embedding_fast_distill
+
+    path = tmp_path_factory.mktemp("fast-model") / "m2v"
+    with override_settings(EMBEDDING_FAST_MODEL_DIR=str(path)):
+        embedding_fast_distill(vocabulary_size=FAST_MODEL_TEST_VOCABULARY)
+    return path
+
+
+@pytest.fixture
+def fast_mode(settings: Any, fast_model_dir: Path) -> Path:
+    """Fast mode available: the distilled model where the settings look for it."""
+    settings.EMBEDDING_FAST_MODEL_DIR = str(fast_model_dir)
+    return fast_model_dir
+
+
+@pytest.fixture
+def no_fast_mode(settings: Any, tmp_path: Path) -> Path:
+    """Fast mode not distilled on this machine."""
+    settings.EMBEDDING_FAST_MODEL_DIR = str(tmp_path / "not-distilled")
+    return tmp_path / "not-distilled"
+
+
 @dataclass(frozen=True)
 class _TaxonomyRows:
     """The rows that importing the default taxonomy (embedded) writes, without ids or timestamps."""

@@ -177,7 +177,7 @@ def recipes_tag_job(
                     job=job,
                     strategy=config.strategy,
                     config=stored_config,
-                    embedding_model=embedding_model_name(),
+                    embedding_model=embedding_model_name(mode=config.embedding),
                     status=RunStatus.QUEUED,
                     created_by=user_or_none(user=user),
                 )

@@ -236,7 +236,8 @@ class TaggerState(models.Model):
     """What the similarity tagger learned from gold labels: per-category weights and thresholds, the
     text model, and (in related rows) the labelled recipes it votes with and the tags' prototypes.
 
-    At most one state is active; refitting makes a new one and retires the previous.
+    At most one state is active per embedding model (the full one, and the fast mode's); refitting makes a new
+    one and retires the previous.
     """
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -252,7 +253,7 @@ class TaggerState(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["active"], condition=Q(active=True), name="tagging_one_active_tagger_state"
+                fields=["embedding_model"], condition=Q(active=True), name="tagging_one_active_tagger_state_per_model"
             ),
         ]
 

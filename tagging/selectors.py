@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 
@@ -23,7 +23,7 @@ from django.db.models import (
 )
 from pgvector.django import CosineDistance
 
-from autotagger.embeddings import embedding_model_name
+from autotagger.embeddings import EmbeddingMode, embedding_model_name
 from autotagger.permissions import (
     User,
     can_change_all_recipes,
@@ -48,7 +48,7 @@ from tagging.models import (
     TagJudgement,
     TrainingExample,
 )
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category, Tag, TagEmbedding
 from taxonomy.selectors import taxonomy_version_current
 
 
@@ -67,15 +67,24 @@ def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], 
 
     Only tags embedded by `model` are compared: vectors of different models are never mixed.
     """
-    rows = (
-        Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
-        .exclude(embedding__isnull=True)
-        .annotate(distance=CosineDistance("embedding", embedding))
-        # Every tag of the categories is scored, exactly: a taxonomy is small enough for a sequential scan,
-        # and an approximate index would stop after ef_search rows and drop tags of the filtered categories.
-        .order_by("id")
-        .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
-    )
+    rows: Iterable[tuple[int, int, str, str, list[str], float]]
+    if model == embedding_model_name(mode=EmbeddingMode.FAST):
+        rows = (
+            TagEmbedding.objects.filter(tag__category_id__in=list(category_ids), tag__active=True, model=model)
+            .annotate(distance=CosineDistance("embedding", embedding))
+            .order_by("tag_id")
+            .values_list("tag_id", "tag__category_id", "tag__slug", "tag__name", "tag__synonyms", "distance")
+        )
+    else:
+        rows = (
+            Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
+            .exclude(embedding__isnull=True)
+            .annotate(distance=CosineDistance("embedding", embedding))
+            # Every tag of the categories is scored, exactly: a taxonomy is small enough for a sequential scan,
+            # and an approximate index would stop after ef_search rows and drop tags of the filtered categories.
+            .order_by("id")
+            .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
+        )
     candidates = [
         TagCandidate(
             id=tag_id,
@@ -102,12 +111,12 @@ def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | No
     return None if row is None else np.asarray(row, dtype=np.float32)
 
 
-def tagger_state_in_use_id() -> int | None:
+def tagger_state_in_use_id(*, mode: str = EmbeddingMode.FULL) -> int | None:
     """The TaggerState the taggers use now (what tagging.services.tagger_state.learned_model_active loads): the
-    active one, fitted for the configured embedding model by this release's learner; None while they are
-    zero-shot."""
+    active one, fitted for the configured embedding model (or the fast one) by this release's learner; None
+    while they are zero-shot."""
     state = (
-        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name())
+        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name(mode=mode))
         .only("id", "fitted_on")
         .order_by("-id")
         .first()
@@ -422,10 +431,13 @@ def stale_conditions() -> dict[str, Q]:
         Q(**{f"{run}llm_source": name, f"{run}llm_model": model}) for name, model in llm_source_models().items()
     ]
     llm_model_moved = ~reduce(operator.or_, current_models, nothing)
-    embedding_moved = ~Q(**{f"{run}embedding_model": embedding_model_name()})
+    # A fast-mode run was asked for as such: it is stale when its own model or state moves, not for being fast.
+    embedding_models = [embedding_model_name(mode=mode) for mode in EmbeddingMode.values]
+    embedding_moved = ~Q(**{f"{run}embedding_model__in": embedding_models})
     state = tagger_state_in_use_id()
+    states = [s for s in (state, tagger_state_in_use_id(mode=EmbeddingMode.FAST)) if s is not None]
     # While no state is in use (zero-shot), a run that used one is not counted: retraining is what makes it stale.
-    state_moved = ~Q(**{f"{run}tagger_state_id": state}) if state is not None else nothing
+    state_moved = ~Q(**{f"{run}tagger_state_id__in": states}) if state is not None else nothing
     version = taxonomy_version_current()
 
     return {

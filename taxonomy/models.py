@@ -137,6 +137,25 @@ class Tag(models.Model):
         return " ".join(parts)
 
 
+class TagEmbedding(models.Model):
+    """A tag's vector from a second embedding model (the fast mode's static model): Tag.embedding holds the
+    full model's, so switching mode never overwrites it."""
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="embeddings")
+    model = models.CharField(max_length=200)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+    embedded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tag", "model"], name="taxonomy_tag_embedding_one_per_model"),
+            models.CheckConstraint(condition=~Q(model=""), name="taxonomy_tag_embedding_model_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag_id} ({self.model})"
+
+
 class TaxonomyVersion(models.Model):
     """A state of the taxonomy as tagging sees it: recorded whenever what decides a tag changes (active
     categories, tags, descriptions, synonyms, ingredient rules), so that a run can say which taxonomy it read

@@ -3,9 +3,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Case, CharField, F, Func, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 
-from taxonomy.models import Category, IngredientGroup, Tag, TaxonomyVersion
+from autotagger.embeddings import EmbeddingMode, embedding_model_name
+from taxonomy.models import Category, IngredientGroup, Tag, TagEmbedding, TaxonomyVersion
 from taxonomy.rules import IngredientMatcher, TagRule
 
 
@@ -61,13 +75,19 @@ def categories_by_slugs(*, slugs: Iterable[str]) -> tuple[list[Category], list[s
 
 
 def tags_needing_embedding(*, model: str, category_ids: Iterable[int] | None = None) -> QuerySet[Tag]:
-    """Tags with no vector, a vector of another model, or edits made after their vector was computed."""
-    tags = Tag.objects.filter(
-        Q(embedding__isnull=True)
-        | ~Q(embedding_model=model)
-        | Q(embedded_at__isnull=True)
-        | Q(embedded_at__lt=F("updated_at"))
-    )
+    """Tags with no vector, a vector of another model, or edits made after their vector was computed.
+
+    The fast model's vectors are kept in TagEmbedding, beside the full model's in Tag.embedding."""
+    if model == embedding_model_name(mode=EmbeddingMode.FAST):
+        fresh = TagEmbedding.objects.filter(tag=OuterRef("pk"), model=model, embedded_at__gte=OuterRef("updated_at"))
+        tags = Tag.objects.filter(~Exists(fresh))
+    else:
+        tags = Tag.objects.filter(
+            Q(embedding__isnull=True)
+            | ~Q(embedding_model=model)
+            | Q(embedded_at__isnull=True)
+            | Q(embedded_at__lt=F("updated_at"))
+        )
     if category_ids is not None:
         tags = tags.filter(category_id__in=list(category_ids))
     return tags.select_related("category").order_by("id")

@@ -344,6 +344,8 @@ EMBEDDING_API_BASE_URL = env("EMBEDDING_API_BASE_URL", default="")
 EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
 EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
+# Where `embedding_distill` writes the fast mode's static model (empty: DATA_DIR/models/<model>-m2v).
+EMBEDDING_FAST_MODEL_DIR = env("EMBEDDING_FAST_MODEL_DIR", default="")
 
 # --- Tagging --------------------------------------------------------------------------------
 # Used for a category that has no threshold of its own (scores are calibrated to [0, 1]).

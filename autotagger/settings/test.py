@@ -1,7 +1,7 @@
 import os
 
 from autotagger.settings.base import *  # noqa: F403
-from autotagger.settings.base import LOGGING, databases_from_env, env, redis_cache, redis_url_from_env
+from autotagger.settings.base import BASE_DIR, LOGGING, databases_from_env, env, redis_cache, redis_url_from_env
 
 DATABASES = databases_from_env(allow_embedded=True)
 # One test database per pytest process, so two runs at once (two terminals, a helper) never collide;
@@ -29,3 +29,6 @@ LOGGING = {**LOGGING, "handlers": {"console": {"class": "logging.StreamHandler",
 LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "::1"])
 # The test worker polls a Batch API batch a second apart, so that a test waits seconds for one, not minutes.
 LLM_BATCH_POLL_SECONDS = env.int("LLM_BATCH_POLL_SECONDS", default=1)
+# Fast mode is off unless a test asks for it (the `fast_mode` fixture distils once per run): a model distilled
+# into the data folder by `make run` must not change what the other tests fit and tag.
+EMBEDDING_FAST_MODEL_DIR = env("TEST_EMBEDDING_FAST_MODEL_DIR", default=str(BASE_DIR / ".data" / "test-no-fast-model"))

@@ -239,6 +239,35 @@ def evaluate(
     )
 
 
+def learned_report(*, test: Dataset, folds: int, k: int, embed: Embed) -> metrics.Report:
+    """The learned tagger alone, cross-validated as `evaluate` does it (same folds, same fit, same metrics)
+    but without the baselines and their tuning: for comparing embedding models on large datasets."""
+    slugs = list(test.vocabulary)
+    specs = category_specs(vocabulary=test.vocabulary, categories=slugs, embed=embed)
+    embeddings = embed([r.text.for_embedding() for r in test.recipes])
+    floors: dict[str, float | None] = {slug: None for slug in slugs}
+    predicted: list[dict[str, set[str]]] = [{} for _ in test.recipes]
+    fold = np.array([fold_of(r.id, folds) for r in test.recipes])
+    for f in range(folds):
+        train_rows, test_rows = list(np.flatnonzero(fold != f)), list(np.flatnonzero(fold == f))
+        train_recipes = [test.recipes[i] for i in train_rows]
+        learned, _ = _learned_predictions(
+            _split(train_recipes, embeddings[train_rows], specs),
+            [r.labels for r in train_recipes],
+            _split([test.recipes[i] for i in test_rows], embeddings[test_rows], specs),
+            specs,
+            k,
+            floors,
+            {},
+        )
+        for row, prediction in zip(test_rows, learned, strict=True):
+            predicted[row] = prediction
+    taxonomy = {spec.slug: {t.slug for t in spec.tags} for spec in specs}
+    return metrics.score(
+        gold=[r.labels for r in test.recipes], predicted=predicted, categories=slugs, k=k, taxonomy=taxonomy
+    )
+
+
 def _result(
     *,
     test: Dataset,
@@ -459,3 +488,26 @@ def evaluate_returned(
     )
     evaluation.strategy = strategy
     return evaluation
+
+
+def embedding_comparison(*, full: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    """The fast mode's quality loss: per category of both runs' metrics (EvaluationResult.as_json()) and overall,
+    the full model's precision, recall and F1, the fast model's, and the F1 delta (fast minus full)."""
+
+    def row(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key in ("precision", "recall", "f1"):
+            values[f"full_{key}"] = round(float(a[key]), 4)
+            values[f"fast_{key}"] = round(float(b[key]), 4)
+        values["f1_delta"] = round(float(b["f1"]) - float(a["f1"]), 4)
+        return values
+
+    categories = {
+        slug: {
+            "support": full["categories"][slug]["support"],
+            **row(full["categories"][slug], fast["categories"][slug]),
+        }
+        for slug in full["categories"]
+        if slug in fast["categories"]
+    }
+    return {"categories": categories, "overall": row(full["overall"], fast["overall"])}

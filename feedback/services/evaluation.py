@@ -6,11 +6,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotagger.embeddings import EmbeddingMode, fast_model_available, fast_model_path
 from feedback.evaluation import runner
 from feedback.evaluation.datasets import Dataset, dataset_parse, dataset_read
 from feedback.evaluation.errors import EvaluationError
@@ -90,6 +92,10 @@ def _taxonomy_check(categories: list[str], *, dataset: Dataset) -> None:
 
 def _embed(texts: Sequence[str]) -> np.ndarray:
     return embeddings_cached(texts=list(texts))
+
+
+def _embed_fast(texts: Sequence[str]) -> np.ndarray:
+    return embeddings_cached(texts=list(texts), mode=EmbeddingMode.FAST)
 
 
 def _predictions_judge(
@@ -203,8 +209,11 @@ def evaluation_run(
     user: User = None,
     progress: Callable[[str], None] | None = None,
     judge_source: str | None = None,
+    embedding: str = EmbeddingMode.FULL,
 ) -> EvaluationRun:
     """Score `strategy` on the labelled dataset at `path`, against the reference baselines, and store the run.
+    With `embedding` "fast", recipes and tags are embedded by the fast mode's static model (and the tagger as
+    deployed is its learned state).
 
     With `folds`, cross-validate on the dataset (a fold's recipes never reach the tagger that scores
     them); with `train_path`, learn from that dataset and score this one; with neither, tag with what
@@ -216,6 +225,13 @@ def evaluation_run(
     DatasetError (with the line) for a file that is no labelled dataset.
     """
     _evaluation_options_check(strategy=strategy, k=k, folds=folds, train_path=train_path)
+    if embedding not in EmbeddingMode.values:
+        raise EvaluationError(f"Unknown embedding {embedding!r}: the choices are {', '.join(EmbeddingMode.values)}.")
+    if embedding == EmbeddingMode.FAST and not fast_model_available():
+        raise EvaluationError(
+            f"Fast mode has not been distilled into {fast_model_path()}: run `python manage.py embedding_distill`."
+        )
+    embed = _embed_fast if embedding == EmbeddingMode.FAST else _embed
     if judge_source is not None:
         try:
             llm_source_get(name=judge_source)  # checked first: finding out after the evaluation would waste it
@@ -237,14 +253,14 @@ def evaluation_run(
             test=test,
             k=k,
             categories=wanted,
-            embed=_embed,
-            predict=recipes_predict,
-            labelled=labelled_data(),
+            embed=embed,
+            predict=partial(recipes_predict, mode=embedding),
+            labelled=labelled_data(mode=embedding),
             progress=progress,
         )
     else:
         result = runner.evaluate(
-            test=test, train=train, folds=folds, k=k, categories=wanted, embed=_embed, progress=progress
+            test=test, train=train, folds=folds, k=k, categories=wanted, embed=embed, progress=progress
         )
     if judge_source is not None:
         evaluation_result_judge(result=result, test=test, source=judge_source, progress=progress)
@@ -258,6 +274,8 @@ def evaluation_run(
             "folds": result.config.get("folds"),
             "train": result.config.get("train"),
             "categories": result.categories,
+            # Only when fast: a run's config reads as before for the full model.
+            **({"embedding": embedding} if embedding != EmbeddingMode.FULL else {}),
         },
         prompt_version=None,
         code_version=code_version(),

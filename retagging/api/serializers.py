@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from autotagger.embeddings import EmbeddingMode
 from retagging.models import JobStatus, RetagJob, SelectionKind
 from tagging.models import Strategy
 
@@ -32,6 +33,11 @@ class RetagConfigSerializer(serializers.Serializer):
     )
     threshold = serializers.FloatField(required=False)
     source = serializers.CharField(required=False, help_text="The LLM source (llm and hybrid).")  # type: ignore[assignment]
+    embedding = serializers.ChoiceField(
+        choices=EmbeddingMode.choices,
+        required=False,
+        help_text="similarity: `fast` embeds with the distilled static model (`full`, the default: the full model).",
+    )
 
 
 class RetagJobCreateSerializer(serializers.Serializer):

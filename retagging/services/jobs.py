@@ -19,7 +19,7 @@ from tagging.services.config import TaggingConfig, tagging_config_validate, user
 
 logger = logging.getLogger(__name__)
 
-CONFIG_KEYS = ("k", "categories", "threshold", "source")
+CONFIG_KEYS = ("k", "categories", "threshold", "source", "embedding")
 
 
 class RetagError(DomainError):

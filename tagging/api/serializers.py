@@ -14,6 +14,7 @@ from autotagger.api.fields import (
     StrictIntegerField,
     StrictSlugField,
 )
+from autotagger.embeddings import EmbeddingMode
 from tagging.models import JudgeVerdict, Recipe, RunStatus, Strategy, TaggingRun
 from tagging.selectors import recipe_stale_causes, run_tags_by_category
 from tagging.services.config import TaggingConfig
@@ -76,6 +77,12 @@ class TaggingConfigInputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="For llm and hybrid: an LLM source name (staff manage them in admin); the default when omitted.",
     )
+    embedding = serializers.ChoiceField(
+        choices=EmbeddingMode.choices,
+        default=EmbeddingMode.FULL,
+        help_text="similarity: `fast` embeds with the distilled static model (~100x faster, some quality lost; "
+        "`manage.py evaluate --compare-fast` measures it); `full` (default) with the full model.",
+    )
     wait = StrictFloatField(
         min_value=0.0,
         max_value=settings.TAGGING_MAX_WAIT_SECONDS,
@@ -93,6 +100,7 @@ class TaggingConfigInputSerializer(serializers.Serializer):
             categories=tuple(categories) if categories is not None else None,
             threshold=data.get("threshold"),
             source=data.get("source"),
+            embedding=data["embedding"],
         )
 
 

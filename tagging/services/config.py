@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+from autotagger.embeddings import EmbeddingMode, fast_model_available, fast_model_path
 from autotagger.errors import DomainError
 from prompts.sources import LLMNotConfigured, LLMSourceConfig, llm_source_get
 from tagging.models import Strategy
@@ -40,6 +41,12 @@ class InvalidTaggingConfig(TaggingError):
     code = "invalid_config"
 
 
+class FastModeUnavailable(TaggingError):
+    """Fast mode asked for on a machine where the static model has not been distilled."""
+
+    code = "fast_mode_unavailable"
+
+
 @dataclass(frozen=True)
 class TaggingConfig:
     strategy: str = Strategy.SIMILARITY
@@ -47,6 +54,7 @@ class TaggingConfig:
     categories: tuple[str, ...] | None = None
     threshold: float | None = None
     source: str | None = None  # the LLM source for llm and hybrid; None: LLM_DEFAULT_SOURCE
+    embedding: str = EmbeddingMode.FULL  # "fast": the distilled static model (similarity only)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,6 +70,7 @@ class TaggingConfig:
             categories=tuple(categories) if categories is not None else None,
             threshold=data.get("threshold"),
             source=data.get("source"),
+            embedding=data.get("embedding") or EmbeddingMode.FULL,
         )
 
     @property
@@ -74,6 +83,7 @@ def category_requests(*, config: TaggingConfig) -> list[CategoryRequest]:
         raise InvalidTaggingConfig(
             f"Unknown strategy {config.strategy!r}.", details={"strategy": [f"Choose one of {Strategy.values}."]}
         )
+    embedding_mode_validate(config=config)
     if config.uses_llm:
         llm_source_resolve(config=config)
     if config.k is not None and not 1 <= config.k <= MAX_TAGS_PER_CATEGORY:
@@ -99,6 +109,28 @@ def category_requests(*, config: TaggingConfig) -> list[CategoryRequest]:
         )
         for category in categories
     ]
+
+
+def embedding_mode_validate(*, config: TaggingConfig) -> None:
+    if config.embedding not in EmbeddingMode.values:
+        raise InvalidTaggingConfig(
+            f"Unknown embedding {config.embedding!r}.",
+            details={"embedding": [f"Choose one of {EmbeddingMode.values}."]},
+        )
+    if config.embedding != EmbeddingMode.FAST:
+        return
+    if config.strategy != Strategy.SIMILARITY:
+        # The LLM strategies read the recipe itself; the embedding only matters to the similarity tagger.
+        raise InvalidTaggingConfig(
+            "embedding 'fast' applies to the similarity strategy only.",
+            details={"embedding": config.embedding, "strategy": config.strategy},
+        )
+    if not fast_model_available():
+        raise FastModeUnavailable(
+            f"Fast mode is not available: its model has not been distilled into {fast_model_path()}. "
+            "Run `python manage.py embedding_distill` (or `make run FAST_MODE=1`) and try again.",
+            details={"embedding": config.embedding},
+        )
 
 
 def _threshold(config: TaggingConfig, category: Category) -> float:

@@ -75,7 +75,9 @@ def llm_cache_key(
         "k": {r.category.slug: r.k for r in requests},
         "threshold": config.threshold,
         # The few-shot examples (both strategies) and hybrid's shortlist come from what the tagger learned.
-        "state": TaggerState.objects.filter(active=True).values_list("id", flat=True).first(),
+        "state": TaggerState.objects.filter(active=True, embedding_model=embedding_model_name())
+        .values_list("id", flat=True)
+        .first(),
         "hybrid": [
             settings.HYBRID_ACCEPT,
             settings.HYBRID_ZERO_SHOT_ACCEPT,

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from autotagger.embeddings import EmbeddingError, embedding_model_name, embeddings_create
+from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name, embeddings_create
 from autotagger.permissions import User, can_change_gold_labelled_recipes
 from tagging.models import EmbeddingCacheEntry, Recipe
 from tagging.selectors import recipe_embedding_cached, recipe_is_gold_labelled
@@ -197,7 +197,22 @@ def tags_ensure_embedded(*, requests: Sequence[CategoryRequest], model: str) -> 
         .values_list("id", flat=True)
     )
     if missing:
-        tags_embed(tag_ids=missing)
+        fast = model == embedding_model_name(mode=EmbeddingMode.FAST)
+        tags_embed(tag_ids=missing, mode=EmbeddingMode.FAST if fast else EmbeddingMode.FULL)
+
+
+def recipes_embed_fast(*, recipes: Sequence[Recipe], requests: Sequence[CategoryRequest]) -> tuple[np.ndarray, float]:
+    """The recipes' vectors of the fast model, and the seconds spent in it, with the tags the requests could
+    return embedded by the same model. Never stored on a recipe (Recipe.embedding keeps the full model's): they
+    cost well under a millisecond a recipe to compute again. Raises EmbeddingUnavailable (the model was not
+    distilled, or cannot load)."""
+    try:
+        tags_ensure_embedded(requests=requests, model=embedding_model_name(mode=EmbeddingMode.FAST))
+        batch = embeddings_create(texts=[r.text.for_embedding() for r in recipes], mode=EmbeddingMode.FAST)
+    except EmbeddingError as exc:
+        logger.exception("Unable to embed %d recipes with the fast model", len(recipes))
+        raise EmbeddingUnavailable(f"The fast embedding model is unavailable: {exc}") from exc
+    return batch.vectors, batch.seconds
 
 
 def recipe_embed_for_tagging(*, recipe: Recipe, requests: Sequence[CategoryRequest]) -> float:
@@ -241,9 +256,10 @@ def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
     return seconds
 
 
-def embeddings_cached(*, texts: Sequence[str]) -> np.ndarray:
-    """Vectors of `texts` from the embedding cache table, embedding (and caching) only the new ones."""
-    model = embedding_model_name()
+def embeddings_cached(*, texts: Sequence[str], mode: str = EmbeddingMode.FULL) -> np.ndarray:
+    """Vectors of `texts` (by the mode's model) from the embedding cache table, embedding (and caching) only the
+    new ones."""
+    model = embedding_model_name(mode=mode)
     hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
     vectors = np.zeros((len(texts), settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
     found: dict[str, np.ndarray] = {}
@@ -255,7 +271,7 @@ def embeddings_cached(*, texts: Sequence[str]) -> np.ndarray:
     first_of_hash = list({hashes[i]: i for i in reversed(missing)}.values())
     for start in range(0, len(first_of_hash), 256):
         chunk = first_of_hash[start : start + 256]
-        batch = embeddings_create(texts=[texts[i] for i in chunk])
+        batch = embeddings_create(texts=[texts[i] for i in chunk], mode=mode)
         EmbeddingCacheEntry.objects.bulk_create(
             [
                 EmbeddingCacheEntry(model=model, text_sha256=hashes[i], embedding=vector)

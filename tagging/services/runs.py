@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from autotagger.embeddings import EmbeddingError, embedding_model_name
+from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name
 from autotagger.recipe_text import RecipeText
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
 from tagging.selectors import tagger_state_in_use_id
@@ -31,7 +31,13 @@ from tagging.services.config import (
 )
 from tagging.services.current_runs import recipes_current_run_set, run_current_advance
 from tagging.services.llm_runs import run_tag_with_llm
-from tagging.services.recipes import EmbeddingUnavailable, recipe_embed_for_tagging, recipes_embed, tags_ensure_embedded
+from tagging.services.recipes import (
+    EmbeddingUnavailable,
+    recipe_embed_for_tagging,
+    recipes_embed,
+    recipes_embed_fast,
+    tags_ensure_embedded,
+)
 from tagging.services.rules import output_apply_rules, requests_widened, rules_of_requests
 from tagging.services.tagger_state import learned_model_active
 from tagging.taggers.base import CategoryRequest, TaggerOutput
@@ -51,13 +57,18 @@ def _assignments(run: TaggingRun, output: TaggerOutput) -> list[TagAssignment]:
     ]
 
 
-def _tag(recipe: Recipe, requests: Sequence[CategoryRequest]) -> TaggerOutput:
+def _tag(recipe: Recipe, requests: Sequence[CategoryRequest], mode: str = EmbeddingMode.FULL) -> TaggerOutput:
     """Score `recipe` (its embedding is computed if needed, but not saved), every tag above the threshold:
     `output_apply_rules` cuts to k. Raises EmbeddingUnavailable."""
     started = time.perf_counter()
-    embed_seconds = recipe_embed_for_tagging(recipe=recipe, requests=requests)
-    output = SimilarityTagger(model=embedding_model_name(), learned=learned_model_active()).tag(
-        recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=requests_widened(requests=requests)
+    if mode == EmbeddingMode.FAST:
+        vectors, embed_seconds = recipes_embed_fast(recipes=[recipe], requests=requests)
+        embedding = vectors[0]
+    else:
+        embed_seconds = recipe_embed_for_tagging(recipe=recipe, requests=requests)
+        embedding = np.asarray(recipe.embedding)
+    output = SimilarityTagger(model=embedding_model_name(mode=mode), learned=learned_model_active(mode=mode)).tag(
+        recipe=recipe.text, embedding=embedding, requests=requests_widened(requests=requests)
     )
     output.timings_ms["embed_ms"] = round(embed_seconds * 1000, 2)
     output.timings_ms["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -71,7 +82,7 @@ def run_inputs_record(*, run: TaggingRun, recipe: Recipe) -> None:
     every strategy: llm picks its few-shot examples with it too."""
     run.taxonomy_version = taxonomy_version_current()
     run.content_hash = recipe.content_hash
-    run.tagger_state_id = tagger_state_in_use_id()
+    run.tagger_state_id = tagger_state_in_use_id(mode=(run.config or {}).get("embedding") or EmbeddingMode.FULL)
 
 
 def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
@@ -84,7 +95,8 @@ def _run_store_success(run: TaggingRun, output: TaggerOutput) -> None:
         Recipe.objects.filter(pk=recipe.pk).update(embedding=recipe.embedding, embedding_model=recipe.embedding_model)
     run.recipe = recipe
     run.status = RunStatus.SUCCEEDED
-    run.embedding_model = recipe.embedding_model
+    fast = run.config.get("embedding") == EmbeddingMode.FAST
+    run.embedding_model = embedding_model_name(mode=EmbeddingMode.FAST) if fast else recipe.embedding_model
     run.finished_at = timezone.now()
     run.timings = output.timings_ms
     run.stats = _stats_with_margin(run.stats, output)
@@ -114,7 +126,7 @@ def run_create(
         recipe=recipe,
         strategy=config.strategy,
         config=config_stored(config=config, requests=requests),
-        embedding_model=embedding_model_name(),
+        embedding_model=embedding_model_name(mode=config.embedding),
         status=RunStatus.QUEUED,
         lease_expires_at=timezone.now() + run_queued_lease(),
         created_by=user_or_none(user=user),
@@ -183,7 +195,7 @@ def run_execute(*, run_id: int, delivery: str | None = None) -> TaggingRun:
     def tag(requests: Sequence[CategoryRequest]) -> tuple[TaggerOutput, dict[str, Any]]:
         if config.uses_llm:
             return run_tag_with_llm(run, config, requests)
-        return _tag(run.recipe, requests), {}
+        return _tag(run.recipe, requests, config.embedding), {}
 
     return run_complete(run=run, config=config, ours=ours, tag=tag)
 
@@ -322,7 +334,7 @@ def recipe_tag(
     )
     run_inputs_record(run=run, recipe=recipe)
     try:
-        output = _tag(recipe, requests)
+        output = _tag(recipe, requests, config.embedding)
         run.removed_by_rule = output_apply_rules(recipe=recipe.text, output=output, requests=requests)
     except EmbeddingUnavailable as exc:
         with transaction.atomic():
@@ -356,20 +368,26 @@ def recipes_tag_bulk(
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
     bookkeeping (a re-tagging job's items) is committed with them or not at all."""
     requests = category_requests(config=config)
-    model = embedding_model_name()
-    tags_ensure_embedded(requests=requests, model=model)
+    mode = config.embedding
+    model = embedding_model_name(mode=mode)
     started = time.perf_counter()
-    try:
-        recipes_embed(recipes=recipes)
-    except EmbeddingError as exc:
-        raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
-    tagger = SimilarityTagger(model=model, learned=learned_model_active())
-    taxonomy_version, tagger_state_id = taxonomy_version_current(), tagger_state_in_use_id()
+    if mode == EmbeddingMode.FAST:
+        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests)
+    else:
+        tags_ensure_embedded(requests=requests, model=model)
+        try:
+            recipes_embed(recipes=recipes)
+        except EmbeddingError as exc:
+            raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
+        embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes])
+    tagger = SimilarityTagger(model=model, learned=learned_model_active(mode=mode))
+    taxonomy_version, tagger_state_id = taxonomy_version_current(), tagger_state_in_use_id(mode=mode)
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
     widened = requests_widened(requests=requests)
     outputs = [
-        tagger.tag(recipe=recipe.text, embedding=np.asarray(recipe.embedding), requests=widened) for recipe in recipes
+        tagger.tag(recipe=recipe.text, embedding=embedding, requests=widened)
+        for recipe, embedding in zip(recipes, embeddings, strict=True)
     ]
     rules = rules_of_requests(requests=requests)
     removed = [
@@ -410,14 +428,20 @@ def recipes_tag_bulk(
 
 
 def recipes_predict(
-    *, texts: Sequence[RecipeText], embeddings: np.ndarray, category_slugs: Sequence[str], k: int
+    *,
+    texts: Sequence[RecipeText],
+    embeddings: np.ndarray,
+    category_slugs: Sequence[str],
+    k: int,
+    mode: str = EmbeddingMode.FULL,
 ) -> list[dict[str, list[tuple[str, float]]]]:
     """What the similarity tagger would return for each recipe (category slug -> [(tag slug, score)]),
-    ingredient rules applied, with nothing stored: for evaluating the tagger as deployed."""
-    requests = category_requests(config=TaggingConfig(k=k, categories=tuple(category_slugs)))
-    model = embedding_model_name()
+    ingredient rules applied, with nothing stored: for evaluating the tagger as deployed. `embeddings` are
+    the mode's model's."""
+    requests = category_requests(config=TaggingConfig(k=k, categories=tuple(category_slugs), embedding=mode))
+    model = embedding_model_name(mode=mode)
     tags_ensure_embedded(requests=requests, model=model)
-    tagger = SimilarityTagger(model=model, learned=learned_model_active())
+    tagger = SimilarityTagger(model=model, learned=learned_model_active(mode=mode))
     slugs = {r.category.pk: r.category.slug for r in requests}
     rules = rules_of_requests(requests=requests)
     widened = requests_widened(requests=requests)

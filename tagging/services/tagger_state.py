@@ -4,6 +4,9 @@ state, and stored anew by a fit (feedback.training fits it on the gold labels).
 A state holds its parameters (readable JSON), its labelled recipes as TrainingExamples (pgvector, HNSW:
 a new recipe's nearest ones vote), and its arrays (pickled, read back by an unpickler that admits only
 numpy, scipy, scikit-learn and tagging.learning).
+
+Each embedding model has its own active state: the fast mode's is fitted on the fast model's vectors of the
+same labelled recipes, so its neighbour votes and prototypes compare like with like.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import pickle
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,13 +24,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from autotagger.embeddings import embedding_model_name
+from autotagger.embeddings import EmbeddingMode, embedding_model_name
 from tagging import learning
 from tagging.calibration import Calibration
 from tagging.models import Recipe, TaggerState, TrainingExample
 from tagging.selectors import training_examples_nearest_many
 from taxonomy.embedding import tags_embed
-from taxonomy.models import Category, Tag
+from taxonomy.models import Category, Tag, TagEmbedding
 from taxonomy.selectors import tags_needing_embedding
 
 logger = logging.getLogger(__name__)
@@ -58,29 +61,38 @@ class PgvectorNeighbours:
         return indices, sims
 
 
-def category_specs(categories: list[Category]) -> list[learning.CategorySpec]:
-    model = embedding_model_name()
+def _tag_vectors(*, tag_ids: Sequence[int], mode: str) -> dict[int, np.ndarray]:
+    """The tags' vectors of the mode's model: Tag.embedding for the full model, TagEmbedding for the fast one."""
+    pairs: Iterable[tuple[int, Any]]
+    if mode == EmbeddingMode.FAST:
+        fast = TagEmbedding.objects.filter(tag_id__in=list(tag_ids), model=embedding_model_name(mode=mode))
+        pairs = fast.values_list("tag_id", "embedding")
+    else:
+        full = Tag.objects.filter(id__in=list(tag_ids), embedding__isnull=False, embedding_model=embedding_model_name())
+        pairs = full.values_list("id", "embedding")
+    return {tag_id: np.asarray(vector, dtype=np.float32) for tag_id, vector in pairs}
+
+
+def category_specs(categories: list[Category], *, mode: str = EmbeddingMode.FULL) -> list[learning.CategorySpec]:
+    model = embedding_model_name(mode=mode)
     stale = list(
         tags_needing_embedding(model=model, category_ids=[c.pk for c in categories])
         .filter(active=True)
         .values_list("id", flat=True)
     )
     if stale:
-        tags_embed(tag_ids=stale)
+        tags_embed(tag_ids=stale, mode=mode)
     specs = []
     for category in categories:
-        tags = Tag.objects.filter(category=category, active=True, embedding_model=model).order_by("id")
+        tags = list(Tag.objects.filter(category=category, active=True).order_by("id"))
+        vectors = _tag_vectors(tag_ids=[t.pk for t in tags], mode=mode)
         specs.append(
             learning.CategorySpec(
                 slug=category.slug,
                 tags=tuple(
-                    learning.TagSpec(
-                        slug=t.slug,
-                        name=t.name,
-                        synonyms=tuple(t.synonyms),
-                        embedding=np.asarray(t.embedding, dtype=np.float32),
-                    )
+                    learning.TagSpec(slug=t.slug, name=t.name, synonyms=tuple(t.synonyms), embedding=vectors[t.pk])
                     for t in tags
+                    if t.pk in vectors
                 ),
             )
         )
@@ -93,12 +105,16 @@ def tagger_state_fitted_version(*, state: TaggerState) -> int | None:
     return int(version) if version is not None else None
 
 
-def tagger_state_retire() -> None:
-    """No active state: the similarity tagger is zero-shot again."""
+def tagger_state_retire(*, mode: str | None = None) -> None:
+    """No active state for the mode's model (every model when `mode` is None): that tagger is zero-shot again."""
+    states = TaggerState.objects.filter(active=True)
+    if mode is not None:
+        states = states.filter(embedding_model=embedding_model_name(mode=mode))
     with transaction.atomic():
-        TaggerState.objects.filter(active=True).update(active=False)
+        retired = list(states.values_list("id", flat=True))
+        TaggerState.objects.filter(id__in=retired).update(active=False)
         # Retired states keep their parameters for the record, not their examples.
-        TrainingExample.objects.all().delete()
+        TrainingExample.objects.exclude(state__active=True).delete()
 
 
 def tagger_state_store(
@@ -108,8 +124,10 @@ def tagger_state_store(
     data: learning.LabelledSet,
     fitted_on: dict[str, Any],
     seconds: float,
+    mode: str = EmbeddingMode.FULL,
 ) -> TaggerState:
-    """Store what `model` learned from `recipes` (rows of `data`) as the one active state."""
+    """Store what `model` learned from `recipes` (rows of `data`, embedded by the mode's model) as the one active
+    state of that embedding model."""
     artifacts = {
         "prototypes": {slug: m.prototypes for slug, m in model.categories.items()},
         "support": {slug: m.support for slug, m in model.categories.items()},
@@ -117,10 +135,10 @@ def tagger_state_store(
         "text_model": model.text_model,
     }
     with transaction.atomic():
-        tagger_state_retire()
+        tagger_state_retire(mode=mode)
         state = TaggerState.objects.create(
             active=True,
-            embedding_model=embedding_model_name(),
+            embedding_model=embedding_model_name(mode=mode),
             fitted_on={**fitted_on, "version": learning.MODEL_VERSION},
             parameters={slug: m.to_parameters() for slug, m in model.categories.items()},
             artifacts=zlib.compress(pickle.dumps(artifacts, protocol=pickle.HIGHEST_PROTOCOL)),
@@ -138,20 +156,16 @@ def tagger_state_store(
 
 # --- Loading the active state -------------------------------------------------------------------
 
-_loaded: dict[str, Any] = {}
+_loaded: dict[str, dict[str, Any]] = {}  # per embedding model
 _load_lock = threading.Lock()
 _warned_incompatible: set[int] = set()  # once per state and process, not on every request
 
 
-def learned_model_active() -> learning.LearnedModel | None:
-    """The active state as a LearnedModel (loaded once per process per state), or None when the tagger
-    has learned nothing (or learned with another embedding model)."""
-    state = (
-        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name())
-        .defer("artifacts")
-        .order_by("-id")
-        .first()
-    )
+def learned_model_active(*, mode: str = EmbeddingMode.FULL) -> learning.LearnedModel | None:
+    """The active state of the mode's embedding model as a LearnedModel (loaded once per process per state), or
+    None when the tagger has learned nothing (or learned with another embedding model)."""
+    name = embedding_model_name(mode=mode)
+    state = TaggerState.objects.filter(active=True, embedding_model=name).defer("artifacts").order_by("-id").first()
     if state is None:
         return None
     if tagger_state_fitted_version(state=state) != learning.MODEL_VERSION:
@@ -160,12 +174,14 @@ def learned_model_active() -> learning.LearnedModel | None:
             logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
         return None
     # Tags re-embedded since the load (an edited description) must reach the zero-shot signal.
-    version = (state.pk, Tag.objects.aggregate(latest=Max("embedded_at"))["latest"])
+    embedded = TagEmbedding.objects.filter(model=name) if mode == EmbeddingMode.FAST else Tag.objects.all()
+    version = (state.pk, embedded.aggregate(latest=Max("embedded_at"))["latest"])
     with _load_lock:
-        if _loaded.get("version") != version:
-            _loaded.clear()
-            _loaded.update(version=version, model=_load(state.pk))
-        model: learning.LearnedModel = _loaded["model"]
+        loaded = _loaded.setdefault(name, {})
+        if loaded.get("version") != version:
+            loaded.clear()
+            loaded.update(version=version, model=_load(state.pk, mode=mode))
+        model: learning.LearnedModel = loaded["model"]
         return model
 
 
@@ -181,7 +197,7 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a tagger state")
 
 
-def _load(state_id: int) -> learning.LearnedModel:
+def _load(state_id: int, *, mode: str) -> learning.LearnedModel:
     state = TaggerState.objects.get(pk=state_id)
     artifacts = _Unpickler(io.BytesIO(zlib.decompress(bytes(state.artifacts)))).load()
     rows = TrainingExample.objects.filter(state=state).values_list("id", "row", "recipe_id", "recipe__title")
@@ -193,7 +209,7 @@ def _load(state_id: int) -> learning.LearnedModel:
     categories = list(Category.objects.filter(slug__in=list(state.parameters)))
     specs = {
         spec.slug: spec
-        for spec in _stored_specs(categories, {slug: p["tag_slugs"] for slug, p in state.parameters.items()})
+        for spec in _stored_specs(categories, {slug: p["tag_slugs"] for slug, p in state.parameters.items()}, mode=mode)
     }
     models = {}
     for slug, parameters in state.parameters.items():
@@ -223,12 +239,15 @@ def _load(state_id: int) -> learning.LearnedModel:
     )
 
 
-def _stored_specs(categories: list[Category], tag_slugs: dict[str, list[str]]) -> list[learning.CategorySpec]:
+def _stored_specs(
+    categories: list[Category], tag_slugs: dict[str, list[str]], *, mode: str
+) -> list[learning.CategorySpec]:
     """Specs in the tag order the state was fitted with; a tag deleted since then keeps a zero vector
     (its learned signals still work, and the tagger drops it when it maps slugs back to tags)."""
     specs = []
     for category in categories:
         tags = {t.slug: t for t in Tag.objects.filter(category=category)}
+        vectors = _tag_vectors(tag_ids=[t.pk for t in tags.values()], mode=mode)
         specs.append(
             learning.CategorySpec(
                 slug=category.slug,
@@ -238,8 +257,8 @@ def _stored_specs(categories: list[Category], tag_slugs: dict[str, list[str]]) -
                         name=tags[slug].name if slug in tags else slug,
                         synonyms=tuple(tags[slug].synonyms) if slug in tags else (),
                         embedding=(
-                            np.asarray(tags[slug].embedding, dtype=np.float32)
-                            if slug in tags and tags[slug].embedding is not None
+                            vectors[tags[slug].pk]
+                            if slug in tags and tags[slug].pk in vectors
                             else np.zeros(settings.EMBEDDING_DIMENSIONS, dtype=np.float32)
                         ),
                     )

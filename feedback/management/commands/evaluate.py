@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from autotagger.embeddings import EmbeddingMode, fast_model_available, fast_model_path
 from feedback.dispatch import evaluation_job_enqueue_now
 from feedback.evaluation.confidence import source_calibration_apply
 from feedback.evaluation.datasets import DatasetError
@@ -21,6 +22,7 @@ from feedback.evaluation.jobs import (
     evaluation_job_start_from_file,
 )
 from feedback.evaluation.metrics import BOOTSTRAP_RESAMPLES
+from feedback.evaluation.runner import embedding_comparison
 from feedback.models import EvaluationJob, EvaluationJobStatus, EvaluationRun
 from feedback.services.evaluation import evaluation_job_judge, evaluation_run
 from prompts.sources import LLMError, llm_source_get
@@ -227,6 +229,27 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fast_comparison_lines(comparison: dict[str, Any]) -> list[str]:
+    """The fast mode's quality beside the full model's (runner.embedding_comparison)."""
+    header = ["category", "support", "full P", "full R", "full F1", "fast P", "fast R", "fast F1", "ΔF1"]
+    rows = [header]
+    named = [*comparison["categories"].items(), ("overall (micro)", {"support": "", **comparison["overall"]})]
+    for slug, values in named:
+        rows.append(
+            [
+                slug,
+                str(values["support"]),
+                *(
+                    f"{values[f'{model}_{key}']:.3f}"
+                    for model in ("full", "fast")
+                    for key in ("precision", "recall", "f1")
+                ),
+                f"{values['f1_delta']:+.3f}",
+            ]
+        )
+    return ["Fast mode (static model2vec model) against the full model:", *_table(rows)]
+
+
 def _head_lines(metrics: dict[str, Any], rows: list[list[str]]) -> list[str]:
     baselines = metrics["baselines"]
     return [
@@ -281,6 +304,19 @@ class Command(BaseCommand):
             action="store_true",
             help="llm and hybrid: give the source the calibration of its stated confidences fitted on this dataset.",
         )
+        embedding = parser.add_mutually_exclusive_group()
+        embedding.add_argument(
+            "--embedding",
+            choices=EmbeddingMode.values,
+            default=EmbeddingMode.FULL,
+            help="similarity: embed with the full model (default) or the fast mode's distilled static model.",
+        )
+        embedding.add_argument(
+            "--compare-fast",
+            action="store_true",
+            help="similarity: evaluate with the full model and with the fast mode, and print the fast mode's "
+            "precision, recall and F1 per category beside the full model's, with the F1 delta.",
+        )
         parser.add_argument(
             "--judge",
             metavar="SOURCE",
@@ -296,7 +332,15 @@ class Command(BaseCommand):
         if output is not None and not output.parent.is_dir():
             # Checked first: finding out after a long evaluation would waste it.
             raise CommandError(f"The folder of --output {output} does not exist.")
+        fast = options["compare_fast"] or options["embedding"] == EmbeddingMode.FAST
+        if fast and not fast_model_available():
+            # Checked first: finding out after the full model's evaluation would waste it.
+            raise CommandError(
+                f"Fast mode has not been distilled into {fast_model_path()}: run `python manage.py embedding_distill`."
+            )
         if options["strategy"] in LLM_STRATEGIES or options["resume"] is not None:
+            if options["compare_fast"] or options["embedding"] != EmbeddingMode.FULL:
+                raise CommandError("--embedding and --compare-fast apply to the similarity strategy.")
             if options["folds"] is not None or train_path is not None:
                 raise CommandError(
                     "--folds and --train apply to the similarity strategy: llm and hybrid are evaluated with the "
@@ -323,13 +367,26 @@ class Command(BaseCommand):
         else:
             if options["source"] or options["calibrate"]:
                 raise CommandError("--source and --calibrate apply to the llm and hybrid strategies.")
-            run = self._evaluate_similarity(path, train_path, options)
+            run = self._evaluate_similarity(path, train_path, options, embedding=options["embedding"])
         self._report(run)
+        metrics = run.metrics
+        if options["compare_fast"]:
+            self.stderr.write("Evaluating again with the fast mode's model")
+            fast = self._evaluate_similarity(path, train_path, options, embedding=EmbeddingMode.FAST)
+            comparison = embedding_comparison(full=run.metrics, fast=fast.metrics)
+            self.stdout.write("")
+            for line in _fast_comparison_lines(comparison):
+                self.stdout.write(line)
+            stored = f"Stored the fast mode's evaluation run #{fast.pk} ({fast.duration_seconds:.1f}s)."
+            self.stdout.write(self.style.SUCCESS(stored))
+            metrics = {**run.metrics, "fast_mode": comparison}
         if output is not None:
-            output.write_text(json.dumps(run.metrics, indent=2) + "\n")
+            output.write_text(json.dumps(metrics, indent=2) + "\n")
             self.stderr.write(f"Wrote {output}")
 
-    def _evaluate_similarity(self, path: Path, train_path: Path | None, options: dict[str, Any]) -> EvaluationRun:
+    def _evaluate_similarity(
+        self, path: Path, train_path: Path | None, options: dict[str, Any], *, embedding: str
+    ) -> EvaluationRun:
         try:
             return evaluation_run(
                 path=path,
@@ -340,6 +397,7 @@ class Command(BaseCommand):
                 train_path=train_path,
                 progress=lambda message: self.stderr.write(message),
                 judge_source=options["judge"],
+                embedding=embedding,
             )
         except (EvaluationError, DatasetError) as exc:
             raise CommandError(str(exc)) from exc
