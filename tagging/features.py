@@ -31,6 +31,73 @@ def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str])
     return max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
 
 
+_WORD = re.compile(r"[\w-]+")
+
+
+class LexicalIndex:
+    """`lexical_evidence` for many tags at once, examining only the tags whose words occur in the recipe.
+
+    A tag is filed under the first word (a run of word characters and hyphens, as `phrase_pattern` bounds
+    them) of its name and of each synonym. A match of a phrase starts a word of the text that is that first
+    word, or (for a one-word phrase) that word plus "s" or "es", so looking up each word of the recipe, and
+    the word without such an ending, finds every tag `lexical_evidence` could score above 0; only those are
+    searched with the tag's own pattern. The few phrases that start with another character are always
+    searched. The taxonomy's size then costs a dictionary lookup per recipe word, not a regex per tag.
+    """
+
+    def __init__(self, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """`tags`: (name, synonyms) of each tag, in the order of the evidence's columns."""
+        self.size = len(tags)
+        self.patterns: list[re.Pattern[str] | None] = []
+        by_word: dict[str, set[int]] = {}
+        always: set[int] = set()
+        for j, (name, synonyms) in enumerate(tags):
+            phrases = tuple(sorted({name, *synonyms}))
+            self.patterns.append(phrase_pattern(phrases))
+            for phrase in phrases:
+                if len(phrase.strip()) < 3:
+                    continue  # phrase_pattern leaves it out too
+                first = _WORD.match(phrase.lower())
+                if first is None:
+                    always.add(j)
+                else:
+                    by_word.setdefault(first.group(0), set()).add(j)
+        self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
+        self.always = tuple(sorted(always))
+
+    def candidates(self, fields: dict[str, str]) -> list[int]:
+        """The columns of the tags whose name or a synonym could occur in `fields` (a superset of those that
+        do), ascending."""
+        found = set(self.always)
+        for word in set(_WORD.findall(" ".join(fields.values()))):
+            found.update(self.by_word.get(word, ()))
+            if word.endswith("s"):
+                found.update(self.by_word.get(word[:-1], ()))
+                if word.endswith("es"):
+                    found.update(self.by_word.get(word[:-2], ()))
+        return sorted(found)
+
+    def evidence(self, fields: dict[str, str]) -> dict[int, float]:
+        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0)."""
+        found = {}
+        for j in self.candidates(fields):
+            pattern = self.patterns[j]
+            if pattern is None:
+                continue
+            weight = max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
+            if weight > 0.0:
+                found[j] = weight
+        return found
+
+    def evidence_matrix(self, texts: Sequence[RecipeText]) -> np.ndarray:
+        """(m, T) `lexical_evidence` of every tag for every recipe."""
+        matrix = np.zeros((len(texts), self.size), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for j, weight in self.evidence(text.lexical_fields()).items():
+                matrix[i, j] = weight
+        return matrix
+
+
 def lexical_matches(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> dict[str, list[str]]:
     """The words of the tag's name or synonyms each field contains, as written there (lowercased): what
     `lexical_evidence` saw. Fields without any are left out."""

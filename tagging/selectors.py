@@ -15,10 +15,12 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    Max,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Sum,
 )
 from pgvector.django import CosineDistance
 
@@ -52,42 +54,48 @@ from taxonomy.selectors import taxonomy_version_current
 
 
 @dataclass(frozen=True)
-class TagCandidate:
+class TagRow:
     id: int
     category_id: int
     slug: str
     name: str
     synonyms: tuple[str, ...]
-    similarity: float  # cosine similarity to the recipe, -1..1
+    embedding: np.ndarray
 
 
-def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], model: str) -> list[TagCandidate]:
-    """Active tags of these categories with their cosine similarity to `embedding`, best first.
-
-    Only tags embedded by `model` are compared: vectors of different models are never mixed.
-    """
-    rows = (
-        Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
-        .exclude(embedding__isnull=True)
-        .annotate(distance=CosineDistance("embedding", embedding))
-        # Every tag of the categories is scored, exactly: a taxonomy is small enough for a sequential scan,
-        # and an approximate index would stop after ef_search rows and drop tags of the filtered categories.
-        .order_by("id")
-        .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
+def tags_embedded_fingerprint(*, model: str) -> tuple[int, int, str, str]:
+    """What changes whenever `tags_embedded(model=...)` would return something else: how many tags and which
+    (the sum of their ids), their latest edit and their latest vector. One aggregate over the tag rows, no
+    vectors read: the in-process tag matrix (tagging.tag_matrix) compares it on every use. Edits made with
+    `QuerySet.update` (which leaves `updated_at`) are seen when they (de)activate or re-embed a tag."""
+    row = _tags_embedded(model=model).aggregate(
+        count=Count("id"), ids=Sum("id"), edited=Max("updated_at"), embedded=Max("embedded_at")
     )
-    candidates = [
-        TagCandidate(
+    return (int(row["count"]), int(row["ids"] or 0), str(row["edited"]), str(row["embedded"]))
+
+
+def tags_embedded(*, model: str) -> list[TagRow]:
+    """Every active tag with a vector of `model` (vectors of different models are never mixed), by id."""
+    rows = (
+        _tags_embedded(model=model)
+        .order_by("id")
+        .values_list("id", "category_id", "slug", "name", "synonyms", "embedding")
+    )
+    return [
+        TagRow(
             id=tag_id,
             category_id=category_id,
             slug=slug,
             name=name,
             synonyms=tuple(synonyms),
-            similarity=1.0 - float(distance),
+            embedding=np.asarray(embedding, dtype=np.float32),
         )
-        for tag_id, category_id, slug, name, synonyms, distance in rows
+        for tag_id, category_id, slug, name, synonyms, embedding in rows
     ]
-    candidates.sort(key=lambda c: (-c.similarity, c.id))
-    return candidates
+
+
+def _tags_embedded(*, model: str) -> QuerySet[Tag]:
+    return Tag.objects.filter(active=True, embedding_model=model).exclude(embedding__isnull=True)
 
 
 def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | None:
