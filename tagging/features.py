@@ -34,6 +34,18 @@ def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str])
 _WORD = re.compile(r"[\w-]+")
 
 
+def lexical_words(fields: dict[str, str]) -> frozenset[str]:
+    """The words of `fields` as LexicalIndex looks them up: each word, and each without a plural "s" or "es"."""
+    words = set()
+    for word in set(_WORD.findall(" ".join(fields.values()))):
+        words.add(word)
+        if word.endswith("s"):
+            words.add(word[:-1])
+            if word.endswith("es"):
+                words.add(word[:-2])
+    return frozenset(words)
+
+
 class LexicalIndex:
     """`lexical_evidence` for many tags at once, examining only the tags whose words occur in the recipe.
 
@@ -63,24 +75,21 @@ class LexicalIndex:
                 else:
                     by_word.setdefault(first.group(0), set()).add(j)
         self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
+        self.words = frozenset(self.by_word)
         self.always = tuple(sorted(always))
 
-    def candidates(self, fields: dict[str, str]) -> list[int]:
+    def candidates(self, fields: dict[str, str], words: frozenset[str] | None = None) -> list[int]:
         """The columns of the tags whose name or a synonym could occur in `fields` (a superset of those that
-        do), ascending."""
+        do), ascending. `words`: `lexical_words(fields)`, when the caller has them already."""
         found = set(self.always)
-        for word in set(_WORD.findall(" ".join(fields.values()))):
-            found.update(self.by_word.get(word, ()))
-            if word.endswith("s"):
-                found.update(self.by_word.get(word[:-1], ()))
-                if word.endswith("es"):
-                    found.update(self.by_word.get(word[:-2], ()))
+        for word in self.words & (lexical_words(fields) if words is None else words):
+            found.update(self.by_word[word])
         return sorted(found)
 
-    def evidence(self, fields: dict[str, str]) -> dict[int, float]:
+    def evidence(self, fields: dict[str, str], words: frozenset[str] | None = None) -> dict[int, float]:
         """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0)."""
         found = {}
-        for j in self.candidates(fields):
+        for j in self.candidates(fields, words):
             pattern = self.patterns[j]
             if pattern is None:
                 continue
@@ -93,7 +102,8 @@ class LexicalIndex:
         """(m, T) `lexical_evidence` of every tag for every recipe."""
         matrix = np.zeros((len(texts), self.size), dtype=np.float32)
         for i, text in enumerate(texts):
-            for j, weight in self.evidence(text.lexical_fields()).items():
+            fields = text.lexical_fields()
+            for j, weight in self.evidence(fields, lexical_words(fields)).items():
                 matrix[i, j] = weight
         return matrix
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import lexical_matches
+from tagging.features import lexical_matches, lexical_words
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagRow
 from tagging.tag_matrix import CategoryTags, tag_matrix_current
@@ -136,6 +136,7 @@ class SimilarityTagger:
                 output.uncertainty_margin = round(float(margin), 4)
         for i, (recipe, output) in enumerate(zip(recipes, outputs, strict=True)):
             fields = recipe.lexical_fields()
+            words = lexical_words(fields)
             for request in requests:
                 tags = matrix.category(request.category.pk)
                 sims = similarities[request.category.pk][i]
@@ -149,11 +150,12 @@ class SimilarityTagger:
                         explained,
                         i,
                         fields,
+                        words,
                         everything=everything,
                     )
                 else:
                     scored = self._zero_shot(
-                        request, tags, np.arange(len(tags.rows)), sims, fields, everything=everything
+                        request, tags, np.arange(len(tags.rows)), sims, fields, words, everything=everything
                     )
                 # Evidence (the words matched, the neighbours) is gathered only for the tags returned.
                 scored.sort(key=lambda s: (-s.score, s.slug))
@@ -175,14 +177,15 @@ class SimilarityTagger:
         columns: np.ndarray,
         sims: np.ndarray,
         fields: dict[str, str],
+        words: frozenset[str],
         *,
         everything: bool = False,
     ) -> list[_Scored]:
         """The zero-shot scores of the category's tags at `columns` (`sims`: the similarity of each of its
-        tags; `fields`: the recipe's lexical fields)."""
+        tags; `fields`: the recipe's lexical fields, `words` their lexical_words)."""
         if not len(columns):
             return []
-        lexical = tags.lexical.evidence(fields)
+        lexical = tags.lexical.evidence(fields, words)
         candidate_sims = sims[columns]
         best = float(candidate_sims.max())
         if everything:
@@ -219,6 +222,7 @@ class SimilarityTagger:
         explained: Explained,
         row: int,
         fields: dict[str, str],
+        words: frozenset[str],
         *,
         everything: bool = False,
     ) -> list[_Scored]:
@@ -241,7 +245,7 @@ class SimilarityTagger:
         unseen = np.flatnonzero(~known)
         if len(unseen):
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.
-            scored.extend(self._zero_shot(request, tags, unseen, sims, fields, everything=everything))
+            scored.extend(self._zero_shot(request, tags, unseen, sims, fields, words, everything=everything))
         return scored
 
     def _learned_evidence(
