@@ -98,15 +98,16 @@ def _tags_embedded(*, model: str) -> QuerySet[Tag]:
     return Tag.objects.filter(active=True, embedding_model=model).exclude(embedding__isnull=True)
 
 
-def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | None:
-    """An embedding already computed for the same recipe content by the same model, if any."""
-    row = (
-        Recipe.objects.filter(content_hash=content_hash, embedding_model=model, embedding__isnull=False)
-        .order_by("-updated_at", "id")
-        .values_list("embedding", flat=True)
-        .first()
+def recipe_embeddings_cached(*, content_hashes: Collection[str], model: str) -> dict[str, np.ndarray]:
+    """Vectors already computed by `model` for the same recipe contents (the latest recipe's of each), in one
+    query: content hash -> vector, for the contents found."""
+    rows = (
+        Recipe.objects.filter(content_hash__in=list(content_hashes), embedding_model=model, embedding__isnull=False)
+        .order_by("content_hash", "-updated_at", "id")
+        .distinct("content_hash")
+        .values_list("content_hash", "embedding")
     )
-    return None if row is None else np.asarray(row, dtype=np.float32)
+    return {content_hash: np.asarray(vector, dtype=np.float32) for content_hash, vector in rows}
 
 
 def tagger_state_in_use_id() -> int | None:

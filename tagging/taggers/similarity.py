@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import lexical_matches, lexical_words
+from tagging.features import RecipeWords, lexical_matches, lexical_words
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagRow
 from tagging.tag_matrix import CategoryTags, tag_matrix_current
@@ -177,7 +177,7 @@ class SimilarityTagger:
         columns: np.ndarray,
         sims: np.ndarray,
         fields: dict[str, str],
-        words: frozenset[str],
+        words: RecipeWords,
         *,
         everything: bool = False,
     ) -> list[_Scored]:
@@ -222,7 +222,7 @@ class SimilarityTagger:
         explained: Explained,
         row: int,
         fields: dict[str, str],
-        words: frozenset[str],
+        words: RecipeWords,
         *,
         everything: bool = False,
     ) -> list[_Scored]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from autotagger.recipe_text import RecipeText
 from conftest import DEFAULT_TAXONOMY, DEMO_RECIPES
-from tagging.features import LexicalIndex, lexical_evidence
+from tagging.features import LexicalIndex, lexical_evidence, lexical_words
 
 EVERYDAY = Path(__file__).parent / "data" / "everyday_recipes.json"
 
@@ -65,7 +65,7 @@ def test_it_examines_only_tags_whose_words_the_recipe_contains() -> None:
     index = LexicalIndex(tags)
     carbonara = RecipeText("Spaghetti carbonara", ["spaghetti", "eggs", "pancetta"], "Boil. Mix.")
 
-    candidates = index.candidates(carbonara.lexical_fields())
+    candidates = index.candidates(lexical_words(carbonara.lexical_fields()))
 
     assert 0 < len(candidates) < len(tags) / 10
     names = {tags[j][0] for j in candidates}
