@@ -194,7 +194,9 @@ class SimilarityTagger:
             # Which tags can reach the threshold, from the evidence before its rounding and its knee (both
             # increasing, so a small allowance below the threshold keeps every tag that can); each is then
             # scored exactly as calibrated_score does, and checked again.
-            lexical_column = np.array([lexical.get(int(j), 0.0) for j in columns])
+            lexical_all = np.zeros(len(sims))
+            lexical_all[list(lexical)] = list(lexical.values())
+            lexical_column = lexical_all[columns]
             semantic = np.clip((candidate_sims - SIM_FLOOR) / (SIM_CEILING - SIM_FLOOR), 0.0, 1.0)
             evidence = 1.0 - (1.0 - semantic) * (1.0 - LEXICAL_STRENGTH * lexical_column)
             close = (lexical_column > 0.0) | (candidate_sims >= best - RELATIVE_MARGIN - 1e-9)
