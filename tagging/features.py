@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +30,104 @@ def lexical_evidence(name: str, synonyms: Sequence[str], fields: dict[str, str])
     if pattern is None:
         return 0.0
     return max((LEXICAL_WEIGHTS[key] for key, text in fields.items() if pattern.search(text)), default=0.0)
+
+
+_WORD = re.compile(r"[\w-]+")
+
+
+@dataclass(frozen=True)
+class RecipeWords:
+    """The words of a recipe's lexical fields as LexicalIndex looks them up: each word, and each without a
+    plural "s" or "es"; per field and all together."""
+
+    by_field: dict[str, frozenset[str]]
+    everywhere: frozenset[str]
+
+
+def lexical_words(fields: dict[str, str]) -> RecipeWords:
+    by_field = {}
+    for key, text in fields.items():
+        words = set()
+        for word in set(_WORD.findall(text)):
+            words.add(word)
+            if word.endswith("s"):
+                words.add(word[:-1])
+                if word.endswith("es"):
+                    words.add(word[:-2])
+        by_field[key] = frozenset(words)
+    return RecipeWords(by_field=by_field, everywhere=frozenset().union(*by_field.values()))
+
+
+class LexicalIndex:
+    """`lexical_evidence` for many tags at once, examining only the tags whose words occur in the recipe.
+
+    A tag is filed under the first word (a run of word characters and hyphens, as `phrase_pattern` bounds
+    them) of its name and of each synonym. A match of a phrase starts a word of the text that is that first
+    word, or (for a one-word phrase) that word plus "s" or "es", so looking up each word of the recipe, and
+    the word without such an ending, finds every tag `lexical_evidence` could score above 0; only those are
+    searched with the tag's own pattern, and only in the fields that hold one of its first words, best
+    field first. The few phrases that start with another character are searched everywhere. The taxonomy's
+    size then costs a set intersection per recipe, not a regex per tag and field.
+    """
+
+    def __init__(self, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """`tags`: (name, synonyms) of each tag, in the order of the evidence's columns."""
+        self.size = len(tags)
+        self.patterns: list[re.Pattern[str] | None] = []
+        self.first_words: list[frozenset[str]] = []
+        by_word: dict[str, set[int]] = {}
+        always: set[int] = set()
+        for j, (name, synonyms) in enumerate(tags):
+            phrases = tuple(sorted({name, *synonyms}))
+            self.patterns.append(phrase_pattern(phrases))
+            first_words = set()
+            for phrase in phrases:
+                if len(phrase.strip()) < 3:
+                    continue  # phrase_pattern leaves it out too
+                first = _WORD.match(phrase.lower())
+                if first is None:
+                    always.add(j)
+                else:
+                    first_words.add(first.group(0))
+                    by_word.setdefault(first.group(0), set()).add(j)
+            self.first_words.append(frozenset(first_words))
+        self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
+        self.words = frozenset(self.by_word)
+        self.always = frozenset(always)
+
+    def candidates(self, words: RecipeWords) -> list[int]:
+        """The columns of the tags whose name or a synonym could occur in the recipe whose `words` these are
+        (a superset of those that do), ascending."""
+        found = set(self.always)
+        for word in self.words & words.everywhere:
+            found.update(self.by_word[word])
+        return sorted(found)
+
+    def evidence(self, fields: dict[str, str], words: RecipeWords | None = None) -> dict[int, float]:
+        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0). `words`:
+        `lexical_words(fields)`, when the caller has them already."""
+        words = lexical_words(fields) if words is None else words
+        # The best field first: the first that matches decides.
+        ordered = sorted(fields, key=lambda key: -LEXICAL_WEIGHTS[key])
+        found = {}
+        for j in self.candidates(words):
+            pattern = self.patterns[j]
+            if pattern is None:
+                continue
+            first_words, anywhere = self.first_words[j], j in self.always
+            for key in ordered:
+                if (anywhere or not first_words.isdisjoint(words.by_field[key])) and pattern.search(fields[key]):
+                    found[j] = LEXICAL_WEIGHTS[key]
+                    break
+        return found
+
+    def evidence_matrix(self, texts: Sequence[RecipeText]) -> np.ndarray:
+        """(m, T) `lexical_evidence` of every tag for every recipe."""
+        matrix = np.zeros((len(texts), self.size), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for j, weight in self.evidence(text.lexical_fields()).items():
+                matrix[i, j] = weight
+        return matrix
 
 
 def lexical_matches(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> dict[str, list[str]]:

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
 from tagging.calibration import Calibration
-from tagging.features import dense_features, lexical_evidence
-from tagging.signals import loo_prototype_similarity, neighbour_features, normalise, prior
+from tagging.features import LexicalIndex, dense_features
+from tagging.signals import loo_prototype_similarity, neighbour_features, normalise, prior, row_products
 from tagging.stacking import FEATURES, fit_stack, sigmoid
 
 # What a fitted model reads of a recipe. A stored state fitted with another version leaves the tagger
@@ -55,8 +56,17 @@ class CategorySpec:
     slug: str
     tags: tuple[TagSpec, ...]
 
-    def tag_matrix(self) -> np.ndarray:
+    # Derived once per spec (a loaded state keeps its specs for as long as it is in use).
+    @cached_property
+    def matrix(self) -> np.ndarray:
         return np.stack([t.embedding for t in self.tags]).astype(np.float32)
+
+    @cached_property
+    def lexical_index(self) -> LexicalIndex:
+        return LexicalIndex([(t.name, t.synonyms) for t in self.tags])
+
+    def tag_matrix(self) -> np.ndarray:
+        return self.matrix
 
 
 @dataclass
@@ -118,6 +128,11 @@ class CategoryModel:
     calibration: Calibration = field(default_factory=Calibration)
     precision_floor: float | None = None  # the category's, when it was fitted
 
+    def stacked_logits(self, features: np.ndarray) -> np.ndarray:
+        """(m, T) logits of the stacking regression from (m, T, len(FEATURES)) signals. Summed along the
+        signals for each tag on its own, so that a recipe's logits do not depend on the batch it is in."""
+        return (features * self.weights).sum(axis=2) + self.bias
+
     def scores(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probabilities from the stacked scores."""
         return self.calibration.apply(raw).astype(np.float32)
@@ -160,8 +175,7 @@ class TrainingLabels:
 def _features(
     *,
     embeddings: np.ndarray,
-    texts: Sequence[RecipeText],
-    category: CategorySpec,
+    lexical: np.ndarray,
     tag_matrix: np.ndarray,
     vote: np.ndarray,
     mass: np.ndarray,
@@ -170,14 +184,9 @@ def _features(
     text_probs: np.ndarray,
 ) -> np.ndarray:
     """(m, T, len(FEATURES))."""
-    zero_shot = embeddings @ tag_matrix.T
+    zero_shot = row_products(embeddings, tag_matrix)
     zero_shot_gap = zero_shot - zero_shot.max(axis=1, keepdims=True)
     prototype_gap = prototype_sims - prototype_sims.max(axis=1, keepdims=True)
-    lexical = np.zeros_like(zero_shot)
-    for i, text in enumerate(texts):
-        fields = text.lexical_fields()
-        for j, tag in enumerate(category.tags):
-            lexical[i, j] = lexical_evidence(tag.name, tag.synonyms, fields)
     mass_matrix = np.repeat(mass[:, None], zero_shot.shape[1], axis=1)
     prior_matrix = np.broadcast_to(prior, zero_shot.shape)
     text_gap = text_probs - text_probs.max(axis=1, keepdims=True)
@@ -203,6 +212,11 @@ class TextClassifier:
 
     The training recipes get out-of-fold probabilities (from `folds` models that did not see them),
     which is what the stacking regression learns from; new recipes get the model fitted on all of them.
+
+    The regressions are kept as fitted (a stored state unpickles them), but predictions go through one
+    coefficient matrix per category, derived from them once: liblinear's binary `predict_proba` is the
+    sigmoid of X @ coef.T + intercept, so one sparse-dense product scores every tag of a category at once
+    instead of one `predict_proba` call per tag.
     """
 
     def __init__(self, *, folds: int = 3, max_features: int = 30_000, c: float = 10.0) -> None:
@@ -213,6 +227,7 @@ class TextClassifier:
         self.models: dict[str, list[Any]] = {}
         self.uses_dense = False
         self.dense_width = 0
+        self._linear: dict[str, LinearColumns] | None = None
 
     def fit(
         self,
@@ -244,11 +259,27 @@ class TextClassifier:
                     columns = self._fit_columns(x[inside], y[inside])
                     scores[slug][outside] = self._predict_columns(columns, x[outside])
         self.models = {slug: self._fit_columns(x, y) for slug, y in labels.items()}
+        self._linear = None
         return scores
 
     def probabilities(self, documents: Sequence[str], dense: np.ndarray | None = None) -> dict[str, np.ndarray]:
         x = self._join(self.vectorizer.transform(documents), dense)
-        return {slug: self._predict_columns(columns, x) for slug, columns in self.models.items()}
+        linear = self._linear_models()
+        return {slug: linear[slug].predict(x) for slug in self.models}
+
+    def _linear_models(self) -> dict[str, LinearColumns]:
+        # Derived on first use and kept out of the pickle (__getstate__): states stored by earlier releases
+        # load as they are, and a refit (which replaces `models`) starts afresh.
+        linear: dict[str, LinearColumns] | None = getattr(self, "_linear", None)
+        if linear is None or linear.keys() != self.models.keys():
+            linear = {slug: LinearColumns.of(columns) for slug, columns in self.models.items()}
+            self._linear = linear
+        return linear
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_linear", None)
+        return state
 
     def _join(self, tfidf: Any, dense: np.ndarray | None) -> Any:
         if not self.uses_dense:
@@ -276,9 +307,45 @@ class TextClassifier:
 
     @staticmethod
     def _predict_columns(models: list[Any], x: Any) -> np.ndarray:
-        scores = np.zeros((x.shape[0], len(models)), dtype=np.float32)
-        for j, model in enumerate(models):
-            scores[:, j] = model if isinstance(model, float) else model.predict_proba(x)[:, 1]
+        return LinearColumns.of(models).predict(x)
+
+
+@dataclass(frozen=True)
+class LinearColumns:
+    """A category's per-tag regressions as one linear map: the columns `fitted` of the result are
+    sigmoid(x @ weights + intercepts), the others the constant their tag's labels had in training."""
+
+    width: int
+    fitted: np.ndarray  # (F,) column numbers of the fitted regressions
+    weights: np.ndarray  # (features, F), float64 as liblinear's coefficients
+    intercepts: np.ndarray  # (F,)
+    constants: np.ndarray  # (width,): the constant columns' values, 0 where a regression was fitted
+
+    @classmethod
+    def of(cls, models: Sequence[Any]) -> LinearColumns:
+        fitted = [j for j, model in enumerate(models) if not isinstance(model, float)]
+        constants = np.array([model if isinstance(model, float) else 0.0 for model in models], dtype=np.float64)
+        if fitted:
+            weights = np.stack([np.asarray(models[j].coef_[0], dtype=np.float64) for j in fitted], axis=1)
+            intercepts = np.array([float(models[j].intercept_[0]) for j in fitted], dtype=np.float64)
+        else:
+            weights, intercepts = np.zeros((0, 0)), np.zeros(0)
+        return cls(
+            width=len(models),
+            fitted=np.asarray(fitted, dtype=np.int64),
+            weights=weights,
+            intercepts=intercepts,
+            constants=constants,
+        )
+
+    def predict(self, x: Any) -> np.ndarray:
+        """(m, width) probabilities of the rows of `x` (sparse or dense)."""
+        from scipy.special import expit
+
+        scores = np.tile(self.constants.astype(np.float32), (x.shape[0], 1))
+        if len(self.fitted):
+            logits = np.asarray(x @ self.weights) + self.intercepts
+            scores[:, self.fitted] = expit(logits)
         return scores
 
 
@@ -329,17 +396,16 @@ class LearnedModel:
             vote, mass = neighbour_features(indices, sims, self.neighbour_labels[slug])
             features = _features(
                 embeddings=embeddings,
-                texts=texts,
-                category=spec,
-                tag_matrix=spec.tag_matrix(),
+                lexical=spec.lexical_index.evidence_matrix(texts),
+                tag_matrix=spec.matrix,
                 vote=vote,
                 mass=mass,
-                prototype_sims=embeddings @ model.prototypes.T,
+                prototype_sims=row_products(embeddings, model.prototypes),
                 prior=prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )
             explained.features[slug] = features
-            result[slug] = model.scores(sigmoid(features @ model.weights + model.bias))
+            result[slug] = model.scores(sigmoid(model.stacked_logits(features)))
         return result, explained
 
     def evidence(self, *, explained: Explained, category_slug: str, row: int, column: int) -> dict[str, Any]:
@@ -431,9 +497,8 @@ def fit(
         vote, mass = neighbour_features(indices, sims, y)
         features = _features(
             embeddings=embeddings,
-            texts=data.texts,
-            category=category,
-            tag_matrix=category.tag_matrix(),
+            lexical=category.lexical_index.evidence_matrix(data.texts),
+            tag_matrix=category.matrix,
             vote=vote,
             mass=mass,
             prototype_sims=prototype_sims,

@@ -16,12 +16,13 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    Max,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Sum,
 )
-from pgvector.django import CosineDistance
 
 from autotagger.embeddings import EmbeddingMode, embedding_model_name
 from autotagger.permissions import (
@@ -53,62 +54,78 @@ from taxonomy.selectors import taxonomy_version_current
 
 
 @dataclass(frozen=True)
-class TagCandidate:
+class TagRow:
     id: int
     category_id: int
     slug: str
     name: str
     synonyms: tuple[str, ...]
-    similarity: float  # cosine similarity to the recipe, -1..1
+    embedding: np.ndarray
 
 
-def tags_with_similarity(*, embedding: np.ndarray, category_ids: Sequence[int], model: str) -> list[TagCandidate]:
-    """Active tags of these categories with their cosine similarity to `embedding`, best first.
+def tags_embedded_fingerprint(*, model: str) -> tuple[int, int, str, str]:
+    """What changes whenever `tags_embedded(model=...)` would return something else: how many tags and which
+    (the sum of their ids), their latest edit and their latest vector. One aggregate over the tag rows, no
+    vectors read: the in-process tag matrix (tagging.tag_matrix) compares it on every use. Edits made with
+    `QuerySet.update` (which leaves `updated_at`) are seen when they (de)activate or re-embed a tag."""
+    if model == embedding_model_name(mode=EmbeddingMode.FAST):
+        row = _tags_embedded_fast(model=model).aggregate(
+            count=Count("id"), ids=Sum("tag_id"), edited=Max("tag__updated_at"), embedded=Max("embedded_at")
+        )
+    else:
+        row = _tags_embedded(model=model).aggregate(
+            count=Count("id"), ids=Sum("id"), edited=Max("updated_at"), embedded=Max("embedded_at")
+        )
+    return (int(row["count"]), int(row["ids"] or 0), str(row["edited"]), str(row["embedded"]))
 
-    Only tags embedded by `model` are compared: vectors of different models are never mixed.
-    """
-    rows: Iterable[tuple[int, int, str, str, list[str], float]]
+
+def tags_embedded(*, model: str) -> list[TagRow]:
+    """Every active tag with a vector of `model` (vectors of different models are never mixed), by id. The
+    fast mode's vectors live beside the tags (TagEmbedding), the full model's on them."""
+    rows: Iterable[tuple[int, int, str, str, list[str], object]]
     if model == embedding_model_name(mode=EmbeddingMode.FAST):
         rows = (
-            TagEmbedding.objects.filter(tag__category_id__in=list(category_ids), tag__active=True, model=model)
-            .annotate(distance=CosineDistance("embedding", embedding))
+            _tags_embedded_fast(model=model)
             .order_by("tag_id")
-            .values_list("tag_id", "tag__category_id", "tag__slug", "tag__name", "tag__synonyms", "distance")
+            .values_list("tag_id", "tag__category_id", "tag__slug", "tag__name", "tag__synonyms", "embedding")
         )
     else:
         rows = (
-            Tag.objects.filter(category_id__in=list(category_ids), active=True, embedding_model=model)
-            .exclude(embedding__isnull=True)
-            .annotate(distance=CosineDistance("embedding", embedding))
-            # Every tag of the categories is scored, exactly: a taxonomy is small enough for a sequential scan,
-            # and an approximate index would stop after ef_search rows and drop tags of the filtered categories.
+            _tags_embedded(model=model)
             .order_by("id")
-            .values_list("id", "category_id", "slug", "name", "synonyms", "distance")
+            .values_list("id", "category_id", "slug", "name", "synonyms", "embedding")
         )
-    candidates = [
-        TagCandidate(
+    return [
+        TagRow(
             id=tag_id,
             category_id=category_id,
             slug=slug,
             name=name,
             synonyms=tuple(synonyms),
-            similarity=1.0 - float(distance),
+            embedding=np.asarray(embedding, dtype=np.float32),
         )
-        for tag_id, category_id, slug, name, synonyms, distance in rows
+        for tag_id, category_id, slug, name, synonyms, embedding in rows
     ]
-    candidates.sort(key=lambda c: (-c.similarity, c.id))
-    return candidates
 
 
-def recipe_embedding_cached(*, content_hash: str, model: str) -> np.ndarray | None:
-    """An embedding already computed for the same recipe content by the same model, if any."""
-    row = (
-        Recipe.objects.filter(content_hash=content_hash, embedding_model=model, embedding__isnull=False)
-        .order_by("-updated_at", "id")
-        .values_list("embedding", flat=True)
-        .first()
+def _tags_embedded(*, model: str) -> QuerySet[Tag]:
+    return Tag.objects.filter(active=True, embedding_model=model).exclude(embedding__isnull=True)
+
+
+def _tags_embedded_fast(*, model: str) -> QuerySet[TagEmbedding]:
+    return TagEmbedding.objects.filter(tag__active=True, model=model)
+
+
+def recipe_embeddings_cached(*, content_hashes: Collection[str], model: str) -> dict[str, np.ndarray]:
+    """Vectors already computed by `model` for the same recipe contents (the latest recipe's of each), in one
+    query: content hash -> vector, for the contents found."""
+    rows = (
+        Recipe.objects.filter(content_hash__in=list(content_hashes), embedding_model=model, embedding__isnull=False)
+        .order_by("content_hash", "-updated_at", "id")
+        .distinct("content_hash")
+        .values_list("content_hash", "embedding")
     )
-    return None if row is None else np.asarray(row, dtype=np.float32)
+    return {content_hash: np.asarray(vector, dtype=np.float32) for content_hash, vector in rows}
 
 
 def tagger_state_in_use_id(*, mode: str = EmbeddingMode.FULL) -> int | None:

@@ -14,9 +14,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from autotagger.bulk_updates import rows_update
 from autotagger.embeddings import embedding_model_name
 from retagging.models import ChunkStatus, ItemStatus, JobStatus, RetagChunk, RetagItem, RetagJob
 from retagging.selectors import retag_job_progress, retag_job_tag_totals
@@ -161,23 +161,39 @@ def _items_finish(
     now = timezone.now()
     moved: set[int] = set()
     if not chunk.job.dry_run:
-        for run in runs:
-            before = previous.get(run.recipe_id)
-            unchanged = Q(current_run_id=before) if before else Q(current_run__isnull=True)
-            if (
-                Recipe.objects.filter(unchanged | Q(current_run_id=run.pk), pk=run.recipe_id).update(
-                    current_run_id=run.pk
-                )
-                == 1
-            ):
-                moved.add(run.recipe_id)
+        # One statement for the chunk (rows_update): a pointer moves where it is still where it was read, or
+        # already on the new run.
+        moved = set(
+            rows_update(
+                model=Recipe,
+                fields=["current_run"],
+                keys=[("before", "bigint")],
+                rows=[(run.recipe_id, previous.get(run.recipe_id), run.pk) for run in runs],
+                condition="t.current_run_id IS NOT DISTINCT FROM v.before OR t.current_run_id = v.current_run_id",
+            )
+        )
     for run in runs:
         item, diff = items[run.recipe_id], diffs[run.recipe_id]
         item.status, item.new_run_id, item.previous_run_id = ItemStatus.DONE, run.pk, previous.get(run.recipe_id)
         item.added, item.removed, item.changed = diff.added, diff.removed, diff.changed
         item.moved_at = now if run.recipe_id in moved else None
-    RetagItem.objects.bulk_update(
-        items.values(), ["status", "new_run", "previous_run", "added", "removed", "changed", "moved_at"]
+    fields = ["status", "new_run", "previous_run", "added", "removed", "changed", "moved_at"]
+    rows_update(
+        model=RetagItem,
+        fields=fields,
+        rows=[
+            (
+                item.pk,
+                item.status,
+                item.new_run_id,
+                item.previous_run_id,
+                item.added,
+                item.removed,
+                item.changed,
+                item.moved_at,
+            )
+            for item in items.values()
+        ],
     )
 
 

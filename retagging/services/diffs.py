@@ -57,9 +57,12 @@ def assignments_carry_over(*, runs: Iterable[TaggingRun], previous: dict[int, in
     previous_ids = [previous[run.recipe_id] for run in runs if previous.get(run.recipe_id)]
     if not previous_ids:
         return 0
+    # Categories every new run tagged have nothing to carry over (a re-tag of every category: all of them).
+    tagged_by_all = set.intersection(*(set(run.config.get("category_slugs") or []) for run in runs))
     by_run: dict[int, list[TagAssignment]] = defaultdict(list)
     rows = (
         TagAssignment.objects.filter(run_id__in=previous_ids, tag__category__active=True)
+        .exclude(tag__category__slug__in=tagged_by_all)
         .select_related("tag__category")
         .order_by("run_id", "rank", "id")
     )

@@ -13,10 +13,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from autotagger.bulk_updates import rows_update
 from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name, embeddings_create
 from autotagger.permissions import User, can_change_gold_labelled_recipes
 from tagging.models import EmbeddingCacheEntry, Recipe
-from tagging.selectors import recipe_embedding_cached, recipe_is_gold_labelled
+from tagging.selectors import recipe_embeddings_cached, recipe_is_gold_labelled
 from tagging.services.config import TaggingError, user_or_none
 from tagging.taggers.base import CategoryRequest
 from taxonomy.embedding import tags_embed
@@ -235,10 +236,10 @@ def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
     model = embedding_model_name()
     todo: list[Recipe] = []
     changed: list[Recipe] = []
-    for recipe in recipes:
-        if recipe.embedding is not None and recipe.embedding_model == model:
-            continue
-        cached = recipe_embedding_cached(content_hash=recipe.content_hash, model=model)
+    missing = [recipe for recipe in recipes if recipe.embedding is None or recipe.embedding_model != model]
+    known = recipe_embeddings_cached(content_hashes={r.content_hash for r in missing}, model=model) if missing else {}
+    for recipe in missing:
+        cached = known.get(recipe.content_hash)
         if cached is not None:
             recipe.embedding, recipe.embedding_model = cached, model
             changed.append(recipe)
@@ -252,7 +253,11 @@ def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
         changed.extend(todo)
         seconds = batch.seconds
     if save and changed:
-        Recipe.objects.bulk_update([r for r in changed if r.pk], ["embedding", "embedding_model"], batch_size=500)
+        rows_update(
+            model=Recipe,
+            fields=["embedding", "embedding_model"],
+            rows=[(r.pk, r.embedding, r.embedding_model) for r in changed if r.pk],
+        )
     return seconds
 
 

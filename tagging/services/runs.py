@@ -361,8 +361,8 @@ def recipes_tag_bulk(
     sets_current: bool = True,
     on_stored: Callable[[list[TaggingRun]], None] | None = None,
 ) -> list[TaggingRun]:
-    """Tag many recipes in one pass: one batched embedding call, one scoring query per recipe, and
-    all runs and assignments written together.
+    """Tag many recipes in one pass: one batched embedding call, the recipes scored together
+    (SimilarityTagger.tag_many), and all runs and assignments written together.
 
     Each run becomes its recipe's current tags unless `sets_current` is False (a dry run).
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
@@ -385,10 +385,9 @@ def recipes_tag_bulk(
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
     widened = requests_widened(requests=requests)
-    outputs = [
-        tagger.tag(recipe=recipe.text, embedding=embedding, requests=widened)
-        for recipe, embedding in zip(recipes, embeddings, strict=True)
-    ]
+    outputs = tagger.tag_many(
+        recipes=[recipe.text for recipe in recipes], embeddings=_embedding_matrix(embeddings), requests=widened
+    )
     rules = rules_of_requests(requests=requests)
     removed = [
         output_apply_rules(recipe=recipe.text, output=output, requests=requests, rules=rules)
@@ -446,11 +445,17 @@ def recipes_predict(
     rules = rules_of_requests(requests=requests)
     widened = requests_widened(requests=requests)
     results = []
-    for text, embedding in zip(texts, embeddings, strict=True):
-        output = tagger.tag(recipe=text, embedding=np.asarray(embedding, dtype=np.float32), requests=widened)
+    outputs = tagger.tag_many(recipes=texts, embeddings=_embedding_matrix(embeddings), requests=widened)
+    for text, output in zip(texts, outputs, strict=True):
         output_apply_rules(recipe=text, output=output, requests=requests, rules=rules)
         results.append({slugs[pk]: [(t.slug, t.score) for t in tags] for pk, tags in output.tags.items()})
     return results
+
+
+def _embedding_matrix(embeddings: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if len(embeddings) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.asarray(e, dtype=np.float32) for e in embeddings])
 
 
 def tag_assignments_move(source: Tag, target: Tag) -> None:

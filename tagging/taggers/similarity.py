@@ -25,15 +25,18 @@ evidence, is dropped: a description that fits every recipe a little is not evide
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import lexical_evidence, lexical_matches
+from tagging.features import RecipeWords, lexical_matches, lexical_words
 from tagging.learning import Explained, LearnedModel
-from tagging.selectors import TagCandidate, tags_with_similarity
+from tagging.selectors import TagRow
+from tagging.tag_matrix import CategoryTags, tag_matrix_current
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.uncertainty import decision_margins
 
@@ -45,6 +48,9 @@ RELATIVE_MARGIN = 0.08
 # acceptance (0.85), so no default decision changes; only what the score claims does.
 ZERO_SHOT_KNEE = 0.85
 ZERO_SHOT_CEILING = 0.95
+# Recipes scored together by tag_many: the learned signals of a batch hold (recipes x tags x signals) floats,
+# so a long evaluation is scored in slices of this many.
+TAG_MANY_BATCH = 256
 
 
 def calibrated_score(*, similarity: float, lexical: float) -> float:
@@ -59,30 +65,57 @@ def calibrated_score(*, similarity: float, lexical: float) -> float:
 
 
 class SimilarityTagger:
+    """Scores a category's tags with one product against the cached tag matrix (tagging.tag_matrix), the
+    learned model's signals for all its tags at once (tagging.learning), and lexical evidence for the tags
+    whose words the recipe contains (tagging.features.LexicalIndex). Only the tags that pass the threshold
+    (or, for `score_all`, every tag) are turned into ScoredTags with their evidence. `tag_many` does the
+    same for many recipes with one product per category, one neighbour search and one text-model pass."""
+
     def __init__(self, *, model: str, learned: LearnedModel | None = None) -> None:
         self.model = model
         self.learned = learned
 
     def tag(self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]) -> TaggerOutput:
         """Up to k tags per category, each at or above its threshold, best first."""
-        return self._run(recipe=recipe, embedding=embedding, requests=requests, everything=False)
+        return self._run(recipes=[recipe], embeddings=embedding[None, :], requests=requests, everything=False)[0]
+
+    def tag_many(
+        self, *, recipes: Sequence[RecipeText], embeddings: np.ndarray, requests: Sequence[CategoryRequest]
+    ) -> list[TaggerOutput]:
+        """`tag` of each recipe (row i of `embeddings` is recipe i's vector), computed for all of them at once.
+        Each output's timings are its share of the batch's."""
+        outputs: list[TaggerOutput] = []
+        for start in range(0, len(recipes), TAG_MANY_BATCH):
+            outputs.extend(
+                self._run(
+                    recipes=recipes[start : start + TAG_MANY_BATCH],
+                    embeddings=np.asarray(embeddings[start : start + TAG_MANY_BATCH]),
+                    requests=requests,
+                    everything=False,
+                )
+            )
+        return outputs
 
     def score_all(
         self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest]
     ) -> TaggerOutput:
         """Every active tag of each category with its score, best first: no threshold, no k (the hybrid
         tagger decides what to do with each)."""
-        return self._run(recipe=recipe, embedding=embedding, requests=requests, everything=True)
+        return self._run(recipes=[recipe], embeddings=embedding[None, :], requests=requests, everything=True)[0]
 
     def _run(
-        self, *, recipe: RecipeText, embedding: np.ndarray, requests: Sequence[CategoryRequest], everything: bool
-    ) -> TaggerOutput:
+        self,
+        *,
+        recipes: Sequence[RecipeText],
+        embeddings: np.ndarray,
+        requests: Sequence[CategoryRequest],
+        everything: bool,
+    ) -> list[TaggerOutput]:
         started = time.perf_counter()
-        by_category: dict[int, list[TagCandidate]] = defaultdict(list)
-        for tag in tags_with_similarity(
-            embedding=embedding, category_ids=[r.category.pk for r in requests], model=self.model
-        ):
-            by_category[tag.category_id].append(tag)
+        matrix = tag_matrix_current(model=self.model)
+        similarities = {
+            r.category.pk: matrix.category(r.category.pk).similarities(embeddings) for r in requests
+        }  # category id -> (m, T)
         queried = time.perf_counter()
 
         learned_slugs = [
@@ -92,105 +125,183 @@ class SimilarityTagger:
         explained: Explained | None = None
         if self.learned is not None and learned_slugs:
             probabilities, explained = self.learned.probabilities_explained(
-                embeddings=embedding[None, :], texts=[recipe], category_slugs=learned_slugs
+                embeddings=np.asarray(embeddings, dtype=np.float32), texts=recipes, category_slugs=learned_slugs
             )
         learned_at = time.perf_counter()
 
-        fields = recipe.lexical_fields()
-        output = TaggerOutput()
+        outputs = [TaggerOutput() for _ in recipes]
         if probabilities and self.learned is not None:
             thresholds = {slug: self.learned.categories[slug].threshold for slug in probabilities}
-            output.uncertainty_margin = round(float(decision_margins(probabilities, thresholds)[0]), 4)
-        for request in requests:
-            candidates = by_category.get(request.category.pk, [])
-            if request.category.slug in probabilities:
-                assert explained is not None
-                scored = self._learned(
-                    request,
-                    candidates,
-                    probabilities[request.category.slug][0],
-                    explained,
-                    fields,
-                    everything=everything,
-                )
-            else:
-                scored = self._zero_shot(request, candidates, fields, everything=everything)
-            scored.sort(key=lambda s: (-s.score, s.slug))
-            output.tags[request.category.pk] = scored if everything else scored[: request.k]
-        output.timings_ms = {
-            "query_ms": round((queried - started) * 1000, 2),
-            "learned_ms": round((learned_at - queried) * 1000, 2),
-            "score_ms": round((time.perf_counter() - learned_at) * 1000, 2),
-        }
-        return output
+            for output, margin in zip(outputs, decision_margins(probabilities, thresholds), strict=True):
+                output.uncertainty_margin = round(float(margin), 4)
+        for i, (recipe, output) in enumerate(zip(recipes, outputs, strict=True)):
+            fields = recipe.lexical_fields()
+            words = lexical_words(fields)
+            for request in requests:
+                tags = matrix.category(request.category.pk)
+                sims = similarities[request.category.pk][i]
+                if request.category.slug in probabilities:
+                    assert explained is not None
+                    scored = self._learned(
+                        request,
+                        tags,
+                        sims,
+                        probabilities[request.category.slug][i],
+                        explained,
+                        i,
+                        fields,
+                        words,
+                        everything=everything,
+                    )
+                else:
+                    scored = self._zero_shot(
+                        request, tags, np.arange(len(tags.rows)), sims, fields, words, everything=everything
+                    )
+                # Evidence (the words matched, the neighbours) is gathered only for the tags returned.
+                scored.sort(key=lambda s: (-s.score, s.slug))
+                output.tags[request.category.pk] = [s.build() for s in (scored if everything else scored[: request.k])]
+        finished = time.perf_counter()
+        share = 1000 / len(recipes)
+        for output in outputs:
+            output.timings_ms = {
+                "query_ms": round((queried - started) * share, 2),
+                "learned_ms": round((learned_at - queried) * share, 2),
+                "score_ms": round((finished - learned_at) * share, 2),
+            }
+        return outputs
 
     def _zero_shot(
         self,
         request: CategoryRequest,
-        candidates: list[TagCandidate],
+        tags: CategoryTags,
+        columns: np.ndarray,
+        sims: np.ndarray,
         fields: dict[str, str],
+        words: RecipeWords,
         *,
         everything: bool = False,
-    ) -> list[ScoredTag]:
-        if not candidates:
+    ) -> list[_Scored]:
+        """The zero-shot scores of the category's tags at `columns` (`sims`: the similarity of each of its
+        tags; `fields`: the recipe's lexical fields, `words` their lexical_words)."""
+        if not len(columns):
             return []
-        best = max(tag.similarity for tag in candidates)
+        lexical = tags.lexical.evidence(fields, words)
+        candidate_sims = sims[columns]
+        best = float(candidate_sims.max())
+        if everything:
+            chosen = columns
+        else:
+            # Which tags can reach the threshold, from the evidence before its rounding and its knee (both
+            # increasing, so a small allowance below the threshold keeps every tag that can); each is then
+            # scored exactly as calibrated_score does, and checked again.
+            lexical_all = np.zeros(len(sims))
+            lexical_all[list(lexical)] = list(lexical.values())
+            lexical_column = lexical_all[columns]
+            semantic = np.clip((candidate_sims - SIM_FLOOR) / (SIM_CEILING - SIM_FLOOR), 0.0, 1.0)
+            evidence = 1.0 - (1.0 - semantic) * (1.0 - LEXICAL_STRENGTH * lexical_column)
+            close = (lexical_column > 0.0) | (candidate_sims >= best - RELATIVE_MARGIN - 1e-9)
+            chosen = columns[close & (evidence >= request.threshold - 1e-3) & (evidence > 0.0)]
         scored = []
-        for tag in candidates:
-            lexical = lexical_evidence(tag.name, tag.synonyms, fields)
-            score = calibrated_score(similarity=tag.similarity, lexical=lexical)
+        for j in chosen:
+            tag = tags.rows[int(j)]
+            similarity = float(sims[int(j)])
+            weight = lexical.get(int(j), 0.0)
+            score = calibrated_score(similarity=similarity, lexical=weight)
             if not everything:
-                if lexical == 0.0 and tag.similarity < best - RELATIVE_MARGIN:
+                if weight == 0.0 and similarity < best - RELATIVE_MARGIN:
                     continue
                 if score < request.threshold or score <= 0.0:
                     continue
-            evidence = {
-                "decided_by": "zero_shot",
-                "matched": lexical_matches(tag.name, tag.synonyms, fields) if lexical > 0.0 else {},
-                "similarity": round(tag.similarity, 4),
-            }
-            scored.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=score, evidence=evidence))
+            scored.append(_Scored(score, tag, partial(_zero_shot_evidence, tag, similarity, weight, fields)))
         return scored
 
     def _learned(
         self,
         request: CategoryRequest,
-        candidates: list[TagCandidate],
+        tags: CategoryTags,
+        sims: np.ndarray,
         probabilities: np.ndarray,
         explained: Explained,
+        row: int,
         fields: dict[str, str],
+        words: RecipeWords,
         *,
         everything: bool = False,
-    ) -> list[ScoredTag]:
+    ) -> list[_Scored]:
         assert self.learned is not None
         model = self.learned.categories[request.category.slug]
         threshold = request.override if request.override is not None else model.threshold
         if everything:
             threshold = 0.0
-        position = {slug: j for j, slug in enumerate(model.tag_slugs)}
+        # Column of each of the category's tags in the learned model (-1: added since the fit).
+        learned_columns = _learned_columns(model.tag_slugs, tags.slugs)
+        known = learned_columns >= 0
+        tag_probabilities = np.where(known, probabilities[np.maximum(learned_columns, 0)], -1.0)
         scored = []
-        unseen = []
-        for tag in candidates:  # only active tags embedded by the current model
-            j = position.get(tag.slug)
-            if j is None:
-                unseen.append(tag)
-            elif probabilities[j] >= threshold:
-                evidence = {
-                    "decided_by": "learned",
-                    "matched": lexical_matches(tag.name, tag.synonyms, fields),
-                    "similarity": round(tag.similarity, 4),
-                    **self.learned.evidence(explained=explained, category_slug=request.category.slug, row=0, column=j),
-                }
-                scored.append(
-                    ScoredTag(
-                        tag_id=tag.id,
-                        slug=tag.slug,
-                        name=tag.name,
-                        score=round(float(probabilities[j]), 4),
-                        evidence=evidence,
-                    )
-                )
-        if unseen:
+        for position in np.flatnonzero(known & (tag_probabilities >= threshold)):
+            tag, j = tags.rows[int(position)], int(learned_columns[position])
+            evidence = partial(
+                self._learned_evidence, tag, float(sims[position]), explained, request.category.slug, row, j, fields
+            )
+            scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
+        unseen = np.flatnonzero(~known)
+        if len(unseen):
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.
-            scored.extend(self._zero_shot(request, unseen, fields, everything=everything))
+            scored.extend(self._zero_shot(request, tags, unseen, sims, fields, words, everything=everything))
         return scored
+
+    def _learned_evidence(
+        self,
+        tag: TagRow,
+        similarity: float,
+        explained: Explained,
+        category_slug: str,
+        row: int,
+        column: int,
+        fields: dict[str, str],
+    ) -> dict[str, Any]:
+        assert self.learned is not None
+        return {
+            "decided_by": "learned",
+            "matched": lexical_matches(tag.name, tag.synonyms, fields),
+            "similarity": round(similarity, 4),
+            **self.learned.evidence(explained=explained, category_slug=category_slug, row=row, column=column),
+        }
+
+
+def _zero_shot_evidence(tag: TagRow, similarity: float, lexical: float, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "decided_by": "zero_shot",
+        "matched": lexical_matches(tag.name, tag.synonyms, fields) if lexical > 0.0 else {},
+        "similarity": round(similarity, 4),
+    }
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A tag's score, and how to gather its evidence should it be returned."""
+
+    score: float
+    tag: TagRow
+    evidence: Callable[[], dict[str, Any]]
+
+    @property
+    def slug(self) -> str:
+        return self.tag.slug
+
+    def build(self) -> ScoredTag:
+        tag = self.tag
+        return ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=self.score, evidence=self.evidence())
+
+
+def _learned_columns(learned_slugs: Sequence[str], slugs: Sequence[str]) -> np.ndarray:
+    """For each of `slugs`, its position in `learned_slugs`, or -1."""
+    return _columns_cached(tuple(learned_slugs), tuple(slugs))
+
+
+@lru_cache(maxsize=64)
+def _columns_cached(learned_slugs: tuple[str, ...], slugs: tuple[str, ...]) -> np.ndarray:
+    position = {slug: j for j, slug in enumerate(learned_slugs)}
+    columns = np.array([position.get(slug, -1) for slug in slugs], dtype=np.int64)
+    columns.setflags(write=False)
+    return columns

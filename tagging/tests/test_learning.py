@@ -151,3 +151,48 @@ def test_the_text_model_carries_a_diet_learned_on_some_meats_to_meats_it_never_s
     vegetarian_words_only = words_only.probabilities([t.for_embedding() for t in unseen])["diet"][:, 0]
     assert (vegetarian_with_kinds < 0.5).all()
     assert (vegetarian_words_only >= 0.5).mean() > 0.5
+
+
+def test_the_text_models_coefficient_matrix_gives_what_liblinears_predict_proba_gives(
+    recipes: tuple[list[RecipeText], np.ndarray],
+) -> None:
+    texts, quick = recipes
+    rng = np.random.default_rng(3)
+    # A learned column, a noisy one, one no recipe has and one every recipe has (constants, no regression).
+    labels = np.stack(
+        [quick, (rng.random(len(texts)) < 0.3).astype(np.float32), np.zeros(len(texts)), np.ones(len(texts))], axis=1
+    ).astype(np.float32)
+    model = TextClassifier()
+    model.fit([t.for_embedding() for t in texts], {"speed": labels}, text_features.dense_features(texts))
+    new = [_recipe(rng, quick=i % 2 == 0) for i in range(30)]
+    x = model._join(model.vectorizer.transform([t.for_embedding() for t in new]), text_features.dense_features(new))
+
+    probabilities = model.probabilities([t.for_embedding() for t in new], text_features.dense_features(new))["speed"]
+
+    columns = model.models["speed"]
+    assert [isinstance(c, float) for c in columns] == [False, False, True, True]
+    expected = np.stack(
+        [c.predict_proba(x)[:, 1] if not isinstance(c, float) else np.full(len(new), c) for c in columns], axis=1
+    )
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+    assert probabilities[:, 0].min() < 0.2
+    assert probabilities[:, 0].max() > 0.8
+
+
+def test_a_pickled_text_model_predicts_the_same_and_leaves_its_derived_matrices_behind(
+    recipes: tuple[list[RecipeText], np.ndarray],
+) -> None:
+    import pickle
+
+    texts, quick = recipes
+    model = TextClassifier()
+    documents = [t.for_embedding() for t in texts]
+    model.fit(documents, {"speed": quick[:, None]}, text_features.dense_features(texts))
+    before = model.probabilities(documents, text_features.dense_features(texts))["speed"]
+
+    blob = pickle.dumps(model)
+    restored = pickle.loads(blob)
+
+    assert b"LinearColumns" not in blob
+    after = restored.probabilities(documents, text_features.dense_features(texts))["speed"]
+    np.testing.assert_array_equal(after, before)
