@@ -13,15 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# One BLAS thread, in this process and the workers it starts (they inherit the environment): the learned
+# tagger's small logistic fits spent most of their time in OpenBLAS threads waiting for a core that the
+# embedding model, the test worker and the model server are using (a replay fit took 167 s with two threads,
+# 29 s with one). Set before numpy or scipy first load OpenBLAS, which reads it once; threadpoolctl below
+# limits a copy that was loaded already.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 from django.conf import settings
 from django.test.client import Client
 from pgvector import Vector
 from rest_framework.test import APIClient
+from threadpoolctl import threadpool_limits
 
 from autotagger.tests.webhook_receiver import WebhookReceiver
 from prompts.tests.llama_server import LlamaServer, LlamaServerUnavailable
 from prompts.tests.openai_server import OpenAIServer
+
+threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 BASE_DIR = Path(__file__).resolve().parent
 DEFAULT_TAXONOMY = BASE_DIR / "taxonomy" / "data" / "default_taxonomy.json"
