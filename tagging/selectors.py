@@ -132,15 +132,27 @@ def tagger_state_in_use_id(*, mode: str = EmbeddingMode.FULL) -> int | None:
     """The TaggerState the taggers use now (what tagging.services.tagger_state.learned_model_active loads): the
     active one, fitted for the configured embedding model (or the fast one) by this release's learner; None
     while they are zero-shot."""
-    state = (
-        TaggerState.objects.filter(active=True, embedding_model=embedding_model_name(mode=mode))
-        .only("id", "fitted_on")
+    return tagger_states_in_use_ids(modes=[mode])[mode]
+
+
+def tagger_states_in_use_ids(*, modes: Sequence[str]) -> dict[str, int | None]:
+    """`tagger_state_in_use_id` of each mode, in one query."""
+    models = {embedding_model_name(mode=mode): mode for mode in modes}
+    found: dict[str, int | None] = dict.fromkeys(modes)
+    states = (
+        TaggerState.objects.filter(active=True, embedding_model__in=list(models))
+        .only("id", "fitted_on", "embedding_model")
         .order_by("-id")
-        .first()
     )
-    if state is None or state.fitted_on.get("version") is None or int(state.fitted_on["version"]) != MODEL_VERSION:
-        return None
-    return state.pk
+    seen: set[str] = set()
+    for state in states:
+        if state.embedding_model in seen:
+            continue
+        seen.add(state.embedding_model)
+        version = state.fitted_on.get("version")
+        if version is not None and int(version) == MODEL_VERSION:
+            found[models[state.embedding_model]] = state.pk
+    return found
 
 
 def recipes_visible(*, user: User | None) -> QuerySet[Recipe]:
@@ -451,8 +463,9 @@ def stale_conditions() -> dict[str, Q]:
     # A fast-mode run was asked for as such: it is stale when its own model or state moves, not for being fast.
     embedding_models = [embedding_model_name(mode=mode) for mode in EmbeddingMode.values]
     embedding_moved = ~Q(**{f"{run}embedding_model__in": embedding_models})
-    state = tagger_state_in_use_id()
-    states = [s for s in (state, tagger_state_in_use_id(mode=EmbeddingMode.FAST)) if s is not None]
+    in_use = tagger_states_in_use_ids(modes=[EmbeddingMode.FULL, EmbeddingMode.FAST])
+    state = in_use[EmbeddingMode.FULL]
+    states = [s for s in in_use.values() if s is not None]
     # While no state is in use (zero-shot), a run that used one is not counted: retraining is what makes it stale.
     state_moved = ~Q(**{f"{run}tagger_state_id__in": states}) if state is not None else nothing
     version = taxonomy_version_current()
