@@ -5,6 +5,8 @@ whose client, error classes, reply checks and ledger it uses:
 - `batch_submit` uploads a JSONL of chat requests (each the body `chat_request` builds, so a batched question
   is the live one) and creates the batch; a daily spending cap is checked against the most they can cost.
 - `batch_status` reads where the batch stands.
+- `batch_cancel` asks the provider to stop a batch we gave up on, so it neither answers nor bills what we no
+  longer wait for.
 - `batch_results` downloads the output and error files and gives, per custom_id, the `ChatResult` (the reply
   judged exactly as a live one is: JSON object, refusals, token log-probabilities) or the `LLMError`; each line
   is recorded as an `LLMCall` at half the source's prices. A custom_id with no line is left out: the caller
@@ -141,6 +143,15 @@ def batch_status(*, source: LLMSourceConfig, batch_id: str) -> BatchStatus:
         failed=counts.failed if counts else 0,
         errors=errors[:2000],
     )
+
+
+def batch_cancel(*, source: LLMSourceConfig, batch_id: str) -> str:
+    """Ask the provider to cancel the batch; returns its status after the request (`cancelling` while the
+    requests in flight finish). Raises the gateway's errors."""
+    client = _batch_client(source)
+    batch = _call(source, "cancel", lambda: client.batches.cancel(batch_id))
+    logger.info("Cancelled batch %s at LLM source %s: %s", batch_id, source.name, batch.status)
+    return str(batch.status)
 
 
 def batch_results(

@@ -26,6 +26,7 @@ from retagging.selectors import (
     retag_job_get,
     retag_job_progress,
     retag_job_tag_totals,
+    retag_jobs_progress,
     retag_jobs_recent,
 )
 from retagging.services.jobs import retag_job_apply, retag_job_cancel, retag_job_rollback
@@ -54,7 +55,9 @@ def permission_required(permission: str) -> Callable[[View], View]:
 @permission_required(VIEW_PERMISSION)
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = [(job, retag_job_progress(job=job)) for job in retag_jobs_recent(limit=50)]
+    recent = list(retag_jobs_recent(limit=50))
+    progress = retag_jobs_progress(job_ids=[job.pk for job in recent])
+    jobs = [(job, progress[job.pk]) for job in recent]
     return render(
         request,
         "retagging/job_list.html",

@@ -4,7 +4,7 @@ Tests script its replies in order (`reply_json`, `reply_status`, `reply_text`, .
 request body it received (`requests`). Nothing in the client under test is patched: it talks HTTP to
 this server exactly as it would to a provider.
 
-It also keeps the Files and Batches endpoints in memory (upload, create, retrieve, download): a batch answers
+It also keeps the Files and Batches endpoints in memory (upload, create, retrieve, cancel, download): a batch answers
 as `script_batch` says (in_progress for some polls, then completed, expired, failed or cancelled, with error
 lines or no line for some custom_ids), each answered line's completion made from its request body by the next
 scripted reply, as a live request's would be. `batch_lines` reads back what a batch was asked.
@@ -64,6 +64,7 @@ class OpenAIServer:
         self.request_headers: list[dict[str, str]] = []
         self.files: dict[str, dict[str, Any]] = {}  # id -> {"content": bytes, "purpose", "filename"}
         self.batches: dict[str, dict[str, Any]] = {}  # id -> the batch object as last served
+        self.cancelled: list[str] = []  # batch ids, in the order they were cancelled
         self.batch_retrievals: dict[str, int] = {}
         self._batch_scripts: deque[BatchScript] = deque()
         self._batch_of: dict[str, BatchScript] = {}
@@ -337,6 +338,18 @@ class OpenAIServer:
             batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(failures)}
             return 200, dict(batch)
 
+    def _batch_cancel(self, batch_id: str) -> tuple[int, Any]:
+        with self._lock:
+            if batch_id not in self.batches:
+                return 404, {"error": {"message": "No such batch", "type": "invalid_request_error"}}
+            batch = self.batches[batch_id]
+            if batch["status"] in ("completed", "expired", "failed", "cancelled"):
+                return 400, {"error": {"message": f"Batch is {batch['status']}", "type": "invalid_request_error"}}
+            # What a provider does: no further request is answered, and the batch ends cancelled.
+            batch["status"] = "cancelled"
+            self.cancelled.append(batch_id)
+            return 200, {**batch, "status": "cancelling"}
+
     def _file_content(self, file_id: str) -> tuple[int, bytes]:
         with self._lock:
             stored = self.files.get(file_id)
@@ -369,6 +382,11 @@ class OpenAIServer:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path.split("?")[0].rstrip("/")
+                cancel = re.fullmatch(r"/v1/batches/([\w-]+)/cancel", path)
+                if cancel:
+                    status, body = server._batch_cancel(cancel.group(1))
+                    self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+                    return
                 if path in ("/v1/files", "/v1/batches"):
                     if path == "/v1/files":
                         status, body = server._file_upload(self.headers.get("Content-Type", ""), raw)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from retagging.dispatch import retag_job_create
 from retagging.models import JobStatus, RetagJob
@@ -164,3 +166,17 @@ def test_admin_lists_jobs_with_progress_and_applies_them(staff_browser: Client, 
     assert job.applied_at is not None
     assert staff_browser.get(f"/admin/retagging/retagjob/{job.pk}/change/").status_code == 200
     assert staff_browser.get("/admin/retagging/retagjob/add/")["Location"] == "/retag/jobs/new/"
+
+
+def test_the_job_list_reads_every_jobs_progress_in_one_query(staff_browser: Client, kitchen: dict[str, Recipe]) -> None:
+    _dry_run(kitchen)
+    with CaptureQueriesContext(connection) as one_job:
+        staff_browser.get("/retag/jobs/")
+    for _ in range(3):
+        _dry_run(kitchen)
+
+    with CaptureQueriesContext(connection) as four_jobs:
+        page = staff_browser.get("/retag/jobs/").content.decode()
+
+    assert len(four_jobs) == len(one_job)
+    assert page.count(f"{len(kitchen)} done · 0 failed · {len(kitchen)} total") == 4

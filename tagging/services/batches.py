@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from prompts.batches import BatchCall, BatchStatus, batch_results, batch_status, batch_submit
+from prompts.batches import BatchCall, BatchStatus, batch_cancel, batch_results, batch_status, batch_submit
 from prompts.gateway import ChatResult, chat_request, llm_source_ready
 from prompts.rendering import PromptTemplates
 from prompts.selectors import prompt_version_active
@@ -307,7 +307,8 @@ def llm_batch_poll(
             batch.error = status.errors
         if results is None:
             if _out_of_time(batch):
-                _batch_give_up(batch, reason="", polled=polled, enqueue_live=enqueue_live)
+                cancelled = _provider_cancel(source, batch) if status is None or not status.finished else ""
+                _batch_give_up(batch, reason="", note=cancelled, polled=polled, enqueue_live=enqueue_live)
             else:
                 batch.save()
                 polled.again = True
@@ -440,17 +441,38 @@ def _runs_live(
         transaction.on_commit(lambda: enqueue_live(ids))
 
 
+def _provider_cancel(source: LLMSourceConfig, batch: LLMBatch) -> str:
+    """Cancel a batch we stop waiting for at its provider (its runs go live, so whatever it still answered
+    would be paid for twice); returns what happened, for the batch's error. A cancel that fails is logged;
+    the runs go live anyway."""
+    try:
+        batch.provider_status = batch_cancel(source=source, batch_id=batch.provider_batch_id)
+    except LLMError as exc:
+        logger.warning("Could not cancel batch %s at its provider: %s", batch.pk, exc.message)
+        return f" Cancelling it at the provider failed: {exc.message}"
+    return f" It was cancelled at the provider ({batch.provider_status})."
+
+
 def _batch_give_up(
-    batch: LLMBatch, *, reason: str, polled: BatchPolled, enqueue_live: Callable[[Sequence[int]], object]
+    batch: LLMBatch,
+    *,
+    reason: str,
+    polled: BatchPolled,
+    enqueue_live: Callable[[Sequence[int]], object],
+    note: str = "",
 ) -> None:
     """Stop waiting for `batch`: its unanswered runs go live."""
     waiting = LLMBatchItem.objects.filter(batch=batch, outcome=LLMBatchItemOutcome.WAITING)
     run_ids = list(waiting.order_by("id").values_list("run_id", flat=True))
     waiting.update(outcome=LLMBatchItemOutcome.REQUEUED, error_code=BATCH_GIVEN_UP)
     batch.status, batch.finished_at = LLMBatchStatus.GIVEN_UP, timezone.now()
-    batch.error = reason or (
-        f"Not finished after {batch.polls} polls (LLM_BATCH_MAX_WAIT_HOURS={settings.LLM_BATCH_MAX_WAIT_HOURS}); "
-        "its runs were sent live."
+    batch.error = (
+        reason
+        or (
+            f"Not finished after {batch.polls} polls (LLM_BATCH_MAX_WAIT_HOURS={settings.LLM_BATCH_MAX_WAIT_HOURS}); "
+            "its runs were sent live."
+        )
+        + note
     )
     batch.save()
     logger.warning("Gave up batch %s: %s", batch.pk, batch.error)

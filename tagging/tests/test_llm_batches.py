@@ -259,6 +259,41 @@ def test_polling_is_bounded_then_the_runs_go_live(
     assert openai_server.batch_retrievals[batch.provider_batch_id] == 3
 
 
+def test_a_batch_given_up_is_cancelled_at_the_provider_so_it_is_not_paid_for_twice(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    batch_settings.LLM_BATCH_MAX_WAIT_HOURS = 0
+    runs = queued(recipes[:2])
+    openai_server.script_batch(in_progress=1000)
+
+    batch = runs_submit_batch(run_ids=[run.pk for run in runs])
+    polled = poll(batch)
+
+    batch.refresh_from_db()
+    assert openai_server.cancelled == [batch.provider_batch_id]
+    assert (batch.status, batch.provider_status) == (LLMBatchStatus.GIVEN_UP, "cancelling")
+    assert "cancelled at the provider" in batch.error
+    assert polled.live == [run.pk for run in runs]
+
+
+def test_a_cancel_the_provider_refuses_is_named_and_the_runs_still_go_live(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    batch_settings.LLM_BATCH_MAX_WAIT_HOURS = 0
+    runs = queued(recipes[:2])
+    openai_server.script_batch(in_progress=1000)
+    batch = runs_submit_batch(run_ids=[run.pk for run in runs])
+    del openai_server.batches[batch.provider_batch_id]  # the provider no longer knows it
+
+    polled = poll(batch)
+
+    batch.refresh_from_db()
+    assert openai_server.cancelled == []
+    assert batch.status == LLMBatchStatus.GIVEN_UP
+    assert "Cancelling it at the provider failed" in batch.error
+    assert polled.live == [run.pk for run in runs]
+
+
 def test_a_run_finished_live_meanwhile_is_not_stored_again(
     batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
 ) -> None:
