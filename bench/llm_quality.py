@@ -145,11 +145,24 @@ def evaluation(*, content: bytes, name: str, strategy: str, source: str) -> Meas
     )
 
 
-def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str], int]) -> dict[str, bool]:
+@dataclass
+class Prepared:
+    """A dataset made ready for the held-out evaluation: its taxonomy imported, the other folds imported as gold
+    labels and fitted, and the held-out sample."""
+
+    name: str
+    held_out: list[Any]  # the sampled held-out DatasetRecipes, in file order
+    held_out_lines: bytes  # the same recipes as JSON lines, what an evaluation job is given
+    gold: dict[tuple[str, tuple[str, ...]], dict[str, set[str]]]  # recipe_key -> labels, every held-out recipe
+
+
+def dataset_prepare(*, path: Path, max_recipes: int) -> Prepared:
+    """Empty the benchmark database, then import `path`'s taxonomy and training folds and fit the learned tagger
+    on them (printing what it did); the held-out sample is at most `max_recipes` recipes of fold HELD_OUT_FOLD,
+    chosen by a hash of the id."""
     from feedback.evaluation.datasets import dataset_read, fold_of
     from feedback.services.imports import recipes_import
     from feedback.training import tagger_fit
-    from prompts.models import LLMSource
     from taxonomy.services.documents import taxonomy_import
 
     started = time.perf_counter()
@@ -176,12 +189,25 @@ def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
         + (f" (state {state.pk}, {len(state.parameters)} categories)" if state is not None else " (nothing learned)")
         + f" in {time.perf_counter() - started:.0f}s"
     )
-    held_out = b"\n".join(lines[i] for i in sample) + b"\n"
-    gold = {
-        recipe_key(r.text.title, r.text.ingredients): r.labels
-        for r in dataset.recipes
-        if fold_of(r.id, FOLDS) == HELD_OUT_FOLD
-    }
+    by_id = {r.id: r for r in dataset.recipes}
+    return Prepared(
+        name=dataset.name,
+        held_out=[by_id[ids[i]] for i in sample],
+        held_out_lines=b"\n".join(lines[i] for i in sample) + b"\n",
+        gold={
+            recipe_key(r.text.title, r.text.ingredients): r.labels
+            for r in dataset.recipes
+            if fold_of(r.id, FOLDS) == HELD_OUT_FOLD
+        },
+    )
+
+
+def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str], int]) -> dict[str, bool]:
+    from prompts.models import LLMSource
+
+    started = time.perf_counter()
+    prepared = dataset_prepare(path=path, max_recipes=max_recipes)
+    held_out, gold, sample = prepared.held_out_lines, prepared.gold, prepared.held_out
     results: dict[tuple[str, str], Measured] = {}
     for name, answer in (("oracle", oracle_answer(gold)), ("careless", careless_answer)):
         with TaggingServer(answer=answer, count_tokens=count_tokens, model=f"{name}-model") as server:
@@ -191,7 +217,7 @@ def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
             for strategy in ("llm", "hybrid"):
                 server.part_tokens.clear()
                 results[(name, strategy)] = evaluation(
-                    content=held_out, name=f"{dataset.name}-held-out", strategy=strategy, source=f"bench-{name}"
+                    content=held_out, name=f"{prepared.name}-held-out", strategy=strategy, source=f"bench-{name}"
                 )
                 if name == "oracle":
                     parts = ", ".join(f"{part} {n / len(sample):.0f}" for part, n in server.part_tokens.items())
