@@ -398,13 +398,14 @@ LLM_BATCH_TIMEOUT_SECONDS = env.float("LLM_BATCH_TIMEOUT_SECONDS", default=120.0
 # taken without the LLM; the LLM chooses among a shortlist sized for recall: best first until the
 # probabilities left out sum to at most MISS_SHARE of the category's, or the next is under FLOOR (0: no
 # floor); at least SHORTLIST_MIN tags, at most SHORTLIST_MAX_PER_K per open slot of k. Zero-shot scores are
-# no probabilities: their best ZERO_SHOT_PER_K per open slot are offered. Tuned on the shared datasets
+# no probabilities: their best ZERO_SHOT_PER_K per open slot are offered. MISS_SHARE and SHORTLIST_MAX_PER_K
+# were chosen with bench/shortlist_sweep.py for a shortlist recall of at least 0.95 on the shared datasets
 # (README, "LLM and hybrid tagging").
 HYBRID_ACCEPT = env.float("HYBRID_ACCEPT", default=0.95)
-HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.05)
+HYBRID_MISS_SHARE = env.float("HYBRID_MISS_SHARE", default=0.02)
 HYBRID_FLOOR = env.float("HYBRID_FLOOR", default=0.0)
 HYBRID_SHORTLIST_MIN = env.int("HYBRID_SHORTLIST_MIN", default=2)
-HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=8.0)
+HYBRID_SHORTLIST_MAX_PER_K = env.float("HYBRID_SHORTLIST_MAX_PER_K", default=12.0)
 HYBRID_ZERO_SHOT_PER_K = env.float("HYBRID_ZERO_SHOT_PER_K", default=8.0)
 # A zero-shot score is no probability: it is taken without the LLM only at or above this (default: never).
 HYBRID_ZERO_SHOT_ACCEPT = env.float("HYBRID_ZERO_SHOT_ACCEPT", default=1.01)
