@@ -91,10 +91,10 @@ class EvaluationJobStatus(models.TextChoices):
 
 
 class EvaluationJob(models.Model):
-    """An evaluation of the llm or hybrid strategy on a labelled dataset, done on the worker a chunk of
-    recipes at a time: each recipe's answer is kept as an EvaluationItem, so a restarted worker resumes
+    """An evaluation of the llm or hybrid strategy on a labelled dataset, cut into chunks (EvaluationChunk)
+    that any worker takes: each recipe's answer is kept as an EvaluationItem, so a restarted worker resumes
     where it stopped, and a recipe already answered to the same question (same cache key) is not asked
-    again. When every recipe is done, the scores are stored as an EvaluationRun."""
+    again. When every chunk is done, their partial counts are added up into an EvaluationRun."""
 
     dataset = models.CharField(max_length=200)
     dataset_sha256 = models.CharField(max_length=64)
@@ -107,7 +107,7 @@ class EvaluationJob(models.Model):
     status = models.CharField(max_length=20, choices=EvaluationJobStatus.choices, default=EvaluationJobStatus.QUEUED)
     total = models.PositiveIntegerField()
     error = models.TextField(blank=True)
-    # The task copy working on the job holds it until then; a copy that died leaves it to the next.
+    # Jobs from before chunks were leased one at a time by this; a chunk's own lease is what counts now.
     lease_until = models.DateTimeField(null=True, blank=True)
     run = models.OneToOneField(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
     # The prompt asked with, fixed when the job starts (an activation meanwhile changes nothing): its label
