@@ -91,10 +91,10 @@ class EvaluationJobStatus(models.TextChoices):
 
 
 class EvaluationJob(models.Model):
-    """An evaluation of the llm or hybrid strategy on a labelled dataset, done on the worker a chunk of
-    recipes at a time: each recipe's answer is kept as an EvaluationItem, so a restarted worker resumes
+    """An evaluation of the llm or hybrid strategy on a labelled dataset, cut into chunks (EvaluationChunk)
+    that any worker takes: each recipe's answer is kept as an EvaluationItem, so a restarted worker resumes
     where it stopped, and a recipe already answered to the same question (same cache key) is not asked
-    again. When every recipe is done, the scores are stored as an EvaluationRun."""
+    again. When every chunk is done, their partial counts are added up into an EvaluationRun."""
 
     dataset = models.CharField(max_length=200)
     dataset_sha256 = models.CharField(max_length=64)
@@ -107,7 +107,7 @@ class EvaluationJob(models.Model):
     status = models.CharField(max_length=20, choices=EvaluationJobStatus.choices, default=EvaluationJobStatus.QUEUED)
     total = models.PositiveIntegerField()
     error = models.TextField(blank=True)
-    # The task copy working on the job holds it until then; a copy that died leaves it to the next.
+    # Jobs from before chunks were leased one at a time by this; a chunk's own lease is what counts now.
     lease_until = models.DateTimeField(null=True, blank=True)
     run = models.OneToOneField(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="job")
     # The prompt asked with, fixed when the job starts (an activation meanwhile changes nothing): its label
@@ -178,6 +178,55 @@ class EvaluationItem(models.Model):
 
     def __str__(self) -> str:
         return f"Item {self.position} of job {self.job_id}"
+
+
+class EvaluationChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class EvaluationChunk(models.Model):
+    """A run of consecutive recipes of an evaluation job that any worker may take: claimed under a lease (a
+    worker that died leaves it to the next after the lease), and once every recipe in it is answered, scored
+    into partial counts that the job's final step adds up, so scoring never holds the whole dataset."""
+
+    job = models.ForeignKey(EvaluationJob, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    # Dataset positions [first, first + size), and where their lines lie in the job's dataset_content, so a
+    # worker reads its own lines and not the whole file.
+    first = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    byte_start = models.BigIntegerField()
+    byte_end = models.BigIntegerField()
+    status = models.CharField(
+        max_length=20, choices=EvaluationChunkStatus.choices, default=EvaluationChunkStatus.PENDING
+    )
+    # The task delivery that holds it (a re-delivery of the same message takes it back at once).
+    claimed_by = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Set when done: the chunk's additive counts (feedback.evaluation.tally.Tally.as_json) and, per recipe,
+    # the correct/returned/gold counts of every predictor the bootstrap interval resamples (int16, packed).
+    partial = models.JSONField(default=dict)
+    recipe_counts = models.BinaryField(default=bytes)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="feedback_evaluationchunk_unique_number"),
+            models.CheckConstraint(
+                condition=Q(status__in=EvaluationChunkStatus.values), name="feedback_evaluationchunk_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(size__gte=1), name="feedback_evaluationchunk_size_min_1"),
+            models.CheckConstraint(
+                condition=Q(byte_end__gte=models.F("byte_start")), name="feedback_evaluationchunk_bytes_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of evaluation job {self.job_id}"
 
 
 class FeedbackDecision(models.TextChoices):

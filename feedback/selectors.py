@@ -6,13 +6,48 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypedDict
 
-from django.db.models import CharField, Count, Exists, F, FloatField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Abs, Cast, Coalesce, Concat, TruncDate
 from django.utils import timezone
 
-from feedback.models import Feedback, FeedbackChannel, FeedbackDecision, GoldLabel, LearningCurve, ReviewLease
+from feedback.models import (
+    EvaluationChunk,
+    EvaluationItem,
+    EvaluationJob,
+    Feedback,
+    FeedbackChannel,
+    FeedbackDecision,
+    GoldLabel,
+    LearningCurve,
+    ReviewLease,
+)
 from tagging.models import RunStatus, Strategy, TagAssignment, TaggingRun
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, fraction: float, expression: str = "latency_ms") -> None:
+        super().__init__(expression, fraction=float(fraction))
 
 
 class GoldLabelStats(TypedDict):
@@ -554,3 +589,41 @@ def learning_curves_latest(*, datasets: int = 3) -> list[LearningCurve]:
             if len(latest) == datasets:
                 break
     return list(latest.values())
+
+
+def gold_labels_fingerprint() -> tuple[int, int | None]:
+    """(labels, last label id): any added label raises the second, any removal lowers the first."""
+    found = GoldLabel.objects.aggregate(labels=Count("id"), last=Max("id"))
+    return int(found["labels"]), found["last"]
+
+
+def evaluation_chunk_lines(*, chunk: EvaluationChunk) -> list[bytes]:
+    """The dataset lines of an evaluation chunk, cut out by the database: a chunk of a 100,000-recipe job
+    reads its own lines, not the whole stored file."""
+    table = EvaluationJob._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT substring(dataset_content FROM %s FOR %s) FROM {table} WHERE id = %s",
+            [chunk.byte_start + 1, chunk.byte_end - chunk.byte_start, chunk.job_id],
+        )
+        row = cursor.fetchone()
+    return bytes(row[0]).splitlines(keepends=True) if row else []
+
+
+def evaluation_job_latencies(*, job_id: int) -> dict[str, float]:
+    """p50 and p95 of the latency of the job's answers the model gave (not reused from an earlier job),
+    computed by the database (percentile_cont interpolates as numpy's default percentile does)."""
+    found = EvaluationItem.objects.filter(job_id=job_id, ok=True, cached=False).aggregate(
+        p50=PercentileCont(0.5), p95=PercentileCont(0.95)
+    )
+    return {"p50": float(found["p50"] or 0.0), "p95": float(found["p95"] or 0.0)}
+
+
+def evaluation_job_failures(*, job_id: int, limit: int) -> tuple[int, list[str]]:
+    """How many of the job's recipes failed, and the first `limit` of them (dataset order) with their errors."""
+    failed = EvaluationItem.objects.filter(job_id=job_id, ok=False)
+    examples = [
+        f"{recipe_id}: {error[:300]}"
+        for recipe_id, error in failed.order_by("position").values_list("recipe_id", "error")[:limit]
+    ]
+    return failed.count(), examples

@@ -46,7 +46,8 @@ def tagger_refit_task(*, requested_at: float | None = None) -> None:
     name="feedback.evaluation_job_step",
     bind=True,
     acks_late=True,
-    # A worker killed mid-chunk gives the message back: the next copy resumes after the last stored answer.
+    # A worker killed mid-chunk gives the message back: its re-delivery (same id) takes the chunk back at once
+    # and resumes after the last stored answer; any other step takes it over once its lease runs out.
     reject_on_worker_lost=True,
     autoretry_for=(EvaluationJobBusy,),
     retry_backoff=5,
@@ -56,6 +57,8 @@ def tagger_refit_task(*, requested_at: float | None = None) -> None:
     time_limit=EVALUATION_STEP_SOFT_TIME_LIMIT + 60,
 )
 def evaluation_job_step_task(self: Task, *, job_id: int) -> None:
-    """Answer one chunk of an evaluation job's recipes, then queue the next chunk (or the job is scored)."""
-    if evaluation_job_step(job_id=job_id):
+    """Answer a chunk of an evaluation job's recipes (whichever no live worker holds), then queue the next step
+    while chunks remain; the step that finds every chunk done scores the job. Several steps of a job run at once
+    (feedback.dispatch queues EVALUATION_PARALLEL_STEPS), on as many workers as take them."""
+    if evaluation_job_step(job_id=job_id, token=self.request.id):
         self.apply_async(kwargs={"job_id": job_id})

@@ -453,6 +453,11 @@ LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)
 # recipes per task, so a restarted worker loses at most one chunk's calls and resumes where it stopped.
 EVALUATION_LLM_CONCURRENCY = env.int("EVALUATION_LLM_CONCURRENCY", default=4)
 EVALUATION_CHUNK_SIZE = env.int("EVALUATION_CHUNK_SIZE", default=20)
+# Steps of one evaluation job queued at once: how many workers may work on its chunks together.
+EVALUATION_PARALLEL_STEPS = env.int("EVALUATION_PARALLEL_STEPS", default=4)
+# `manage.py evaluate` (similarity, the tagger as deployed): recipes embedded, tagged and scored at a time, so
+# a file of any size is evaluated in the same memory.
+EVALUATION_STREAM_BATCH = env.int("EVALUATION_STREAM_BATCH", default=1000)
 # The labelled datasets the prompt playground offers to run a draft over (*.jsonl; none when the folder is missing).
 EVALUATION_DATASETS_DIR = Path(env.str("EVALUATION_DATASETS_DIR", default=str(BASE_DIR.parent / "shared" / "datasets")))
 

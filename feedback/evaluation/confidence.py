@@ -10,9 +10,9 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from feedback.evaluation.errors import EvaluationError
+from feedback.evaluation.metrics import BinTally
 from feedback.models import EvaluationRun
 from prompts.models import LLMSource
-from tagging.calibration import expected_calibration_error
 
 # Fewer (stated, right or wrong) pairs than this calibrate nothing: the table would follow the noise.
 MIN_PAIRS = 30
@@ -34,22 +34,67 @@ def stated_pairs(
     return np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
 
 
+def stated_histogram(
+    *, stated: Sequence[Mapping[str, Mapping[str, float]]], gold: Sequence[Mapping[str, set[str]]]
+) -> dict[str, list[float]]:
+    """`stated_pairs` counted by confidence: repr of the stated confidence -> [tags, gold ones]. A model states
+    few distinct confidences, so a dataset of any size counts in a few entries, and chunks' counts add up
+    (`stated_merge`)."""
+    counts: dict[str, list[float]] = {}
+    scores, truth = stated_pairs(stated=stated, gold=gold)
+    for score, right in zip(scores.tolist(), truth.tolist(), strict=True):
+        entry = counts.setdefault(repr(float(score)), [0, 0])
+        entry[0] += 1
+        entry[1] += right
+    return counts
+
+
+def stated_merge(total: dict[str, list[float]], part: Mapping[str, Sequence[float]]) -> None:
+    for key, (n, right) in part.items():
+        entry = total.setdefault(key, [0, 0])
+        entry[0] += n
+        entry[1] += right
+
+
 def confidence_calibration_fit(*, scores: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """An increasing table of (stated confidence, observed precision) points fitted by isotonic regression,
     with the expected calibration error of the stated confidences before and after it; no table with fewer
     than MIN_PAIRS pairs."""
-    report: dict[str, Any] = {"pairs": len(scores), "table": None, "ece_stated": None, "ece_calibrated": None}
-    if len(scores) == 0:
+    counts: dict[str, list[float]] = {}
+    stated_merge(
+        counts,
+        {
+            repr(float(score)): [float(n), float(truth[scores == score].sum())]
+            for score, n in zip(*np.unique(np.asarray(scores, dtype=np.float64), return_counts=True), strict=True)
+        },
+    )
+    return confidence_calibration_fit_counts(counts=counts)
+
+
+def confidence_calibration_fit_counts(*, counts: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """`confidence_calibration_fit` of pairs counted by confidence (`stated_histogram`): isotonic regression
+    merges equal confidences into their weighted mean anyway, so the table is the one all pairs give."""
+    values = np.asarray([float(key) for key in counts], dtype=np.float64)
+    weights = np.asarray([float(n) for n, _ in counts.values()], dtype=np.float64)
+    right = np.asarray([float(r) for _, r in counts.values()], dtype=np.float64)
+    pairs = int(weights.sum())
+    report: dict[str, Any] = {"pairs": pairs, "table": None, "ece_stated": None, "ece_calibrated": None}
+    if pairs == 0:
         return report
-    report["ece_stated"] = round(expected_calibration_error(scores, truth)[0], 4)
-    if len(scores) < MIN_PAIRS:
+    order = np.argsort(values)
+    values, weights, right = values[order], weights[order], right[order]
+    precision = right / weights
+    report["ece_stated"] = round(BinTally().add(values, precision, weights=weights).ece()[0], 4)
+    if pairs < MIN_PAIRS:
         return report
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(scores, truth)
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(
+        values, precision, sample_weight=weights
+    )
     grid = np.linspace(0.0, 1.0, TABLE_POINTS)
     fitted = np.maximum.accumulate(model.predict(grid))
     report["table"] = [[round(float(x), 4), round(float(y), 4)] for x, y in zip(grid, fitted, strict=True)]
-    calibrated = np.interp(scores, grid, fitted)
-    report["ece_calibrated"] = round(expected_calibration_error(calibrated, truth)[0], 4)
+    calibrated = np.interp(values, grid, fitted)
+    report["ece_calibrated"] = round(BinTally().add(calibrated, precision, weights=weights).ece()[0], 4)
     return report
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autotagger.recipe_text import RecipeText
 from feedback.jsonl import BadLine, RecipeLine, recipe_line_parse, tag_slug
@@ -38,13 +39,11 @@ def dataset_read(path: Path) -> Dataset:
         return dataset_parse(name=path.stem, lines=handle, where=path.name)
 
 
-def dataset_parse(*, name: str, lines: Iterable[bytes], where: str | None = None) -> Dataset:
-    """`dataset_read` of lines already in hand (a dataset an evaluation job keeps in the database); errors
-    name the line in `where` (default: `name`)."""
-    where = where or name
-    digest = hashlib.sha256()
-    recipes: list[DatasetRecipe] = []
-    vocabulary: dict[str, dict[str, str]] = {}
+def _recipes(
+    lines: Iterable[bytes], *, where: str, digest: Any, vocabulary: dict[str, dict[str, str]]
+) -> Iterator[DatasetRecipe]:
+    """The recipes of a labelled JSONL's lines in order, each line added to `digest`; its tags' names to
+    `vocabulary`. Raises DatasetError naming the line of the first that is wrong."""
     seen: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         digest.update(raw)
@@ -57,8 +56,68 @@ def dataset_parse(*, name: str, lines: Iterable[bytes], where: str | None = None
         if line.external_id in seen:
             raise DatasetError(f"{where} line {number}: id {line.external_id!r} appears twice")
         seen.add(line.external_id)
-        recipes.append(_recipe(line, vocabulary))
+        yield _recipe(line, vocabulary)
+
+
+def dataset_parse(*, name: str, lines: Iterable[bytes], where: str | None = None) -> Dataset:
+    """`dataset_read` of lines already in hand (a dataset an evaluation job keeps in the database); errors
+    name the line in `where` (default: `name`)."""
+    digest = hashlib.sha256()
+    vocabulary: dict[str, dict[str, str]] = {}
+    recipes = list(_recipes(lines, where=where or name, digest=digest, vocabulary=vocabulary))
     return Dataset(name=name, sha256=digest.hexdigest(), recipes=recipes, vocabulary=vocabulary)
+
+
+@dataclass
+class DatasetSummary:
+    """What checking a labelled dataset finds without keeping its recipes: a file of 100,000 recipes is read
+    in the memory of one."""
+
+    name: str
+    sha256: str
+    recipes: int
+    vocabulary: dict[str, dict[str, str]]
+
+    def as_dataset(self) -> Dataset:
+        """A Dataset without recipes, for what reads only the name, hash and vocabulary."""
+        return Dataset(name=self.name, sha256=self.sha256, recipes=[], vocabulary=self.vocabulary)
+
+
+def dataset_scan(*, name: str, lines: Iterable[bytes], where: str | None = None) -> DatasetSummary:
+    """Check every line as `dataset_parse` does (the same errors) and count the recipes, keeping none."""
+    digest = hashlib.sha256()
+    vocabulary: dict[str, dict[str, str]] = {}
+    count = sum(1 for _ in _recipes(lines, where=where or name, digest=digest, vocabulary=vocabulary))
+    return DatasetSummary(name=name, sha256=digest.hexdigest(), recipes=count, vocabulary=vocabulary)
+
+
+def dataset_batches(*, lines: Iterable[bytes], size: int, where: str) -> Iterator[list[DatasetRecipe]]:
+    """The recipes of a labelled dataset in order, `size` at a time."""
+    batch: list[DatasetRecipe] = []
+    for recipe in _recipes(lines, where=where, digest=hashlib.sha256(), vocabulary={}):
+        batch.append(recipe)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def dataset_line_spans(*, content: bytes, size: int) -> list[tuple[int, int, int, int]]:
+    """(first position, recipes, byte start, byte end) of each run of `size` consecutive recipes of a dataset
+    `dataset_parse` accepted: the slice of `content` holding their lines (blank lines inside included)."""
+    spans: list[tuple[int, int, int, int]] = []
+    offset = position = 0
+    for raw in content.splitlines(keepends=True):
+        start, offset = offset, offset + len(raw)
+        if not raw.strip():
+            continue
+        if position % size == 0:
+            spans.append((position, 0, start, offset))
+        first, count, begin, _ = spans[-1]
+        spans[-1] = (first, count + 1, begin, offset)
+        position += 1
+    return spans
 
 
 def _recipe(line: RecipeLine, vocabulary: dict[str, dict[str, str]]) -> DatasetRecipe:

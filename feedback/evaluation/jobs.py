@@ -1,13 +1,16 @@
-"""Evaluating the strategies that ask a model (llm, hybrid) on a labelled dataset: a job the worker does a
-chunk of recipes at a time, each recipe's answer kept, so it resumes where it stopped, asks nothing twice
-(an answer to the same question, by cache key, is reused), and ends in an EvaluationRun with the same
-scores as any other evaluation plus what the model cost."""
+"""Evaluating the strategies that ask a model (llm, hybrid) on a labelled dataset: a job cut into chunks of
+recipes that any running worker takes (each under a lease: a chunk whose worker died is taken over), each
+recipe's answer kept, so it resumes where it stopped and asks nothing twice (an answer to the same
+question, by cache key, is reused). A finished chunk stores its partial counts; the last one adds them up
+into an EvaluationRun with the same scores as any other evaluation plus what the model cost, without
+holding the dataset's answers in memory."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,11 +26,31 @@ from django.utils import timezone
 
 from autotagger.errors import DomainError
 from feedback.evaluation import metrics, runner
-from feedback.evaluation.confidence import confidence_calibration_fit, stated_pairs
-from feedback.evaluation.datasets import Dataset, DatasetRecipe, dataset_parse, dataset_recipes_at
+from feedback.evaluation.baselines import Baseline
+from feedback.evaluation.confidence import confidence_calibration_fit_counts, stated_histogram, stated_merge
+from feedback.evaluation.datasets import (
+    Dataset,
+    DatasetRecipe,
+    dataset_line_spans,
+    dataset_recipes_at,
+    dataset_scan,
+)
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.provenance import code_version
-from feedback.models import EvaluationItem, EvaluationJob, EvaluationJobStatus, EvaluationRun
+from feedback.models import (
+    EvaluationChunk,
+    EvaluationChunkStatus,
+    EvaluationItem,
+    EvaluationJob,
+    EvaluationJobStatus,
+    EvaluationRun,
+)
+from feedback.selectors import (
+    evaluation_chunk_lines,
+    evaluation_job_failures,
+    evaluation_job_latencies,
+    gold_labels_fingerprint,
+)
 from feedback.training import labelled_data
 from prompts.gateway import llm_call_budget_seconds
 from prompts.rendering import PromptTemplates
@@ -56,7 +79,7 @@ Progress = Callable[[int, int], None]  # (recipes done, total)
 
 
 class EvaluationJobBusy(DomainError):
-    """Another copy of the job's task holds it (until its lease runs out)."""
+    """Every chunk the job has left is held by another live worker (until its lease runs out)."""
 
     code = "evaluation_job_busy"
     status = 409
@@ -74,7 +97,8 @@ class JobProgress:
 
 
 def _lease() -> timedelta:
-    # Renewed after every recipe: a live copy never holds a recipe longer than one model call's budget.
+    # A chunk's lease is renewed after every recipe: a live worker never holds a recipe longer than one model
+    # call's budget, so a lease that ran out means its worker is gone.
     return timedelta(seconds=llm_call_budget_seconds() + 60)
 
 
@@ -100,7 +124,8 @@ def evaluation_job_start(
         )
     if not 1 <= k <= MAX_TAGS_PER_CATEGORY:
         raise EvaluationError(f"k must be between 1 and {MAX_TAGS_PER_CATEGORY}, not {k}.")
-    dataset = dataset_parse(name=name, lines=content.splitlines(keepends=True))
+    # Checked line by line without keeping the recipes: a 100,000-recipe file costs the memory of one.
+    dataset = dataset_scan(name=name, lines=content.splitlines(keepends=True))
     if not dataset.recipes:
         raise EvaluationError(f"The dataset {name} holds no recipes.")
     if not dataset.vocabulary:
@@ -115,7 +140,7 @@ def evaluation_job_start(
                 f"its categories are {', '.join(dataset.vocabulary)}."
             )
     try:
-        slugs, _ = runner.database_categories(test=dataset, categories=wanted)
+        slugs, _ = runner.database_categories(test=dataset.as_dataset(), categories=wanted)
         config = TaggingConfig(strategy=strategy, k=k, categories=tuple(slugs), source=source)
         resolved = llm_source_resolve(config=config)
         category_requests(config=config)
@@ -139,7 +164,7 @@ def evaluation_job_start(
         source=resolved.name,
         k=k,
         categories=slugs,
-        total=len(dataset.recipes),
+        total=dataset.recipes,
         created_by=user_or_none(user=user),
     )
 
@@ -180,22 +205,6 @@ def evaluation_jobs_recent(*, limit: int) -> list[EvaluationJob]:
     )
 
 
-def _lease_take(job_id: int) -> bool:
-    now = timezone.now()
-    taken = EvaluationJob.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        pk=job_id,
-        status__in=[EvaluationJobStatus.QUEUED, EvaluationJobStatus.RUNNING],
-    ).update(status=EvaluationJobStatus.RUNNING, lease_until=now + _lease())
-    if taken:
-        EvaluationJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
-    return bool(taken)
-
-
-def _lease_renew(job_id: int) -> None:
-    EvaluationJob.objects.filter(pk=job_id).update(lease_until=timezone.now() + _lease())
-
-
 def job_prompt(*, job: EvaluationJob) -> PromptTemplates:
     """The templates the job asks with: those it recorded when it started (the active version for a job from
     before prompts were recorded)."""
@@ -207,10 +216,6 @@ def job_prompt(*, job: EvaluationJob) -> PromptTemplates:
         user_template=job.user_template,
         version_id=job.prompt_version_id,
     )
-
-
-def _dataset(job: EvaluationJob) -> Dataset:
-    return dataset_parse(name=job.dataset, lines=bytes(job.dataset_content).splitlines(keepends=True))
 
 
 @dataclass
@@ -250,7 +255,65 @@ def _ask_in_thread(*args: Any) -> tuple[dict[str, list[tuple[str, float]]], dict
         connection.close()
 
 
-def _store(job: EvaluationJob, answer: _Answer, *, cached: bool) -> None:
+def evaluation_job_chunks_create(*, job_id: int, size: int | None = None) -> int:
+    """Cut the job into chunks of `size` recipes (default EVALUATION_CHUNK_SIZE), once: the first step does
+    it (the job's row lock makes concurrent first steps wait and find them made). Returns how many it made."""
+    if EvaluationChunk.objects.filter(job_id=job_id).exists():
+        return 0
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().defer("dataset_content").get(pk=job_id)
+        if EvaluationChunk.objects.filter(job=job).exists():
+            return 0
+        # The only time the whole file is read after the start: to find where each chunk's lines lie.
+        content = EvaluationJob.objects.filter(pk=job_id).values_list("dataset_content", flat=True).get()
+        spans = dataset_line_spans(content=bytes(content), size=size or int(settings.EVALUATION_CHUNK_SIZE))
+        EvaluationChunk.objects.bulk_create(
+            [
+                EvaluationChunk(job=job, number=number, first=first, size=size, byte_start=start, byte_end=end)
+                for number, (first, size, start, end) in enumerate(spans, start=1)
+            ],
+            batch_size=1000,
+        )
+        return len(spans)
+
+
+def _chunk_claim(*, job_id: int, token: str) -> EvaluationChunk | None:
+    """Take the first chunk no live worker holds: pending, held by this very delivery (a re-delivered
+    message takes its chunk back at once), or held by one whose lease ran out (its worker died)."""
+    now = timezone.now()
+    with transaction.atomic():
+        chunk = (
+            EvaluationChunk.objects.select_for_update(skip_locked=True)
+            .filter(job_id=job_id)
+            .filter(
+                Q(status=EvaluationChunkStatus.PENDING)
+                | Q(status=EvaluationChunkStatus.RUNNING, claimed_by=token)
+                | Q(status=EvaluationChunkStatus.RUNNING, lease_until__lt=now)
+            )
+            .defer("partial", "recipe_counts")
+            .order_by("number")
+            .first()
+        )
+        if chunk is None:
+            return None
+        chunk.status, chunk.claimed_by, chunk.lease_until = EvaluationChunkStatus.RUNNING, token, now + _lease()
+        chunk.attempts += 1
+        chunk.started_at = chunk.started_at or now
+        chunk.save(update_fields=["status", "claimed_by", "lease_until", "attempts", "started_at"])
+        EvaluationJob.objects.filter(pk=job_id, status=EvaluationJobStatus.QUEUED).update(
+            status=EvaluationJobStatus.RUNNING
+        )
+        EvaluationJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    return chunk
+
+
+def _chunk_renew(*, chunk: EvaluationChunk) -> None:
+    EvaluationChunk.objects.filter(pk=chunk.pk, claimed_by=chunk.claimed_by).update(
+        lease_until=timezone.now() + _lease()
+    )
+
+
+def _store(job: EvaluationJob, chunk: EvaluationChunk, answer: _Answer, *, cached: bool) -> None:
     EvaluationItem.objects.bulk_create(
         [
             EvaluationItem(
@@ -266,27 +329,40 @@ def _store(job: EvaluationJob, answer: _Answer, *, cached: bool) -> None:
                 error=answer.error,
             )
         ],
-        # Another copy of the task (a re-delivery) may have stored it meanwhile: the first answer stays.
+        # A worker that took the chunk over may have stored it meanwhile: the first answer stays.
         ignore_conflicts=True,
     )
-    _lease_renew(job.pk)
+    _chunk_renew(chunk=chunk)
 
 
-def evaluation_job_step(*, job_id: int, progress: Progress | None = None) -> bool:
-    """Answer the next chunk (EVALUATION_CHUNK_SIZE) of the job's recipes, EVALUATION_LLM_CONCURRENCY at a
-    time (never more than the source allows), then score the job if none is left. True while recipes
-    remain. Raises EvaluationJobBusy while another copy holds the job."""
-    if not _lease_take(job_id):
-        job = EvaluationJob.objects.get(pk=job_id)
-        if job.status in (EvaluationJobStatus.SUCCEEDED, EvaluationJobStatus.FAILED):
-            return False
-        raise EvaluationJobBusy(
-            f"Evaluation job {job_id} is being worked on until {job.lease_until:%H:%M:%S}",
-            details={"job": job_id},
-        )
-    job = EvaluationJob.objects.get(pk=job_id)
+def evaluation_job_step(*, job_id: int, progress: Progress | None = None, token: str | None = None) -> bool:
+    """Take a chunk of the job no live worker holds (any worker may: `token` names this delivery), answer
+    its recipes (EVALUATION_LLM_CONCURRENCY at a time, never more than the source allows) and store its
+    partial counts; the step that finds every chunk done scores the job. True while chunks remain undone.
+    Raises EvaluationJobBusy when every chunk left is held by another live worker."""
+    job = EvaluationJob.objects.defer("dataset_content").get(pk=job_id)
+    if job.status in (EvaluationJobStatus.SUCCEEDED, EvaluationJobStatus.FAILED):
+        return False
     try:
-        more = _step(job, progress)
+        evaluation_job_chunks_create(job_id=job_id)
+        chunk = _chunk_claim(job_id=job_id, token=token or uuid.uuid4().hex)
+        if chunk is None:
+            held = EvaluationChunk.objects.filter(job_id=job_id).exclude(status=EvaluationChunkStatus.DONE)
+            lease = held.order_by("lease_until").values_list("lease_until", flat=True).first()
+            if lease is not None:
+                raise EvaluationJobBusy(
+                    f"Every chunk left of evaluation job {job_id} is being worked on (the first lease ends at "
+                    f"{lease:%H:%M:%S})",
+                    details={"job": job_id},
+                )
+        else:
+            _chunk_work(job, chunk, progress)
+        if EvaluationChunk.objects.filter(job_id=job_id).exclude(status=EvaluationChunkStatus.DONE).exists():
+            return True
+        _finish(job_id)
+        return False
+    except EvaluationJobBusy:
+        raise
     except Exception as exc:
         message = exc.message if isinstance(exc, DomainError) else f"Unexpected error: {exc}"
         if not isinstance(exc, DomainError):
@@ -295,77 +371,75 @@ def evaluation_job_step(*, job_id: int, progress: Progress | None = None) -> boo
             status=EvaluationJobStatus.FAILED, error=message, finished_at=timezone.now(), lease_until=None
         )
         raise
-    EvaluationJob.objects.filter(pk=job_id).update(lease_until=None)
-    return more
 
 
-def _positions_pending(*, job: EvaluationJob, limit: int) -> list[int]:
-    """The first `limit` dataset positions the job has no answer for, found by the database: a step of a
-    100,000-recipe job does not read the positions already answered."""
-    table = EvaluationItem._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT wanted.n FROM generate_series(0, %s - 1) AS wanted(n)
-            WHERE NOT EXISTS (SELECT 1 FROM {table} item WHERE item.job_id = %s AND item.position = wanted.n)
-            ORDER BY wanted.n LIMIT %s
-            """,
-            [job.total, job.pk, limit],
+def _chunk_work(job: EvaluationJob, chunk: EvaluationChunk, progress: Progress | None) -> None:
+    positions = list(range(chunk.first, chunk.first + chunk.size))
+    # Only the chunk's lines are read: a step costs its chunk, whatever the size of the dataset.
+    lines = evaluation_chunk_lines(chunk=chunk)
+    recipes = [recipe for _, recipe in sorted(dataset_recipes_at(lines=lines, positions=range(chunk.size)).items())]
+    if len(recipes) != chunk.size:
+        raise EvaluationError(f"Chunk {chunk.number} of evaluation job {job.pk} lost its recipes.")
+    config = TaggingConfig(strategy=job.strategy, k=job.k, categories=tuple(job.categories), source=job.source)
+    try:
+        requests = category_requests(config=config)
+        source = llm_source_resolve(config=config)
+    except TaggingError as exc:
+        raise EvaluationError(f"The evaluation can no longer run: {exc.message}") from exc
+    prompt = job_prompt(job=job)
+    embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in recipes])
+    answered = set(EvaluationItem.objects.filter(job=job, position__in=positions).values_list("position", flat=True))
+    pending = [i for i, position in enumerate(positions) if position not in answered]
+    keys = {
+        i: llm_cache_key(
+            content_hash=recipe_content_hash(
+                title=recipes[i].text.title,
+                ingredients=recipes[i].text.ingredients,
+                instructions=recipes[i].text.instructions,
+            ),
+            config=config,
+            requests=requests,
+            source=source,
+            prompt=prompt,
         )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _step(job: EvaluationJob, progress: Progress | None) -> bool:
+        for i in pending
+    }
+    earlier = {
+        item.cache_key: item
+        for item in EvaluationItem.objects.filter(cache_key__in=list(keys.values()), ok=True).order_by("id")
+    }
+    to_ask = []
+    for i in pending:
+        if keys[i] in earlier:
+            hit = earlier[keys[i]]
+            predicted = {slug: [(t, s) for t, s in tags] for slug, tags in hit.predicted.items()}
+            _store(job, chunk, _Answer(positions[i], recipes[i], keys[i], predicted, hit.stats, 0.0), cached=True)
+        else:
+            to_ask.append((positions[i], recipes[i], embeddings[i], keys[i]))
     done = EvaluationItem.objects.filter(job=job).count()
-    pending = _positions_pending(job=job, limit=int(settings.EVALUATION_CHUNK_SIZE))
-    if pending:
-        # Only the chunk's recipes are read: a step costs its chunk, whatever the size of the dataset.
-        chunk = dataset_recipes_at(lines=bytes(job.dataset_content).splitlines(keepends=True), positions=pending)
-        config = TaggingConfig(strategy=job.strategy, k=job.k, categories=tuple(job.categories), source=job.source)
-        try:
-            requests = category_requests(config=config)
-            source = llm_source_resolve(config=config)
-        except TaggingError as exc:
-            raise EvaluationError(f"The evaluation can no longer run: {exc.message}") from exc
-        prompt = job_prompt(job=job)
-        recipes = [chunk[i] for i in pending]
-        embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in recipes])
-        keys = [
-            llm_cache_key(
-                content_hash=recipe_content_hash(
-                    title=r.text.title, ingredients=r.text.ingredients, instructions=r.text.instructions
-                ),
-                config=config,
-                requests=requests,
-                source=source,
-                prompt=prompt,
-            )
-            for r in recipes
-        ]
-        earlier = {
-            item.cache_key: item for item in EvaluationItem.objects.filter(cache_key__in=keys, ok=True).order_by("id")
-        }
-        to_ask = []
-        for position, recipe, embedding, key in zip(pending, recipes, embeddings, keys, strict=True):
-            if key in earlier:
-                hit = earlier[key]
-                predicted = {slug: [(t, s) for t, s in tags] for slug, tags in hit.predicted.items()}
-                answer = _Answer(position, recipe, key, predicted, hit.stats, 0.0)
-                _store(job, answer, cached=True)
-            else:
-                to_ask.append((position, recipe, embedding, key))
-        _ask_all(job, to_ask, config, requests, source, prompt, progress, already=done + len(pending) - len(to_ask))
-        done = EvaluationItem.objects.filter(job=job).count()
+    _ask_all(job, chunk, to_ask, config, requests, source, prompt, progress, already=done)
+    items = list(EvaluationItem.objects.filter(job=job, position__in=positions).order_by("position"))
+    partial, counts = _chunk_partial(job, chunk, recipes, embeddings, items)
+    finished = EvaluationChunk.objects.filter(
+        pk=chunk.pk, claimed_by=chunk.claimed_by, status=EvaluationChunkStatus.RUNNING
+    ).update(
+        status=EvaluationChunkStatus.DONE,
+        partial=partial,
+        recipe_counts=counts,
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
+    if not finished:
+        logger.info(
+            "Chunk %s of evaluation job %s was taken over; its counts were left to the other", chunk.number, job.pk
+        )
     if progress is not None:
-        progress(done, job.total)
-    if done < job.total:
-        return True
-    _finish(job, _dataset(job))
-    return False
+        progress(EvaluationItem.objects.filter(job=job).count(), job.total)
 
 
 def _ask_all(
     job: EvaluationJob,
+    chunk: EvaluationChunk,
     to_ask: list[tuple[int, DatasetRecipe, np.ndarray, str]],
     config: TaggingConfig,
     requests: Sequence[CategoryRequest],
@@ -380,7 +454,7 @@ def _ask_all(
     if workers == 1:
         for position, recipe, embedding, key in to_ask:
             predicted, stats, latency, error = _ask(recipe, embedding, config, requests, source, prompt)
-            _store(job, _Answer(position, recipe, key, predicted, stats, latency, error), cached=False)
+            _store(job, chunk, _Answer(position, recipe, key, predicted, stats, latency, error), cached=False)
             answered += 1
             if progress is not None:
                 progress(answered, job.total)
@@ -393,7 +467,7 @@ def _ask_all(
         for future in as_completed(futures):
             position, recipe, key = futures[future]
             predicted, stats, latency, error = future.result()
-            _store(job, _Answer(position, recipe, key, predicted, stats, latency, error), cached=False)
+            _store(job, chunk, _Answer(position, recipe, key, predicted, stats, latency, error), cached=False)
             answered += 1
             if progress is not None:
                 progress(answered, job.total)
@@ -401,40 +475,143 @@ def _ask_all(
 
 
 def evaluation_job_run_here(*, job_id: int, progress: Progress | None = None) -> EvaluationJob:
-    """Do the whole job in this process, chunk after chunk (what the worker does, for a command line or a
+    """Do the whole job in this process, chunk after chunk (what the workers do, for a command line or a
     benchmark without a worker)."""
     while evaluation_job_step(job_id=job_id, progress=progress):
         pass
     return EvaluationJob.objects.select_related("run").get(pk=job_id)
 
 
-def _finish(job: EvaluationJob, dataset: Dataset) -> None:
-    items = list(EvaluationItem.objects.filter(job=job).order_by("position"))
-    slugs, tags_by_name = runner.database_categories(test=dataset, categories=job.categories)
-    returned = [{slug: [(t, float(s)) for t, s in tags] for slug, tags in item.predicted.items()} for item in items]
-    embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in dataset.recipes])
-    result = runner.evaluate_returned(
-        test=dataset,
+# The baselines a worker fitted for a job, kept while the gold labels they learned from are unchanged: a
+# job's chunks are scored against the same baselines without refitting them for every chunk.
+_baselines_fitted: dict[tuple[int, tuple[int, int | None]], list[Baseline] | None] = {}
+
+
+def _baselines(job: EvaluationJob, slugs: list[str]) -> list[Baseline] | None:
+    key = (job.pk, gold_labels_fingerprint())
+    if key not in _baselines_fitted:
+        _baselines_fitted.clear()
+        _baselines_fitted[key] = runner.baselines_fit(labelled=labelled_data(), slugs=slugs, k=job.k)
+    return _baselines_fitted[key]
+
+
+def _chunk_partial(
+    job: EvaluationJob,
+    chunk: EvaluationChunk,
+    recipes: Sequence[DatasetRecipe],
+    embeddings: np.ndarray,
+    items: Sequence[EvaluationItem],
+) -> tuple[dict[str, Any], bytes]:
+    """The chunk's additive counts (the metrics', the model's usage, the stated confidences', hybrid's
+    shortlist) and its per-recipe counts for the bootstrap."""
+    slugs, tags_by_name = runner.database_categories(
+        test=Dataset(name=job.dataset, sha256=job.dataset_sha256, recipes=[]), categories=job.categories
+    )
+    by_position = {item.position: item for item in items}
+    ordered = [by_position.get(position) for position in range(chunk.first, chunk.first + chunk.size)]
+    gold = [runner.database_labels(recipe, tags_by_name) for recipe in recipes]
+    returned = [
+        {slug: [(t, float(s)) for t, s in tags] for slug, tags in item.predicted.items()} if item else {}
+        for item in ordered
+    ]
+    scores = runner.returned_score(
+        recipes=recipes,
+        gold=gold,
         k=job.k,
         slugs=slugs,
         tags_by_name=tags_by_name,
         embeddings=embeddings,
         returned=returned,
-        latencies=[item.latency_ms for item in items if not item.cached and item.ok],
-        labelled=labelled_data(),
-        strategy=job.strategy,
+        baselines=_baselines(job, slugs),
     )
-    gold = runner.database_gold(dataset, tags_by_name)
-    taxonomy = {slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs}
-    result.extra["llm"] = llm_report(items=items, source=job.source)
-    scores, truth = stated_pairs(
-        stated=[item.stats.get("stated_confidence", {}) if item.ok else {} for item in items], gold=gold
-    )
-    # Fitted on the confidences as stated: a calibration already in use does not feed back into the next.
-    result.extra["llm"]["confidence"] = confidence_calibration_fit(scores=scores, truth=truth)
+    answered = [item for item in items if item.ok]
+    partial: dict[str, Any] = {
+        "scores": scores.as_json(),
+        "llm": _usage(answered),
+        "stated": stated_histogram(
+            stated=[item.stats.get("stated_confidence", {}) if item and item.ok else {} for item in ordered],
+            gold=gold,
+        ),
+    }
     if job.strategy == Strategy.HYBRID:
-        result.extra["hybrid"] = hybrid_report(items=items, gold=gold, slugs=slugs, taxonomy=taxonomy, k=job.k)
+        taxonomy = {slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs}
+        partial["hybrid"] = _hybrid_counts(items=ordered, gold=gold, slugs=slugs, taxonomy=taxonomy, k=job.k)
+    return partial, scores.counts_bytes()
+
+
+USAGE_STATS = {
+    "prompt": "input_tokens",
+    "completion": "output_tokens",
+    "cached": "cached_tokens",
+    "llm_calls": "llm_calls",
+    "unknown_dropped": "unknown_dropped",
+    "over_k_dropped": "over_k_dropped",
+    "shortlisted": "shortlisted",
+    "decided_by_similarity": "decided_by_similarity",
+    "decided_by_llm": "decided_by_llm",
+}
+
+
+def _usage(answered: Sequence[EvaluationItem]) -> dict[str, float]:
+    """Sums over the answered recipes of what the model's answers cost and did."""
+    sums: dict[str, float] = {
+        key: sum(int(item.stats.get(stat, 0) or 0) for item in answered) for key, stat in USAGE_STATS.items()
+    }
+    sums["cost"] = sum(float(item.stats.get("cost", 0.0) or 0.0) for item in answered)
+    sums["answered"] = len(answered)
+    sums["called"] = sum(1 for item in answered if not item.cached)
+    return sums
+
+
+def _finish(job_id: int) -> None:
+    """Add up the chunks' partial counts into the job's EvaluationRun, once: the job's row lock makes a
+    concurrent last step wait, then find the job scored."""
     with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().defer("dataset_content").get(pk=job_id)
+        if job.status not in (EvaluationJobStatus.QUEUED, EvaluationJobStatus.RUNNING) or job.run_id is not None:
+            return
+        chunks = EvaluationChunk.objects.filter(job=job).order_by("number")
+        scores: runner.ChunkScores | None = None
+        usage: dict[str, float] = {}
+        stated: dict[str, list[float]] = {}
+        hybrid: dict[str, Any] | None = None
+        # A chunk's partial counts at a time: what is held is the sum, never the dataset's answers.
+        for partial in chunks.values_list("partial", flat=True).iterator(chunk_size=200):
+            part = runner.ChunkScores.from_json(partial["scores"])
+            scores = part if scores is None else scores.merge(part)
+            for key, value in partial["llm"].items():
+                usage[key] = usage.get(key, 0) + value
+            stated_merge(stated, partial["stated"])
+            if "hybrid" in partial:
+                hybrid = _hybrid_merge(hybrid, partial["hybrid"])
+        assert scores is not None
+        merged = scores
+        slugs = merged.categories
+
+        def counts() -> Iterator[np.ndarray]:
+            for predictors, raw in chunks.values_list("partial__scores__predictors", "recipe_counts").iterator(
+                chunk_size=200
+            ):
+                block = np.frombuffer(bytes(raw), dtype=np.int16).reshape(-1, len(predictors), len(slugs), 3)
+                yield block[:, [predictors.index(name) for name in merged.predictors]]
+
+        result = runner.result_from_scores(
+            dataset=job.dataset,
+            dataset_sha256=job.dataset_sha256,
+            strategy=job.strategy,
+            k=job.k,
+            scores=merged,
+            counts=counts(),
+            latency_ms=evaluation_job_latencies(job_id=job.pk),
+            config={"folds": None, "train": "database", "categories": slugs},
+            pairs_population="returned",
+            floors=runner.precision_floors(slugs),
+        )
+        result.extra["llm"] = _llm_report(job=job, usage=usage)
+        # Fitted on the confidences as stated: a calibration already in use does not feed back into the next.
+        result.extra["llm"]["confidence"] = confidence_calibration_fit_counts(counts=stated)
+        if hybrid is not None:
+            result.extra["hybrid"] = _hybrid_report(hybrid, slugs=slugs, usage=usage)
         run = EvaluationRun.objects.create(
             dataset=result.dataset,
             dataset_sha256=result.dataset_sha256,
@@ -456,67 +633,52 @@ def _finish(job: EvaluationJob, dataset: Dataset) -> None:
             created_by=job.created_by,
         )
         EvaluationJob.objects.filter(pk=job.pk).update(
-            status=EvaluationJobStatus.SUCCEEDED, run=run, finished_at=timezone.now()
+            status=EvaluationJobStatus.SUCCEEDED, run=run, finished_at=timezone.now(), lease_until=None
         )
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": 0.0, "p95": 0.0}
-    return {
-        "p50": round(float(np.percentile(values, 50)), 2),
-        "p95": round(float(np.percentile(values, 95)), 2),
-    }
-
-
-def llm_report(*, items: Sequence[EvaluationItem], source: str) -> dict[str, Any]:
+def _llm_report(*, job: EvaluationJob, usage: dict[str, float]) -> dict[str, Any]:
     """Tokens, cost and latency per recipe, cache hits and failures of an evaluation job's answers. An
     answer reused from an earlier job counts what it cost then: the figures describe the strategy, not this
     job's bill (which `cache_hits` tells apart)."""
-    answered = [item for item in items if item.ok]
-    called = [item for item in answered if not item.cached]
-    totals = {
-        key: sum(int(item.stats.get(stat, 0) or 0) for item in answered)
-        for key, stat in (("prompt", "input_tokens"), ("completion", "output_tokens"), ("cached", "cached_tokens"))
-    }
-    cost = sum(float(item.stats.get("cost", 0.0) or 0.0) for item in answered)
-    count = len(answered) or 1
-    failures = [item for item in items if not item.ok]
+    answered = int(usage.get("answered", 0))
+    totals = {key: int(usage.get(key, 0)) for key in ("prompt", "completion", "cached")}
+    cost = float(usage.get("cost", 0.0))
+    count = answered or 1
+    failures, examples = evaluation_job_failures(job_id=job.pk, limit=FAILURE_EXAMPLES)
+    latency = evaluation_job_latencies(job_id=job.pk)
     return {
-        "source": source,
-        "recipes": len(items),
-        "answered": len(answered),
-        "cache_hits": len(answered) - len(called),
-        "failures": len(failures),
-        "failure_examples": [f"{item.recipe_id}: {item.error[:300]}" for item in failures[:FAILURE_EXAMPLES]],
+        "source": job.source,
+        "recipes": answered + failures,
+        "answered": answered,
+        "cache_hits": answered - int(usage.get("called", 0)),
+        "failures": failures,
+        "failure_examples": examples,
         "tokens": totals,
         "tokens_per_recipe": {key: round(value / count, 1) for key, value in totals.items()},
         "cost": round(cost, 6),
         "cost_per_recipe": round(cost / count, 6),
-        "calls_per_recipe": round(sum(int(i.stats.get("llm_calls", 0) or 0) for i in answered) / count, 3),
-        "latency_ms": _percentiles([item.latency_ms for item in called]),
-        "unknown_dropped": sum(int(item.stats.get("unknown_dropped", 0) or 0) for item in answered),
-        "over_k_dropped": sum(int(item.stats.get("over_k_dropped", 0) or 0) for item in answered),
+        "calls_per_recipe": round(int(usage.get("llm_calls", 0)) / count, 3),
+        "latency_ms": {key: round(value, 2) for key, value in latency.items()},
+        "unknown_dropped": int(usage.get("unknown_dropped", 0)),
+        "over_k_dropped": int(usage.get("over_k_dropped", 0)),
     }
 
 
-def hybrid_report(
+def _hybrid_counts(
     *,
-    items: Sequence[EvaluationItem],
+    items: Sequence[EvaluationItem | None],
     gold: Sequence[dict[str, set[str]]],
     slugs: Sequence[str],
     taxonomy: dict[str, set[str]],
     k: int,
 ) -> dict[str, Any]:
-    """The shortlist's recall (of the gold tags the taxonomy has, the share similarity accepted or offered
-    the model) per category and overall, and what the similarity tagger would have returned alone, scored
-    the same way. Gold tags outside the taxonomy can reach no strategy and are left out of the recall."""
+    """A chunk's part of the hybrid report: per category the gold tags the taxonomy has and those similarity
+    accepted or offered the model, and the similarity tagger's own tags scored."""
     reached = dict.fromkeys(slugs, 0)
     reachable = dict.fromkeys(slugs, 0)
     alone: list[dict[str, set[str]]] = []
-    by_position = {item.position: item for item in items}
-    for position, labels in enumerate(gold):
-        item = by_position.get(position)
+    for item, labels in zip(items, gold, strict=True):
         stats = item.stats if item is not None and item.ok else {}
         accepted, shortlist = stats.get("accepted", {}), stats.get("shortlist", {})
         for slug in slugs:
@@ -525,8 +687,27 @@ def hybrid_report(
             reachable[slug] += len(wanted)
             reached[slug] += len(wanted & seen)
         alone.append({slug: set(tags) for slug, tags in stats.get("similarity_alone", {}).items()})
-    report = metrics.score(gold=list(gold), predicted=alone, categories=list(slugs), k=k, taxonomy=taxonomy)
-    answered = [item for item in items if item.ok]
+    tally = metrics.ScoreTally().add(gold=gold, predicted=alone, categories=slugs, k=k, taxonomy=taxonomy)
+    return {"reached": reached, "reachable": reachable, "alone": tally.as_json()}
+
+
+def _hybrid_merge(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    if total is None:
+        return {"reached": dict(part["reached"]), "reachable": dict(part["reachable"]), "alone": part["alone"]}
+    for key in ("reached", "reachable"):
+        for slug, value in part[key].items():
+            total[key][slug] = total[key].get(slug, 0) + value
+    alone = metrics.ScoreTally.from_json(total["alone"]).merge(metrics.ScoreTally.from_json(part["alone"]))
+    total["alone"] = alone.as_json()
+    return total
+
+
+def _hybrid_report(counts: dict[str, Any], *, slugs: Sequence[str], usage: dict[str, float]) -> dict[str, Any]:
+    """The shortlist's recall (of the gold tags the taxonomy has, the share similarity accepted or offered
+    the model) per category and overall, and what the similarity tagger would have returned alone, scored
+    the same way. Gold tags outside the taxonomy can reach no strategy and are left out of the recall."""
+    reached, reachable = counts["reached"], counts["reachable"]
+    report = metrics.ScoreTally.from_json(counts["alone"]).report(list(slugs))
     return {
         "shortlist_recall": round(sum(reached.values()) / sum(reachable.values()), 4)
         if any(reachable.values())
@@ -535,11 +716,9 @@ def hybrid_report(
             slug: round(reached[slug] / reachable[slug], 4) if reachable[slug] else None for slug in slugs
         },
         "gold_tags_in_taxonomy": sum(reachable.values()),
-        "shortlisted_per_recipe": round(
-            sum(int(i.stats.get("shortlisted", 0) or 0) for i in answered) / (len(answered) or 1), 2
-        ),
-        "decided_by_similarity": sum(int(i.stats.get("decided_by_similarity", 0) or 0) for i in answered),
-        "decided_by_llm": sum(int(i.stats.get("decided_by_llm", 0) or 0) for i in answered),
+        "shortlisted_per_recipe": round(int(usage.get("shortlisted", 0)) / (int(usage.get("answered", 0)) or 1), 2),
+        "decided_by_similarity": int(usage.get("decided_by_similarity", 0)),
+        "decided_by_llm": int(usage.get("decided_by_llm", 0)),
         "similarity_alone": {
             "overall": {
                 "precision": round(report.overall_precision, 4),

@@ -3,19 +3,22 @@ scored by the same metrics."""
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.utils.text import slugify
 
 from feedback.evaluation import metrics
-from feedback.evaluation.baselines import BASELINES, Split
-from feedback.evaluation.datasets import Dataset, DatasetRecipe, fold_of
+from feedback.evaluation.baselines import BASELINES, Baseline, Split
+from feedback.evaluation.datasets import Dataset, DatasetRecipe, DatasetSummary, dataset_batches, fold_of
 from tagging import learning
-from tagging.calibration import expected_calibration_error, top_k_pairs
+from tagging.calibration import top_k_pairs
 from taxonomy.models import Category, Tag
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -268,6 +271,166 @@ def learned_report(*, test: Dataset, folds: int, k: int, embed: Embed) -> metric
     )
 
 
+@dataclass
+class ChunkScores:
+    """The scores of a run of recipes, kept as what adds up: per predictor ("tagger" first, then the baselines)
+    the metrics' counts, the tagger's calibration bins per category, and per recipe the counts the bootstrap
+    resamples ((recipes, predictors, categories, 3) correct/returned/gold, in dataset order). Chunks scored
+    apart and merged give the report of the whole dataset (`result_from_scores`)."""
+
+    predictors: list[str]
+    categories: list[str]
+    scores: dict[str, metrics.ScoreTally]
+    bins: dict[str, metrics.BinTally]
+    recipes: int
+    counts: np.ndarray = field(repr=False)
+
+    def merge(self, other: ChunkScores) -> ChunkScores:
+        """Add `other`'s counts (not its per-recipe rows, which the bootstrap reads in order on its own); a
+        predictor only one side has is dropped (the baselines learn from gold labels, which may come mid-job)."""
+        self.predictors = [name for name in self.predictors if name in other.predictors]
+        self.scores = {name: self.scores[name].merge(other.scores[name]) for name in self.predictors}
+        for slug, bins in other.bins.items():
+            self.bins.setdefault(slug, metrics.BinTally()).merge(bins)
+        self.recipes += other.recipes
+        self.counts = np.zeros((0, len(self.predictors), len(self.categories), 3), dtype=np.int16)
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "predictors": self.predictors,
+            "categories": self.categories,
+            "scores": {name: tally.as_json() for name, tally in self.scores.items()},
+            "bins": {slug: bins.as_json() for slug, bins in self.bins.items()},
+            "recipes": self.recipes,
+        }
+
+    def counts_bytes(self) -> bytes:
+        return self.counts.astype(np.int16).tobytes()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], counts: bytes = b"") -> ChunkScores:
+        shape = (-1, len(data["predictors"]), len(data["categories"]), 3)
+        return cls(
+            predictors=list(data["predictors"]),
+            categories=list(data["categories"]),
+            scores={name: metrics.ScoreTally.from_json(tally) for name, tally in data["scores"].items()},
+            bins={slug: metrics.BinTally.from_json(bins) for slug, bins in data["bins"].items()},
+            recipes=int(data["recipes"]),
+            counts=np.frombuffer(bytes(counts), dtype=np.int16).reshape(shape),
+        )
+
+
+def chunk_score(
+    *,
+    gold: Sequence[dict[str, set[str]]],
+    predictions: dict[str, list[dict[str, set[str]]]],
+    categories: list[str],
+    k: int,
+    taxonomy: dict[str, set[str]],
+    pairs: ScorePairs,
+) -> ChunkScores:
+    """Score the predictions of "tagger" and each baseline for a run of recipes against `gold`; `pairs` are the
+    tagger's (score, right) pairs per category, for its calibration."""
+    predictors = list(predictions)
+    counts = np.zeros((len(gold), len(predictors), len(categories), 3), dtype=np.int16)
+    for p, name in enumerate(predictors):
+        for c, slug in enumerate(categories):
+            counts[:, p, c] = metrics.recipe_counts(gold=gold, predicted=predictions[name], category=slug)
+    return ChunkScores(
+        predictors=predictors,
+        categories=list(categories),
+        scores={
+            name: metrics.ScoreTally().add(
+                gold=gold, predicted=predicted, categories=categories, k=k, taxonomy=taxonomy
+            )
+            for name, predicted in predictions.items()
+        },
+        bins={slug: metrics.BinTally().add(*pairs.get(slug, ([], []))) for slug in categories},
+        recipes=len(gold),
+        counts=counts,
+    )
+
+
+def result_from_scores(
+    *,
+    dataset: str,
+    dataset_sha256: str,
+    strategy: str,
+    k: int,
+    scores: ChunkScores,
+    counts: Iterable[np.ndarray],
+    latency_ms: dict[str, float],
+    config: dict[str, Any],
+    pairs_population: str,
+    floors: dict[str, float | None],
+) -> EvaluationResult:
+    """The evaluation's result from merged chunk scores and the chunks' per-recipe counts (`counts`, each
+    (recipes, predictors, categories, 3), in dataset order, read once): the tagger's and each baseline's
+    report, the tagger's calibration, and its margin over the best baseline per category."""
+    categories = scores.categories
+    reports = {name: scores.scores[name].report(categories) for name in scores.predictors}
+    calibration = {}
+    for slug in categories:
+        bins = scores.bins.get(slug, metrics.BinTally())
+        ece, table = bins.ece()
+        calibration[slug] = {
+            "ece": round(ece, 4) if bins.pairs else None,  # None: the tagger scored nothing here (not learned)
+            "pairs": bins.pairs,
+            "population": pairs_population,
+            "bins": [
+                {
+                    "lower": round(lower, 2),
+                    "upper": round(upper, 2),
+                    "count": count,
+                    "mean_score": round(mean_score, 4),
+                    "accuracy": round(accuracy, 4),
+                }
+                for lower, upper, count, mean_score, accuracy in table
+            ],
+        }
+    comparison = {}
+    baseline_names = [name for name in scores.predictors if name != "tagger"]
+    if baseline_names:
+        best = {
+            slug: max(baseline_names, key=lambda name: (reports[name].categories[slug].f1, name)) for slug in categories
+        }
+        # One pass over the per-recipe rows for every category: the tagger's and its best baseline's side by side,
+        # under the same resamples, as bootstrap_margin draws them for each category.
+        tagger_at = scores.predictors.index("tagger")
+        columns = [(tagger_at, scores.predictors.index(best[slug]), c) for c, slug in enumerate(categories)]
+        stream = metrics.BootstrapStream(n=scores.recipes, width=2 * len(categories))
+        for block in counts:
+            picked = [block[:, p, c] for tagger, baseline, c in columns for p in (tagger, baseline)]
+            stream.add(np.stack(picked, axis=1))
+        for c, slug in enumerate(categories):
+            tagger_f1, best_f1 = reports["tagger"].categories[slug].f1, reports[best[slug]].categories[slug].f1
+            spread, lower, upper = stream.margin(first=2 * c, second=2 * c + 1)
+            comparison[slug] = {
+                "best_baseline": best[slug],
+                "tagger_f1": round(tagger_f1, 4),
+                "baseline_f1": round(best_f1, 4),
+                "margin": round(tagger_f1 - best_f1, 4),
+                "margin_sd": round(spread, 4),
+                "interval_95": [round(lower, 4), round(upper, 4)],
+            }
+    return EvaluationResult(
+        dataset=dataset,
+        dataset_sha256=dataset_sha256,
+        strategy=strategy,
+        k=k,
+        recipes=scores.recipes,
+        categories=categories,
+        report=reports.pop("tagger"),
+        baselines=reports,
+        latency_ms=latency_ms,
+        config=config,
+        calibration=calibration,
+        comparison=comparison,
+        precision_floors={slug: floors.get(slug) for slug in categories},
+    )
+
+
 def _result(
     *,
     test: Dataset,
@@ -283,66 +446,23 @@ def _result(
     floors: dict[str, float | None],
 ) -> EvaluationResult:
     """Score the tagger's (`predictions["tagger"]`) and each baseline's predictions against `gold`; the
-    calibration of the tagger's scores (`pairs`), and its margin over the best baseline per category."""
-    reports = {
-        name: metrics.score(gold=gold, predicted=predicted, categories=categories, k=k, taxonomy=taxonomy)
-        for name, predicted in predictions.items()
-    }
-    calibration = {}
-    for slug in categories:
-        scores, truth = pairs.get(slug, ([], []))
-        ece, bins = expected_calibration_error(np.asarray(scores), np.asarray(truth))
-        calibration[slug] = {
-            "ece": round(ece, 4) if scores else None,  # None: the tagger scored nothing here (not learned)
-            "pairs": len(scores),
-            "population": pairs_population,
-            "bins": [
-                {
-                    "lower": round(b.lower, 2),
-                    "upper": round(b.upper, 2),
-                    "count": b.count,
-                    "mean_score": round(b.mean_score, 4),
-                    "accuracy": round(b.accuracy, 4),
-                }
-                for b in bins
-            ],
-        }
-    comparison = {}
-    baseline_names = [name for name in predictions if name != "tagger"]
-    for slug in categories:
-        if not baseline_names:
-            break
-        best = max(baseline_names, key=lambda name: (reports[name].categories[slug].f1, name))
-        tagger_f1, best_f1 = reports["tagger"].categories[slug].f1, reports[best].categories[slug].f1
-        spread, lower, upper = metrics.bootstrap_margin(
-            metrics.recipe_counts(gold=gold, predicted=predictions["tagger"], category=slug),
-            metrics.recipe_counts(gold=gold, predicted=predictions[best], category=slug),
-        )
-        comparison[slug] = {
-            "best_baseline": best,
-            "tagger_f1": round(tagger_f1, 4),
-            "baseline_f1": round(best_f1, 4),
-            "margin": round(tagger_f1 - best_f1, 4),
-            "margin_sd": round(spread, 4),
-            "interval_95": [round(lower, 4), round(upper, 4)],
-        }
-    return EvaluationResult(
+    calibration of the tagger's scores (`pairs`), and its margin over the best baseline per category. The
+    whole dataset as one chunk: the same code as a job that scores it a chunk at a time."""
+    scores = chunk_score(gold=gold, predictions=predictions, categories=categories, k=k, taxonomy=taxonomy, pairs=pairs)
+    result = result_from_scores(
         dataset=test.name,
         dataset_sha256=test.sha256,
         strategy="similarity",
         k=k,
-        recipes=len(test.recipes),
-        categories=categories,
-        report=reports.pop("tagger"),
-        baselines=reports,
+        scores=scores,
+        counts=[scores.counts],
         latency_ms=_percentiles(latencies),
         config=config,
-        calibration=calibration,
-        comparison=comparison,
-        precision_floors={slug: floors.get(slug) for slug in categories},
-        predicted=predictions["tagger"],
-        gold=gold,
+        pairs_population=pairs_population,
+        floors=floors,
     )
+    result.predicted, result.gold = predictions["tagger"], gold
+    return result
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -352,7 +472,7 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(ordered, 50)), "p95": float(np.percentile(ordered, 95))}
 
 
-def _database_labels(recipe: DatasetRecipe, tags_by_name: dict[str, dict[str, str]]) -> dict[str, set[str]]:
+def database_labels(recipe: DatasetRecipe, tags_by_name: dict[str, dict[str, str]]) -> dict[str, set[str]]:
     """The recipe's dataset labels in the database's tag slugs where a tag matches (slug, name or
     synonym); a label no tag matches keeps its own slug, so it counts as missed."""
     labels = {}
@@ -385,8 +505,8 @@ def database_categories(
 
 
 def database_gold(test: Dataset, tags_by_name: dict[str, dict[str, str]]) -> list[dict[str, set[str]]]:
-    """Each recipe's labels in the taxonomy's tag slugs (`_database_labels`)."""
-    return [_database_labels(r, tags_by_name) for r in test.recipes]
+    """Each recipe's labels in the taxonomy's tag slugs (`database_labels`)."""
+    return [database_labels(r, tags_by_name) for r in test.recipes]
 
 
 def evaluate_with_database(
@@ -428,6 +548,68 @@ def evaluate_with_database(
     )
 
 
+def baselines_fit(
+    *, labelled: Labelled | None, slugs: Sequence[str], k: int, progress: Progress | None = None
+) -> list[Baseline] | None:
+    """The reference baselines learned from the database's gold labels (`labelled`) for `slugs`; None when
+    there are none to learn from."""
+    specs = {s.slug: s for s in labelled[2]} if labelled else {}
+    if labelled is None or not all(slug in specs for slug in slugs):
+        if progress is not None:
+            progress("No gold labels in the database: the baselines, which learn from them, are not run")
+        return None
+    _, data, _ = labelled
+    scored_specs = [specs[slug] for slug in slugs]
+    train_split = Split(
+        embeddings=data.embeddings,
+        texts=data.texts,
+        labels=learning.TrainingLabels.build(data, scored_specs).matrices,
+    )
+    fitted = []
+    for baseline_class in BASELINES:
+        baseline = baseline_class()
+        baseline.fit(train_split, scored_specs, k)
+        fitted.append(baseline)
+    return fitted
+
+
+def returned_score(
+    *,
+    recipes: Sequence[DatasetRecipe],
+    gold: Sequence[dict[str, set[str]]],
+    k: int,
+    slugs: list[str],
+    tags_by_name: dict[str, dict[str, str]],
+    embeddings: np.ndarray,
+    returned: Sequence[dict[str, list[tuple[str, float]]]],
+    baselines: Sequence[Baseline] | None,
+) -> ChunkScores:
+    """Score what a strategy as deployed returned for a run of recipes (category slug -> [(tag slug, score)])
+    against their labels in the taxonomy's slugs (`gold`, database_gold), beside the fitted `baselines`."""
+    tagger: list[dict[str, set[str]]] = []
+    # The tagger as deployed returns only the tags above its thresholds: their scores are what is checked.
+    pairs: ScorePairs = {}
+    for result, labels in zip(returned, gold, strict=True):
+        tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
+        for slug, tags in result.items():
+            scored = pairs.setdefault(slug, ([], []))
+            scored[0].extend(score for _, score in tags)
+            scored[1].extend(float(tag in labels.get(slug, set())) for tag, _ in tags)
+    predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": tagger}
+    if baselines:
+        test_split = Split(embeddings=embeddings, texts=[r.text for r in recipes], labels={})
+        for baseline in baselines:
+            predictions[baseline.name] = baseline.predict(test_split, k)
+    return chunk_score(
+        gold=gold,
+        predictions=predictions,
+        categories=slugs,
+        k=k,
+        taxonomy={slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs},
+        pairs=pairs,
+    )
+
+
 def evaluate_returned(
     *,
     test: Dataset,
@@ -443,51 +625,103 @@ def evaluate_returned(
 ) -> EvaluationResult:
     """Score what a strategy as deployed returned for each recipe of `test` (category slug -> [(tag slug,
     score)]) against the file's labels, beside the baselines learned from the database's gold labels."""
-    say = progress or (lambda message: None)
     gold = database_gold(test, tags_by_name)
-    tagger: list[dict[str, set[str]]] = []
-    # The tagger as deployed returns only the tags above its thresholds: their scores are what is checked.
-    pairs: ScorePairs = {}
-    for result, labels in zip(returned, gold, strict=True):
-        tagger.append({slug: {tag for tag, _ in tags} for slug, tags in result.items()})
-        for slug, tags in result.items():
-            scored = pairs.setdefault(slug, ([], []))
-            scored[0].extend(score for _, score in tags)
-            scored[1].extend(float(tag in labels.get(slug, set())) for tag, _ in tags)
-
-    predictions: dict[str, list[dict[str, set[str]]]] = {"tagger": tagger}
-    specs = {s.slug: s for s in labelled[2]} if labelled else {}
-    if labelled is not None and all(slug in specs for slug in slugs):
-        _, data, _ = labelled
-        scored_specs = [specs[slug] for slug in slugs]
-        train_split = Split(
-            embeddings=data.embeddings,
-            texts=data.texts,
-            labels=learning.TrainingLabels.build(data, scored_specs).matrices,
-        )
-        test_split = Split(embeddings=embeddings, texts=[r.text for r in test.recipes], labels={})
-        for baseline_class in BASELINES:
-            baseline = baseline_class()
-            baseline.fit(train_split, scored_specs, k)
-            predictions[baseline_class.name] = baseline.predict(test_split, k)
-    else:
-        say("No gold labels in the database: the baselines, which learn from them, are not run")
-
-    evaluation = _result(
-        test=test,
-        k=k,
-        categories=slugs,
+    scores = returned_score(
+        recipes=test.recipes,
         gold=gold,
-        predictions=predictions,
-        taxonomy={slug: set(tags_by_name.get(slug, {}).values()) for slug in slugs},
-        latencies=list(latencies),
+        k=k,
+        slugs=slugs,
+        tags_by_name=tags_by_name,
+        embeddings=embeddings,
+        returned=returned,
+        baselines=baselines_fit(labelled=labelled, slugs=slugs, k=k, progress=progress),
+    )
+    result = result_from_scores(
+        dataset=test.name,
+        dataset_sha256=test.sha256,
+        strategy=strategy,
+        k=k,
+        scores=scores,
+        counts=[scores.counts],
+        latency_ms=_percentiles(latencies),
         config={"folds": None, "train": "database", "categories": slugs},
-        pairs=pairs,
         pairs_population="returned",
         floors=precision_floors(slugs),
     )
-    evaluation.strategy = strategy
-    return evaluation
+    result.predicted = [{slug: {tag for tag, _ in tags} for slug, tags in r.items()} for r in returned]
+    result.gold = gold
+    return result
+
+
+def evaluate_with_database_streamed(
+    *,
+    path: Path,
+    summary: DatasetSummary,
+    k: int,
+    categories: Sequence[str] | None,
+    embed: Embed,
+    predict: Predict,
+    labelled: Labelled | None,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> EvaluationResult:
+    """`evaluate_with_database` over a file of any size in bounded memory: the file, already checked
+    (`summary`, datasets.dataset_scan), is read `batch_size` recipes at a time to tag and score them; each batch's
+    scores are added up (ChunkScores), and the per-recipe counts the bootstrap needs go to a temporary file
+    that is read back a block at a time. What grows with the file: the latencies (8 bytes a recipe, for the
+    exact percentiles) and the ids seen while checking it. The report is the same as evaluate_with_database's."""
+    say = progress or (lambda message: None)
+    slugs, tags_by_name = database_categories(test=summary.as_dataset(), categories=categories, progress=progress)
+    baselines = baselines_fit(labelled=labelled, slugs=slugs, k=k, progress=progress)
+    total: ChunkScores | None = None
+    latencies = array("d")
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as spill, path.open("rb") as handle:
+        for batch in dataset_batches(lines=handle, size=batch_size, where=path.name):
+            embeddings = embed([r.text.for_embedding() for r in batch])
+            returned: list[dict[str, list[tuple[str, float]]]] = []
+            for recipe, embedding in zip(batch, embeddings, strict=True):
+                tagged = time.perf_counter()
+                returned.append(
+                    predict(texts=[recipe.text], embeddings=embedding[None, :], category_slugs=slugs, k=k)[0]
+                )
+                latencies.append((time.perf_counter() - tagged) * 1000)
+            scores = returned_score(
+                recipes=batch,
+                gold=[database_labels(r, tags_by_name) for r in batch],
+                k=k,
+                slugs=slugs,
+                tags_by_name=tags_by_name,
+                embeddings=embeddings,
+                returned=returned,
+                baselines=baselines,
+            )
+            spill.write(scores.counts_bytes())
+            total = scores if total is None else total.merge(scores)
+            say(f"Tagged and scored {len(latencies)} of {summary.recipes} recipes")
+        say(f"Tagged {summary.recipes} recipes in {time.perf_counter() - started:.1f}s")
+        if total is None:
+            raise ValueError(f"{path.name} holds no recipes")
+        merged = total
+        spill.seek(0)
+        row = len(merged.predictors) * len(slugs) * 3 * 2  # int16
+
+        def blocks() -> Iterator[np.ndarray]:
+            while block := spill.read(row * batch_size):
+                yield np.frombuffer(block, dtype=np.int16).reshape(-1, len(merged.predictors), len(slugs), 3)
+
+        return result_from_scores(
+            dataset=summary.name,
+            dataset_sha256=summary.sha256,
+            strategy="similarity",
+            k=k,
+            scores=merged,
+            counts=blocks(),
+            latency_ms=_percentiles(latencies),
+            config={"folds": None, "train": "database", "categories": slugs},
+            pairs_population="returned",
+            floors=precision_floors(slugs),
+        )
 
 
 def embedding_comparison(*, full: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:

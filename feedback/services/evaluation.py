@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from autotagger.embeddings import EmbeddingMode, fast_model_available, fast_model_path
 from feedback.evaluation import runner
-from feedback.evaluation.datasets import Dataset, dataset_parse, dataset_read
+from feedback.evaluation.datasets import Dataset, DatasetSummary, dataset_parse, dataset_read, dataset_scan
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.judging import JudgedPrediction, judge_metrics
 from feedback.evaluation.provenance import code_version
@@ -63,7 +64,18 @@ def _dataset_load(path: Path, *, role: str) -> Dataset:
     return dataset
 
 
-def _categories_check(categories: list[str] | None, *, dataset: Dataset) -> list[str] | None:
+def _dataset_scan(path: Path) -> DatasetSummary:
+    """`_dataset_load` without keeping the recipes (a file of any size)."""
+    if not path.is_file():
+        raise EvaluationError(f"The evaluation dataset {path} does not exist.")
+    with path.open("rb") as handle:
+        summary = dataset_scan(name=path.stem, lines=handle, where=path.name)
+    if not summary.recipes:
+        raise EvaluationError(f"The evaluation dataset {path} holds no recipes.")
+    return summary
+
+
+def _categories_check(categories: list[str] | None, *, dataset: Dataset | DatasetSummary) -> list[str] | None:
     if not dataset.vocabulary:
         raise EvaluationError(f"The dataset {dataset.name} has no tags to score against.")
     if categories is None:
@@ -80,7 +92,7 @@ def _categories_check(categories: list[str] | None, *, dataset: Dataset) -> list
     return wanted
 
 
-def _taxonomy_check(categories: list[str], *, dataset: Dataset) -> None:
+def _taxonomy_check(categories: list[str], *, dataset: Dataset | DatasetSummary) -> None:
     """Without folds or training data the taxonomy's categories are scored: some must match the file's."""
     if not Category.objects.filter(slug__in=categories, active=True).exists():
         raise EvaluationError(
@@ -238,6 +250,9 @@ def evaluation_run(
         except LLMError as exc:
             raise EvaluationError(f"The judge cannot be asked: {exc}") from exc
     started = time.perf_counter()
+    if folds is None and train_path is None and judge_source is None:
+        result = _evaluate_streamed(path=path, k=k, categories=categories, embedding=embedding, progress=progress)
+        return _run_store(result=result, strategy=strategy, k=k, embedding=embedding, started=started, user=user)
     test = _dataset_load(path, role="evaluation")
     train = _dataset_load(train_path, role="training") if train_path is not None else None
     wanted = _categories_check(categories, dataset=test)
@@ -264,6 +279,36 @@ def evaluation_run(
         )
     if judge_source is not None:
         evaluation_result_judge(result=result, test=test, source=judge_source, progress=progress)
+    return _run_store(result=result, strategy=strategy, k=k, embedding=embedding, started=started, user=user)
+
+
+def _evaluate_streamed(
+    *, path: Path, k: int, categories: list[str] | None, embedding: str, progress: Callable[[str], None] | None
+) -> runner.EvaluationResult:
+    """The tagger as deployed scored on a file of any size, EVALUATION_STREAM_BATCH recipes at a time (memory
+    stays flat: runner.evaluate_with_database_streamed). The judge, which reads every recipe's predictions,
+    uses the in-memory path."""
+    summary = _dataset_scan(path)
+    wanted = _categories_check(categories, dataset=summary)
+    if progress is not None:
+        progress(f"Read {summary.recipes} recipes from {path.name}")
+    _taxonomy_check(wanted or list(summary.vocabulary), dataset=summary)
+    return runner.evaluate_with_database_streamed(
+        path=path,
+        summary=summary,
+        k=k,
+        categories=wanted,
+        embed=_embed_fast if embedding == EmbeddingMode.FAST else _embed,
+        predict=partial(recipes_predict, mode=embedding),
+        labelled=labelled_data(mode=embedding),
+        batch_size=int(settings.EVALUATION_STREAM_BATCH),
+        progress=progress,
+    )
+
+
+def _run_store(
+    *, result: runner.EvaluationResult, strategy: str, k: int, embedding: str, started: float, user: User
+) -> EvaluationRun:
     return EvaluationRun.objects.create(
         dataset=result.dataset,
         dataset_sha256=result.dataset_sha256,
