@@ -39,9 +39,21 @@ class CategoryTags:
         """(m, T) cosine similarity of each recipe to each tag."""
         if not self.rows:
             return np.zeros((len(embeddings), 0))
-        vectors = np.asarray(embeddings, dtype=np.float64)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return row_products(vectors / np.where(norms == 0, 1.0, norms), self.matrix)
+        return row_products(unit_rows(embeddings), self.matrix)
+
+    def similarities_at(self, unit: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """The cosine similarity of one recipe (`unit`: a row of `unit_rows`) to the tags at `columns` alone:
+        where only a few tags need one (the learned tagger's), the product leaves the others' rows unread."""
+        if not len(columns):
+            return np.zeros(0)
+        return self.matrix[columns] @ unit
+
+
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    """The recipes' vectors scaled to unit length, in float64 as the tag matrix."""
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 EMPTY = CategoryTags(rows=(), matrix=np.zeros((0, 0)), lexical=LexicalIndex([]))

@@ -164,7 +164,11 @@ def learned_model_active(*, mode: str = EmbeddingMode.FULL) -> learning.LearnedM
     """The active state of the mode's embedding model as a LearnedModel (loaded once per process per state), or
     None when the tagger has learned nothing (or learned with another embedding model)."""
     name = embedding_model_name(mode=mode)
-    state = TaggerState.objects.filter(active=True, embedding_model=name).defer("artifacts").order_by("-id").first()
+    # Only what says which state and release it is: its parameters name every tag, and reading them on every
+    # call would make tagging slower as the taxonomy grows.
+    state = (
+        TaggerState.objects.filter(active=True, embedding_model=name).only("id", "fitted_on").order_by("-id").first()
+    )
     if state is None:
         return None
     if tagger_state_fitted_version(state=state) != learning.MODEL_VERSION:
