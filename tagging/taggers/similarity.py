@@ -68,9 +68,10 @@ class SimilarityTagger:
     """Scores a zero-shot category's tags with one product against the cached tag matrix (tagging.tag_matrix), a
     learned category's with the learned model's signals for all its tags at once (tagging.learning: its own
     product, so the tag matrix is read only for the tags added since the fit and those returned), and lexical
-    evidence for the tags whose words the recipe contains (tagging.features.LexicalIndex). Only the tags that pass the threshold
-    (or, for `score_all`, every tag) are turned into ScoredTags with their evidence. `tag_many` does the
-    same for many recipes with one product per category, one neighbour search and one text-model pass."""
+    evidence for the tags whose words the recipe contains (tagging.features.LexicalIndex). Only the tags that
+    pass the threshold (or, for `score_all`, every tag) are turned into ScoredTags with their evidence.
+    `tag_many` does the same for many recipes with one product per category, one neighbour search and one
+    text-model pass."""
 
     def __init__(self, *, model: str, learned: LearnedModel | None = None) -> None:
         self.model = model
