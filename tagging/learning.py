@@ -128,6 +128,22 @@ class CategoryModel:
     calibration: Calibration = field(default_factory=Calibration)
     precision_floor: float | None = None  # the category's, when it was fitted
 
+    @cached_property
+    def _prototype_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tags with a prototype (labelled at least once) and their rows: the others' are zero rows."""
+        rows = np.flatnonzero(np.any(self.prototypes != 0, axis=1))
+        return rows, np.ascontiguousarray(self.prototypes[rows])
+
+    def prototype_similarities(self, embeddings: np.ndarray) -> np.ndarray:
+        """(m, T) cosine similarity of each recipe to each tag's prototype (0 for a tag nobody labelled). Only
+        the labelled tags' rows are multiplied: they are as many as the labels allow, however many tags the
+        category has."""
+        rows, matrix = self._prototype_rows
+        sims = np.zeros((len(embeddings), len(self.prototypes)), dtype=np.result_type(embeddings, self.prototypes))
+        if len(rows):
+            sims[:, rows] = row_products(embeddings, matrix)
+        return sims
+
     def stacked_logits(self, features: np.ndarray) -> np.ndarray:
         """(m, T) logits of the stacking regression from (m, T, len(FEATURES)) signals. Summed along the
         signals for each tag on its own, so that a recipe's logits do not depend on the batch it is in."""
@@ -400,7 +416,7 @@ class LearnedModel:
                 tag_matrix=spec.matrix,
                 vote=vote,
                 mass=mass,
-                prototype_sims=row_products(embeddings, model.prototypes),
+                prototype_sims=model.prototype_similarities(embeddings),
                 prior=prior(model.support, model.labelled),
                 text_probs=text_probs[slug],
             )

@@ -16,12 +16,10 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
-    Max,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Sum,
 )
 
 from autotagger.embeddings import EmbeddingMode, embedding_model_name
@@ -61,22 +59,6 @@ class TagRow:
     name: str
     synonyms: tuple[str, ...]
     embedding: np.ndarray
-
-
-def tags_embedded_fingerprint(*, model: str) -> tuple[int, int, str, str]:
-    """What changes whenever `tags_embedded(model=...)` would return something else: how many tags and which
-    (the sum of their ids), their latest edit and their latest vector. One aggregate over the tag rows, no
-    vectors read: the in-process tag matrix (tagging.tag_matrix) compares it on every use. Edits made with
-    `QuerySet.update` (which leaves `updated_at`) are seen when they (de)activate or re-embed a tag."""
-    if model == embedding_model_name(mode=EmbeddingMode.FAST):
-        row = _tags_embedded_fast(model=model).aggregate(
-            count=Count("id"), ids=Sum("tag_id"), edited=Max("tag__updated_at"), embedded=Max("embedded_at")
-        )
-    else:
-        row = _tags_embedded(model=model).aggregate(
-            count=Count("id"), ids=Sum("id"), edited=Max("updated_at"), embedded=Max("embedded_at")
-        )
-    return (int(row["count"]), int(row["ids"] or 0), str(row["edited"]), str(row["embedded"]))
 
 
 def tags_embedded(*, model: str) -> list[TagRow]:

@@ -3,9 +3,9 @@ and an index of their words, built once per process and rebuilt when the tags mo
 
 Scoring a recipe against a category is then one matrix product and a few dictionary lookups, whatever the
 number of tags, instead of a pgvector query returning every tag row for every recipe (or every batch).
-The cache is keyed by the embedding model and the tags' fingerprint (tagging.selectors.
-tags_embedded_fingerprint: which tags are active and embedded, their latest edit and vector), read with one
-aggregate query per use, so a changed description, a (de)activated tag or a new model is seen at once.
+The cache is keyed by the embedding model and the tags' version (taxonomy.selectors.tags_version: raised by
+PostgreSQL on any write to the tags or their vectors), read by primary key on every use, so a changed
+description, a (de)activated tag or a new model is seen at once, at a cost that does not grow with the tags.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tagging.features import LexicalIndex
-from tagging.selectors import TagRow, tags_embedded, tags_embedded_fingerprint
+from tagging.selectors import TagRow, tags_embedded
 from tagging.signals import row_products
+from taxonomy.selectors import tags_version
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,21 @@ class CategoryTags:
         """(m, T) cosine similarity of each recipe to each tag."""
         if not self.rows:
             return np.zeros((len(embeddings), 0))
-        vectors = np.asarray(embeddings, dtype=np.float64)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return row_products(vectors / np.where(norms == 0, 1.0, norms), self.matrix)
+        return row_products(unit_rows(embeddings), self.matrix)
+
+    def similarities_at(self, unit: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """The cosine similarity of one recipe (`unit`: a row of `unit_rows`) to the tags at `columns` alone:
+        where only a few tags need one (the learned tagger's), the product leaves the others' rows unread."""
+        if not len(columns):
+            return np.zeros(0)
+        return self.matrix[columns] @ unit
+
+
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    """The recipes' vectors scaled to unit length, in float64 as the tag matrix."""
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 EMPTY = CategoryTags(rows=(), matrix=np.zeros((0, 0)), lexical=LexicalIndex([]))
@@ -77,7 +90,7 @@ _lock = threading.Lock()
 
 def tag_matrix_current(*, model: str) -> TagMatrix:
     """The tag matrix of `model` as the tags are now (built on first use, and again after any change)."""
-    key = (model, *tags_embedded_fingerprint(model=model))
+    key = (model, tags_version())
     cached = _cache.get(model)
     if cached is not None and cached.key == key:
         return cached

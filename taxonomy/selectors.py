@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Case,
     CharField,
@@ -115,6 +116,19 @@ def tag_rules(*, tag_ids: Iterable[int]) -> dict[int, TagRule]:
         )
         for tag in tags
     }
+
+
+def tags_version() -> int:
+    """A number that changes with every write to the tags or their vectors (Tag, TagEmbedding), however made, and
+    never comes back: kept by PostgreSQL triggers (migration 0008_tags_version) and read by primary key, so that a
+    cache of what the taggers read of the tags costs one cheap query per use, whatever the taxonomy's size. A
+    change is seen as soon as its transaction commits (or at once inside it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT number FROM taxonomy_tags_version WHERE id = 1")
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("taxonomy_tags_version has no row: run the taxonomy migrations")
+    return int(row[0])
 
 
 def ingredient_groups_version() -> str:

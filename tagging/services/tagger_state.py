@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 
 from autotagger.embeddings import EmbeddingMode, embedding_model_name
 from tagging import learning
@@ -31,7 +30,7 @@ from tagging.models import Recipe, TaggerState, TrainingExample
 from tagging.selectors import training_examples_nearest_many
 from taxonomy.embedding import tags_embed
 from taxonomy.models import Category, Tag, TagEmbedding
-from taxonomy.selectors import tags_needing_embedding
+from taxonomy.selectors import tags_needing_embedding, tags_version
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +164,11 @@ def learned_model_active(*, mode: str = EmbeddingMode.FULL) -> learning.LearnedM
     """The active state of the mode's embedding model as a LearnedModel (loaded once per process per state), or
     None when the tagger has learned nothing (or learned with another embedding model)."""
     name = embedding_model_name(mode=mode)
-    state = TaggerState.objects.filter(active=True, embedding_model=name).defer("artifacts").order_by("-id").first()
+    # Only what says which state and release it is: its parameters name every tag, and reading them on every
+    # call would make tagging slower as the taxonomy grows.
+    state = (
+        TaggerState.objects.filter(active=True, embedding_model=name).only("id", "fitted_on").order_by("-id").first()
+    )
     if state is None:
         return None
     if tagger_state_fitted_version(state=state) != learning.MODEL_VERSION:
@@ -173,9 +176,8 @@ def learned_model_active(*, mode: str = EmbeddingMode.FULL) -> learning.LearnedM
             _warned_incompatible.add(state.pk)
             logger.warning("Tagger state %s was fitted by another release: zero-shot until it is refitted", state.pk)
         return None
-    # Tags re-embedded since the load (an edited description) must reach the zero-shot signal.
-    embedded = TagEmbedding.objects.filter(model=name) if mode == EmbeddingMode.FAST else Tag.objects.all()
-    version = (state.pk, embedded.aggregate(latest=Max("embedded_at"))["latest"])
+    # Tags re-embedded or edited since the load (a description, a synonym) must reach the learned signals.
+    version = (state.pk, tags_version())
     with _load_lock:
         loaded = _loaded.setdefault(name, {})
         if loaded.get("version") != version:

@@ -36,7 +36,7 @@ from autotagger.recipe_text import RecipeText
 from tagging.features import RecipeWords, lexical_matches, lexical_words
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagRow
-from tagging.tag_matrix import CategoryTags, tag_matrix_current
+from tagging.tag_matrix import CategoryTags, tag_matrix_current, unit_rows
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.uncertainty import decision_margins
 
@@ -65,11 +65,13 @@ def calibrated_score(*, similarity: float, lexical: float) -> float:
 
 
 class SimilarityTagger:
-    """Scores a category's tags with one product against the cached tag matrix (tagging.tag_matrix), the
-    learned model's signals for all its tags at once (tagging.learning), and lexical evidence for the tags
-    whose words the recipe contains (tagging.features.LexicalIndex). Only the tags that pass the threshold
-    (or, for `score_all`, every tag) are turned into ScoredTags with their evidence. `tag_many` does the
-    same for many recipes with one product per category, one neighbour search and one text-model pass."""
+    """Scores a zero-shot category's tags with one product against the cached tag matrix (tagging.tag_matrix), a
+    learned category's with the learned model's signals for all its tags at once (tagging.learning: its own
+    product, so the tag matrix is read only for the tags added since the fit and those returned), and lexical
+    evidence for the tags whose words the recipe contains (tagging.features.LexicalIndex). Only the tags that
+    pass the threshold (or, for `score_all`, every tag) are turned into ScoredTags with their evidence.
+    `tag_many` does the same for many recipes with one product per category, one neighbour search and one
+    text-model pass."""
 
     def __init__(self, *, model: str, learned: LearnedModel | None = None) -> None:
         self.model = model
@@ -113,14 +115,19 @@ class SimilarityTagger:
     ) -> list[TaggerOutput]:
         started = time.perf_counter()
         matrix = tag_matrix_current(model=self.model)
-        similarities = {
-            r.category.pk: matrix.category(r.category.pk).similarities(embeddings) for r in requests
-        }  # category id -> (m, T)
-        queried = time.perf_counter()
-
         learned_slugs = [
             r.category.slug for r in requests if self.learned is not None and r.category.slug in self.learned.categories
         ]
+        # A learned category's model computes its own similarity to every tag; the tag matrix is read there only
+        # for the few tags that need its own (those added since the fit, those returned), row by row.
+        units = unit_rows(embeddings)
+        similarities = {
+            r.category.pk: matrix.category(r.category.pk).similarities(embeddings)
+            for r in requests
+            if r.category.slug not in learned_slugs
+        }  # category id -> (m, T)
+        queried = time.perf_counter()
+
         probabilities: dict[str, np.ndarray] = {}
         explained: Explained | None = None
         if self.learned is not None and learned_slugs:
@@ -139,13 +146,12 @@ class SimilarityTagger:
             words = lexical_words(fields)
             for request in requests:
                 tags = matrix.category(request.category.pk)
-                sims = similarities[request.category.pk][i]
                 if request.category.slug in probabilities:
                     assert explained is not None
                     scored = self._learned(
                         request,
                         tags,
-                        sims,
+                        units[i],
                         probabilities[request.category.slug][i],
                         explained,
                         i,
@@ -154,6 +160,7 @@ class SimilarityTagger:
                         everything=everything,
                     )
                 else:
+                    sims = similarities[request.category.pk][i]
                     scored = self._zero_shot(
                         request, tags, np.arange(len(tags.rows)), sims, fields, words, everything=everything
                     )
@@ -219,7 +226,7 @@ class SimilarityTagger:
         self,
         request: CategoryRequest,
         tags: CategoryTags,
-        sims: np.ndarray,
+        unit: np.ndarray,
         probabilities: np.ndarray,
         explained: Explained,
         row: int,
@@ -241,19 +248,24 @@ class SimilarityTagger:
         for position in np.flatnonzero(known & (tag_probabilities >= threshold)):
             tag, j = tags.rows[int(position)], int(learned_columns[position])
             evidence = partial(
-                self._learned_evidence, tag, float(sims[position]), explained, request.category.slug, row, j, fields
+                self._learned_evidence, tag, tags, unit, int(position), explained, request.category.slug, row, j, fields
             )
             scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
         unseen = np.flatnonzero(~known)
         if len(unseen):
-            # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence.
+            # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence, which
+            # reads their similarities alone (the other entries are never read).
+            sims = np.full(len(tags.rows), np.nan)
+            sims[unseen] = tags.similarities_at(unit, unseen)
             scored.extend(self._zero_shot(request, tags, unseen, sims, fields, words, everything=everything))
         return scored
 
     def _learned_evidence(
         self,
         tag: TagRow,
-        similarity: float,
+        tags: CategoryTags,
+        unit: np.ndarray,
+        position: int,
         explained: Explained,
         category_slug: str,
         row: int,
@@ -264,7 +276,7 @@ class SimilarityTagger:
         return {
             "decided_by": "learned",
             "matched": lexical_matches(tag.name, tag.synonyms, fields),
-            "similarity": round(similarity, 4),
+            "similarity": round(float(tags.similarities_at(unit, np.array([position]))[0]), 4),
             **self.learned.evidence(explained=explained, category_slug=category_slug, row=row, column=column),
         }
 
