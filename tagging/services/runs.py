@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from autotagger.bulk_updates import rows_insert
 from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name
 from autotagger.recipe_text import RecipeText
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
@@ -384,46 +385,66 @@ def recipes_tag_bulk(
     taxonomy_version, tagger_state_id = taxonomy_version_current(), tagger_state_in_use_id(mode=mode)
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
-    widened = requests_widened(requests=requests)
+    rules = rules_of_requests(requests=requests)
+    widened = requests_widened(requests=requests, rules=rules)
     outputs = tagger.tag_many(
         recipes=[recipe.text for recipe in recipes], embeddings=_embedding_matrix(embeddings), requests=widened
     )
-    rules = rules_of_requests(requests=requests)
     removed = [
         output_apply_rules(recipe=recipe.text, output=output, requests=requests, rules=rules)
         for recipe, output in zip(recipes, outputs, strict=True)
     ]
-    with transaction.atomic():
-        runs = TaggingRun.objects.bulk_create(
-            [
-                TaggingRun(
-                    recipe=recipe,
-                    strategy=config.strategy,
-                    config=stored_config,
-                    embedding_model=model,
-                    status=RunStatus.SUCCEEDED,
-                    started_at=now,
-                    finished_at=now,
-                    removed_by_rule=removed_by_rule,
-                    stats=_stats_with_margin({}, output),
-                    taxonomy_version=taxonomy_version,
-                    content_hash=recipe.content_hash,
-                    tagger_state_id=tagger_state_id,
-                    sets_current=sets_current,
-                )
-                for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
-            ]
+    runs = [
+        TaggingRun(
+            recipe=recipe,
+            strategy=config.strategy,
+            config=stored_config,
+            embedding_model=model,
+            status=RunStatus.SUCCEEDED,
+            started_at=now,
+            finished_at=now,
+            removed_by_rule=removed_by_rule,
+            stats=_stats_with_margin({}, output),
+            taxonomy_version=taxonomy_version,
+            content_hash=recipe.content_hash,
+            tagger_state_id=tagger_state_id,
+            sets_current=sets_current,
         )
-        assignments: list[TagAssignment] = []
-        for run, output in zip(runs, outputs, strict=True):
-            assignments.extend(_assignments(run, output))
-        TagAssignment.objects.bulk_create(assignments, batch_size=1000)
+        for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
+    ]
+    with transaction.atomic():
+        _runs_insert(runs)
+        rows_insert(
+            model=TagAssignment,
+            fields=["run", "tag", "score", "rank", "evidence"],
+            rows=[
+                (run.pk, scored.tag_id, scored.score, rank, scored.evidence)
+                for run, output in zip(runs, outputs, strict=True)
+                for tags in output.tags.values()
+                for rank, scored in enumerate(tags, start=1)
+            ],
+        )
         if on_stored is not None:
             on_stored(runs)
         if sets_current:
             recipes_current_run_set(runs=runs, only_newer=True)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
     return runs
+
+
+def _runs_insert(runs: Sequence[TaggingRun]) -> None:
+    """Insert new runs as `save()` would (each field's `pre_save`: `created_at` is set), in one COPY, and give
+    them their primary keys."""
+    fields = [f for f in TaggingRun._meta.concrete_fields if not f.primary_key]
+    ids = rows_insert(
+        model=TaggingRun,
+        fields=[f.name for f in fields],
+        rows=[tuple(f.pre_save(run, add=True) for f in fields) for run in runs],
+        with_ids=True,
+    )
+    for run, pk in zip(runs, ids, strict=True):
+        run.pk = pk
+        run._state.adding, run._state.db = False, DEFAULT_DB_ALIAS
 
 
 def recipes_predict(
@@ -443,7 +464,7 @@ def recipes_predict(
     tagger = SimilarityTagger(model=model, learned=learned_model_active(mode=mode))
     slugs = {r.category.pk: r.category.slug for r in requests}
     rules = rules_of_requests(requests=requests)
-    widened = requests_widened(requests=requests)
+    widened = requests_widened(requests=requests, rules=rules)
     results = []
     outputs = tagger.tag_many(recipes=texts, embeddings=_embedding_matrix(embeddings), requests=widened)
     for text, output in zip(texts, outputs, strict=True):
