@@ -95,8 +95,9 @@ class IngredientMatcher:
 
 
 # Many tags share a group (meat rules out vegetarian, vegan, pescatarian...): a recipe is searched for each
-# group once.
-@functools.lru_cache(maxsize=4096)
+# group once. A recipe's tags are checked one after another, so a few recipes' worth of entries is enough: a
+# larger cache only keeps recipes seen once (each entry holds a recipe's words), and grows a bulk pass.
+@functools.lru_cache(maxsize=64)
 def _first_match(group: IngredientMatcher, text: tuple[str, ...]) -> str | None:
     present = frozenset(text)
     remaining: list[str | None] = list(text)

@@ -362,8 +362,9 @@ def recipes_tag_bulk(
     sets_current: bool = True,
     on_stored: Callable[[list[TaggingRun]], None] | None = None,
 ) -> list[TaggingRun]:
-    """Tag many recipes in one pass: one batched embedding call, the recipes scored together
-    (SimilarityTagger.tag_many), and all runs and assignments written together.
+    """Tag many recipes in one pass: one batched embedding call (past the in-process embedding cache: a bulk
+    pass's texts are seen once), the recipes scored together (SimilarityTagger.tag_many), and all runs and
+    assignments written together (COPY).
 
     Each run becomes its recipe's current tags unless `sets_current` is False (a dry run).
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
@@ -373,11 +374,11 @@ def recipes_tag_bulk(
     model = embedding_model_name(mode=mode)
     started = time.perf_counter()
     if mode == EmbeddingMode.FAST:
-        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests)
+        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests, cache=False)
     else:
         tags_ensure_embedded(requests=requests, model=model)
         try:
-            recipes_embed(recipes=recipes)
+            recipes_embed(recipes=recipes, cache=False)
         except EmbeddingError as exc:
             raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
         embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes])
