@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from autotagger.bulk_updates import rows_insert
-from tagging.models import RunStatus, TagAssignment, TaggingRun
+from tagging.models import TagAssignment, TaggingRun
 from tagging.tests.conftest import RecipeFactory
 from taxonomy.models import Tag
 
@@ -15,21 +15,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("taxonomy")]
 
 
 def test_it_inserts_every_row_and_returns_their_ids_in_row_order() -> None:
-    recipes = [RecipeFactory(title=f"Recipe {i}") for i in range(3)]
+    run = TaggingRun.objects.create(recipe=RecipeFactory(title="Soup"), strategy="similarity")
+    tags = list(Tag.objects.order_by("id")[:3])
 
     with CaptureQueriesContext(connection) as queries:
         ids = rows_insert(
-            model=TaggingRun,
-            fields=["recipe", "strategy", "status", "config", "sets_current", "attempts"],
-            rows=[(r.pk, "similarity", RunStatus.SUCCEEDED, {"k": i}, i != 1, 0) for i, r in enumerate(recipes)],
+            model=TagAssignment,
+            fields=["run", "tag", "score", "rank", "evidence"],
+            rows=[(run.pk, tag.pk, 0.9 - i / 10, i + 1, {"i": i}) for i, tag in enumerate(tags)],
             with_ids=True,
         )
 
-    assert len(queries) == 2  # the ids from the sequence, then the COPY
-    runs = TaggingRun.objects.in_bulk(ids)
-    assert [runs[pk].recipe_id for pk in ids] == [r.pk for r in recipes]
-    assert [runs[pk].config for pk in ids] == [{"k": 0}, {"k": 1}, {"k": 2}]
-    assert [runs[pk].sets_current for pk in ids] == [True, False, True]
+    assert len(queries) == 1  # the ids from the sequence; the COPY goes past Django's query log
+    stored = TagAssignment.objects.in_bulk(ids)
+    assert [(stored[pk].tag_id, stored[pk].rank, stored[pk].evidence) for pk in ids] == [
+        (tag.pk, i + 1, {"i": i}) for i, tag in enumerate(tags)
+    ]
     assert len(set(ids)) == 3
 
 
