@@ -71,3 +71,60 @@ def _column(field: Field[Any, Any]) -> tuple[str, str]:
     if column is None or db_type is None:
         raise ValueError(f"{field} has no column of its own")
     return column, db_type
+
+
+def rows_insert(
+    *, model: type[Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]], with_ids: bool = False
+) -> list[int]:
+    """Insert `rows` (one value per field of `fields`, foreign keys by their field name) with one COPY; with
+    `with_ids`, the rows' primary keys are taken from the table's sequence first and returned in row order.
+
+    For thousands of rows at a time (a bulk tagging pass stores about 25 tag assignments a recipe): Django's
+    `bulk_create` builds a model instance per row and, with client-side parameter binding, has psycopg quote
+    every value of its `UNNEST` arrays in Python; COPY streams the rows. Fields left out take their column's
+    default only if the database has one: give every field Django would fill (`auto_now_add` included)."""
+    if not rows:
+        return []
+    meta = model._meta
+    assert meta.pk is not None
+    concrete = [cast("Field[Any, Any]", meta.get_field(name)) for name in fields]
+    quote = connection.ops.quote_name
+    columns = [_column(field)[0] for field in concrete]
+    # Values as Django prepares them for the database (JSON, dates, vectors); plain numbers and strings as they are.
+    prepare = [None if _plain(field) else field for field in concrete]
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        if with_ids:
+            pk_column = _column(meta.pk)[0]
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, pk_column, len(rows)],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            columns = [pk_column, *columns]
+        names = ", ".join(quote(column) for column in columns)
+        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
+            for position, row in enumerate(rows):
+                values = [
+                    value if field is None else field.get_db_prep_save(value, connection)
+                    for field, value in zip(prepare, row, strict=True)
+                ]
+                copy.write_row([ids[position], *values] if with_ids else values)
+    return ids
+
+
+def _plain(field: Field[Any, Any]) -> bool:
+    return field.get_internal_type() in {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "FloatField",
+        "ForeignKey",
+        "IntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SmallIntegerField",
+        "TextField",
+    }

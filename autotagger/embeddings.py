@@ -318,15 +318,18 @@ def _tokens_removed(vocabulary: dict[str, int], size: int | None) -> str:
     return f"(?:{unused}|(?!(?:{'|'.join(re.escape(token) for token in kept)})$))"
 
 
-def embeddings_create(*, texts: list[str], mode: str = EmbeddingMode.FULL) -> EmbeddingBatch:
+def embeddings_create(*, texts: list[str], mode: str = EmbeddingMode.FULL, cache: bool = True) -> EmbeddingBatch:
     """Embed `texts` in batches with the full model or (mode "fast") the distilled one; raises EmbeddingError
-    if the backend fails, returns the wrong size, or fast mode has not been distilled (FastModelMissing)."""
+    if the backend fails, returns the wrong size, or fast mode has not been distilled (FastModelMissing).
+
+    `cache=False` neither reads nor fills the in-process cache: for a bulk pass, whose texts are seen once and
+    would only push the tags' texts out of it and grow the process by about 3 KB a text up to _CACHE_SIZE."""
     backend: _Backend = _get_fast_backend() if mode == EmbeddingMode.FAST else _get_backend()
     started = time.perf_counter()
     dimensions = settings.EMBEDDING_DIMENSIONS
     vectors = np.zeros((len(texts), dimensions), dtype=np.float32)
     with _lock:
-        cached = [_cache.get((backend.cache_key, text)) for text in texts]
+        cached = [_cache.get((backend.cache_key, text)) if cache else None for text in texts]
     missing = [i for i, vector in enumerate(cached) if vector is None]
     if missing:
         fresh = backend.encode([texts[i] for i in missing])
@@ -335,12 +338,13 @@ def embeddings_create(*, texts: list[str], mode: str = EmbeddingMode.FULL) -> Em
                 f"Model {backend.model_name!r} returned vectors of size {fresh.shape[-1]}, "
                 f"but EMBEDDING_DIMENSIONS is {dimensions}"
             )
-        with _lock:
-            for i, vector in zip(missing, fresh, strict=True):
-                _cache[(backend.cache_key, texts[i])] = vector
-                _cache.move_to_end((backend.cache_key, texts[i]))
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
+        if cache:
+            with _lock:
+                for i, vector in zip(missing, fresh, strict=True):
+                    _cache[(backend.cache_key, texts[i])] = vector
+                    _cache.move_to_end((backend.cache_key, texts[i]))
+                while len(_cache) > _CACHE_SIZE:
+                    _cache.popitem(last=False)
         vectors[missing] = fresh
     for i, vector in enumerate(cached):
         if vector is not None:

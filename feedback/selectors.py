@@ -66,7 +66,10 @@ def gold_labels_by_recipe(*, recipe_ids: Iterable[int] | None = None) -> dict[in
         labels = labels.filter(recipe_id__in=list(recipe_ids))
     result: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     rows = labels.order_by("recipe_id", "id").values_list("recipe_id", "tag__category__slug", "tag__slug")
-    for recipe_id, category_slug, tag_slug in rows.iterator(chunk_size=5000):
+    # Every label: streamed by a server-side cursor. Some recipes' (a re-tagging chunk's): read at once, since
+    # each server-side cursor has a new name, so a new statement text, and psycopg keeps the last 128 texts
+    # it converted, each with a part per placeholder: a worker grew with every chunk until 128 were held.
+    for recipe_id, category_slug, tag_slug in rows if recipe_ids is not None else rows.iterator(chunk_size=5000):
         result[recipe_id][category_slug].add(tag_slug)
     return {recipe_id: dict(categories) for recipe_id, categories in result.items()}
 

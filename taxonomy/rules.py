@@ -45,8 +45,11 @@ def _word_key(word: str) -> str:
 def words(text: str) -> list[str]:
     """The keys of the words of `text`: lower case, accents and apostrophes dropped, digits apart from letters
     ("200g" is "200" and "g")."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    if text.isascii():
+        plain = text.lower()  # nothing to decompose: most lines
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
     plain = re.sub(r"['’`]", "", plain)  # goat's cheese -> goats cheese
     return [_word_key(w) for w in _WORD.findall(plain)]
 
@@ -92,8 +95,9 @@ class IngredientMatcher:
 
 
 # Many tags share a group (meat rules out vegetarian, vegan, pescatarian...): a recipe is searched for each
-# group once.
-@functools.lru_cache(maxsize=4096)
+# group once. A recipe's tags are checked one after another, so a few recipes' worth of entries is enough: a
+# larger cache only keeps recipes seen once (each entry holds a recipe's words), and grows a bulk pass.
+@functools.lru_cache(maxsize=64)
 def _first_match(group: IngredientMatcher, text: tuple[str, ...]) -> str | None:
     present = frozenset(text)
     remaining: list[str | None] = list(text)
@@ -103,10 +107,59 @@ def _first_match(group: IngredientMatcher, text: tuple[str, ...]) -> str | None:
             for i in range(start, start + len(phrase)):
                 remaining[i] = None
     present = frozenset(w for w in remaining if w is not None)
-    for term in group.terms:
-        if _find(remaining, present, _phrase(term)):
-            return term
+    terms = _terms_indexed(group.terms)
+    for position in terms.candidates(present):
+        if _find(remaining, present, terms.phrases[position]):
+            return group.terms[position]
     return None
+
+
+# A tag's required terms are looked for twice (is the rule broken, and which term kept it): once is enough.
+@functools.lru_cache(maxsize=256)
+def _first_term(terms: tuple[str, ...], text: tuple[str, ...]) -> str | None:
+    """The first of `terms` that `text` contains, or None."""
+    present = frozenset(text)
+    indexed = _terms_indexed(terms)
+    return next((terms[p] for p in indexed.candidates(present) if _find(text, present, indexed.phrases[p])), None)
+
+
+@dataclass(frozen=True)
+class _IndexedTerms:
+    """A group's terms filed under each of their words: a term can only be found in a text that has all its
+    words, so a recipe is searched for the few terms that share a word with it, not for each of the group's."""
+
+    phrases: tuple[tuple[str, ...], ...]
+    by_word: dict[str, tuple[int, ...]]
+    words: frozenset[str]
+    wildcards_only: tuple[int, ...]  # terms of nothing but wildcards: any text may have them
+
+    def candidates(self, present: frozenset[str]) -> list[int]:
+        """Positions of the terms whose words all occur in `present`, in the group's order."""
+        found = set(self.wildcards_only)
+        for word in self.words & present:
+            found.update(self.by_word[word])
+        return sorted(p for p in found if all(w == WILDCARD or w in present for w in self.phrases[p]))
+
+
+@functools.lru_cache(maxsize=256)
+def _terms_indexed(terms: tuple[str, ...]) -> _IndexedTerms:
+    phrases = tuple(_phrase(term) for term in terms)
+    by_word: dict[str, set[int]] = {}
+    wildcards_only = []
+    for position, phrase in enumerate(phrases):
+        words = [w for w in phrase if w != WILDCARD]
+        if not phrase:
+            continue  # no words at all: never found
+        if not words:
+            wildcards_only.append(position)
+        for word in words:
+            by_word.setdefault(word, set()).add(position)
+    return _IndexedTerms(
+        phrases=phrases,
+        by_word={word: tuple(sorted(positions)) for word, positions in by_word.items()},
+        words=frozenset(by_word),
+        wildcards_only=tuple(wildcards_only),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,10 +186,8 @@ def rule_broken(*, text: Sequence[str], rule: TagRule) -> str | None:
         term = group.first_match(text)
         if term is not None:
             return f"excluded by {group.name} ({term!r})"
-    if rule.required_terms:
-        present = frozenset(text)
-        if not any(_find(text, present, _phrase(term)) for term in rule.required_terms):
-            return "requires one of: " + ", ".join(rule.required_terms)
+    if rule.required_terms and _first_term(rule.required_terms, tuple(text)) is None:
+        return "requires one of: " + ", ".join(rule.required_terms)
     return None
 
 
@@ -145,8 +196,7 @@ def rule_kept(*, text: Sequence[str], rule: TagRule) -> str:
     found 'paneer'; none of Meat, Fish found", or "no rule" for a rule with neither part."""
     parts = []
     if rule.required_terms:
-        present = frozenset(text)
-        found = next((term for term in rule.required_terms if _find(text, present, _phrase(term))), None)
+        found = _first_term(rule.required_terms, tuple(text))
         parts.append("requires one of: " + ", ".join(rule.required_terms) + (f", found {found!r}" if found else ""))
     if rule.excluded_by:
         parts.append("none of " + ", ".join(group.name for group in rule.excluded_by) + " found")

@@ -4,17 +4,13 @@ they are applied or rolled back."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
-from functools import reduce
 
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
+from django.db.models import Q
 
+from autotagger.bulk_updates import rows_update
 from tagging.models import Recipe, RunStatus, TaggingRun
 from tagging.services.config import TaggingError
-
-# Rows per UPDATE when many pointers move at once: one CASE branch per recipe.
-POINTER_BATCH = 500
 
 
 class NotACurrentRun(TaggingError):
@@ -44,27 +40,12 @@ def recipes_current_run_set(*, runs: Sequence[TaggingRun], only_newer: bool = Fa
     if len(succeeded) != len(runs):
         failed = [run.pk for run in runs if run.status != RunStatus.SUCCEEDED]
         raise NotACurrentRun(f"Runs {failed[:20]} have not succeeded.", details={"runs": failed})
-    moved = 0
-    for start in range(0, len(succeeded), POINTER_BATCH):
-        batch = succeeded[start : start + POINTER_BATCH]
-        conditions = []
-        for run in batch:
-            condition = Q(pk=run.recipe_id)
-            if only_newer:
-                condition &= Q(current_run__isnull=True) | Q(current_run_id__lt=run.pk)
-            conditions.append(condition)
-        moved += (
-            Recipe.objects.filter(reduce(operator.or_, conditions))
-            .filter(pk__in=[run.recipe_id for run in batch])
-            .update(
-                current_run_id=Case(
-                    *[When(condition, then=Value(run.pk)) for condition, run in zip(conditions, batch, strict=True)],
-                    default=F("current_run_id"),
-                    output_field=BigIntegerField(),
-                )
-            )
-        )
-    return moved
+    # One run per recipe, the newest (what applying them one by one in id order would leave).
+    newest = {run.recipe_id: run.pk for run in sorted(succeeded, key=lambda run: run.pk)}
+    condition = "t.current_run_id IS NULL OR t.current_run_id < v.current_run_id" if only_newer else ""
+    # One statement per ROWS_PER_STATEMENT recipes (rows_update): a CASE branch and a Q per recipe made
+    # Django compile thousands of expressions for a bulk pass.
+    return len(rows_update(model=Recipe, fields=["current_run"], rows=list(newest.items()), condition=condition))
 
 
 def run_current_advance(*, run: TaggingRun) -> None:

@@ -202,14 +202,16 @@ def tags_ensure_embedded(*, requests: Sequence[CategoryRequest], model: str) -> 
         tags_embed(tag_ids=missing, mode=EmbeddingMode.FAST if fast else EmbeddingMode.FULL)
 
 
-def recipes_embed_fast(*, recipes: Sequence[Recipe], requests: Sequence[CategoryRequest]) -> tuple[np.ndarray, float]:
+def recipes_embed_fast(
+    *, recipes: Sequence[Recipe], requests: Sequence[CategoryRequest], cache: bool = True
+) -> tuple[np.ndarray, float]:
     """The recipes' vectors of the fast model, and the seconds spent in it, with the tags the requests could
     return embedded by the same model. Never stored on a recipe (Recipe.embedding keeps the full model's): they
     cost well under a millisecond a recipe to compute again. Raises EmbeddingUnavailable (the model was not
-    distilled, or cannot load)."""
+    distilled, or cannot load). `cache`: see embeddings_create (a bulk pass leaves the cache alone)."""
     try:
         tags_ensure_embedded(requests=requests, model=embedding_model_name(mode=EmbeddingMode.FAST))
-        batch = embeddings_create(texts=[r.text.for_embedding() for r in recipes], mode=EmbeddingMode.FAST)
+        batch = embeddings_create(texts=[r.text.for_embedding() for r in recipes], mode=EmbeddingMode.FAST, cache=cache)
     except EmbeddingError as exc:
         logger.exception("Unable to embed %d recipes with the fast model", len(recipes))
         raise EmbeddingUnavailable(f"The fast embedding model is unavailable: {exc}") from exc
@@ -227,11 +229,11 @@ def recipe_embed_for_tagging(*, recipe: Recipe, requests: Sequence[CategoryReque
         raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
 
 
-def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
+def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True, cache: bool = True) -> float:
     """Give every recipe an embedding of the current model, reusing vectors of identical content.
 
     With `save=False` the vectors are only set on the objects (the caller stores them in its own
-    transaction). Returns the seconds spent in the model.
+    transaction). `cache`: see embeddings_create. Returns the seconds spent in the model.
     """
     model = embedding_model_name()
     todo: list[Recipe] = []
@@ -247,7 +249,7 @@ def recipes_embed(*, recipes: Sequence[Recipe], save: bool = True) -> float:
             todo.append(recipe)
     seconds = 0.0
     if todo:
-        batch = embeddings_create(texts=[r.text.for_embedding() for r in todo])
+        batch = embeddings_create(texts=[r.text.for_embedding() for r in todo], cache=cache)
         for recipe, vector in zip(todo, batch.vectors, strict=True):
             recipe.embedding, recipe.embedding_model = vector, batch.model
         changed.extend(todo)

@@ -3,6 +3,7 @@ before it is stored or returned. Gold labels never pass through here: what peopl
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -38,11 +39,25 @@ def tags_ruled_out(
     return {tag_id: reason for tag_id, reason in broken.items() if reason is not None}
 
 
-def requests_widened(*, requests: Sequence[CategoryRequest]) -> list[CategoryRequest]:
-    """The same requests with the largest k, for a tagger whose k only cuts its ranked list: rules then
-    remove what the recipe contradicts and `output_apply_rules` cuts to each request's k, so a removed tag
-    leaves its place to the next one above the threshold instead of a hole."""
-    return [replace(r, k=MAX_TAGS_PER_CATEGORY) for r in requests]
+def requests_widened(
+    *, requests: Sequence[CategoryRequest], rules: Mapping[int, TagRule] | None = None
+) -> list[CategoryRequest]:
+    """The same requests with a larger k, for a tagger whose k only cuts its ranked list: rules then remove
+    what the recipe contradicts and `output_apply_rules` cuts to each request's k, so a removed tag leaves its
+    place to the next one above the threshold instead of a hole.
+
+    Without `rules` k is the largest allowed. With `rules` (`rules_of_requests` of these requests) it is the
+    request's k plus the number of the category's tags that have a rule, capped at that largest: only those
+    can be removed, so the first k + that many of the ranked list always hold the k that are kept, and what is
+    stored is the same as with the largest k; the tagger then builds evidence for far fewer tags."""
+    if rules is None:
+        return [replace(r, k=MAX_TAGS_PER_CATEGORY) for r in requests]
+    ruled = Counter(
+        Tag.objects.filter(pk__in=list(rules), category_id__in=[r.category.pk for r in requests]).values_list(
+            "category_id", flat=True
+        )
+    )
+    return [replace(r, k=min(MAX_TAGS_PER_CATEGORY, r.k + ruled[r.category.pk])) for r in requests]
 
 
 def output_apply_rules(
@@ -56,11 +71,11 @@ def output_apply_rules(
     others (in place), each with the rule that let it through in its evidence ("rule"). Return the removed
     tags that were in line for a place, as a run keeps them: [{"category", "tag", "name", "score", "rule"}],
     in category and rank order."""
-    chosen = [t.tag_id for tags in output.tags.values() for t in tags]
     if rules is None:
-        rules = tag_rules(tag_ids=chosen)
-    ruled_out = tags_ruled_out(recipe=recipe, tag_ids=chosen, rules=rules)
-    text = rule_text(recipe) if rules else []
+        rules = tag_rules(tag_ids=[t.tag_id for tags in output.tags.values() for t in tags])
+    # Only the tags in line for a place are checked: the recipe's rule words are read once, and a tag after
+    # the k-th kept one is never looked at.
+    text = tuple(rule_text(recipe)) if rules else ()
     removed: list[dict[str, Any]] = []
     for request in requests:
         tags = output.tags.get(request.category.pk)
@@ -70,18 +85,19 @@ def output_apply_rules(
         for tag in tags:
             if len(kept) == request.k:
                 break  # what comes after the last place was never going to be returned
-            if tag.tag_id in ruled_out:
+            rule = rules.get(tag.tag_id)
+            reason = rule_broken(text=text, rule=rule) if rule is not None else None
+            if reason is not None:
                 removed.append(
                     {
                         "category": request.category.slug,
                         "tag": tag.slug,
                         "name": tag.name,
                         "score": tag.score,
-                        "rule": ruled_out[tag.tag_id],
+                        "rule": reason,
                     }
                 )
             else:
-                rule = rules.get(tag.tag_id)
                 passed = rule_kept(text=text, rule=rule) if rule is not None else "no rule"
                 kept.append(replace(tag, evidence={**tag.evidence, "rule": passed}))
         output.tags[request.category.pk] = kept

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from autotagger.bulk_updates import rows_insert
 from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name
 from autotagger.recipe_text import RecipeText
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
@@ -361,8 +362,9 @@ def recipes_tag_bulk(
     sets_current: bool = True,
     on_stored: Callable[[list[TaggingRun]], None] | None = None,
 ) -> list[TaggingRun]:
-    """Tag many recipes in one pass: one batched embedding call, the recipes scored together
-    (SimilarityTagger.tag_many), and all runs and assignments written together.
+    """Tag many recipes in one pass: one batched embedding call (past the in-process embedding cache: a bulk
+    pass's texts are seen once), the recipes scored together (SimilarityTagger.tag_many), and all runs and
+    assignments written together (COPY).
 
     Each run becomes its recipe's current tags unless `sets_current` is False (a dry run).
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
@@ -372,11 +374,11 @@ def recipes_tag_bulk(
     model = embedding_model_name(mode=mode)
     started = time.perf_counter()
     if mode == EmbeddingMode.FAST:
-        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests)
+        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests, cache=False)
     else:
         tags_ensure_embedded(requests=requests, model=model)
         try:
-            recipes_embed(recipes=recipes)
+            recipes_embed(recipes=recipes, cache=False)
         except EmbeddingError as exc:
             raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
         embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes])
@@ -384,46 +386,66 @@ def recipes_tag_bulk(
     taxonomy_version, tagger_state_id = taxonomy_version_current(), tagger_state_in_use_id(mode=mode)
     now = timezone.now()
     stored_config = config_stored(config=config, requests=requests)
-    widened = requests_widened(requests=requests)
+    rules = rules_of_requests(requests=requests)
+    widened = requests_widened(requests=requests, rules=rules)
     outputs = tagger.tag_many(
         recipes=[recipe.text for recipe in recipes], embeddings=_embedding_matrix(embeddings), requests=widened
     )
-    rules = rules_of_requests(requests=requests)
     removed = [
         output_apply_rules(recipe=recipe.text, output=output, requests=requests, rules=rules)
         for recipe, output in zip(recipes, outputs, strict=True)
     ]
-    with transaction.atomic():
-        runs = TaggingRun.objects.bulk_create(
-            [
-                TaggingRun(
-                    recipe=recipe,
-                    strategy=config.strategy,
-                    config=stored_config,
-                    embedding_model=model,
-                    status=RunStatus.SUCCEEDED,
-                    started_at=now,
-                    finished_at=now,
-                    removed_by_rule=removed_by_rule,
-                    stats=_stats_with_margin({}, output),
-                    taxonomy_version=taxonomy_version,
-                    content_hash=recipe.content_hash,
-                    tagger_state_id=tagger_state_id,
-                    sets_current=sets_current,
-                )
-                for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
-            ]
+    runs = [
+        TaggingRun(
+            recipe=recipe,
+            strategy=config.strategy,
+            config=stored_config,
+            embedding_model=model,
+            status=RunStatus.SUCCEEDED,
+            started_at=now,
+            finished_at=now,
+            removed_by_rule=removed_by_rule,
+            stats=_stats_with_margin({}, output),
+            taxonomy_version=taxonomy_version,
+            content_hash=recipe.content_hash,
+            tagger_state_id=tagger_state_id,
+            sets_current=sets_current,
         )
-        assignments: list[TagAssignment] = []
-        for run, output in zip(runs, outputs, strict=True):
-            assignments.extend(_assignments(run, output))
-        TagAssignment.objects.bulk_create(assignments, batch_size=1000)
+        for recipe, removed_by_rule, output in zip(recipes, removed, outputs, strict=True)
+    ]
+    with transaction.atomic():
+        _runs_insert(runs)
+        rows_insert(
+            model=TagAssignment,
+            fields=["run", "tag", "score", "rank", "evidence"],
+            rows=[
+                (run.pk, scored.tag_id, scored.score, rank, scored.evidence)
+                for run, output in zip(runs, outputs, strict=True)
+                for tags in output.tags.values()
+                for rank, scored in enumerate(tags, start=1)
+            ],
+        )
         if on_stored is not None:
             on_stored(runs)
         if sets_current:
             recipes_current_run_set(runs=runs, only_newer=True)
     logger.info("Tagged %d recipes in %.2fs", len(recipes), time.perf_counter() - started)
     return runs
+
+
+def _runs_insert(runs: Sequence[TaggingRun]) -> None:
+    """Insert new runs as `save()` would (each field's `pre_save`: `created_at` is set), in one COPY, and give
+    them their primary keys."""
+    fields = [f for f in TaggingRun._meta.concrete_fields if not f.primary_key]
+    ids = rows_insert(
+        model=TaggingRun,
+        fields=[f.name for f in fields],
+        rows=[tuple(f.pre_save(run, add=True) for f in fields) for run in runs],
+        with_ids=True,
+    )
+    for run, pk in zip(runs, ids, strict=True):
+        run.pk = pk
+        run._state.adding, run._state.db = False, DEFAULT_DB_ALIAS
 
 
 def recipes_predict(
@@ -443,7 +465,7 @@ def recipes_predict(
     tagger = SimilarityTagger(model=model, learned=learned_model_active(mode=mode))
     slugs = {r.category.pk: r.category.slug for r in requests}
     rules = rules_of_requests(requests=requests)
-    widened = requests_widened(requests=requests)
+    widened = requests_widened(requests=requests, rules=rules)
     results = []
     outputs = tagger.tag_many(recipes=texts, embeddings=_embedding_matrix(embeddings), requests=widened)
     for text, output in zip(texts, outputs, strict=True):

@@ -64,6 +64,23 @@ def calibrated_score(*, similarity: float, lexical: float) -> float:
     return round(evidence, 4)
 
 
+def _evidence_unrounded(similarity: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """`calibrated_score` before its rounding, for arrays: the same float operations in the same order, so each
+    value is the very float the scalar function computes."""
+    semantic = np.minimum(1.0, np.maximum(0.0, (similarity - SIM_FLOOR) / (SIM_CEILING - SIM_FLOOR)))
+    evidence = 1.0 - (1.0 - semantic) * (1.0 - LEXICAL_STRENGTH * lexical)
+    pressed = ZERO_SHOT_KNEE + (evidence - ZERO_SHOT_KNEE) * (ZERO_SHOT_CEILING - ZERO_SHOT_KNEE) / (
+        1.0 - ZERO_SHOT_KNEE
+    )
+    return np.where(evidence > ZERO_SHOT_KNEE, pressed, evidence)
+
+
+def calibrated_scores(*, similarities: np.ndarray, lexical: np.ndarray) -> list[float]:
+    """`calibrated_score` of each pair (float64 arrays of one shape, flattened), equal to it value for value."""
+    # Python's round on each float: numpy's rounds by scaling, which can differ in the last place.
+    return [round(value, 4) for value in _evidence_unrounded(similarities, lexical).ravel().tolist()]
+
+
 class SimilarityTagger:
     """Scores a zero-shot category's tags with one product against the cached tag matrix (tagging.tag_matrix), a
     learned category's with the learned model's signals for all its tags at once (tagging.learning: its own
@@ -141,11 +158,23 @@ class SimilarityTagger:
             thresholds = {slug: self.learned.categories[slug].threshold for slug in probabilities}
             for output, margin in zip(outputs, decision_margins(probabilities, thresholds), strict=True):
                 output.uncertainty_margin = round(float(margin), 4)
-        for i, (recipe, output) in enumerate(zip(recipes, outputs, strict=True)):
-            fields = recipe.lexical_fields()
-            words = lexical_words(fields)
+        fields_of = [recipe.lexical_fields() for recipe in recipes]
+        words_of = [lexical_words(fields) for fields in fields_of]
+        # Zero-shot categories (the common case in bulk) are scored for the whole batch at once.
+        batched = {
+            request.category.pk: self._zero_shot_many(
+                request, matrix.category(request.category.pk), similarities[request.category.pk], fields_of, words_of
+            )
+            for request in requests
+            if not everything and request.category.slug not in probabilities
+        }
+        for i, output in enumerate(outputs):
+            fields, words = fields_of[i], words_of[i]
             for request in requests:
                 tags = matrix.category(request.category.pk)
+                if request.category.pk in batched:
+                    output.tags[request.category.pk] = batched[request.category.pk][i]
+                    continue
                 if request.category.slug in probabilities:
                     assert explained is not None
                     scored = self._learned(
@@ -176,6 +205,51 @@ class SimilarityTagger:
                 "score_ms": round((finished - learned_at) * share, 2),
             }
         return outputs
+
+    def _zero_shot_many(
+        self,
+        request: CategoryRequest,
+        tags: CategoryTags,
+        sims: np.ndarray,
+        fields_of: Sequence[dict[str, str]],
+        words_of: Sequence[RecipeWords],
+    ) -> list[list[ScoredTag]]:
+        """`_zero_shot` of every tag for each recipe of a batch (`sims`: (m, T)), cut to the request's k and
+        built: the arithmetic on the whole batch in numpy, Python only for the tags that pass."""
+        m, width = sims.shape
+        if width == 0:
+            return [[] for _ in range(m)]
+        lexical_of = [tags.lexical.evidence(fields, words) for fields, words in zip(fields_of, words_of, strict=True)]
+        lexical = np.zeros((m, width))
+        for i, found in enumerate(lexical_of):
+            if found:
+                lexical[i, list(found)] = list(found.values())
+        best = sims.max(axis=1, keepdims=True)
+        unrounded = _evidence_unrounded(sims, lexical)
+        # Rounding moves a score by at most 5e-5: the allowance keeps every tag whose rounded score can pass.
+        passing = (unrounded >= request.threshold - 1e-3) & (unrounded > 0.0)
+        passing &= (lexical > 0.0) | ~(sims < best - RELATIVE_MARGIN)
+        if request.k < width:
+            # A tag more than twice the rounding below a recipe's k-th best cannot reach its first k places.
+            masked = np.where(passing, unrounded, -np.inf)
+            kth = np.partition(masked, width - request.k, axis=1)[:, width - request.k, None]
+            passing &= masked >= kth - 1e-4
+        rows, columns = np.nonzero(passing)
+        candidates: list[list[tuple[float, str, int]]] = [[] for _ in range(m)]
+        for i, j, value in zip(rows.tolist(), columns.tolist(), unrounded[rows, columns].tolist(), strict=True):
+            score = round(value, 4)
+            if score >= request.threshold and score > 0.0:
+                candidates[i].append((-score, tags.slugs[j], j))
+        results = []
+        for i, chosen in enumerate(candidates):
+            chosen.sort()
+            built = []
+            for negative, _, j in chosen[: request.k]:
+                tag, weight = tags.rows[j], lexical_of[i].get(j, 0.0)
+                evidence = _zero_shot_evidence(tag, float(sims[i, j]), weight, fields_of[i])
+                built.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=-negative, evidence=evidence))
+            results.append(built)
+        return results
 
     def _zero_shot(
         self,

@@ -17,6 +17,7 @@ from tagging.services import recipes as recipe_services
 from tagging.services.config import TaggingConfig
 from tagging.services.recipes import recipe_create
 from tagging.services.runs import recipe_tag
+from tagging.taggers.similarity import ZERO_SHOT_KNEE, calibrated_score, calibrated_scores
 from tagging.tests.conftest import demo_recipe
 from taxonomy.models import Category, Tag
 
@@ -346,3 +347,18 @@ def test_every_tag_it_assigns_carries_the_words_that_matched_and_its_similarity(
     beef = next(a for a in assignments if a.tag.slug == "beef")
     assert beef.evidence["matched"]["title"] == ["beef"]
     assert beef.evidence["matched"]["ingredients"] == ["ground beef"]
+
+
+def test_its_batched_zero_shot_scores_equal_the_calibrated_score_of_each_pair() -> None:
+    rng = np.random.default_rng(7)
+    similarities = np.concatenate([rng.uniform(-0.2, 0.8, 20_000), np.round(rng.uniform(0.1, 0.6, 5_000), 4)])
+    lexical = rng.choice([0.0, 0.4, 0.75, 1.0], size=len(similarities))
+
+    batched = calibrated_scores(similarities=similarities, lexical=lexical)
+
+    expected = [
+        calibrated_score(similarity=s, lexical=w) for s, w in zip(similarities.tolist(), lexical.tolist(), strict=True)
+    ]
+    assert batched == expected
+    assert min(batched) == 0.0
+    assert max(batched) > ZERO_SHOT_KNEE
