@@ -249,13 +249,9 @@ def dataset_bench(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
     return targets
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset names")
-    parser.add_argument(
-        "--max-recipes", type=int, default=400, help="held-out recipes tagged per dataset at most (a fixed sample)"
-    )
-    args = parser.parse_args()
+def datasets_each(*, datasets: str, run: Callable[[Path, Callable[[str], int]], object]) -> None:
+    """`run(path, count_tokens)` for each named shared dataset that exists, after migrating the benchmark's
+    database; says why when the shared folder or a dataset is missing."""
     folder = shared_datasets()
     if folder is None:
         say(f"Skipped: no shared datasets folder ({' or '.join(str(p) for p in SHARED_CANDIDATES)} is missing).")
@@ -266,12 +262,25 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     name, count = tokenizer()
     say(f"Prompt tokens counted with {name}; k={K}")
-    for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+    for dataset in [d.strip() for d in datasets.split(",") if d.strip()]:
         path = folder / f"{dataset}.jsonl"
         if not path.is_file():
             say(f"\n== {dataset}: skipped, {path} does not exist")
             continue
-        dataset_bench(path=path, max_recipes=args.max_recipes, count_tokens=count)
+        run(path, count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated dataset names")
+    parser.add_argument(
+        "--max-recipes", type=int, default=400, help="held-out recipes tagged per dataset at most (a fixed sample)"
+    )
+    args = parser.parse_args()
+    datasets_each(
+        datasets=args.datasets,
+        run=lambda path, count: dataset_bench(path=path, max_recipes=args.max_recipes, count_tokens=count),
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,20 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.llm_quality import (
     DATASETS,
-    SHARED_CANDIDATES,
     TARGET_RECALL,
     K,
     dataset_prepare,
+    datasets_each,
     say,
-    shared_datasets,
-    tokenizer,
 )
 
 MISS_SHARES = (0.05, 0.03, 0.02)
 MAX_PER_K = (8.0, 10.0, 12.0, 16.0)
 
 
-def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: object) -> None:
+def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str], int]) -> None:
     from autotagger.embeddings import embedding_model_name, embeddings_create
     from prompts.rendering import prompt_messages
     from tagging.services.config import TaggingConfig, category_requests
@@ -51,7 +50,6 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: object) -> None
     from tagging.taggers.similarity import SimilarityTagger
     from taxonomy.models import Tag
 
-    assert callable(count_tokens)
     prepared = dataset_prepare(path=path, max_recipes=max_recipes)
     recipes = prepared.held_out
     vectors = embeddings_create(texts=[r.text.for_embedding() for r in recipes]).vectors
@@ -105,21 +103,10 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS[:2]), help="comma-separated dataset names")
     parser.add_argument("--max-recipes", type=int, default=400, help="held-out recipes per dataset at most")
     args = parser.parse_args()
-    folder = shared_datasets()
-    if folder is None:
-        say(f"Skipped: no shared datasets folder ({' or '.join(str(p) for p in SHARED_CANDIDATES)} is missing).")
-        return
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    name, count = tokenizer()
-    say(f"Prompt tokens counted with {name}; k={K}")
-    for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        path = folder / f"{dataset}.jsonl"
-        if not path.is_file():
-            say(f"\n== {dataset}: skipped, {path} does not exist")
-            continue
-        dataset_sweep(path=path, max_recipes=args.max_recipes, count_tokens=count)
+    datasets_each(
+        datasets=args.datasets,
+        run=lambda path, count: dataset_sweep(path=path, max_recipes=args.max_recipes, count_tokens=count),
+    )
 
 
 if __name__ == "__main__":
