@@ -344,6 +344,9 @@ EMBEDDING_API_BASE_URL = env("EMBEDDING_API_BASE_URL", default="")
 EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
 EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
+# Whether bulk passes (re-tagging, bulk tagging) use the in-process embedding cache. Off: a bulk pass sees each
+# text once, and caching them would grow a worker by about 3 KB a text and push the tags' texts out.
+EMBEDDING_CACHE_BULK = env.bool("EMBEDDING_CACHE_BULK", default=False)
 # Where `embedding_distill` writes the fast mode's static model (empty: DATA_DIR/models/<model>-m2v).
 EMBEDDING_FAST_MODEL_DIR = env("EMBEDDING_FAST_MODEL_DIR", default="")
 

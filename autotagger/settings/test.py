@@ -31,4 +31,7 @@ LLM_ALLOWED_HOSTS = env.list("LLM_ALLOWED_HOSTS", default=["127.0.0.1", "localho
 LLM_BATCH_POLL_SECONDS = env.int("LLM_BATCH_POLL_SECONDS", default=1)
 # Fast mode is off unless a test asks for it (the `fast_mode` fixture distils once per run): a model distilled
 # into the data folder by `make run` must not change what the other tests fit and tag.
+# The tests re-tag the same few demo recipes hundreds of times: caching their vectors saves encoding them each time
+# (the vectors are the same either way).
+EMBEDDING_CACHE_BULK = True
 EMBEDDING_FAST_MODEL_DIR = env("TEST_EMBEDDING_FAST_MODEL_DIR", default=str(BASE_DIR / ".data" / "test-no-fast-model"))

@@ -374,11 +374,11 @@ def recipes_tag_bulk(
     model = embedding_model_name(mode=mode)
     started = time.perf_counter()
     if mode == EmbeddingMode.FAST:
-        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests, cache=False)
+        embeddings, _ = recipes_embed_fast(recipes=recipes, requests=requests, cache=settings.EMBEDDING_CACHE_BULK)
     else:
         tags_ensure_embedded(requests=requests, model=model)
         try:
-            recipes_embed(recipes=recipes, cache=False)
+            recipes_embed(recipes=recipes, cache=settings.EMBEDDING_CACHE_BULK)
         except EmbeddingError as exc:
             raise EmbeddingUnavailable(f"The embedding model is unavailable: {exc}") from exc
         embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in recipes])
