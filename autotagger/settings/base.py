@@ -456,6 +456,9 @@ LLM_FEW_SHOT_EXAMPLES = env.int("LLM_FEW_SHOT_EXAMPLES", default=3)
 # recipes per task, so a restarted worker loses at most one chunk's calls and resumes where it stopped.
 EVALUATION_LLM_CONCURRENCY = env.int("EVALUATION_LLM_CONCURRENCY", default=4)
 EVALUATION_CHUNK_SIZE = env.int("EVALUATION_CHUNK_SIZE", default=20)
+# A chunk delivered this many times without finishing (its worker lost each time: a recipe that kills it) is
+# not tried again: its unanswered recipes are counted as failures and the job goes on.
+EVALUATION_CHUNK_MAX_ATTEMPTS = env.int("EVALUATION_CHUNK_MAX_ATTEMPTS", default=3)
 # Steps of one evaluation job queued at once: how many workers may work on its chunks together.
 EVALUATION_PARALLEL_STEPS = env.int("EVALUATION_PARALLEL_STEPS", default=4)
 # `manage.py evaluate` (similarity, the tagger as deployed): recipes embedded, tagged and scored at a time, so

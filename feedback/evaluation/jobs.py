@@ -355,6 +355,8 @@ def evaluation_job_step(*, job_id: int, progress: Progress | None = None, token:
                     f"{lease:%H:%M:%S})",
                     details={"job": job_id},
                 )
+        elif chunk.attempts > int(settings.EVALUATION_CHUNK_MAX_ATTEMPTS):
+            _chunk_give_up(job, chunk, progress)
         else:
             _chunk_work(job, chunk, progress)
         if EvaluationChunk.objects.filter(job_id=job_id).exclude(status=EvaluationChunkStatus.DONE).exists():
@@ -373,13 +375,64 @@ def evaluation_job_step(*, job_id: int, progress: Progress | None = None, token:
         raise
 
 
-def _chunk_work(job: EvaluationJob, chunk: EvaluationChunk, progress: Progress | None) -> None:
-    positions = list(range(chunk.first, chunk.first + chunk.size))
+def _chunk_recipes(job: EvaluationJob, chunk: EvaluationChunk) -> list[DatasetRecipe]:
     # Only the chunk's lines are read: a step costs its chunk, whatever the size of the dataset.
     lines = evaluation_chunk_lines(chunk=chunk)
     recipes = [recipe for _, recipe in sorted(dataset_recipes_at(lines=lines, positions=range(chunk.size)).items())]
     if len(recipes) != chunk.size:
         raise EvaluationError(f"Chunk {chunk.number} of evaluation job {job.pk} lost its recipes.")
+    return recipes
+
+
+def _chunk_give_up(job: EvaluationJob, chunk: EvaluationChunk, progress: Progress | None) -> None:
+    """A chunk delivered more than EVALUATION_CHUNK_MAX_ATTEMPTS times: its workers were lost each time, so
+    something in it kills them. Its unanswered recipes become failures naming why (nothing is asked again)
+    and it is scored as it stands, so the job ends instead of killing worker after worker."""
+    positions = range(chunk.first, chunk.first + chunk.size)
+    recipes = _chunk_recipes(job, chunk)
+    answered = set(EvaluationItem.objects.filter(job=job, position__in=positions).values_list("position", flat=True))
+    error = (
+        f"Chunk {chunk.number} was delivered {chunk.attempts - 1} times without finishing (its worker was lost "
+        "each time); its unanswered recipes are not asked again."
+    )
+    for position, recipe in zip(positions, recipes, strict=True):
+        if position not in answered:
+            _store(job, chunk, _Answer(position, recipe, "", {}, {}, 0.0, error), cached=False)
+    logger.warning("Evaluation job %s: chunk %s given up after %s deliveries", job.pk, chunk.number, chunk.attempts - 1)
+    embeddings = embeddings_cached(texts=[r.text.for_embedding() for r in recipes])
+    _chunk_finish(job, chunk, recipes, embeddings, progress)
+
+
+def _chunk_finish(
+    job: EvaluationJob,
+    chunk: EvaluationChunk,
+    recipes: list[DatasetRecipe],
+    embeddings: np.ndarray,
+    progress: Progress | None,
+) -> None:
+    positions = list(range(chunk.first, chunk.first + chunk.size))
+    items = list(EvaluationItem.objects.filter(job=job, position__in=positions).order_by("position"))
+    partial, counts = _chunk_partial(job, chunk, recipes, embeddings, items)
+    finished = EvaluationChunk.objects.filter(
+        pk=chunk.pk, claimed_by=chunk.claimed_by, status=EvaluationChunkStatus.RUNNING
+    ).update(
+        status=EvaluationChunkStatus.DONE,
+        partial=partial,
+        recipe_counts=counts,
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
+    if not finished:
+        logger.info(
+            "Chunk %s of evaluation job %s was taken over; its counts were left to the other", chunk.number, job.pk
+        )
+    if progress is not None:
+        progress(EvaluationItem.objects.filter(job=job).count(), job.total)
+
+
+def _chunk_work(job: EvaluationJob, chunk: EvaluationChunk, progress: Progress | None) -> None:
+    positions = list(range(chunk.first, chunk.first + chunk.size))
+    recipes = _chunk_recipes(job, chunk)
     config = TaggingConfig(strategy=job.strategy, k=job.k, categories=tuple(job.categories), source=job.source)
     try:
         requests = category_requests(config=config)
@@ -418,23 +471,7 @@ def _chunk_work(job: EvaluationJob, chunk: EvaluationChunk, progress: Progress |
             to_ask.append((positions[i], recipes[i], embeddings[i], keys[i]))
     done = EvaluationItem.objects.filter(job=job).count()
     _ask_all(job, chunk, to_ask, config, requests, source, prompt, progress, already=done)
-    items = list(EvaluationItem.objects.filter(job=job, position__in=positions).order_by("position"))
-    partial, counts = _chunk_partial(job, chunk, recipes, embeddings, items)
-    finished = EvaluationChunk.objects.filter(
-        pk=chunk.pk, claimed_by=chunk.claimed_by, status=EvaluationChunkStatus.RUNNING
-    ).update(
-        status=EvaluationChunkStatus.DONE,
-        partial=partial,
-        recipe_counts=counts,
-        finished_at=timezone.now(),
-        lease_until=None,
-    )
-    if not finished:
-        logger.info(
-            "Chunk %s of evaluation job %s was taken over; its counts were left to the other", chunk.number, job.pk
-        )
-    if progress is not None:
-        progress(EvaluationItem.objects.filter(job=job).count(), job.total)
+    _chunk_finish(job, chunk, recipes, embeddings, progress)
 
 
 def _ask_all(

@@ -104,6 +104,42 @@ def test_a_chunk_whose_worker_disappeared_is_taken_over_without_asking_twice(
     assert job.run.metrics["categories"]["cuisine"]["recall"] == round(6 / 11, 4)
 
 
+def test_a_chunk_that_lost_its_worker_too_often_is_given_up_and_the_job_still_ends(
+    llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any
+) -> None:
+    llm_settings.EVALUATION_CHUNK_MAX_ATTEMPTS = 3
+    openai_server.reply_computed(half_right, times=RECIPES)
+    job_id = _start()
+    evaluation_job_chunks_create(job_id=job_id, size=4)
+    # Chunk 2 (recipes 4-7) killed its worker on each of its three deliveries; one answer was stored first.
+    EvaluationChunk.objects.filter(job_id=job_id, number=2).update(
+        status=EvaluationChunkStatus.RUNNING, claimed_by="dead-worker", attempts=3, lease_until=timezone.now()
+    )
+    EvaluationItem.objects.create(
+        job_id=job_id,
+        position=4,
+        recipe_id="r4",
+        cache_key="asked-before-the-worker-died",
+        ok=True,
+        predicted={"cuisine": [["italian", 0.9]]},
+        stats={"stated_confidence": {"cuisine": {"italian": 0.9}}},
+        latency_ms=12.0,
+    )
+
+    job = evaluation_job_run_here(job_id=job_id)
+
+    assert job.status == EvaluationJobStatus.SUCCEEDED, job.error
+    given_up = EvaluationChunk.objects.get(job_id=job_id, number=2)
+    assert (given_up.status, given_up.attempts) == (EvaluationChunkStatus.DONE, 4)
+    assert len(openai_server.requests) == RECIPES - 4, "nothing of the given-up chunk was asked again"
+    failed = EvaluationItem.objects.filter(job_id=job_id, ok=False).order_by("position")
+    assert [item.recipe_id for item in failed] == ["r5", "r6", "r7"]
+    assert all("delivered 3 times without finishing" in item.error for item in failed)
+    assert job.run is not None
+    # The given-up recipes count as returning nothing: 5 of 11 right (r0, r2, r4, r8, r10).
+    assert job.run.metrics["categories"]["cuisine"]["recall"] == round(5 / 11, 4)
+
+
 def test_a_chunk_a_live_worker_holds_is_left_to_it(
     llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any
 ) -> None:
