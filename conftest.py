@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -349,6 +350,12 @@ def _worker_database_url() -> str:
 def worker_start(*, queue: str, log_path: Path, pool: tuple[str, ...] = ("--pool=solo",)) -> subprocess.Popen[bytes]:
     """A real Celery worker process consuming `queue` on the test database, once it is ready; its output goes
     to `log_path`. Stop it with worker_stop."""
+    process = _worker_spawn(queue=queue, log_path=log_path, pool=pool)
+    _worker_wait_ready(process, log_path)
+    return process
+
+
+def _worker_spawn(*, queue: str, log_path: Path, pool: tuple[str, ...]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "autotagger.settings.test",
@@ -378,25 +385,34 @@ def worker_start(*, queue: str, log_path: Path, pool: tuple[str, ...] = ("--pool
         cwd=BASE_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     log.close()
+    return process
+
+
+def _worker_wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if b"ready." in log_path.read_bytes():
-            return process
+            return
         time.sleep(0.2)
     process.kill()
     process.wait(timeout=10)
     pytest.fail(f"The Celery worker did not start; see {log_path}")
 
 
-def worker_stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+def worker_stop(*processes: subprocess.Popen[bytes]) -> None:
+    """Stop workers at the end of a test, killed with their pool's children (each leads its own process group):
+    what they still hold is the test's to throw away, and a warm or cold shutdown waited 5-10 s per worker for
+    the steps still in flight. PostgreSQL ends a killed client's session and rolls back what it held."""
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            process.kill()
+    for process in processes:
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -427,13 +443,16 @@ def two_celery_workers(settings: Any) -> Iterator[list[tuple[subprocess.Popen[by
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
     workers = []
     try:
+        # Started together and stopped together: each takes seconds to import the project and to shut down.
         for number in (1, 2):
             log_path = BASE_DIR / ".data" / f"test-worker-{number}-of-two-{os.getpid()}.log"
-            workers.append((worker_start(queue=queue, log_path=log_path), log_path))
+            workers.append((_worker_spawn(queue=queue, log_path=log_path, pool=("--pool=solo",)), log_path))
+        for process, log_path in workers:
+            _worker_wait_ready(process, log_path)
         yield workers
     finally:
-        for process, log_path in workers:
-            worker_stop(process)
+        worker_stop(*(process for process, _ in workers))
+        for _, log_path in workers:
             log_path.unlink(missing_ok=True)
         redis_client().delete(queue)
 

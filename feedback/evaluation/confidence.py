@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 from feedback.evaluation.errors import EvaluationError
 from feedback.evaluation.metrics import BinTally
@@ -87,6 +86,10 @@ def confidence_calibration_fit_counts(*, counts: Mapping[str, Sequence[float]]) 
     report["ece_stated"] = round(BinTally().add(values, precision, weights=weights).ece()[0], 4)
     if pairs < MIN_PAIRS:
         return report
+    # Imported here, as the taggers import scikit-learn: it costs every process that merely loads the URLs
+    # (web, worker, management commands) a second or two.
+    from sklearn.isotonic import IsotonicRegression
+
     model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(
         values, precision, sample_weight=weights
     )
