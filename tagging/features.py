@@ -38,24 +38,26 @@ _WORD = re.compile(r"[\w-]+")
 @dataclass(frozen=True)
 class RecipeWords:
     """The words of a recipe's lexical fields as LexicalIndex looks them up: each word, and each without a
-    plural "s" or "es"; per field and all together."""
+    plural "s" or "es"; per field and all together. `tokens`: each field's words as written (no ending taken
+    off)."""
 
     by_field: dict[str, frozenset[str]]
     everywhere: frozenset[str]
+    tokens: dict[str, frozenset[str]]
 
 
 def lexical_words(fields: dict[str, str]) -> RecipeWords:
-    by_field = {}
+    by_field, tokens = {}, {}
     for key, text in fields.items():
-        words = set()
-        for word in set(_WORD.findall(text)):
-            words.add(word)
+        written = frozenset(_WORD.findall(text))
+        words = set(written)
+        for word in written:
             if word.endswith("s"):
                 words.add(word[:-1])
                 if word.endswith("es"):
                     words.add(word[:-2])
-        by_field[key] = frozenset(words)
-    return RecipeWords(by_field=by_field, everywhere=frozenset().union(*by_field.values()))
+        by_field[key], tokens[key] = frozenset(words), written
+    return RecipeWords(by_field=by_field, everywhere=frozenset().union(*by_field.values()), tokens=tokens)
 
 
 class LexicalIndex:
@@ -68,6 +70,11 @@ class LexicalIndex:
     searched with the tag's own pattern, and only in the fields that hold one of its first words, best
     field first. The few phrases that start with another character are searched everywhere. The taxonomy's
     size then costs a set intersection per recipe, not a regex per tag and field.
+
+    Most phrases are one word (a run of word characters and hyphens): the pattern bounds a match by characters that
+    are not word characters, so such a phrase matches a field exactly when the field has the word, or it plus
+    "s" or "es", as a whole word, which is a set lookup in the field's `lexical_words`. The pattern is run only
+    where a phrase of several words has all its words in the field (which it needs to match there).
     """
 
     def __init__(self, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
@@ -75,22 +82,36 @@ class LexicalIndex:
         self.size = len(tags)
         self.patterns: list[re.Pattern[str] | None] = []
         self.first_words: list[frozenset[str]] = []
+        # Per tag: its one-word phrases (lower case); each with "s" and "es" (what the pattern matches of them);
+        # the words of each of its other phrases.
+        self.single: list[frozenset[str]] = []
+        self.single_forms: list[frozenset[str]] = []
+        self.several: list[tuple[tuple[str, ...], ...]] = []
         by_word: dict[str, set[int]] = {}
         always: set[int] = set()
         for j, (name, synonyms) in enumerate(tags):
             phrases = tuple(sorted({name, *synonyms}))
             self.patterns.append(phrase_pattern(phrases))
             first_words = set()
+            single, several = set(), []
             for phrase in phrases:
                 if len(phrase.strip()) < 3:
                     continue  # phrase_pattern leaves it out too
-                first = _WORD.match(phrase.lower())
+                lower = phrase.lower()
+                if _WORD.fullmatch(lower):
+                    single.add(lower)
+                else:
+                    several.append(tuple(_WORD.findall(lower)))
+                first = _WORD.match(lower)
                 if first is None:
                     always.add(j)
                 else:
                     first_words.add(first.group(0))
                     by_word.setdefault(first.group(0), set()).add(j)
             self.first_words.append(frozenset(first_words))
+            self.single.append(frozenset(single))
+            self.single_forms.append(frozenset(form for word in single for form in (word, word + "s", word + "es")))
+            self.several.append(tuple(several))
         self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
         self.words = frozenset(self.by_word)
         self.always = frozenset(always)
@@ -114,11 +135,32 @@ class LexicalIndex:
             pattern = self.patterns[j]
             if pattern is None:
                 continue
-            first_words, anywhere = self.first_words[j], j in self.always
+            single, several = self.single[j], self.several[j]
             for key in ordered:
-                if (anywhere or not first_words.isdisjoint(words.by_field[key])) and pattern.search(fields[key]):
+                present = words.by_field[key]
+                if not single.isdisjoint(present) or (
+                    _some_phrase_in(several, present) and pattern.search(fields[key])
+                ):
                     found[j] = LEXICAL_WEIGHTS[key]
                     break
+        return found
+
+    def matches(self, column: int, fields: dict[str, str], words: RecipeWords) -> dict[str, list[str]]:
+        """`lexical_matches` of the tag at `column` (`words`: `lexical_words(fields)`), with the pattern run only
+        in a field where one of its phrases of several words can match: elsewhere every match is a whole word
+        of the field that is a one-word phrase, or it plus "s" or "es"."""
+        pattern = self.patterns[column]
+        if pattern is None:
+            return {}
+        forms, several = self.single_forms[column], self.several[column]
+        found = {}
+        for key, text in fields.items():
+            if _some_phrase_in(several, words.by_field[key]):
+                written = sorted({m.group(0) for m in pattern.finditer(text)})
+            else:
+                written = sorted(forms & words.tokens[key])
+            if written:
+                found[key] = written
         return found
 
     def evidence_matrix(self, texts: Sequence[RecipeText]) -> np.ndarray:
@@ -128,6 +170,13 @@ class LexicalIndex:
             for j, weight in self.evidence(text.lexical_fields()).items():
                 matrix[i, j] = weight
         return matrix
+
+
+def _some_phrase_in(phrases: tuple[tuple[str, ...], ...], present: frozenset[str]) -> bool:
+    """Whether every word of one of `phrases` is in `present` (a field's `lexical_words`): the pattern cannot match
+    a phrase of several words otherwise, since each of its words stands there whole (the last one perhaps with
+    "s" or "es")."""
+    return any(all(word in present for word in phrase) for phrase in phrases)
 
 
 def lexical_matches(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> dict[str, list[str]]:

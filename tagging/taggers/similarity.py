@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import RecipeWords, lexical_matches, lexical_words
+from tagging.features import RecipeWords, lexical_words
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagRow
 from tagging.tag_matrix import CategoryTags, tag_matrix_current, unit_rows
@@ -246,7 +246,7 @@ class SimilarityTagger:
             built = []
             for negative, _, j in chosen[: request.k]:
                 tag, weight = tags.rows[j], lexical_of[i].get(j, 0.0)
-                evidence = _zero_shot_evidence(tag, float(sims[i, j]), weight, fields_of[i])
+                evidence = _zero_shot_evidence(tags, j, float(sims[i, j]), weight, fields_of[i], words_of[i])
                 built.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=-negative, evidence=evidence))
             results.append(built)
         return results
@@ -293,7 +293,9 @@ class SimilarityTagger:
                     continue
                 if score < request.threshold or score <= 0.0:
                     continue
-            scored.append(_Scored(score, tag, partial(_zero_shot_evidence, tag, similarity, weight, fields)))
+            scored.append(
+                _Scored(score, tag, partial(_zero_shot_evidence, tags, int(j), similarity, weight, fields, words))
+            )
         return scored
 
     def _learned(
@@ -322,7 +324,16 @@ class SimilarityTagger:
         for position in np.flatnonzero(known & (tag_probabilities >= threshold)):
             tag, j = tags.rows[int(position)], int(learned_columns[position])
             evidence = partial(
-                self._learned_evidence, tag, tags, unit, int(position), explained, request.category.slug, row, j, fields
+                self._learned_evidence,
+                tags,
+                unit,
+                int(position),
+                explained,
+                request.category.slug,
+                row,
+                j,
+                fields,
+                words,
             )
             scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
         unseen = np.flatnonzero(~known)
@@ -336,7 +347,6 @@ class SimilarityTagger:
 
     def _learned_evidence(
         self,
-        tag: TagRow,
         tags: CategoryTags,
         unit: np.ndarray,
         position: int,
@@ -345,20 +355,23 @@ class SimilarityTagger:
         row: int,
         column: int,
         fields: dict[str, str],
+        words: RecipeWords,
     ) -> dict[str, Any]:
         assert self.learned is not None
         return {
             "decided_by": "learned",
-            "matched": lexical_matches(tag.name, tag.synonyms, fields),
+            "matched": tags.lexical.matches(position, fields, words),
             "similarity": round(float(tags.similarities_at(unit, np.array([position]))[0]), 4),
             **self.learned.evidence(explained=explained, category_slug=category_slug, row=row, column=column),
         }
 
 
-def _zero_shot_evidence(tag: TagRow, similarity: float, lexical: float, fields: dict[str, str]) -> dict[str, Any]:
+def _zero_shot_evidence(
+    tags: CategoryTags, column: int, similarity: float, lexical: float, fields: dict[str, str], words: RecipeWords
+) -> dict[str, Any]:
     return {
         "decided_by": "zero_shot",
-        "matched": lexical_matches(tag.name, tag.synonyms, fields) if lexical > 0.0 else {},
+        "matched": tags.lexical.matches(column, fields, words) if lexical > 0.0 else {},
         "similarity": round(similarity, 4),
     }
 
