@@ -72,49 +72,63 @@ class LexicalIndex:
     size then costs a set intersection per recipe, not a regex per tag and field.
 
     Most phrases are one word (a run of word characters and hyphens): the pattern bounds a match by characters that
-    are not word characters, so such a phrase matches a field exactly when the field has the word, or it plus
-    "s" or "es", as a whole word, which is a set lookup in the field's `lexical_words`. The pattern is run only
-    where a phrase of several words has all its words in the field (which it needs to match there).
+    are neither, so such a phrase matches a field exactly when the field has the word, or it plus "s" or "es",
+    as a whole word: a set lookup in the field's `lexical_words`, done for all the tags at once by the fields'
+    words. A phrase of several words can match only where all its words are (each stands whole, the last perhaps
+    with "s" or "es"): the pattern is run only there.
     """
 
     def __init__(self, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
         """`tags`: (name, synonyms) of each tag, in the order of the evidence's columns."""
         self.size = len(tags)
         self.patterns: list[re.Pattern[str] | None] = []
-        self.first_words: list[frozenset[str]] = []
-        # Per tag: its one-word phrases (lower case); each with "s" and "es" (what the pattern matches of them);
+        # Per tag: each of its one-word phrases (lower case) with "s" and "es", what the pattern matches of them;
         # the words of each of its other phrases.
-        self.single: list[frozenset[str]] = []
         self.single_forms: list[frozenset[str]] = []
-        self.several: list[tuple[tuple[str, ...], ...]] = []
+        self.several: list[tuple[frozenset[str], ...]] = []
         by_word: dict[str, set[int]] = {}
         always: set[int] = set()
+        # The tags by each one-word phrase; the phrases of several words (tag, words) by their first word; the
+        # tags with a phrase that has no word at all (searched everywhere).
+        single_index: dict[str, set[int]] = {}
+        several_index: dict[str, list[tuple[int, frozenset[str], re.Pattern[str]]]] = {}
+        wordless: dict[int, re.Pattern[str]] = {}
         for j, (name, synonyms) in enumerate(tags):
             phrases = tuple(sorted({name, *synonyms}))
-            self.patterns.append(phrase_pattern(phrases))
-            first_words = set()
-            single, several = set(), []
+            pattern = phrase_pattern(phrases)
+            self.patterns.append(pattern)
+            forms: set[str] = set()
+            several: list[frozenset[str]] = []
             for phrase in phrases:
                 if len(phrase.strip()) < 3:
                     continue  # phrase_pattern leaves it out too
                 lower = phrase.lower()
                 if _WORD.fullmatch(lower):
-                    single.add(lower)
+                    forms.update((lower, lower + "s", lower + "es"))
+                    single_index.setdefault(lower, set()).add(j)
                 else:
-                    several.append(tuple(_WORD.findall(lower)))
+                    phrase_words = _WORD.findall(lower)
+                    several.append(frozenset(phrase_words))
+                    assert pattern is not None  # the tag has this phrase
+                    if phrase_words:
+                        several_index.setdefault(phrase_words[0], []).append((j, frozenset(phrase_words), pattern))
+                    else:
+                        wordless[j] = pattern
                 first = _WORD.match(lower)
                 if first is None:
                     always.add(j)
                 else:
-                    first_words.add(first.group(0))
                     by_word.setdefault(first.group(0), set()).add(j)
-            self.first_words.append(frozenset(first_words))
-            self.single.append(frozenset(single))
-            self.single_forms.append(frozenset(form for word in single for form in (word, word + "s", word + "es")))
+            self.single_forms.append(frozenset(forms))
             self.several.append(tuple(several))
         self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
         self.words = frozenset(self.by_word)
         self.always = frozenset(always)
+        self.single_index = {word: tuple(sorted(columns)) for word, columns in single_index.items()}
+        self.single_words = frozenset(self.single_index)
+        self.several_index = {word: tuple(phrases) for word, phrases in several_index.items()}
+        self.several_words = frozenset(self.several_index)
+        self.wordless = tuple(sorted(wordless.items()))
 
     def candidates(self, words: RecipeWords) -> list[int]:
         """The columns of the tags whose name or a synonym could occur in the recipe whose `words` these are
@@ -125,25 +139,24 @@ class LexicalIndex:
         return sorted(found)
 
     def evidence(self, fields: dict[str, str], words: RecipeWords | None = None) -> dict[int, float]:
-        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0). `words`:
-        `lexical_words(fields)`, when the caller has them already."""
+        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0), by column.
+        `words`: `lexical_words(fields)`, when the caller has them already."""
         words = lexical_words(fields) if words is None else words
+        found: dict[int, float] = {}
         # The best field first: the first that matches decides.
-        ordered = sorted(fields, key=lambda key: -LEXICAL_WEIGHTS[key])
-        found = {}
-        for j in self.candidates(words):
-            pattern = self.patterns[j]
-            if pattern is None:
-                continue
-            single, several = self.single[j], self.several[j]
-            for key in ordered:
-                present = words.by_field[key]
-                if not single.isdisjoint(present) or (
-                    _some_phrase_in(several, present) and pattern.search(fields[key])
-                ):
-                    found[j] = LEXICAL_WEIGHTS[key]
-                    break
-        return found
+        for key in sorted(fields, key=lambda key: -LEXICAL_WEIGHTS[key]):
+            present, weight = words.by_field[key], LEXICAL_WEIGHTS[key]
+            for word in self.single_words & present:
+                for j in self.single_index[word]:
+                    found.setdefault(j, weight)
+            for word in self.several_words & present:
+                for j, phrase, pattern in self.several_index[word]:
+                    if j not in found and phrase <= present and pattern.search(fields[key]):
+                        found[j] = weight
+            for j, pattern in self.wordless:
+                if j not in found and pattern.search(fields[key]):
+                    found[j] = weight
+        return dict(sorted(found.items()))
 
     def matches(self, column: int, fields: dict[str, str], words: RecipeWords) -> dict[str, list[str]]:
         """`lexical_matches` of the tag at `column` (`words`: `lexical_words(fields)`), with the pattern run only
@@ -155,7 +168,8 @@ class LexicalIndex:
         forms, several = self.single_forms[column], self.several[column]
         found = {}
         for key, text in fields.items():
-            if _some_phrase_in(several, words.by_field[key]):
+            present = words.by_field[key]
+            if any(phrase <= present for phrase in several):
                 written = sorted({m.group(0) for m in pattern.finditer(text)})
             else:
                 written = sorted(forms & words.tokens[key])
@@ -163,20 +177,19 @@ class LexicalIndex:
                 found[key] = written
         return found
 
-    def evidence_matrix(self, texts: Sequence[RecipeText]) -> np.ndarray:
-        """(m, T) `lexical_evidence` of every tag for every recipe."""
+    def evidence_matrix(
+        self, texts: Sequence[RecipeText], read: Sequence[tuple[dict[str, str], RecipeWords]] | None = None
+    ) -> np.ndarray:
+        """(m, T) `lexical_evidence` of every tag for every recipe. `read`: each recipe's `lexical_fields()` and
+        their `lexical_words`, when the caller has them already (one reading serves every category)."""
+        if read is None:
+            read = [(fields, lexical_words(fields)) for fields in (text.lexical_fields() for text in texts)]
         matrix = np.zeros((len(texts), self.size), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for j, weight in self.evidence(text.lexical_fields()).items():
-                matrix[i, j] = weight
+        for i, (fields, words) in enumerate(read):
+            found = self.evidence(fields, words)
+            if found:
+                matrix[i, list(found)] = list(found.values())
         return matrix
-
-
-def _some_phrase_in(phrases: tuple[tuple[str, ...], ...], present: frozenset[str]) -> bool:
-    """Whether every word of one of `phrases` is in `present` (a field's `lexical_words`): the pattern cannot match
-    a phrase of several words otherwise, since each of its words stands there whole (the last one perhaps with
-    "s" or "es")."""
-    return any(all(word in present for word in phrase) for phrase in phrases)
 
 
 def lexical_matches(name: str, synonyms: Sequence[str], fields: dict[str, str]) -> dict[str, list[str]]:

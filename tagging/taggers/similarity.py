@@ -145,11 +145,16 @@ class SimilarityTagger:
         }  # category id -> (m, T)
         queried = time.perf_counter()
 
+        fields_of = [recipe.lexical_fields() for recipe in recipes]
+        words_of = [lexical_words(fields) for fields in fields_of]
         probabilities: dict[str, np.ndarray] = {}
         explained: Explained | None = None
         if self.learned is not None and learned_slugs:
             probabilities, explained = self.learned.probabilities_explained(
-                embeddings=np.asarray(embeddings, dtype=np.float32), texts=recipes, category_slugs=learned_slugs
+                embeddings=np.asarray(embeddings, dtype=np.float32),
+                texts=recipes,
+                category_slugs=learned_slugs,
+                read=list(zip(fields_of, words_of, strict=True)),
             )
         learned_at = time.perf_counter()
 
@@ -158,8 +163,6 @@ class SimilarityTagger:
             thresholds = {slug: self.learned.categories[slug].threshold for slug in probabilities}
             for output, margin in zip(outputs, decision_margins(probabilities, thresholds), strict=True):
                 output.uncertainty_margin = round(float(margin), 4)
-        fields_of = [recipe.lexical_fields() for recipe in recipes]
-        words_of = [lexical_words(fields) for fields in fields_of]
         # Zero-shot categories (the common case in bulk) are scored for the whole batch at once.
         batched = {
             request.category.pk: self._zero_shot_many(
