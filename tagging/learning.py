@@ -440,19 +440,20 @@ class LearnedModel:
         model = self.categories[category_slug]
         contributions = explained.features[category_slug][row, column] * model.weights
         total = float(np.abs(contributions).sum())
-        signals = {
-            name: round(float(c) / total, 3)
-            for name, c, w in zip(FEATURES, contributions, model.weights, strict=True)
-            if w != 0.0 and total > 0.0
-        }
-        labels = self.neighbour_labels[category_slug]
+        signals = {}
+        if total > 0.0:
+            # As Python floats (each float32 exactly), compared and divided as before, without a numpy scalar each.
+            signals = {
+                name: round(c / total, 3)
+                for name, c, w in zip(FEATURES, contributions.tolist(), model.weights.tolist(), strict=True)
+                if w != 0.0
+            }
+        indices = explained.indices[row]
+        carrying = (explained.sims[row] > -1.0) & (self.neighbour_labels[category_slug][indices, column] > 0)
         neighbours: list[dict[str, Any]] = []
-        for index, similarity in zip(explained.indices[row], explained.sims[row], strict=True):
-            if len(neighbours) == EVIDENCE_NEIGHBOURS:
-                break
-            if similarity > -1.0 and labels[index, column] > 0:
-                recipe_id, title = self.examples.get(int(index), (None, ""))
-                neighbours.append({"recipe_id": recipe_id, "title": title})
+        for index in indices[np.flatnonzero(carrying)[:EVIDENCE_NEIGHBOURS]].tolist():
+            recipe_id, title = self.examples.get(index, (None, ""))
+            neighbours.append({"recipe_id": recipe_id, "title": title})
         return {"signals": signals, "neighbours": neighbours}
 
     def predict(

@@ -171,6 +171,14 @@ class SimilarityTagger:
             for request in requests
             if not everything and request.category.slug not in probabilities
         }
+        # Which of a learned category's tags pass its threshold, for the whole batch at once.
+        passing = {
+            request.category.slug: self._learned_passing(
+                request, matrix.category(request.category.pk), probabilities[request.category.slug], everything
+            )
+            for request in requests
+            if request.category.slug in probabilities
+        }
         for i, output in enumerate(outputs):
             fields, words = fields_of[i], words_of[i]
             for request in requests:
@@ -180,6 +188,7 @@ class SimilarityTagger:
                     continue
                 if request.category.slug in probabilities:
                     assert explained is not None
+                    learned_columns, positions = passing[request.category.slug]
                     scored = self._learned(
                         request,
                         tags,
@@ -189,6 +198,8 @@ class SimilarityTagger:
                         i,
                         fields,
                         words,
+                        learned_columns,
+                        positions[i],
                         everything=everything,
                     )
                 else:
@@ -301,6 +312,26 @@ class SimilarityTagger:
             )
         return scored
 
+    def _learned_passing(
+        self, request: CategoryRequest, tags: CategoryTags, probabilities: np.ndarray, everything: bool
+    ) -> tuple[np.ndarray, list[list[int]]]:
+        """For a learned category: the column of each of its tags in the learned model (-1: added since the fit),
+        and for each recipe (row of `probabilities`, (m, the model's tags)) the positions among the category's
+        tags of the known ones that reach the threshold, ascending."""
+        assert self.learned is not None
+        model = self.learned.categories[request.category.slug]
+        threshold = request.override if request.override is not None else model.threshold
+        if everything:
+            threshold = 0.0
+        learned_columns = _learned_columns(model.tag_slugs, tags.slugs)
+        known = learned_columns >= 0
+        tag_probabilities = np.where(known, probabilities[:, np.maximum(learned_columns, 0)], -1.0)
+        rows, positions = np.nonzero(known & (tag_probabilities >= threshold))
+        per_row: list[list[int]] = [[] for _ in range(len(probabilities))]
+        for row, position in zip(rows.tolist(), positions.tolist(), strict=True):
+            per_row[row].append(position)
+        return learned_columns, per_row
+
     def _learned(
         self,
         request: CategoryRequest,
@@ -311,26 +342,21 @@ class SimilarityTagger:
         row: int,
         fields: dict[str, str],
         words: RecipeWords,
+        learned_columns: np.ndarray,
+        positions: list[int],
         *,
         everything: bool = False,
     ) -> list[_Scored]:
-        assert self.learned is not None
-        model = self.learned.categories[request.category.slug]
-        threshold = request.override if request.override is not None else model.threshold
-        if everything:
-            threshold = 0.0
-        # Column of each of the category's tags in the learned model (-1: added since the fit).
-        learned_columns = _learned_columns(model.tag_slugs, tags.slugs)
-        known = learned_columns >= 0
-        tag_probabilities = np.where(known, probabilities[np.maximum(learned_columns, 0)], -1.0)
+        """The learned category's tags at `positions` (those that pass, `_learned_passing`) for recipe `row`, and
+        the tags added since the fit on zero-shot evidence."""
         scored = []
-        for position in np.flatnonzero(known & (tag_probabilities >= threshold)):
-            tag, j = tags.rows[int(position)], int(learned_columns[position])
+        for position in positions:
+            tag, j = tags.rows[position], int(learned_columns[position])
             evidence = partial(
                 self._learned_evidence,
                 tags,
                 unit,
-                int(position),
+                position,
                 explained,
                 request.category.slug,
                 row,
@@ -339,7 +365,7 @@ class SimilarityTagger:
                 words,
             )
             scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
-        unseen = np.flatnonzero(~known)
+        unseen = np.flatnonzero(learned_columns < 0)
         if len(unseen):
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence, which
             # reads their similarities alone (the other entries are never read).
