@@ -69,15 +69,28 @@ def _phrase(term: str) -> tuple[str, ...]:
     return tuple(key for part in term.split() for key in ([WILDCARD] if part == WILDCARD else words(part)))
 
 
-def _find(text: Sequence[str | None], present: frozenset[str], phrase: tuple[str, ...]) -> list[int]:
+def _find(
+    text: Sequence[str | None],
+    present: frozenset[str],
+    phrase: tuple[str, ...],
+    positions: dict[str, list[int]] | None = None,
+) -> list[int]:
     """Start positions of `phrase` in `text` (a `*` matches one word of the same line, never a removed one).
-    `present`: the words of `text`, to rule out at once a phrase one of whose words is missing."""
+    `present`: the words of `text`, to rule out at once a phrase one of whose words is missing. `positions`: where
+    each word stands in `text` (before any was removed), so that only the starts that put one of the phrase's
+    words in its place are tried."""
     if not phrase or any(p != WILDCARD and p not in present for p in phrase):
         return []
     n = len(phrase)
+    starts: Iterable[int] = range(len(text) - n + 1)
+    if positions is not None:
+        anchor = next((i for i, p in enumerate(phrase) if p != WILDCARD), None)
+        if anchor is not None:
+            last = len(text) - n
+            starts = [q - anchor for q in positions.get(phrase[anchor], ()) if 0 <= q - anchor <= last]
     return [
         start
-        for start in range(len(text) - n + 1)
+        for start in starts
         if all(
             (word := text[start + i]) is not None and (word == p or (p == WILDCARD and word != LINE_BREAK))
             for i, p in enumerate(phrase)
@@ -108,6 +121,9 @@ class RuleReader:
     def __init__(self, text: Sequence[str]) -> None:
         self.text = tuple(text)
         self.present = frozenset(self.text)
+        self.positions: dict[str, list[int]] = {}
+        for position, word in enumerate(self.text):
+            self.positions.setdefault(word, []).append(position)
         # By identity (the caller's rules live as long as the reader), each with the object it found for.
         self._groups: dict[int, tuple[IngredientMatcher, str | None]] = {}
         self._terms: dict[int, tuple[tuple[str, ...], str | None]] = {}
@@ -116,14 +132,14 @@ class RuleReader:
         """`group.first_match` of the recipe."""
         known = self._groups.get(id(group))
         if known is None:
-            known = self._groups[id(group)] = (group, _first_match(group, self.text, self.present))
+            known = self._groups[id(group)] = (group, _first_match(group, self.text, self.present, self.positions))
         return known[1]
 
     def first_term(self, terms: tuple[str, ...]) -> str | None:
         """The first of `terms` that the recipe contains, or None."""
         known = self._terms.get(id(terms))
         if known is None:
-            known = self._terms[id(terms)] = (terms, _first_term(terms, self.text, self.present))
+            known = self._terms[id(terms)] = (terms, _first_term(terms, self.text, self.present, self.positions))
         return known[1]
 
     def broken(self, rule: TagRule) -> str | None:
@@ -147,14 +163,16 @@ class RuleReader:
         return "; ".join(parts) or "no rule"
 
 
-def _first_match(group: IngredientMatcher, text: tuple[str, ...], present: frozenset[str]) -> str | None:
+def _first_match(
+    group: IngredientMatcher, text: tuple[str, ...], present: frozenset[str], positions: dict[str, list[int]]
+) -> str | None:
     remaining: list[str | None] = list(text)
     # In the group's order (taking one out can stop a later one from matching), only those whose words the
     # recipe has: the others cannot match.
     exceptions, removed = _terms_indexed(group.exceptions), False
     for position in exceptions.candidates(present):
         phrase = exceptions.phrases[position]
-        for start in _find(remaining, present, phrase):
+        for start in _find(remaining, present, phrase, positions):
             for i in range(start, start + len(phrase)):
                 remaining[i] = None
             removed = True
@@ -162,15 +180,19 @@ def _first_match(group: IngredientMatcher, text: tuple[str, ...], present: froze
         present = frozenset(w for w in remaining if w is not None)
     terms = _terms_indexed(group.terms)
     for position in terms.candidates(present):
-        if _find(remaining, present, terms.phrases[position]):
+        if _find(remaining, present, terms.phrases[position], positions):
             return group.terms[position]
     return None
 
 
-def _first_term(terms: tuple[str, ...], text: tuple[str, ...], present: frozenset[str]) -> str | None:
-    """The first of `terms` that `text` (whose words are `present`) contains, or None."""
+def _first_term(
+    terms: tuple[str, ...], text: tuple[str, ...], present: frozenset[str], positions: dict[str, list[int]]
+) -> str | None:
+    """The first of `terms` that `text` (whose words are `present`, at `positions`) contains, or None."""
     indexed = _terms_indexed(terms)
-    return next((terms[p] for p in indexed.candidates(present) if _find(text, present, indexed.phrases[p])), None)
+    return next(
+        (terms[p] for p in indexed.candidates(present) if _find(text, present, indexed.phrases[p], positions)), None
+    )
 
 
 @dataclass(frozen=True)
