@@ -38,24 +38,26 @@ _WORD = re.compile(r"[\w-]+")
 @dataclass(frozen=True)
 class RecipeWords:
     """The words of a recipe's lexical fields as LexicalIndex looks them up: each word, and each without a
-    plural "s" or "es"; per field and all together."""
+    plural "s" or "es"; per field and all together. `tokens`: each field's words as written (no ending taken
+    off)."""
 
     by_field: dict[str, frozenset[str]]
     everywhere: frozenset[str]
+    tokens: dict[str, frozenset[str]]
 
 
 def lexical_words(fields: dict[str, str]) -> RecipeWords:
-    by_field = {}
+    by_field, tokens = {}, {}
     for key, text in fields.items():
-        words = set()
-        for word in set(_WORD.findall(text)):
-            words.add(word)
+        written = frozenset(_WORD.findall(text))
+        words = set(written)
+        for word in written:
             if word.endswith("s"):
                 words.add(word[:-1])
                 if word.endswith("es"):
                     words.add(word[:-2])
-        by_field[key] = frozenset(words)
-    return RecipeWords(by_field=by_field, everywhere=frozenset().union(*by_field.values()))
+        by_field[key], tokens[key] = frozenset(words), written
+    return RecipeWords(by_field=by_field, everywhere=frozenset().union(*by_field.values()), tokens=tokens)
 
 
 class LexicalIndex:
@@ -68,32 +70,65 @@ class LexicalIndex:
     searched with the tag's own pattern, and only in the fields that hold one of its first words, best
     field first. The few phrases that start with another character are searched everywhere. The taxonomy's
     size then costs a set intersection per recipe, not a regex per tag and field.
+
+    Most phrases are one word (a run of word characters and hyphens): the pattern bounds a match by characters that
+    are neither, so such a phrase matches a field exactly when the field has the word, or it plus "s" or "es",
+    as a whole word: a set lookup in the field's `lexical_words`, done for all the tags at once by the fields'
+    words. A phrase of several words can match only where all its words are (each stands whole, the last perhaps
+    with "s" or "es"): the pattern is run only there.
     """
 
     def __init__(self, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
         """`tags`: (name, synonyms) of each tag, in the order of the evidence's columns."""
         self.size = len(tags)
         self.patterns: list[re.Pattern[str] | None] = []
-        self.first_words: list[frozenset[str]] = []
+        # Per tag: each of its one-word phrases (lower case) with "s" and "es", what the pattern matches of them;
+        # the words of each of its other phrases.
+        self.single_forms: list[frozenset[str]] = []
+        self.several: list[tuple[frozenset[str], ...]] = []
         by_word: dict[str, set[int]] = {}
         always: set[int] = set()
+        # The tags by each one-word phrase; the phrases of several words (tag, words) by their first word; the
+        # tags with a phrase that has no word at all (searched everywhere).
+        single_index: dict[str, set[int]] = {}
+        several_index: dict[str, list[tuple[int, frozenset[str], re.Pattern[str]]]] = {}
+        wordless: dict[int, re.Pattern[str]] = {}
         for j, (name, synonyms) in enumerate(tags):
             phrases = tuple(sorted({name, *synonyms}))
-            self.patterns.append(phrase_pattern(phrases))
-            first_words = set()
+            pattern = phrase_pattern(phrases)
+            self.patterns.append(pattern)
+            forms: set[str] = set()
+            several: list[frozenset[str]] = []
             for phrase in phrases:
                 if len(phrase.strip()) < 3:
                     continue  # phrase_pattern leaves it out too
-                first = _WORD.match(phrase.lower())
+                lower = phrase.lower()
+                if _WORD.fullmatch(lower):
+                    forms.update((lower, lower + "s", lower + "es"))
+                    single_index.setdefault(lower, set()).add(j)
+                else:
+                    phrase_words = _WORD.findall(lower)
+                    several.append(frozenset(phrase_words))
+                    assert pattern is not None  # the tag has this phrase
+                    if phrase_words:
+                        several_index.setdefault(phrase_words[0], []).append((j, frozenset(phrase_words), pattern))
+                    else:
+                        wordless[j] = pattern
+                first = _WORD.match(lower)
                 if first is None:
                     always.add(j)
                 else:
-                    first_words.add(first.group(0))
                     by_word.setdefault(first.group(0), set()).add(j)
-            self.first_words.append(frozenset(first_words))
+            self.single_forms.append(frozenset(forms))
+            self.several.append(tuple(several))
         self.by_word = {word: tuple(sorted(columns)) for word, columns in by_word.items()}
         self.words = frozenset(self.by_word)
         self.always = frozenset(always)
+        self.single_index = {word: tuple(sorted(columns)) for word, columns in single_index.items()}
+        self.single_words = frozenset(self.single_index)
+        self.several_index = {word: tuple(phrases) for word, phrases in several_index.items()}
+        self.several_words = frozenset(self.several_index)
+        self.wordless = tuple(sorted(wordless.items()))
 
     def candidates(self, words: RecipeWords) -> list[int]:
         """The columns of the tags whose name or a synonym could occur in the recipe whose `words` these are
@@ -104,29 +139,56 @@ class LexicalIndex:
         return sorted(found)
 
     def evidence(self, fields: dict[str, str], words: RecipeWords | None = None) -> dict[int, float]:
-        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0). `words`:
-        `lexical_words(fields)`, when the caller has them already."""
+        """Column -> `lexical_evidence` of that tag, for the tags with any (the others have 0), by column.
+        `words`: `lexical_words(fields)`, when the caller has them already."""
         words = lexical_words(fields) if words is None else words
+        found: dict[int, float] = {}
         # The best field first: the first that matches decides.
-        ordered = sorted(fields, key=lambda key: -LEXICAL_WEIGHTS[key])
+        for key in sorted(fields, key=lambda key: -LEXICAL_WEIGHTS[key]):
+            present, weight = words.by_field[key], LEXICAL_WEIGHTS[key]
+            for word in self.single_words & present:
+                for j in self.single_index[word]:
+                    found.setdefault(j, weight)
+            for word in self.several_words & present:
+                for j, phrase, pattern in self.several_index[word]:
+                    if j not in found and phrase <= present and pattern.search(fields[key]):
+                        found[j] = weight
+            for j, pattern in self.wordless:
+                if j not in found and pattern.search(fields[key]):
+                    found[j] = weight
+        return dict(sorted(found.items()))
+
+    def matches(self, column: int, fields: dict[str, str], words: RecipeWords) -> dict[str, list[str]]:
+        """`lexical_matches` of the tag at `column` (`words`: `lexical_words(fields)`), with the pattern run only
+        in a field where one of its phrases of several words can match: elsewhere every match is a whole word
+        of the field that is a one-word phrase, or it plus "s" or "es"."""
+        pattern = self.patterns[column]
+        if pattern is None:
+            return {}
+        forms, several = self.single_forms[column], self.several[column]
         found = {}
-        for j in self.candidates(words):
-            pattern = self.patterns[j]
-            if pattern is None:
-                continue
-            first_words, anywhere = self.first_words[j], j in self.always
-            for key in ordered:
-                if (anywhere or not first_words.isdisjoint(words.by_field[key])) and pattern.search(fields[key]):
-                    found[j] = LEXICAL_WEIGHTS[key]
-                    break
+        for key, text in fields.items():
+            present = words.by_field[key]
+            if any(phrase <= present for phrase in several):
+                written = sorted({m.group(0) for m in pattern.finditer(text)})
+            else:
+                written = sorted(forms & words.tokens[key])
+            if written:
+                found[key] = written
         return found
 
-    def evidence_matrix(self, texts: Sequence[RecipeText]) -> np.ndarray:
-        """(m, T) `lexical_evidence` of every tag for every recipe."""
+    def evidence_matrix(
+        self, texts: Sequence[RecipeText], read: Sequence[tuple[dict[str, str], RecipeWords]] | None = None
+    ) -> np.ndarray:
+        """(m, T) `lexical_evidence` of every tag for every recipe. `read`: each recipe's `lexical_fields()` and
+        their `lexical_words`, when the caller has them already (one reading serves every category)."""
+        if read is None:
+            read = [(fields, lexical_words(fields)) for fields in (text.lexical_fields() for text in texts)]
         matrix = np.zeros((len(texts), self.size), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for j, weight in self.evidence(text.lexical_fields()).items():
-                matrix[i, j] = weight
+        for i, (fields, words) in enumerate(read):
+            found = self.evidence(fields, words)
+            if found:
+                matrix[i, list(found)] = list(found.values())
         return matrix
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from autotagger.recipe_text import RecipeText
 from tagging.calibration import Calibration
-from tagging.features import LexicalIndex, dense_features
+from tagging.features import LexicalIndex, RecipeWords, dense_features, lexical_words
 from tagging.signals import loo_prototype_similarity, neighbour_features, normalise, prior, row_products
 from tagging.stacking import FEATURES, fit_stack, sigmoid
 
@@ -397,9 +397,17 @@ class LearnedModel:
         return self.probabilities_explained(embeddings=embeddings, texts=texts, category_slugs=category_slugs)[0]
 
     def probabilities_explained(
-        self, *, embeddings: np.ndarray, texts: Sequence[RecipeText], category_slugs: Sequence[str]
+        self,
+        *,
+        embeddings: np.ndarray,
+        texts: Sequence[RecipeText],
+        category_slugs: Sequence[str],
+        read: Sequence[tuple[dict[str, str], RecipeWords]] | None = None,
     ) -> tuple[dict[str, np.ndarray], Explained]:
-        """`probabilities`, and what they were computed from (for `evidence`)."""
+        """`probabilities`, and what they were computed from (for `evidence`). `read`: each recipe's lexical fields
+        and their words (`LexicalIndex.evidence_matrix`), when the caller has them already."""
+        if read is None:
+            read = [(fields, lexical_words(fields)) for fields in (text.lexical_fields() for text in texts)]
         indices, sims = self.neighbours.nearest(embeddings, NEIGHBOURS, exclude_self=False)
         text_probs = self.text_model.probabilities([t.for_embedding() for t in texts], dense_features(texts))
         result = {}
@@ -412,7 +420,7 @@ class LearnedModel:
             vote, mass = neighbour_features(indices, sims, self.neighbour_labels[slug])
             features = _features(
                 embeddings=embeddings,
-                lexical=spec.lexical_index.evidence_matrix(texts),
+                lexical=spec.lexical_index.evidence_matrix(texts, read),
                 tag_matrix=spec.matrix,
                 vote=vote,
                 mass=mass,
@@ -432,19 +440,20 @@ class LearnedModel:
         model = self.categories[category_slug]
         contributions = explained.features[category_slug][row, column] * model.weights
         total = float(np.abs(contributions).sum())
-        signals = {
-            name: round(float(c) / total, 3)
-            for name, c, w in zip(FEATURES, contributions, model.weights, strict=True)
-            if w != 0.0 and total > 0.0
-        }
-        labels = self.neighbour_labels[category_slug]
+        signals = {}
+        if total > 0.0:
+            # As Python floats (each float32 exactly), compared and divided as before, without a numpy scalar each.
+            signals = {
+                name: round(c / total, 3)
+                for name, c, w in zip(FEATURES, contributions.tolist(), model.weights.tolist(), strict=True)
+                if w != 0.0
+            }
+        indices = explained.indices[row]
+        carrying = (explained.sims[row] > -1.0) & (self.neighbour_labels[category_slug][indices, column] > 0)
         neighbours: list[dict[str, Any]] = []
-        for index, similarity in zip(explained.indices[row], explained.sims[row], strict=True):
-            if len(neighbours) == EVIDENCE_NEIGHBOURS:
-                break
-            if similarity > -1.0 and labels[index, column] > 0:
-                recipe_id, title = self.examples.get(int(index), (None, ""))
-                neighbours.append({"recipe_id": recipe_id, "title": title})
+        for index in indices[np.flatnonzero(carrying)[:EVIDENCE_NEIGHBOURS]].tolist():
+            recipe_id, title = self.examples.get(index, (None, ""))
+            neighbours.append({"recipe_id": recipe_id, "title": title})
         return {"signals": signals, "neighbours": neighbours}
 
     def predict(

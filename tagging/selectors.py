@@ -316,7 +316,10 @@ def training_examples_nearest_many(
     if len(embeddings) == 0 or limit <= 0:
         return [[] for _ in range(len(embeddings))]
     table = TrainingExample._meta.db_table
-    vectors = ["[" + ",".join(f"{x:.7g}" for x in row) + "]" for row in np.asarray(embeddings, dtype=np.float32)]
+    rows = np.asarray(embeddings, dtype=np.float32)
+    # Each value as "%.7g" of it (what pgvector reads back), the row formatted by one operation, not per value.
+    template = "[" + ",".join(["%.7g"] * rows.shape[1]) + "]"
+    vectors = [template % tuple(row) for row in rows.tolist()]
     ef_search = max(int(settings.NEIGHBOURS_EF_SEARCH), limit)
     results: list[list[tuple[int, float]]] = [[] for _ in vectors]
     with transaction.atomic(), connection.cursor() as cursor:

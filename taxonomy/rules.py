@@ -23,6 +23,9 @@ _WORD = re.compile(r"[a-z]+|[0-9]+")
 WILDCARD = "*"
 
 
+# A word's key depends on the word alone, and a catalogue's words are a vocabulary of a few thousand: each is
+# worked out once per process (bounded all the same, against a stream of odd words).
+@functools.lru_cache(maxsize=16384)
 def _word_key(word: str) -> str:
     """One key for a word's singular, plural and common spellings (a light stemmer: the recipe and the terms
     both go through it, so what matters is that the forms of one word meet, not that the key is a word)."""
@@ -50,8 +53,11 @@ def words(text: str) -> list[str]:
     else:
         decomposed = unicodedata.normalize("NFKD", text)
         plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    plain = re.sub(r"['’`]", "", plain)  # goat's cheese -> goats cheese
+    plain = _APOSTROPHES.sub("", plain)  # goat's cheese -> goats cheese
     return [_word_key(w) for w in _WORD.findall(plain)]
+
+
+_APOSTROPHES = re.compile(r"['’`]")
 
 
 LINE_BREAK = "|"  # between the title and each ingredient: no phrase runs from one line into the next
@@ -63,15 +69,28 @@ def _phrase(term: str) -> tuple[str, ...]:
     return tuple(key for part in term.split() for key in ([WILDCARD] if part == WILDCARD else words(part)))
 
 
-def _find(text: Sequence[str | None], present: frozenset[str], phrase: tuple[str, ...]) -> list[int]:
+def _find(
+    text: Sequence[str | None],
+    present: frozenset[str],
+    phrase: tuple[str, ...],
+    positions: dict[str, list[int]] | None = None,
+) -> list[int]:
     """Start positions of `phrase` in `text` (a `*` matches one word of the same line, never a removed one).
-    `present`: the words of `text`, to rule out at once a phrase one of whose words is missing."""
+    `present`: the words of `text`, to rule out at once a phrase one of whose words is missing. `positions`: where
+    each word stands in `text` (before any was removed), so that only the starts that put one of the phrase's
+    words in its place are tried."""
     if not phrase or any(p != WILDCARD and p not in present for p in phrase):
         return []
     n = len(phrase)
+    starts: Iterable[int] = range(len(text) - n + 1)
+    if positions is not None:
+        anchor = next((i for i, p in enumerate(phrase) if p != WILDCARD), None)
+        if anchor is not None:
+            last = len(text) - n
+            starts = [q - anchor for q in positions.get(phrase[anchor], ()) if 0 <= q - anchor <= last]
     return [
         start
-        for start in range(len(text) - n + 1)
+        for start in starts
         if all(
             (word := text[start + i]) is not None and (word == p or (p == WILDCARD and word != LINE_BREAK))
             for i, p in enumerate(phrase)
@@ -91,36 +110,89 @@ class IngredientMatcher:
     def first_match(self, text: Sequence[str]) -> str | None:
         """The first of the group's terms that `text` (the words of a recipe) contains once its exceptions are
         taken out, or None."""
-        return _first_match(self, tuple(text))
+        return RuleReader(text).group_match(self)
 
 
-# Many tags share a group (meat rules out vegetarian, vegan, pescatarian...): a recipe is searched for each
-# group once. A recipe's tags are checked one after another, so a few recipes' worth of entries is enough: a
-# larger cache only keeps recipes seen once (each entry holds a recipe's words), and grows a bulk pass.
-@functools.lru_cache(maxsize=64)
-def _first_match(group: IngredientMatcher, text: tuple[str, ...]) -> str | None:
-    present = frozenset(text)
+class RuleReader:
+    """A recipe's words (its `rule_text`) read for the rules of many tags: each group and each list of required
+    terms is looked for once (many tags share a group: meat rules out vegetarian, vegan, pescatarian...), and
+    the set of the recipe's words is made once. Keep one per recipe; it holds what it found."""
+
+    def __init__(self, text: Sequence[str]) -> None:
+        self.text = tuple(text)
+        self.present = frozenset(self.text)
+        self.positions: dict[str, list[int]] = {}
+        for position, word in enumerate(self.text):
+            self.positions.setdefault(word, []).append(position)
+        # By identity (the caller's rules live as long as the reader), each with the object it found for.
+        self._groups: dict[int, tuple[IngredientMatcher, str | None]] = {}
+        self._terms: dict[int, tuple[tuple[str, ...], str | None]] = {}
+
+    def group_match(self, group: IngredientMatcher) -> str | None:
+        """`group.first_match` of the recipe."""
+        known = self._groups.get(id(group))
+        if known is None:
+            known = self._groups[id(group)] = (group, _first_match(group, self.text, self.present, self.positions))
+        return known[1]
+
+    def first_term(self, terms: tuple[str, ...]) -> str | None:
+        """The first of `terms` that the recipe contains, or None."""
+        known = self._terms.get(id(terms))
+        if known is None:
+            known = self._terms[id(terms)] = (terms, _first_term(terms, self.text, self.present, self.positions))
+        return known[1]
+
+    def broken(self, rule: TagRule) -> str | None:
+        """`rule_broken` of the recipe."""
+        for group in rule.excluded_by:
+            term = self.group_match(group)
+            if term is not None:
+                return f"excluded by {group.name} ({term!r})"
+        if rule.required_terms and self.first_term(rule.required_terms) is None:
+            return "requires one of: " + ", ".join(rule.required_terms)
+        return None
+
+    def kept(self, rule: TagRule) -> str:
+        """`rule_kept` of the recipe."""
+        parts = []
+        if rule.required_terms:
+            found = self.first_term(rule.required_terms)
+            parts.append("requires one of: " + ", ".join(rule.required_terms) + (f", found {found!r}" if found else ""))
+        if rule.excluded_by:
+            parts.append("none of " + ", ".join(group.name for group in rule.excluded_by) + " found")
+        return "; ".join(parts) or "no rule"
+
+
+def _first_match(
+    group: IngredientMatcher, text: tuple[str, ...], present: frozenset[str], positions: dict[str, list[int]]
+) -> str | None:
     remaining: list[str | None] = list(text)
-    for exception in group.exceptions:
-        phrase = _phrase(exception)
-        for start in _find(remaining, present, phrase):
+    # In the group's order (taking one out can stop a later one from matching), only those whose words the
+    # recipe has: the others cannot match.
+    exceptions, removed = _terms_indexed(group.exceptions), False
+    for position in exceptions.candidates(present):
+        phrase = exceptions.phrases[position]
+        for start in _find(remaining, present, phrase, positions):
             for i in range(start, start + len(phrase)):
                 remaining[i] = None
-    present = frozenset(w for w in remaining if w is not None)
+            removed = True
+    if removed:
+        present = frozenset(w for w in remaining if w is not None)
     terms = _terms_indexed(group.terms)
     for position in terms.candidates(present):
-        if _find(remaining, present, terms.phrases[position]):
+        if _find(remaining, present, terms.phrases[position], positions):
             return group.terms[position]
     return None
 
 
-# A tag's required terms are looked for twice (is the rule broken, and which term kept it): once is enough.
-@functools.lru_cache(maxsize=256)
-def _first_term(terms: tuple[str, ...], text: tuple[str, ...]) -> str | None:
-    """The first of `terms` that `text` contains, or None."""
-    present = frozenset(text)
+def _first_term(
+    terms: tuple[str, ...], text: tuple[str, ...], present: frozenset[str], positions: dict[str, list[int]]
+) -> str | None:
+    """The first of `terms` that `text` (whose words are `present`, at `positions`) contains, or None."""
     indexed = _terms_indexed(terms)
-    return next((terms[p] for p in indexed.candidates(present) if _find(text, present, indexed.phrases[p])), None)
+    return next(
+        (terms[p] for p in indexed.candidates(present) if _find(text, present, indexed.phrases[p], positions)), None
+    )
 
 
 @dataclass(frozen=True)
@@ -181,26 +253,14 @@ def rule_text(recipe: RecipeText) -> list[str]:
 
 def rule_broken(*, text: Sequence[str], rule: TagRule) -> str | None:
     """Why a recipe (its `rule_text`) contradicts `rule`, or None when it does not: "excluded by Meat
-    ('chicken')" or "requires one of: paneer"."""
-    for group in rule.excluded_by:
-        term = group.first_match(text)
-        if term is not None:
-            return f"excluded by {group.name} ({term!r})"
-    if rule.required_terms and _first_term(rule.required_terms, tuple(text)) is None:
-        return "requires one of: " + ", ".join(rule.required_terms)
-    return None
+    ('chicken')" or "requires one of: paneer". For many rules of one recipe, use one RuleReader."""
+    return RuleReader(text).broken(rule)
 
 
 def rule_kept(*, text: Sequence[str], rule: TagRule) -> str:
     """Why a recipe (its `rule_text`) that does not contradict `rule` passes it: "requires one of: paneer,
     found 'paneer'; none of Meat, Fish found", or "no rule" for a rule with neither part."""
-    parts = []
-    if rule.required_terms:
-        found = _first_term(rule.required_terms, tuple(text))
-        parts.append("requires one of: " + ", ".join(rule.required_terms) + (f", found {found!r}" if found else ""))
-    if rule.excluded_by:
-        parts.append("none of " + ", ".join(group.name for group in rule.excluded_by) + " found")
-    return "; ".join(parts) or "no rule"
+    return RuleReader(text).kept(rule)
 
 
 def terms_clean(values: Iterable[str]) -> list[str]:

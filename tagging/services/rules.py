@@ -12,7 +12,7 @@ from autotagger.recipe_text import RecipeText
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from taxonomy.limits import MAX_TAGS_PER_CATEGORY
 from taxonomy.models import Tag
-from taxonomy.rules import TagRule, rule_broken, rule_kept, rule_text
+from taxonomy.rules import RuleReader, TagRule, rule_text
 from taxonomy.selectors import tag_rules
 
 
@@ -34,8 +34,8 @@ def tags_ruled_out(
         rules = {tag_id: rule for tag_id, rule in rules.items() if tag_id in wanted}
     if not rules:
         return {}
-    text = rule_text(recipe)
-    broken = {tag_id: rule_broken(text=text, rule=rule) for tag_id, rule in rules.items()}
+    reader = RuleReader(rule_text(recipe))
+    broken = {tag_id: reader.broken(rule) for tag_id, rule in rules.items()}
     return {tag_id: reason for tag_id, reason in broken.items() if reason is not None}
 
 
@@ -75,7 +75,7 @@ def output_apply_rules(
         rules = tag_rules(tag_ids=[t.tag_id for tags in output.tags.values() for t in tags])
     # Only the tags in line for a place are checked: the recipe's rule words are read once, and a tag after
     # the k-th kept one is never looked at.
-    text = tuple(rule_text(recipe)) if rules else ()
+    reader = RuleReader(rule_text(recipe) if rules else ())
     removed: list[dict[str, Any]] = []
     for request in requests:
         tags = output.tags.get(request.category.pk)
@@ -86,7 +86,7 @@ def output_apply_rules(
             if len(kept) == request.k:
                 break  # what comes after the last place was never going to be returned
             rule = rules.get(tag.tag_id)
-            reason = rule_broken(text=text, rule=rule) if rule is not None else None
+            reason = reader.broken(rule) if rule is not None else None
             if reason is not None:
                 removed.append(
                     {
@@ -98,7 +98,7 @@ def output_apply_rules(
                     }
                 )
             else:
-                passed = rule_kept(text=text, rule=rule) if rule is not None else "no rule"
-                kept.append(replace(tag, evidence={**tag.evidence, "rule": passed}))
+                passed = reader.kept(rule) if rule is not None else "no rule"
+                kept.append(ScoredTag(tag.tag_id, tag.slug, tag.name, tag.score, {**tag.evidence, "rule": passed}))
         output.tags[request.category.pk] = kept
     return removed

@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from autotagger.bulk_updates import rows_insert
+from autotagger.collector import collection_paused
 from autotagger.embeddings import EmbeddingError, EmbeddingMode, embedding_model_name
 from autotagger.recipe_text import RecipeText
 from tagging.models import Recipe, RunStatus, TagAssignment, TaggingRun
@@ -369,6 +370,17 @@ def recipes_tag_bulk(
     Each run becomes its recipe's current tags unless `sets_current` is False (a dry run).
     `on_stored` is called with the runs inside the transaction that stores them, so that a caller's own
     bookkeeping (a re-tagging job's items) is committed with them or not at all."""
+    with collection_paused():
+        return _recipes_tag_bulk(recipes=recipes, config=config, sets_current=sets_current, on_stored=on_stored)
+
+
+def _recipes_tag_bulk(
+    *,
+    recipes: Sequence[Recipe],
+    config: TaggingConfig,
+    sets_current: bool,
+    on_stored: Callable[[list[TaggingRun]], None] | None,
+) -> list[TaggingRun]:
     requests = category_requests(config=config)
     mode = config.embedding
     model = embedding_model_name(mode=mode)

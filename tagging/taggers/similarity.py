@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from autotagger.recipe_text import RecipeText
-from tagging.features import RecipeWords, lexical_matches, lexical_words
+from tagging.features import RecipeWords, lexical_words
 from tagging.learning import Explained, LearnedModel
 from tagging.selectors import TagRow
 from tagging.tag_matrix import CategoryTags, tag_matrix_current, unit_rows
@@ -145,11 +145,16 @@ class SimilarityTagger:
         }  # category id -> (m, T)
         queried = time.perf_counter()
 
+        fields_of = [recipe.lexical_fields() for recipe in recipes]
+        words_of = [lexical_words(fields) for fields in fields_of]
         probabilities: dict[str, np.ndarray] = {}
         explained: Explained | None = None
         if self.learned is not None and learned_slugs:
             probabilities, explained = self.learned.probabilities_explained(
-                embeddings=np.asarray(embeddings, dtype=np.float32), texts=recipes, category_slugs=learned_slugs
+                embeddings=np.asarray(embeddings, dtype=np.float32),
+                texts=recipes,
+                category_slugs=learned_slugs,
+                read=list(zip(fields_of, words_of, strict=True)),
             )
         learned_at = time.perf_counter()
 
@@ -158,8 +163,6 @@ class SimilarityTagger:
             thresholds = {slug: self.learned.categories[slug].threshold for slug in probabilities}
             for output, margin in zip(outputs, decision_margins(probabilities, thresholds), strict=True):
                 output.uncertainty_margin = round(float(margin), 4)
-        fields_of = [recipe.lexical_fields() for recipe in recipes]
-        words_of = [lexical_words(fields) for fields in fields_of]
         # Zero-shot categories (the common case in bulk) are scored for the whole batch at once.
         batched = {
             request.category.pk: self._zero_shot_many(
@@ -167,6 +170,14 @@ class SimilarityTagger:
             )
             for request in requests
             if not everything and request.category.slug not in probabilities
+        }
+        # Which of a learned category's tags pass its threshold, for the whole batch at once.
+        passing = {
+            request.category.slug: self._learned_passing(
+                request, matrix.category(request.category.pk), probabilities[request.category.slug], everything
+            )
+            for request in requests
+            if request.category.slug in probabilities
         }
         for i, output in enumerate(outputs):
             fields, words = fields_of[i], words_of[i]
@@ -177,6 +188,7 @@ class SimilarityTagger:
                     continue
                 if request.category.slug in probabilities:
                     assert explained is not None
+                    learned_columns, positions = passing[request.category.slug]
                     scored = self._learned(
                         request,
                         tags,
@@ -186,6 +198,8 @@ class SimilarityTagger:
                         i,
                         fields,
                         words,
+                        learned_columns,
+                        positions[i],
                         everything=everything,
                     )
                 else:
@@ -246,7 +260,7 @@ class SimilarityTagger:
             built = []
             for negative, _, j in chosen[: request.k]:
                 tag, weight = tags.rows[j], lexical_of[i].get(j, 0.0)
-                evidence = _zero_shot_evidence(tag, float(sims[i, j]), weight, fields_of[i])
+                evidence = _zero_shot_evidence(tags, j, float(sims[i, j]), weight, fields_of[i], words_of[i])
                 built.append(ScoredTag(tag_id=tag.id, slug=tag.slug, name=tag.name, score=-negative, evidence=evidence))
             results.append(built)
         return results
@@ -293,8 +307,30 @@ class SimilarityTagger:
                     continue
                 if score < request.threshold or score <= 0.0:
                     continue
-            scored.append(_Scored(score, tag, partial(_zero_shot_evidence, tag, similarity, weight, fields)))
+            scored.append(
+                _Scored(score, tag, partial(_zero_shot_evidence, tags, int(j), similarity, weight, fields, words))
+            )
         return scored
+
+    def _learned_passing(
+        self, request: CategoryRequest, tags: CategoryTags, probabilities: np.ndarray, everything: bool
+    ) -> tuple[np.ndarray, list[list[int]]]:
+        """For a learned category: the column of each of its tags in the learned model (-1: added since the fit),
+        and for each recipe (row of `probabilities`, (m, the model's tags)) the positions among the category's
+        tags of the known ones that reach the threshold, ascending."""
+        assert self.learned is not None
+        model = self.learned.categories[request.category.slug]
+        threshold = request.override if request.override is not None else model.threshold
+        if everything:
+            threshold = 0.0
+        learned_columns = _learned_columns(model.tag_slugs, tags.slugs)
+        known = learned_columns >= 0
+        tag_probabilities = np.where(known, probabilities[:, np.maximum(learned_columns, 0)], -1.0)
+        rows, positions = np.nonzero(known & (tag_probabilities >= threshold))
+        per_row: list[list[int]] = [[] for _ in range(len(probabilities))]
+        for row, position in zip(rows.tolist(), positions.tolist(), strict=True):
+            per_row[row].append(position)
+        return learned_columns, per_row
 
     def _learned(
         self,
@@ -306,26 +342,30 @@ class SimilarityTagger:
         row: int,
         fields: dict[str, str],
         words: RecipeWords,
+        learned_columns: np.ndarray,
+        positions: list[int],
         *,
         everything: bool = False,
     ) -> list[_Scored]:
-        assert self.learned is not None
-        model = self.learned.categories[request.category.slug]
-        threshold = request.override if request.override is not None else model.threshold
-        if everything:
-            threshold = 0.0
-        # Column of each of the category's tags in the learned model (-1: added since the fit).
-        learned_columns = _learned_columns(model.tag_slugs, tags.slugs)
-        known = learned_columns >= 0
-        tag_probabilities = np.where(known, probabilities[np.maximum(learned_columns, 0)], -1.0)
+        """The learned category's tags at `positions` (those that pass, `_learned_passing`) for recipe `row`, and
+        the tags added since the fit on zero-shot evidence."""
         scored = []
-        for position in np.flatnonzero(known & (tag_probabilities >= threshold)):
-            tag, j = tags.rows[int(position)], int(learned_columns[position])
+        for position in positions:
+            tag, j = tags.rows[position], int(learned_columns[position])
             evidence = partial(
-                self._learned_evidence, tag, tags, unit, int(position), explained, request.category.slug, row, j, fields
+                self._learned_evidence,
+                tags,
+                unit,
+                position,
+                explained,
+                request.category.slug,
+                row,
+                j,
+                fields,
+                words,
             )
             scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
-        unseen = np.flatnonzero(~known)
+        unseen = np.flatnonzero(learned_columns < 0)
         if len(unseen):
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence, which
             # reads their similarities alone (the other entries are never read).
@@ -336,7 +376,6 @@ class SimilarityTagger:
 
     def _learned_evidence(
         self,
-        tag: TagRow,
         tags: CategoryTags,
         unit: np.ndarray,
         position: int,
@@ -345,20 +384,23 @@ class SimilarityTagger:
         row: int,
         column: int,
         fields: dict[str, str],
+        words: RecipeWords,
     ) -> dict[str, Any]:
         assert self.learned is not None
         return {
             "decided_by": "learned",
-            "matched": lexical_matches(tag.name, tag.synonyms, fields),
+            "matched": tags.lexical.matches(position, fields, words),
             "similarity": round(float(tags.similarities_at(unit, np.array([position]))[0]), 4),
             **self.learned.evidence(explained=explained, category_slug=category_slug, row=row, column=column),
         }
 
 
-def _zero_shot_evidence(tag: TagRow, similarity: float, lexical: float, fields: dict[str, str]) -> dict[str, Any]:
+def _zero_shot_evidence(
+    tags: CategoryTags, column: int, similarity: float, lexical: float, fields: dict[str, str], words: RecipeWords
+) -> dict[str, Any]:
     return {
         "decided_by": "zero_shot",
-        "matched": lexical_matches(tag.name, tag.synonyms, fields) if lexical > 0.0 else {},
+        "matched": tags.lexical.matches(column, fields, words) if lexical > 0.0 else {},
         "similarity": round(similarity, 4),
     }
 

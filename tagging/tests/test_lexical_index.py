@@ -10,7 +10,7 @@ import numpy as np
 
 from autotagger.recipe_text import RecipeText
 from conftest import DEFAULT_TAXONOMY, DEMO_RECIPES
-from tagging.features import LexicalIndex, lexical_evidence, lexical_words
+from tagging.features import LexicalIndex, lexical_evidence, lexical_matches, lexical_words
 
 EVERYDAY = Path(__file__).parent / "data" / "everyday_recipes.json"
 
@@ -26,6 +26,7 @@ TRICKY_TAGS: list[tuple[str, tuple[str, ...]]] = [
     ("Egg", ()),
     ("Dish", ()),
     ("Coq au vin", ("bœuf",)),
+    ("Olive", ("olive oil", "olives")),  # a one-word phrase that starts a longer one
 ]
 
 
@@ -36,6 +37,7 @@ def _recipes() -> list[RecipeText]:
     texts += [
         RecipeText("Gluten-free mac & cheese", ["2 eggs", "200 g tomatoes"], "Bake the pies. Serve (spicy) and -hot."),
         RecipeText("Red lentils with masoor dal", ["1 dish of bœuf"], "A dishes' worth; coq au vin aside."),
+        RecipeText("Olive oil cake", ["olives", "2 tbsp olive-oil", "olive oil"], "Oil the tin with olive oil."),
     ]
     return texts
 
@@ -58,6 +60,23 @@ def test_it_gives_every_tag_of_the_default_taxonomy_the_evidence_its_pattern_giv
     )
     np.testing.assert_array_equal(matrix, expected)
     assert (expected > 0).sum() > len(recipes), "too few matches for the comparison to mean anything"
+
+
+def test_it_gives_every_tag_the_words_its_pattern_matches_in_each_field() -> None:
+    tags = _taxonomy_tags() + TRICKY_TAGS
+    index = LexicalIndex(tags)
+    recipes = _recipes()
+
+    fields = [r.lexical_fields() for r in recipes]
+    words = [lexical_words(f) for f in fields]
+
+    matched = [[index.matches(j, f, w) for j in range(len(tags))] for f, w in zip(fields, words, strict=True)]
+
+    expected = [[lexical_matches(name, synonyms, f) for name, synonyms in tags] for f in fields]
+    assert matched == expected
+    assert sum(1 for row in expected for found in row if found) > len(recipes)
+    olive = len(tags) - 1
+    assert expected[-1][olive] == {"title": ["olive"], "ingredients": ["olive", "olives"], "instructions": ["olive"]}
 
 
 def test_it_examines_only_tags_whose_words_the_recipe_contains() -> None:
