@@ -418,7 +418,7 @@ HYBRID_BRIEF_TAGS = env.bool("HYBRID_BRIEF_TAGS", default=True)
 # The most the hybrid's prompt spends on the recipe, in tokens (estimated at four characters a token; 0: no
 # bound). The title and the whole ingredient list are always shown; the instructions get what is left, cut at a
 # word. The llm strategy always shows the whole recipe.
-HYBRID_RECIPE_MAX_TOKENS = env.int("HYBRID_RECIPE_MAX_TOKENS", default=200)
+HYBRID_RECIPE_MAX_TOKENS = env.int("HYBRID_RECIPE_MAX_TOKENS", default=150)
 # Labelled recipes shown to the model by the hybrid strategy. None by default: its shortlist already carries
 # what the labelled neighbours teach, and on the shared datasets the examples were a quarter of its prompt.
 HYBRID_FEW_SHOT_EXAMPLES = env.int("HYBRID_FEW_SHOT_EXAMPLES", default=0)

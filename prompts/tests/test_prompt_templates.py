@@ -40,7 +40,7 @@ def builtin_3_messages(
     # prompt): what is pinned here is that the templates assemble the parts as the code did.
     listing = (
         [
-            "Allowed tags, one category a line, as `category, at most k: tag, tag (name), ...`:",
+            "Allowed tags per category:",
             "\n".join(_category_line(c) for c in categories),
         ]
         if brief_tags
