@@ -160,7 +160,9 @@ def llm_batch_submit(*, run_ids: Sequence[int], held_by: LLMBatch | None = None)
         claimed = set(claimable.values_list("id", flat=True))
         TaggingRun.objects.filter(pk__in=claimed).update(claimed_by=batch.claim, lease_expires_at=now + batch_lease())
     # Read once: every run of the batch is asked in its strategy's words, whatever is activated meanwhile.
-    prompts = {strategy: tagging_prompt_active(strategy=strategy) for strategy in (Strategy.LLM, Strategy.HYBRID)}
+    prompts: dict[str, PromptTemplates] = {
+        strategy: tagging_prompt_active(strategy=strategy) for strategy in (Strategy.LLM, Strategy.HYBRID)
+    }
     batch.prompt = {strategy: asdict(prompt) for strategy, prompt in prompts.items()}
     batch.save(update_fields=["prompt"])
     deferred: list[_Deferred] = []
