@@ -40,7 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotagger.settings.development")
-os.environ["AUTOTAGGER_EMBEDDED_DATABASE"] = "autotagger_bench_quality"
+# Its own database (another with AUTOTAGGER_BENCH_DATABASE, to run beside a benchmark that uses this one).
+BENCH_DATABASE = os.environ.get("AUTOTAGGER_BENCH_DATABASE", "autotagger_bench_quality")
+os.environ["AUTOTAGGER_EMBEDDED_DATABASE"] = BENCH_DATABASE
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["DJANGO_DEBUG"] = "false"
 
@@ -92,9 +94,6 @@ class Measured:
     failures: int
     shortlist_recall: float | None = None
     similarity_alone_f1: float | None = None
-
-
-BENCH_DATABASE = "autotagger_bench_quality"
 
 
 def database_empty() -> None:

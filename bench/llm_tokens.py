@@ -56,6 +56,7 @@ def main() -> None:
     from autotagger.embeddings import embedding_create
     from autotagger.recipe_text import RecipeText
     from prompts.rendering import prompt_messages
+    from tagging.selectors import tagging_prompt_active
     from tagging.services.config import TaggingConfig, category_requests
     from tagging.services.tagger_state import learned_model_active
     from tagging.taggers.hybrid import hybrid_plan
@@ -76,7 +77,11 @@ def main() -> None:
     llm_tokens, hybrid_tokens, calls = [], [], 0
     for item in demo:
         recipe = RecipeText(title=item["title"], ingredients=item["ingredients"], instructions=item["instructions"])
-        system, user = prompt_messages(recipe=recipe, categories=category_choices(requests, all_tags))
+        system, user = prompt_messages(
+            recipe=recipe,
+            categories=category_choices(requests, all_tags),
+            templates=tagging_prompt_active(strategy="llm"),
+        )
         llm_tokens.append(count(system) + count(user))
 
         scored = similarity.score_all(
@@ -91,6 +96,8 @@ def main() -> None:
                 recipe=recipe,
                 categories=category_choices(asked, shortlist, plan.slots),
                 brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
+                recipe_max_tokens=int(settings.HYBRID_RECIPE_MAX_TOKENS) or None,
+                templates=tagging_prompt_active(strategy="hybrid"),
             )
             hybrid_tokens.append(count(system) + count(user))
         else:

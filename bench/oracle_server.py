@@ -26,6 +26,9 @@ from typing import Any
 RECIPE = re.compile(r"<recipe>\n(?P<body>.*?)\n</recipe>", re.DOTALL)
 CATEGORY_HEADER = re.compile(r'^Category "(?P<slug>[^"]+)" \(.*; at most (?P<k>\d+)\)')
 TAG_LINE = re.compile(r"^- (?P<slug>\S+)(?: — |$)")
+# A category in brief (the hybrid's shortlist): `slug[ (Name)], at most k: tag[ (Name)], tag, ...`.
+CATEGORY_LINE = re.compile(r"^(?P<slug>[\w-]+)(?: \([^)]*\))?, at most (?P<k>\d+): (?P<tags>.*)$")
+BRIEF_TAG = re.compile(r"(?:^|, )(?P<slug>[\w-]+)(?: \([^)]*\))?")
 SPACES = re.compile(r"\s+")
 
 # Category slug -> allowed tag slugs, in the order the request lists them.
@@ -109,7 +112,8 @@ def careless_answer(recipe: PromptRecipe | None, allowed: Allowed) -> dict[str, 
 def allowed_tags(request: Mapping[str, Any], prompt: str) -> tuple[Allowed, dict[str, Any] | None]:
     """The allowed tags per category and the reply's schema: from the request's schema when it has one
     (response_format json_schema, json_object with a "schema", or a forced tool's parameters), else from
-    the prompt's listing (`Category "slug" (...; at most k)` then `- slug — name` lines)."""
+    the prompt's listing (`Category "slug" (...; at most k)` then `- slug — name` lines, or in brief one line
+    per category, `slug, at most k: tag, tag (Name)`)."""
     schema = _request_schema(request)
     allowed: Allowed = {}
     if schema is not None:
@@ -123,6 +127,11 @@ def allowed_tags(request: Mapping[str, Any], prompt: str) -> tuple[Allowed, dict
             return allowed, schema
     current: str | None = None
     for line in prompt.splitlines():
+        brief = CATEGORY_LINE.match(line)
+        if brief:
+            allowed[brief.group("slug")] = [m.group("slug") for m in BRIEF_TAG.finditer(brief.group("tags"))]
+            current = None
+            continue
         header = CATEGORY_HEADER.match(line)
         if header:
             current = header.group("slug")
@@ -247,6 +256,9 @@ class TaggingServer:
         text = json.dumps(content)
         prompt_tokens = sum(self.count_tokens(t) for t in texts)
         parts = {name: self.count_tokens(text) for name, text in prompt_parts(messages).items()}
+        if schema is not None:
+            # Sent beside the messages and not in the usage reported here; a provider may count it.
+            parts["schema (not counted)"] = self.count_tokens(json.dumps(schema))
         with self._lock:
             self.requests += 1
             self.prompt_tokens += prompt_tokens

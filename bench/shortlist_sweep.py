@@ -9,8 +9,12 @@ HYBRID_* settings as configured) the plan is made (`hybrid_plan`) and this print
 - the shortlist recall: the share of gold tags accepted without the model or offered to it (the best recall
   any model can reach through the hybrid; target at least 0.95);
 - tags offered per recipe, and the hybrid's prompt tokens per recipe (system and user messages as
-  `prompt_messages` renders them, brief listing, no examples: what the oracle server counts), beside the llm
-  strategy's prompt without its few-shot examples (every active tag with its description).
+  `prompt_messages` renders them with the hybrid's prompt, brief listing, the recipe within
+  HYBRID_RECIPE_MAX_TOKENS, no examples: what the oracle server counts), beside the llm strategy's prompt
+  without its few-shot examples (every active tag with its description).
+Then, for the configured policy, where each strategy's prompt tokens go per recipe: the system message, the tag
+listing, the recipe's title and ingredients, its instructions, the rest of the user message, and the reply's JSON
+schema (sent as `response_format`, not in the messages: the oracle server does not count it, a provider may).
 Tokens are counted as bench/llm_quality.py counts them. The default policy's line is marked.
 
     nice -n 10 .venv/bin/python bench/shortlist_sweep.py [--datasets themealdb,basedcooking] [--max-recipes 400]
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,9 +45,31 @@ MISS_SHARES = (0.05, 0.03, 0.02)
 MAX_PER_K = (8.0, 10.0, 12.0, 16.0)
 
 
+def prompt_parts(*, system: str, user: str, schema: dict[str, object], count: Callable[[str], int]) -> dict[str, int]:
+    """Tokens of each part of a rendered prompt (counted apart, so they sum to about the whole)."""
+    from prompts.rendering import RECIPE_CLOSE, RECIPE_OPEN
+
+    head, fence, rest = user.partition(RECIPE_OPEN)
+    body, close, tail = rest.partition(RECIPE_CLOSE)
+    listing, marker, examples = head.partition("Examples of recipes tagged by people")
+    described, heading, instructions = body.partition("\nInstructions:")
+    return {
+        "system": count(system),
+        "tag listing": count(listing),
+        "examples": count(marker + examples),
+        "recipe title and ingredients": count(fence + described),
+        "recipe instructions": count(heading + instructions),
+        "rest of the user message": count(close + tail),
+        "schema (response_format)": count(json.dumps(schema)),
+    }
+
+
 def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str], int]) -> None:
+    from django.conf import settings
+
     from autotagger.embeddings import embedding_model_name, embeddings_create
-    from prompts.rendering import prompt_messages
+    from prompts.rendering import prompt_messages, reply_schema
+    from tagging.selectors import tagging_prompt_active
     from tagging.services.config import TaggingConfig, category_requests
     from tagging.services.tagger_state import learned_model_active
     from tagging.taggers.hybrid import ShortlistPolicy, hybrid_plan
@@ -61,20 +88,42 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
     ]
     tags = {tag.pk: tag for tag in Tag.objects.all()}
     every_tag = active_tags_of(requests)
+    prompts = {strategy: tagging_prompt_active(strategy=strategy) for strategy in ("llm", "hybrid")}
+    recipe_max_tokens = int(settings.HYBRID_RECIPE_MAX_TOKENS) or None
 
-    def tokens(recipe: object, offered: dict[int, list[Tag]], *, brief: bool, slots: dict[int, int] | None) -> int:
+    def parts(
+        recipe: object, offered: dict[int, list[Tag]], *, hybrid: bool, slots: dict[int, int] | None
+    ) -> dict[str, int]:
+        choices = category_choices([r for r in requests if offered.get(r.category.pk)], offered, slots)
         system, user = prompt_messages(
             recipe=recipe,  # type: ignore[arg-type]
-            categories=category_choices([r for r in requests if offered.get(r.category.pk)], offered, slots),
-            brief_tags=brief,
+            categories=choices,
+            brief_tags=hybrid and bool(settings.HYBRID_BRIEF_TAGS),
+            recipe_max_tokens=recipe_max_tokens if hybrid else None,
+            templates=prompts["hybrid" if hybrid else "llm"],
         )
-        return int(count_tokens(system) + count_tokens(user))
+        counted = prompt_parts(system=system, user=user, schema=reply_schema(categories=choices), count=count_tokens)
+        counted["messages"] = int(count_tokens(system) + count_tokens(user))
+        return counted
 
-    llm_tokens = sum(tokens(r.text, every_tag, brief=False, slots=None) for r in recipes) / len(recipes)
+    def mean_parts(rows: list[dict[str, int]]) -> str:
+        names = [name for name in rows[0] if name != "messages"]
+        return ", ".join(f"{name} {sum(r[name] for r in rows) / len(recipes):.0f}" for name in names) + (
+            f"; messages {sum(r['messages'] for r in rows) / len(recipes):.0f}"
+        )
+
+    llm_parts = [parts(r.text, every_tag, hybrid=False, slots=None) for r in recipes]
+    llm_tokens = sum(p["messages"] for p in llm_parts) / len(recipes)
     default = ShortlistPolicy.from_settings()
     say(f"  llm prompt without its examples: {llm_tokens:.0f} tokens per recipe")
+    say(
+        f"  hybrid prompt {prompts['hybrid'].label}, recipe within "
+        f"{recipe_max_tokens or 'no'} tokens (HYBRID_RECIPE_MAX_TOKENS), brief listing {settings.HYBRID_BRIEF_TAGS}"
+    )
+    hybrid_parts: list[dict[str, int]] = []
     for miss_share, max_per_k in itertools.product(MISS_SHARES, MAX_PER_K):
         policy = replace(default, miss_share=miss_share, max_per_k=max_per_k)
+        configured = (miss_share, max_per_k) == (default.miss_share, default.max_per_k)
         reached = gold_total = offered_total = prompt_total = 0
         for recipe, output in zip(recipes, scored, strict=True):
             plan = hybrid_plan(scored=output, requests=requests, policy=policy)
@@ -86,9 +135,12 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
                 gold_total += len(gold)
             offered = {pk: [tags[t.tag_id] for t in shortlist] for pk, shortlist in plan.shortlist.items()}
             offered_total += sum(len(v) for v in offered.values())
-            prompt_total += tokens(recipe.text, offered, brief=True, slots=plan.slots) if offered else 0
+            if offered:
+                counted = parts(recipe.text, offered, hybrid=True, slots=plan.slots)
+                prompt_total += counted["messages"]
+                if configured:
+                    hybrid_parts.append(counted)
         recall = reached / gold_total if gold_total else float("nan")
-        configured = (miss_share, max_per_k) == (default.miss_share, default.max_per_k)
         mark = "  <- the configured policy" if configured else ""
         say(
             f"  miss share {miss_share:.2f}, at most {max_per_k:>4.0f} per slot: shortlist recall {recall:.3f} "
@@ -96,6 +148,9 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
             f"{offered_total / len(recipes):.1f} tags offered, {prompt_total / len(recipes):.0f} prompt tokens per "
             f"recipe ({prompt_total / len(recipes) / llm_tokens:.2f} of llm's without examples){mark}"
         )
+    say(f"  tokens per recipe by part, llm (no examples): {mean_parts(llm_parts)}")
+    if hybrid_parts:
+        say(f"  tokens per recipe by part, hybrid (configured policy): {mean_parts(hybrid_parts)}")
 
 
 def main() -> None:

@@ -215,6 +215,9 @@ class LLMCall(models.Model):
 # The prompt the tagger uses: the active version of the prompt of this name (data migration
 # 0008_default_tagging_prompt makes its version 1 from the built-in prompt).
 DEFAULT_TAGGING_PROMPT = "tagging-default"
+# The prompt the hybrid strategy uses (data migration 0011_hybrid_tagging_prompt makes its version 1): its model
+# only chooses among a shortlist, so it is asked more briefly than the llm strategy's.
+HYBRID_TAGGING_PROMPT = "tagging-hybrid"
 # The prompt the LLM judge uses (data migration 0009_default_judging_prompt makes its version 1).
 DEFAULT_JUDGING_PROMPT = "judging-default"
 

@@ -8,8 +8,16 @@ from typing import TypedDict
 from django.db.models import Case, Count, QuerySet, Sum, When
 
 from prompts.judging import BUILTIN_JUDGE_PROMPT
-from prompts.models import DEFAULT_JUDGING_PROMPT, DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptPurpose, PromptVersion
-from prompts.rendering import BUILTIN_PROMPT, PromptTemplates
+from prompts.models import (
+    DEFAULT_JUDGING_PROMPT,
+    DEFAULT_TAGGING_PROMPT,
+    HYBRID_TAGGING_PROMPT,
+    LLMCall,
+    Prompt,
+    PromptPurpose,
+    PromptVersion,
+)
+from prompts.rendering import BUILTIN_HYBRID_PROMPT, BUILTIN_PROMPT, PromptTemplates
 
 
 class LLMUsage(TypedDict):
@@ -42,24 +50,29 @@ def llm_usage_of_run(*, run_id: int) -> LLMUsage:
     }
 
 
-def prompt_version_active(*, purpose: str = PromptPurpose.TAGGING) -> PromptTemplates:
-    """The templates to render for `purpose` now: the active version of its default prompt
-    (DEFAULT_TAGGING_PROMPT, DEFAULT_JUDGING_PROMPT), or the purpose's built-in prompt while the database has
-    none (a database emptied since its migrations, as a transactional test leaves it)."""
-    defaults = {
-        PromptPurpose.TAGGING: (DEFAULT_TAGGING_PROMPT, BUILTIN_PROMPT),
-        PromptPurpose.JUDGING: (DEFAULT_JUDGING_PROMPT, BUILTIN_JUDGE_PROMPT),
+def prompt_version_active(*, purpose: str = PromptPurpose.TAGGING, name: str | None = None) -> PromptTemplates:
+    """The templates to render for `purpose` now: the active version of the prompt `name` (by default the
+    purpose's default prompt, DEFAULT_TAGGING_PROMPT or DEFAULT_JUDGING_PROMPT; HYBRID_TAGGING_PROMPT for the
+    hybrid strategy), or that prompt's built-in one while the database has none (a database emptied since its
+    migrations, as a transactional test leaves it)."""
+    defaults = {PromptPurpose.TAGGING: DEFAULT_TAGGING_PROMPT, PromptPurpose.JUDGING: DEFAULT_JUDGING_PROMPT}
+    builtins = {
+        DEFAULT_TAGGING_PROMPT: BUILTIN_PROMPT,
+        HYBRID_TAGGING_PROMPT: BUILTIN_HYBRID_PROMPT,
+        DEFAULT_JUDGING_PROMPT: BUILTIN_JUDGE_PROMPT,
     }
     if purpose not in defaults:
         raise ValueError(f"No default prompt for {purpose!r}")
-    name, builtin = defaults[PromptPurpose(purpose)]
+    name = name or defaults[PromptPurpose(purpose)]
+    if name not in builtins:
+        raise ValueError(f"No built-in prompt named {name!r}")
     version = (
         PromptVersion.objects.select_related("prompt")
         .filter(prompt__name=name, prompt__purpose=purpose, is_active=True)
         .first()
     )
     if version is None:
-        return builtin
+        return builtins[name]
     return PromptTemplates(
         label=version.label,
         system_template=version.system_template,
@@ -100,10 +113,10 @@ def prompt_versions_for_tagging() -> QuerySet[PromptVersion]:
     )
 
 
-def prompt_version_active_row() -> PromptVersion | None:
-    """The active version of the default tagging prompt (None while the database has none)."""
+def prompt_version_active_row(*, name: str = DEFAULT_TAGGING_PROMPT) -> PromptVersion | None:
+    """The active version of the tagging prompt `name` (None while the database has none)."""
     return (
         PromptVersion.objects.select_related("prompt")
-        .filter(prompt__name=DEFAULT_TAGGING_PROMPT, prompt__purpose=PromptPurpose.TAGGING, is_active=True)
+        .filter(prompt__name=name, prompt__purpose=PromptPurpose.TAGGING, is_active=True)
         .first()
     )

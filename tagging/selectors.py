@@ -31,8 +31,9 @@ from autotagger.permissions import (
     can_read_all_runs,
     is_signed_in,
 )
-from prompts.models import LLMSource
-from prompts.selectors import prompt_version_active_row
+from prompts.models import DEFAULT_TAGGING_PROMPT, HYBRID_TAGGING_PROMPT, LLMSource
+from prompts.rendering import PromptTemplates
+from prompts.selectors import prompt_version_active, prompt_version_active_row
 from prompts.sources import DEFAULT_SOURCE_NAME
 from tagging import staleness
 from tagging.learning import MODEL_VERSION
@@ -421,6 +422,18 @@ def llm_source_models() -> dict[str, str]:
     return models
 
 
+def tagging_prompt_name(*, strategy: str) -> str:
+    """The prompt `strategy` asks the model with: the hybrid's own (its model only chooses among a shortlist),
+    the default tagging prompt for the llm strategy."""
+    return HYBRID_TAGGING_PROMPT if strategy == Strategy.HYBRID else DEFAULT_TAGGING_PROMPT
+
+
+def tagging_prompt_active(*, strategy: str) -> PromptTemplates:
+    """The templates `strategy` renders now: the active version of its prompt (`tagging_prompt_name`), or that
+    prompt's built-in one while the database has none."""
+    return prompt_version_active(name=tagging_prompt_name(strategy=strategy))
+
+
 def stale_conditions() -> dict[str, Q]:
     """One condition on Recipe per cause (tagging.staleness), against what is current now (a few small queries).
 
@@ -436,11 +449,15 @@ def stale_conditions() -> dict[str, Q]:
     embeds = Q(**{f"{run}strategy__in": [Strategy.SIMILARITY, Strategy.HYBRID]})
     nothing = Q(pk__in=[])
 
-    prompt = prompt_version_active_row()
-    if prompt is not None:
-        prompt_moved = ~Q(**{f"{run}prompt_version_id": prompt.pk})
-    else:  # the built-in prompt: stale only if the run asked with a stored version
-        prompt_moved = Q(**{f"{run}prompt_version__isnull": False})
+    # Each strategy against its own prompt (tagging_prompt_name).
+    prompt_moved = nothing
+    for strategy in (Strategy.LLM, Strategy.HYBRID):
+        prompt = prompt_version_active_row(name=tagging_prompt_name(strategy=strategy))
+        if prompt is not None:
+            moved = ~Q(**{f"{run}prompt_version_id": prompt.pk})
+        else:  # the built-in prompt: stale only if the run asked with a stored version
+            moved = Q(**{f"{run}prompt_version__isnull": False})
+        prompt_moved |= Q(**{f"{run}strategy": strategy}) & moved
     current_models = [
         Q(**{f"{run}llm_source": name, f"{run}llm_model": model}) for name, model in llm_source_models().items()
     ]

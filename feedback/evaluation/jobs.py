@@ -54,9 +54,9 @@ from feedback.selectors import (
 from feedback.training import labelled_data
 from prompts.gateway import llm_call_budget_seconds
 from prompts.rendering import PromptTemplates
-from prompts.selectors import prompt_version_active
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import Strategy
+from tagging.selectors import tagging_prompt_active
 from tagging.services.config import (
     TaggingConfig,
     TaggingError,
@@ -115,7 +115,8 @@ def evaluation_job_start(
     compared_with: EvaluationJob | None = None,
 ) -> EvaluationJob:
     """Check the request and store a queued job (the caller enqueues it, or runs it with
-    `evaluation_job_run_here`), asking with `prompt` (None: the active version now, kept for the whole job).
+    `evaluation_job_run_here`), asking with `prompt` (None: the active version of the strategy's prompt now,
+    kept for the whole job).
     Raises EvaluationError naming what is wrong (nothing is stored), DatasetError for a file that is no
     labelled dataset."""
     if strategy not in LLM_STRATEGIES:
@@ -150,7 +151,7 @@ def evaluation_job_start(
         ) from exc
     except TaggingError as exc:
         raise EvaluationError(exc.message, details=exc.details) from exc
-    prompt = prompt or prompt_version_active()
+    prompt = prompt or tagging_prompt_active(strategy=strategy)
     return EvaluationJob.objects.create(
         prompt_label=prompt.label,
         prompt_version_id=prompt.version_id,
@@ -209,7 +210,7 @@ def job_prompt(*, job: EvaluationJob) -> PromptTemplates:
     """The templates the job asks with: those it recorded when it started (the active version for a job from
     before prompts were recorded)."""
     if not job.system_template:
-        return prompt_version_active()
+        return tagging_prompt_active(strategy=job.strategy)
     return PromptTemplates(
         label=job.prompt_label,
         system_template=job.system_template,

@@ -457,6 +457,7 @@ def test_hybrid_is_measured_against_an_oracle_and_a_careless_model_with_its_shor
     # The careless model takes the shortlist's first tag, similarity's best: never better than the oracle.
     assert with_careless.metrics["overall"]["f1"] <= with_oracle.metrics["overall"]["f1"]
     assert with_careless.metrics["hybrid"]["shortlist_recall"] == recall
+    assert with_oracle.prompt_version == "tagging-hybrid v1"
     assert hybrid["shortlisted_per_recipe"] > 1
     assert hybrid["decided_by_llm"] == round(recall * len(RECIPES))
     assert set(hybrid["similarity_alone"]["overall"]) == {"precision", "recall", "f1"}

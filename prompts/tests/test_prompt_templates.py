@@ -18,6 +18,7 @@ from prompts.rendering import (
     FewShotExample,
     PromptTemplates,
     _category_block,
+    _category_line,
     _examples_blocks,
     _recipe_block,
     prompt_messages,
@@ -35,15 +36,19 @@ def builtin_3_messages(
     keys = ", ".join(f'"{c.slug}"' for c in categories)
     shown = _examples_blocks(examples, categories)
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
+    # The listing as it is rendered today (a brief one on one line per category since the hybrid got its own
+    # prompt): what is pinned here is that the templates assemble the parts as the code did.
     listing = (
-        "Allowed tags per category, as `slug` or `slug — name`:"
+        [
+            "Allowed tags per category:",
+            "\n".join(_category_line(c) for c in categories),
+        ]
         if brief_tags
-        else "Allowed tags per category, as `slug — name: description`:"
+        else ["Allowed tags per category, as `slug — name: description`:", *(_category_block(c) for c in categories)]
     )
     user = "\n\n".join(
         [
-            listing,
-            *(_category_block(c, brief=brief_tags) for c in categories),
+            *listing,
             f"Answer keys: {keys}.",
             *intro,
             f"{RECIPE_OPEN}\n{_recipe_block(recipe)}\n{RECIPE_CLOSE}",

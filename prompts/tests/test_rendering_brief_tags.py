@@ -1,5 +1,5 @@
-"""A shortlist in brief (prompts.rendering.prompt_messages with brief_tags): slugs, names only where the slug
-does not spell them, no descriptions; the rest of the prompt as usual."""
+"""A shortlist in brief (prompts.rendering.prompt_messages with brief_tags): one line per category, each tag by
+its slug and its name only where the slug does not spell it, no descriptions; the rest of the prompt as usual."""
 
 from __future__ import annotations
 
@@ -16,28 +16,42 @@ MAIN = CategoryChoice(
         TagChoice(slug="side", name="Side dish", description="Served beside a main course."),
     ),
 )
+DIET = CategoryChoice(
+    slug="diet",
+    name="Dietary needs",
+    description="",
+    k=2,
+    tags=tuple(TagChoice(slug=f"diet-{i}", name=f"Diet {i}", description="") for i in range(30)),
+)
 STEW = RecipeText(title="Beef stew", ingredients=["beef", "carrots"], instructions="Simmer for two hours.")
 
 
-def test_a_brief_listing_leaves_out_descriptions_and_names_the_slug_spells() -> None:
+def test_a_brief_listing_puts_each_category_on_one_line_with_its_k() -> None:
+    _, user = prompt_messages(recipe=STEW, categories=[MAIN, DIET], brief_tags=True)
+
+    assert "\ncourse, at most 1: main-course, side (Side dish)\n" in user
+    assert "\ndiet (Dietary needs), at most 2: diet-0, diet-1, " in user
+
+
+def test_a_brief_listing_lists_every_shortlisted_tag() -> None:
+    _, user = prompt_messages(recipe=STEW, categories=[DIET], brief_tags=True)
+
+    line = next(line for line in user.splitlines() if line.startswith("diet "))
+    assert line.split(": ", 1)[1].split(", ") == [f"diet-{i}" for i in range(30)]
+
+
+def test_a_brief_listing_leaves_out_every_description() -> None:
     _, user = prompt_messages(recipe=STEW, categories=[MAIN], brief_tags=True)
 
-    assert "\n- main-course\n" in user
-    assert "\n- side — Side dish\n" in user
     assert "The centre of the meal." not in user
     assert "Served beside a main course." not in user
+    assert "Where the dish sits in a meal." not in user
 
 
-def test_a_brief_listing_keeps_the_category_its_k_and_the_fenced_recipe() -> None:
-    _, user = prompt_messages(recipe=STEW, categories=[MAIN], brief_tags=True)
-
-    assert 'Category "course" (Course; at most 1): Where the dish sits in a meal.' in user
-    assert "<recipe>\nTitle: Beef stew\n" in user
-
-
-def test_a_brief_listing_is_shorter_than_the_full_one() -> None:
+def test_a_brief_listing_keeps_the_fenced_recipe_and_is_shorter_than_the_full_one() -> None:
     _, brief = prompt_messages(recipe=STEW, categories=[MAIN], brief_tags=True)
     _, full = prompt_messages(recipe=STEW, categories=[MAIN])
 
+    assert "<recipe>\nTitle: Beef stew\n" in brief
     assert len(brief) < len(full)
     assert "- main-course — Main course: The centre of the meal." in full

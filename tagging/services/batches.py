@@ -34,7 +34,6 @@ from django.utils import timezone
 from prompts.batches import BatchCall, BatchStatus, batch_cancel, batch_results, batch_status, batch_submit
 from prompts.gateway import ChatResult, chat_request, llm_source_ready
 from prompts.rendering import PromptTemplates
-from prompts.selectors import prompt_version_active
 from prompts.sources import LLMError, LLMNotConfigured, LLMSourceConfig, llm_source_get
 from tagging.models import (
     LLMBatch,
@@ -42,8 +41,10 @@ from tagging.models import (
     LLMBatchItemOutcome,
     LLMBatchStatus,
     RunStatus,
+    Strategy,
     TaggingRun,
 )
+from tagging.selectors import tagging_prompt_active
 from tagging.services.config import TaggingConfig, TaggingError, llm_source_resolve
 from tagging.services.llm_runs import run_tag_with_llm
 from tagging.services.runs import run_complete, run_queued_lease
@@ -158,16 +159,18 @@ def llm_batch_submit(*, run_ids: Sequence[int], held_by: LLMBatch | None = None)
         ).select_for_update()
         claimed = set(claimable.values_list("id", flat=True))
         TaggingRun.objects.filter(pk__in=claimed).update(claimed_by=batch.claim, lease_expires_at=now + batch_lease())
-    # Read once: every run of the batch is asked in the same words, whatever is activated meanwhile.
-    prompt = prompt_version_active()
-    batch.prompt = asdict(prompt)
+    # Read once: every run of the batch is asked in its strategy's words, whatever is activated meanwhile.
+    prompts: dict[str, PromptTemplates] = {
+        strategy: tagging_prompt_active(strategy=strategy) for strategy in (Strategy.LLM, Strategy.HYBRID)
+    }
+    batch.prompt = {strategy: asdict(prompt) for strategy, prompt in prompts.items()}
     batch.save(update_fields=["prompt"])
     deferred: list[_Deferred] = []
     for run in runs:
         if run.pk not in claimed:
             continue  # taken by a worker meanwhile
         run.claimed_by = batch.claim
-        found = _question_of(run, batch=batch, source=source, prompt=prompt)
+        found = _question_of(run, batch=batch, source=source, prompt=prompts[run.strategy])
         if found is not None:
             deferred.append(found)
     LLMBatchItem.objects.bulk_create([d.item for d in deferred])
@@ -190,6 +193,13 @@ def llm_batch_submit(*, run_ids: Sequence[int], held_by: LLMBatch | None = None)
     batch.submitted_at = timezone.now()
     batch.save(update_fields=["provider_batch_id", "submitted_at"])
     return batch
+
+
+def _batch_prompt(batch: LLMBatch, strategy: str) -> PromptTemplates:
+    """The prompt the batch asked `strategy`'s runs with (a batch submitted before each strategy had its own
+    prompt recorded one for all)."""
+    recorded = batch.prompt.get(strategy, batch.prompt) if "label" not in batch.prompt else batch.prompt
+    return PromptTemplates(**recorded)
 
 
 def _question_of(
@@ -323,12 +333,12 @@ def _out_of_time(batch: LLMBatch) -> bool:
 
 
 def _results(source: LLMSourceConfig, batch: LLMBatch, status: BatchStatus) -> dict[str, ChatResult | LLMError]:
-    waiting = LLMBatchItem.objects.filter(batch=batch, outcome=LLMBatchItemOutcome.WAITING)
+    waiting = LLMBatchItem.objects.filter(batch=batch, outcome=LLMBatchItemOutcome.WAITING).select_related("run")
     calls = {
         item.custom_id: BatchCall(
-            run_id=item.run_id, prompt_version=str(batch.prompt["label"]), mode=item.pending["mode"]
+            run_id=item.run_id, prompt_version=_batch_prompt(batch, item.run.strategy).label, mode=item.pending["mode"]
         )
-        for item in waiting
+        for item in waiting.only("custom_id", "run_id", "pending", "run__strategy")
     }
     return batch_results(source=source, status=status, calls=calls)
 
@@ -374,7 +384,7 @@ def _item_store(
         item.outcome = LLMBatchItemOutcome.SKIPPED
         return
     config = TaggingConfig.from_dict(run.config)
-    prompt = PromptTemplates(**batch.prompt)
+    prompt = _batch_prompt(batch, run.strategy)
     plan = hybrid_plan_load(item.pending["plan"]) if item.pending.get("plan") else None
     run.started_at = batch.submitted_at
 

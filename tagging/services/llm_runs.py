@@ -16,9 +16,10 @@ from django.conf import settings
 from autotagger.embeddings import embedding_model_name
 from autotagger.recipe_text import RecipeText
 from prompts.rendering import FewShotExample, PromptTemplates
-from prompts.selectors import llm_usage_of_run, prompt_version_active
+from prompts.selectors import llm_usage_of_run
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import RunStatus, Strategy, TaggerState, TaggingRun
+from tagging.selectors import tagging_prompt_active
 from tagging.services.config import TaggingConfig, TaggingError, llm_source_resolve
 from tagging.services.few_shot import few_shot_examples_select
 from tagging.services.recipes import recipe_content_hash, recipe_embed_for_tagging
@@ -61,11 +62,12 @@ def llm_cache_key(
     prompt: PromptTemplates | None = None,
 ) -> str:
     """What decides an llm or hybrid answer, hashed: the same key asks the model the same question. The
-    prompt is the version asked with (`prompt`, by default the active one): activating another changes it. A
+    prompt is the version asked with (`prompt`, by default the active one of the strategy's prompt):
+    activating another changes it. A
     stored version's templates never change (a database trigger), so its id says what it asks; templates
     without one (a playground draft, the built-in prompt) are keyed by their text, so that two drafts under
     the same label never share answers."""
-    prompt = prompt or prompt_version_active()
+    prompt = prompt or tagging_prompt_active(strategy=config.strategy)
     parts = {
         "content": content_hash,
         "prompt": [prompt.label, prompt.version_id],
@@ -88,6 +90,7 @@ def llm_cache_key(
             settings.HYBRID_ZERO_SHOT_PER_K,
             settings.HYBRID_FEW_SHOT_EXAMPLES,
             settings.HYBRID_BRIEF_TAGS,
+            settings.HYBRID_RECIPE_MAX_TOKENS,
             embedding_model_name(),
         ]
         if config.strategy == Strategy.HYBRID
@@ -210,7 +213,7 @@ def run_tag_with_llm(
     source = source or llm_source_resolve(config=config)
     recipe = run.recipe
     # Read once: the cache key, the call and the run's stats name the same version, whatever is activated meanwhile.
-    prompt = prompt or prompt_version_active()
+    prompt = prompt or tagging_prompt_active(strategy=config.strategy)
     key = llm_cache_key(
         content_hash=recipe.content_hash, config=config, requests=requests, source=source, prompt=prompt
     )
@@ -260,7 +263,7 @@ def text_predict_with_llm(
 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, Any]]:
     """What the llm or hybrid strategy returns for `text` (category slug -> [(tag slug, score)], ingredient
     rules applied) and the call's stats, with nothing stored: for evaluating the strategies as deployed, worded
-    by `prompt` (None: the active version). Raises LLMError."""
+    by `prompt` (None: the active version of the strategy's prompt). Raises LLMError."""
     content_hash = recipe_content_hash(title=text.title, ingredients=text.ingredients, instructions=text.instructions)
     output, stats = text_tag_with_llm(
         text=text,
@@ -271,7 +274,7 @@ def text_predict_with_llm(
         run_id=None,
         exclude_recipe_id=None,
         content_hash=content_hash,
-        prompt=prompt,
+        prompt=prompt or tagging_prompt_active(strategy=config.strategy),
     )
     output_apply_rules(recipe=text, output=output, requests=requests)
     slugs = {r.category.pk: r.category.slug for r in requests}

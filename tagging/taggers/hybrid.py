@@ -33,7 +33,9 @@ import numpy as np
 from django.conf import settings
 
 from autotagger.recipe_text import RecipeText
+from prompts.models import HYBRID_TAGGING_PROMPT
 from prompts.rendering import FewShotExample, PromptTemplates
+from prompts.selectors import prompt_version_active
 from prompts.sources import LLMSourceConfig
 from tagging.taggers.base import CategoryRequest, ScoredTag, TaggerOutput
 from tagging.taggers.llm import LLMAsk, LLMStats, QuestionDeferred, llm_pick
@@ -213,7 +215,7 @@ class HybridTagger:
         self.similarity = similarity
         self.source = source
         self.examples = examples  # labelled recipes shown to the model (tagging.services.few_shot)
-        self.prompt = prompt  # None: the active version of the default tagging prompt
+        self.prompt = prompt  # None: the active version of the hybrid's prompt (HYBRID_TAGGING_PROMPT)
         self.ask = ask  # None: live
 
     def tag(
@@ -255,7 +257,8 @@ class HybridTagger:
                     slots=slots,
                     examples=self.examples,
                     brief_tags=bool(settings.HYBRID_BRIEF_TAGS),
-                    prompt=self.prompt,
+                    recipe_max_tokens=int(settings.HYBRID_RECIPE_MAX_TOKENS) or None,
+                    prompt=self.prompt or prompt_version_active(name=HYBRID_TAGGING_PROMPT),
                     ask=self.ask,
                 )
             except QuestionDeferred as deferred:

@@ -159,13 +159,19 @@ def llm_exchange(
     prompt: PromptTemplates,
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
+    recipe_max_tokens: int | None = None,
     ask: LLMAsk | None = None,
 ) -> LLMExchange:
     """Render `prompt` for `recipe` and `choices`, ask `source` (under the reply's schema where the source takes
     it; through `ask`, live by default) and validate the reply: what `llm_pick` does with the model, and what
     the prompt playground shows. Raises LLMError."""
     system, user = prompt_messages(
-        recipe=recipe, categories=choices, examples=examples, brief_tags=brief_tags, templates=prompt
+        recipe=recipe,
+        categories=choices,
+        examples=examples,
+        brief_tags=brief_tags,
+        recipe_max_tokens=recipe_max_tokens,
+        templates=prompt,
     )
     schema = reply_schema(categories=choices)
     strict = source.supports_json_schema and schema_within_limits(schema)
@@ -212,13 +218,14 @@ def llm_pick(
     slots: dict[int, int] | None = None,
     examples: Sequence[FewShotExample] = (),
     brief_tags: bool = False,
+    recipe_max_tokens: int | None = None,
     prompt: PromptTemplates | None = None,
     ask: LLMAsk | None = None,
 ) -> tuple[dict[int, list[ScoredTag]], LLMStats]:
     """One call: the model picks among `tags` (per category id) for `recipe`, shown `examples` (labelled
-    recipes with their tags), the tags listed without descriptions when `brief_tags`, in the wording of
-    `prompt` (by default the active version of the default tagging prompt), whose label the call records.
-    Raises LLMError."""
+    recipes with their tags), the tags listed in brief when `brief_tags`, the recipe within
+    `recipe_max_tokens` (None: whole), in the wording of `prompt` (by default the active version of the default
+    tagging prompt), whose label the call records. Raises LLMError."""
     choices = category_choices(requests, tags, slots)
     stats = LLMStats(tags_offered=sum(len(c.tags) for c in choices), examples=len(examples))
     if not choices:
@@ -230,6 +237,7 @@ def llm_pick(
         run_id=run_id,
         examples=examples,
         brief_tags=brief_tags,
+        recipe_max_tokens=recipe_max_tokens,
         prompt=prompt or prompt_version_active(),
         ask=ask,
     )

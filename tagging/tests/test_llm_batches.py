@@ -341,6 +341,33 @@ def test_a_hybrid_run_through_a_batch_keeps_what_the_shortlist_accepted_when_it_
     assert run.stats["decided_by_similarity"] == 1
 
 
+def test_a_batch_asks_each_run_in_its_strategys_prompt_and_records_it(
+    batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
+) -> None:
+    batch_settings.HYBRID_ACCEPT = 1.01  # nothing accepted without the model: the hybrid run asks too
+    llm_run, hybrid_run = queued(recipes[:1])[0], queued(recipes[1:2], strategy="hybrid")[0]
+    openai_server.reply_computed(greedy_model, times=2)
+
+    batch = runs_submit_batch(run_ids=[llm_run.pk, hybrid_run.pk])
+    poll(batch)
+
+    bodies = {line["custom_id"]: line["body"] for line in openai_server.batch_lines(batch.provider_batch_id)}
+    llm_system, hybrid_system = (
+        next(m["content"] for m in bodies[f"run-{run.pk}"]["messages"] if m["role"] == "system")
+        for run in (llm_run, hybrid_run)
+    )
+    assert llm_system.startswith("You tag recipes with tags from a fixed taxonomy.")
+    assert hybrid_system.startswith("Tag the recipe: for each category")
+    labels = {
+        run.pk: (run.stats["prompt_version"], LLMCall.objects.get(run_id=run.pk).prompt_version)
+        for run in TaggingRun.objects.filter(pk__in=[llm_run.pk, hybrid_run.pk])
+    }
+    assert labels == {
+        llm_run.pk: ("tagging-default v1", "tagging-default v1"),
+        hybrid_run.pk: ("tagging-hybrid v1", "tagging-hybrid v1"),
+    }
+
+
 def test_a_second_chain_of_polls_ends_at_its_first_poll(
     batch_settings: Any, openai_server: OpenAIServer, recipes: list[Recipe]
 ) -> None:

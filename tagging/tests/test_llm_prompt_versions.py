@@ -1,5 +1,6 @@
-"""The llm and hybrid strategies ask in the wording of the default tagging prompt's active version, record which
-version they used, and do not reuse an answer given in another wording."""
+"""The llm strategy asks in the wording of the default tagging prompt's active version, the hybrid in that of its own
+prompt (`tagging-hybrid`); each records which version it used, and does not reuse an answer given in another
+wording."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from prompts.models import DEFAULT_TAGGING_PROMPT, LLMCall, Prompt, PromptVersion
+from prompts.models import DEFAULT_TAGGING_PROMPT, HYBRID_TAGGING_PROMPT, LLMCall, Prompt, PromptVersion
 from prompts.services import prompt_version_activate, prompt_version_create, prompt_version_rollback
 from prompts.tests.openai_server import OpenAIServer
 from tagging.models import Recipe, RunStatus
@@ -23,8 +24,8 @@ def system_prompt(request: dict[str, Any]) -> str:
     return next(m["content"] for m in request["messages"] if m["role"] == "system")
 
 
-def second_version(staff: Any) -> PromptVersion:
-    prompt = Prompt.objects.get(name=DEFAULT_TAGGING_PROMPT)
+def second_version(staff: Any, name: str = DEFAULT_TAGGING_PROMPT) -> PromptVersion:
+    prompt = Prompt.objects.get(name=name)
     first = PromptVersion.objects.get(prompt=prompt, number=1)
     return prompt_version_create(
         prompt=prompt,
@@ -89,16 +90,34 @@ def test_activating_another_version_changes_the_cache_key_and_a_rollback_finds_t
     assert rolled_back.stats["prompt_version"] == f"{DEFAULT_TAGGING_PROMPT} v1"
 
 
-def test_the_hybrid_strategy_asks_in_the_active_versions_wording(
+def test_the_hybrid_strategy_asks_in_its_own_prompts_active_wording(
     llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe, staff: Any
 ) -> None:
     llm_settings.HYBRID_ACCEPT = 1.01  # nothing accepted without the model: it is asked about every category
+    prompt_version_activate(version=second_version(staff), actor=staff)
+    prompt_version_activate(version=second_version(staff, HYBRID_TAGGING_PROMPT), actor=staff)
+    openai_server.reply_json({"cuisine": ["italian"]}, logprobs=False)
+
+    run = run_executed(run_queued(carbonara, strategy="hybrid", categories=("cuisine",), k=2))
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    system = system_prompt(openai_server.requests[0])
+    assert system.startswith("Tag the recipe: for each category")
+    assert system.endswith(WORDING)
+    assert "Answer keys" not in user_prompt(openai_server.requests[0])
+    assert run.stats["prompt_version"] == f"{HYBRID_TAGGING_PROMPT} v2"
+    assert LLMCall.objects.get(run_id=run.pk).prompt_version == f"{HYBRID_TAGGING_PROMPT} v2"
+
+
+def test_a_new_version_of_the_llm_strategys_prompt_leaves_the_hybrids_wording_alone(
+    llm_settings: Any, openai_server: OpenAIServer, carbonara: Recipe, staff: Any
+) -> None:
+    llm_settings.HYBRID_ACCEPT = 1.01
     prompt_version_activate(version=second_version(staff), actor=staff)
     openai_server.reply_json({"cuisine": ["italian"]}, logprobs=False)
 
     run = run_executed(run_queued(carbonara, strategy="hybrid", categories=("cuisine",), k=2))
 
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert system_prompt(openai_server.requests[0]).endswith(WORDING)
-    assert run.stats["prompt_version"] == f"{DEFAULT_TAGGING_PROMPT} v2"
-    assert LLMCall.objects.get(run_id=run.pk).prompt_version == f"{DEFAULT_TAGGING_PROMPT} v2"
+    assert WORDING not in system_prompt(openai_server.requests[0])
+    assert run.stats["prompt_version"] == f"{HYBRID_TAGGING_PROMPT} v1"

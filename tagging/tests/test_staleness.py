@@ -22,6 +22,7 @@ from tagging.selectors import (
     recipes_stale,
     staleness_counts,
     tagger_state_in_use_id,
+    tagging_prompt_name,
 )
 from tagging.services.config import TaggingConfig
 from tagging.services.runs import recipe_tag
@@ -51,7 +52,8 @@ def _tagged(recipe: Recipe | None = None, **run: Any) -> Recipe:
         "tagger_state_id": tagger_state_in_use_id(),
     }
     if strategy != Strategy.SIMILARITY:
-        fields.update(prompt_version=prompt_version_active_row(), llm_source="default", llm_model="test-model")
+        prompt = prompt_version_active_row(name=tagging_prompt_name(strategy=strategy))
+        fields.update(prompt_version=prompt, llm_source="default", llm_model="test-model")
     current = TaggingRunFactory(recipe=recipe, **{**fields, **run})
     Recipe.objects.filter(pk=recipe.pk).update(current_run=current)
     recipe.refresh_from_db()
@@ -121,17 +123,29 @@ def test_a_run_that_recorded_no_taxonomy_version_counts_as_stale_by_taxonomy() -
     assert recipe_stale_causes(recipe) == ["taxonomy"]
 
 
-def test_activating_another_prompt_version_makes_llm_and_hybrid_recipes_stale_by_prompt() -> None:
-    llm, hybrid, similarity = _tagged(strategy=Strategy.LLM), _tagged(strategy=Strategy.HYBRID), _tagged()
-    active = prompt_version_active_row()
+def _newer_version_activated(strategy: str) -> None:
+    active = prompt_version_active_row(name=tagging_prompt_name(strategy=strategy))
     assert active is not None
     newer = prompt_version_create(
         prompt=active.prompt, system_template=active.system_template, user_template=active.user_template + "\n"
     )
-
     prompt_version_activate(version=newer, actor=None)
 
-    assert [recipe_stale_causes(r) for r in (llm, hybrid, similarity)] == [["prompt"], ["prompt"], []]
+
+def test_a_new_version_of_the_llm_strategys_prompt_makes_only_llm_recipes_stale_by_prompt() -> None:
+    llm, hybrid, similarity = _tagged(strategy=Strategy.LLM), _tagged(strategy=Strategy.HYBRID), _tagged()
+
+    _newer_version_activated(Strategy.LLM)
+
+    assert [recipe_stale_causes(r) for r in (llm, hybrid, similarity)] == [["prompt"], [], []]
+
+
+def test_a_new_version_of_the_hybrids_prompt_makes_only_hybrid_recipes_stale_by_prompt() -> None:
+    llm, hybrid, similarity = _tagged(strategy=Strategy.LLM), _tagged(strategy=Strategy.HYBRID), _tagged()
+
+    _newer_version_activated(Strategy.HYBRID)
+
+    assert [recipe_stale_causes(r) for r in (llm, hybrid, similarity)] == [[], ["prompt"], []]
 
 
 def test_a_source_that_now_names_another_model_makes_its_recipes_stale_by_model(settings: Any) -> None:
