@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from typing import TypedDict
 
 from django.db.models import Case, Count, QuerySet, Sum, When
@@ -110,6 +111,17 @@ def prompt_versions_for_tagging() -> QuerySet[PromptVersion]:
         .filter(prompt__purpose=PromptPurpose.TAGGING)
         .annotate(is_default=Case(When(prompt__name=DEFAULT_TAGGING_PROMPT, then=0), default=1))
         .order_by("is_default", "prompt__name", "-number", "-id")
+    )
+
+
+def prompt_versions_active_ids(*, names: Collection[str]) -> dict[str, int]:
+    """The active version's id of each tagging prompt in `names` that has one stored, in one query."""
+    return dict(
+        PromptVersion.objects.filter(
+            prompt__name__in=list(names), prompt__purpose=PromptPurpose.TAGGING, is_active=True
+        )
+        .order_by("prompt__name", "id")
+        .values_list("prompt__name", "id")
     )
 
 

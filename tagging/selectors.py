@@ -33,7 +33,7 @@ from autotagger.permissions import (
 )
 from prompts.models import DEFAULT_TAGGING_PROMPT, HYBRID_TAGGING_PROMPT, LLMSource
 from prompts.rendering import PromptTemplates
-from prompts.selectors import prompt_version_active, prompt_version_active_row
+from prompts.selectors import prompt_version_active, prompt_versions_active_ids
 from prompts.sources import DEFAULT_SOURCE_NAME
 from tagging import staleness
 from tagging.learning import MODEL_VERSION
@@ -451,10 +451,11 @@ def stale_conditions() -> dict[str, Q]:
 
     # Each strategy against its own prompt (tagging_prompt_name).
     prompt_moved = nothing
-    for strategy in (Strategy.LLM, Strategy.HYBRID):
-        prompt = prompt_version_active_row(name=tagging_prompt_name(strategy=strategy))
-        if prompt is not None:
-            moved = ~Q(**{f"{run}prompt_version_id": prompt.pk})
+    names = {strategy: tagging_prompt_name(strategy=strategy) for strategy in (Strategy.LLM, Strategy.HYBRID)}
+    active = prompt_versions_active_ids(names=names.values())
+    for strategy, name in names.items():
+        if name in active:
+            moved = ~Q(**{f"{run}prompt_version_id": active[name]})
         else:  # the built-in prompt: stale only if the run asked with a stored version
             moved = Q(**{f"{run}prompt_version__isnull": False})
         prompt_moved |= Q(**{f"{run}strategy": strategy}) & moved
