@@ -30,6 +30,8 @@ def test_a_reviewer_corrects_a_recipe_and_moves_on_to_the_next(page: Any, review
     rows.first.get_by_role("link", name="Lemon orzo salad").click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Lemon orzo salad")
+    # The deferred script shows the keys' hint as it attaches their handlers: keys pressed before are lost.
+    expect(page.locator("[data-review-keys]")).to_be_visible()
     page.keyboard.press("j")
     page.keyboard.press("a")
     page.keyboard.press("r")
