@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,7 @@ def dataset_line_spans(*, content: bytes, size: int) -> list[tuple[int, int, int
     `dataset_parse` accepted: the slice of `content` holding their lines (blank lines inside included)."""
     spans: list[tuple[int, int, int, int]] = []
     offset = position = 0
-    for raw in content.splitlines(keepends=True):
+    for raw in io.BytesIO(content):  # line by line, never a list of every line
         start, offset = offset, offset + len(raw)
         if not raw.strip():
             continue
