@@ -40,6 +40,20 @@ def _start(strategy: str = "llm") -> int:
     return job.pk
 
 
+def _answer_r4_stored_by_a_dead_worker(job_id: int) -> None:
+    """Recipe r4's right answer, stored by a worker that died before finishing its chunk."""
+    EvaluationItem.objects.create(
+        job_id=job_id,
+        position=4,
+        recipe_id="r4",
+        cache_key="asked-by-the-dead-worker",
+        ok=True,
+        predicted={"cuisine": [["italian", 0.9]]},
+        stats={"stated_confidence": {"cuisine": {"italian": 0.9}}},
+        latency_ms=12.0,
+    )
+
+
 def test_a_job_is_cut_into_chunks_of_its_lines_and_each_is_worked_once(
     llm_settings: Any, openai_server: OpenAIServer, one_at_a_time: Any
 ) -> None:
@@ -78,16 +92,7 @@ def test_a_chunk_whose_worker_disappeared_is_taken_over_without_asking_twice(
     EvaluationChunk.objects.filter(pk=lost.pk).update(
         status=EvaluationChunkStatus.RUNNING, claimed_by="dead-worker", attempts=1, lease_until=timezone.now()
     )
-    EvaluationItem.objects.create(
-        job_id=job_id,
-        position=4,
-        recipe_id="r4",
-        cache_key="asked-by-the-dead-worker",
-        ok=True,
-        predicted={"cuisine": [["italian", 0.9]]},
-        stats={"stated_confidence": {"cuisine": {"italian": 0.9}}},
-        latency_ms=12.0,
-    )
+    _answer_r4_stored_by_a_dead_worker(job_id)
     already = len(openai_server.requests)
 
     job = evaluation_job_run_here(job_id=job_id)
@@ -115,16 +120,7 @@ def test_a_chunk_that_lost_its_worker_too_often_is_given_up_and_the_job_still_en
     EvaluationChunk.objects.filter(job_id=job_id, number=2).update(
         status=EvaluationChunkStatus.RUNNING, claimed_by="dead-worker", attempts=3, lease_until=timezone.now()
     )
-    EvaluationItem.objects.create(
-        job_id=job_id,
-        position=4,
-        recipe_id="r4",
-        cache_key="asked-before-the-worker-died",
-        ok=True,
-        predicted={"cuisine": [["italian", 0.9]]},
-        stats={"stated_confidence": {"cuisine": {"italian": 0.9}}},
-        latency_ms=12.0,
-    )
+    _answer_r4_stored_by_a_dead_worker(job_id)
 
     job = evaluation_job_run_here(job_id=job_id)
 
