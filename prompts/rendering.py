@@ -193,11 +193,17 @@ def _spelled_by_slug(name: str, slug: str) -> bool:
 
 
 def _category_block(category: CategoryChoice) -> str:
-    header = f'Category "{category.slug}" ({_one_line(category.name, DESCRIPTION_MAX_CHARS)}; at most {category.k})'
+    """A category in full: a header with its k and description, then one line per tag, `- slug — Name:
+    description`. A name the slug already spells ("Main course" for main-course) is left out, here and in the
+    header: it would only repeat the slug, at two tokens or more a tag."""
+    name = _one_line(category.name, DESCRIPTION_MAX_CHARS)
+    named = "" if _spelled_by_slug(name, category.slug) else f"{name}; "
+    header = f'Category "{category.slug}" ({named}at most {category.k})'
     description = _one_line(category.description, DESCRIPTION_MAX_CHARS)
     lines = [f"{header}: {description}" if description else header]
     for tag in category.tags:
-        line = f"- {tag.slug} — {_one_line(tag.name, DESCRIPTION_MAX_CHARS)}"
+        tag_name = _one_line(tag.name, DESCRIPTION_MAX_CHARS)
+        line = f"- {tag.slug}" if _spelled_by_slug(tag_name, tag.slug) else f"- {tag.slug} — {tag_name}"
         tag_description = _one_line(tag.description, DESCRIPTION_MAX_CHARS)
         lines.append(f"{line}: {tag_description}" if tag_description else line)
     return "\n".join(lines)
@@ -209,9 +215,27 @@ def _brief_name(name: str, slug: str) -> str:
     return slug if _spelled_by_slug(name, slug) else f"{slug} ({name})"
 
 
-def _category_line(category: CategoryChoice) -> str:
-    """A category in brief, on one line: `slug, at most k: tag, tag (Name), ...`, no descriptions."""
-    return f"{_brief_name(category.name, category.slug)}, at most {category.k}: " + ", ".join(
+def _brief_k(categories: Sequence[CategoryChoice]) -> int:
+    """The k most of `categories` share (the larger on a tie): a brief listing says it once in its heading."""
+    counts: dict[int, int] = {}
+    for category in categories:
+        counts[category.k] = counts.get(category.k, 0) + 1
+    return max(counts, key=lambda k: (counts[k], k)) if counts else 0
+
+
+def _brief_heading(categories: Sequence[CategoryChoice]) -> str:
+    k = _brief_k(categories)
+    if all(c.k == k for c in categories):
+        return f"Allowed tags per category, at most {k} each:"
+    return f"Allowed tags per category, at most {k} each unless the category says otherwise:"
+
+
+def _category_line(category: CategoryChoice, *, k: int) -> str:
+    """A category in brief, on one line: `slug: tag tag (Name) ...`, no descriptions, its k only where it is not
+    the listing's `k`. Tags are separated by spaces, not commas: a slug holds none, and a comma costs a token
+    a tag under the common tokenizers (a third of a shortlist's listing)."""
+    limit = "" if category.k == k else f" (at most {category.k})"
+    return f"{_brief_name(category.name, category.slug)}{limit}: " + " ".join(
         _brief_name(tag.name, tag.slug) for tag in category.tags
     )
 
@@ -375,8 +399,9 @@ def prompt_messages(
     shown = _examples_blocks(examples, categories)
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
     if brief_tags:
-        listing = "Allowed tags per category:"
-        blocks = ["\n".join(_category_line(c) for c in categories)]
+        listing = _brief_heading(categories)
+        k = _brief_k(categories)
+        blocks = ["\n".join(_category_line(c, k=k) for c in categories)]
     else:
         listing = "Allowed tags per category, as `slug — name: description`:"
         blocks = [_category_block(c) for c in categories]

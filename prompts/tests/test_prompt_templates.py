@@ -17,6 +17,8 @@ from prompts.rendering import (
     CategoryChoice,
     FewShotExample,
     PromptTemplates,
+    _brief_heading,
+    _brief_k,
     _category_block,
     _category_line,
     _examples_blocks,
@@ -40,8 +42,8 @@ def builtin_3_messages(
     # prompt): what is pinned here is that the templates assemble the parts as the code did.
     listing = (
         [
-            "Allowed tags per category:",
-            "\n".join(_category_line(c) for c in categories),
+            _brief_heading(categories),
+            "\n".join(_category_line(c, k=_brief_k(categories)) for c in categories),
         ]
         if brief_tags
         else ["Allowed tags per category, as `slug — name: description`:", *(_category_block(c) for c in categories)]

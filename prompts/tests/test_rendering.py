@@ -62,7 +62,7 @@ def test_it_fences_the_recipe_after_the_taxonomy() -> None:
 
     assert user.count("<recipe>") == 1
     assert user.count("</recipe>") == 1
-    assert user.index("- vegetarian — Vegetarian") < user.index("<recipe>")
+    assert user.index("- vegetarian\n") < user.index("<recipe>")
     assert fenced(user) == (
         "Title: Spaghetti al pomodoro\n"
         "Ingredients:\n"
@@ -107,11 +107,11 @@ def test_it_neutralises_fence_markers_inside_the_recipe() -> None:
 def test_it_lists_each_category_with_its_k_and_allowed_tags() -> None:
     _, user = prompt_messages(recipe=PASTA, categories=CATEGORIES)
 
-    assert 'Category "cuisine" (Cuisine; at most 2): Where the dish comes from.\n' in user
-    assert "- italian — Italian: Dishes from Italy.\n" in user
-    assert "- japanese — Japanese: Dishes from Japan.\n" in user
-    assert 'Category "diet" (Diet; at most 1)\n- vegan — Vegan: No animal products at all.\n' in user
-    assert "- vegetarian — Vegetarian\n" in user
+    assert 'Category "cuisine" (at most 2): Where the dish comes from.\n' in user
+    assert "- italian: Dishes from Italy.\n" in user
+    assert "- japanese: Dishes from Japan.\n" in user
+    assert 'Category "diet" (at most 1)\n- vegan: No animal products at all.\n' in user
+    assert "- vegetarian\n" in user
     assert 'Answer keys: "cuisine", "diet".' in user
 
 

@@ -54,8 +54,8 @@ def test_it_tells_the_model_the_recipe_is_data_and_how_to_answer() -> None:
 def test_it_fences_the_recipe_after_the_shortlist_and_defuses_markers_inside_it() -> None:
     _, user = hybrid_messages(INJECTED)
 
-    assert user.startswith("Allowed tags per category:\n")
-    assert user.index("cuisine, at most 2: italian, mexican") < user.index("<recipe>")
+    assert user.startswith("Allowed tags per category, at most 2 each:\n")
+    assert user.index("\ncuisine: italian mexican") < user.index("<recipe>")
     assert user.count("<recipe>") == 1
     assert user.count("</recipe>") == 1
     assert user.endswith("</recipe>")

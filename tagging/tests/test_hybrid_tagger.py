@@ -87,7 +87,8 @@ def test_it_asks_for_no_more_tags_than_the_slots_similarity_left(
 
     run = run_executed(run_queued(carbonara, strategy="hybrid", categories=("cuisine",), k=2))
 
-    assert "\ncuisine, at most 1: " in user_prompt(openai_server.requests[0])
+    assert "\ncuisine: " in user_prompt(openai_server.requests[0])
+    assert "Allowed tags per category, at most 1 each:" in user_prompt(openai_server.requests[0])
     assert [tag for tag, _ in tags_stored(run)["cuisine"]] == ["italian", shortlist[0]]
     assert run.stats["decided_by_llm"] == 1
     assert run.stats["over_k_dropped"] == 2
