@@ -4,8 +4,8 @@ known before a call is sent.
 
 Per dataset the setup is bench/llm_quality.py's (taxonomy from the dataset's vocabulary, fold 0 of 5 held out,
 the learned tagger fitted on the rest); every held-out recipe is scored once (SimilarityTagger.score_all, as the
-hybrid does), then for each policy in the grid (HYBRID_MISS_SHARE x HYBRID_SHORTLIST_MAX_PER_K, the other
-HYBRID_* settings as configured) the plan is made (`hybrid_plan`) and this prints:
+hybrid does), then for each policy in the grid (HYBRID_MISS_SHARE x HYBRID_SHORTLIST_MAX_PER_K, x HYBRID_FLOOR
+with --floors; the other HYBRID_* settings as configured) the plan is made (`hybrid_plan`) and this prints:
 - the shortlist recall: the share of gold tags accepted without the model or offered to it (the best recall
   any model can reach through the hybrid; target at least 0.95);
 - tags offered per recipe, and the hybrid's prompt tokens per recipe (system and user messages as
@@ -18,6 +18,7 @@ schema (sent as `response_format`, not in the messages: the oracle server does n
 Tokens are counted as bench/llm_quality.py counts them. The default policy's line is marked.
 
     nice -n 10 .venv/bin/python bench/shortlist_sweep.py [--datasets themealdb,basedcooking] [--max-recipes 400]
+        [--floors 0,0.01,0.02]
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def prompt_parts(*, system: str, user: str, schema: dict[str, object], count: Ca
     }
 
 
-def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str], int]) -> None:
+def dataset_sweep(
+    *, path: Path, max_recipes: int, count_tokens: Callable[[str], int], floors: tuple[float, ...] = (0.0,)
+) -> None:
     from django.conf import settings
 
     from autotagger.embeddings import embedding_model_name, embeddings_create
@@ -121,9 +124,9 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
         f"{recipe_max_tokens or 'no'} tokens (HYBRID_RECIPE_MAX_TOKENS), brief listing {settings.HYBRID_BRIEF_TAGS}"
     )
     hybrid_parts: list[dict[str, int]] = []
-    for miss_share, max_per_k in itertools.product(MISS_SHARES, MAX_PER_K):
-        policy = replace(default, miss_share=miss_share, max_per_k=max_per_k)
-        configured = (miss_share, max_per_k) == (default.miss_share, default.max_per_k)
+    for miss_share, max_per_k, floor in itertools.product(MISS_SHARES, MAX_PER_K, floors):
+        policy = replace(default, miss_share=miss_share, max_per_k=max_per_k, floor=floor)
+        configured = (miss_share, max_per_k, floor) == (default.miss_share, default.max_per_k, default.floor)
         reached = gold_total = offered_total = prompt_total = 0
         for recipe, output in zip(recipes, scored, strict=True):
             plan = hybrid_plan(scored=output, requests=requests, policy=policy)
@@ -143,7 +146,8 @@ def dataset_sweep(*, path: Path, max_recipes: int, count_tokens: Callable[[str],
         recall = reached / gold_total if gold_total else float("nan")
         mark = "  <- the configured policy" if configured else ""
         say(
-            f"  miss share {miss_share:.2f}, at most {max_per_k:>4.0f} per slot: shortlist recall {recall:.3f} "
+            f"  miss share {miss_share:.2f}, at most {max_per_k:>4.0f} per slot, floor {floor:.3f}: "
+            f"shortlist recall {recall:.3f} "
             f"({reached}/{gold_total}, target {TARGET_RECALL}: {'met' if recall >= TARGET_RECALL else 'not met'}); "
             f"{offered_total / len(recipes):.1f} tags offered, {prompt_total / len(recipes):.0f} prompt tokens per "
             f"recipe ({prompt_total / len(recipes) / llm_tokens:.2f} of llm's without examples){mark}"
@@ -157,10 +161,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS[:2]), help="comma-separated dataset names")
     parser.add_argument("--max-recipes", type=int, default=400, help="held-out recipes per dataset at most")
+    parser.add_argument(
+        "--floors", default="0", help="comma-separated HYBRID_FLOOR values to sweep as well (default: 0 only)"
+    )
     args = parser.parse_args()
+    floors = tuple(float(f) for f in args.floors.split(",") if f.strip())
     datasets_each(
         datasets=args.datasets,
-        run=lambda path, count: dataset_sweep(path=path, max_recipes=args.max_recipes, count_tokens=count),
+        run=lambda path, count: dataset_sweep(
+            path=path, max_recipes=args.max_recipes, count_tokens=count, floors=floors
+        ),
     )
 
 

@@ -173,7 +173,8 @@ def hybrid_plan(
             guessed = [t for t in rest if not is_calibrated(t)]
             size = calibrated_shortlist_size([t.score for t in learned], slots=slots, policy=policy)
             shortlist = learned[:size] + guessed[: math.ceil(policy.zero_shot_per_k * slots)]
-            shortlist.sort(key=lambda t: (-t.score, t.slug))
+            # Stable: tags of equal rounded score keep the tagger's order (by the unrounded score).
+            shortlist.sort(key=lambda t: -t.score)
         if shortlist:
             plan.shortlist[pk] = shortlist
         plan.dropped += len(rest) - len(shortlist)

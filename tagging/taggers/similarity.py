@@ -208,7 +208,7 @@ class SimilarityTagger:
                         request, tags, np.arange(len(tags.rows)), sims, fields, words, everything=everything
                     )
                 # Evidence (the words matched, the neighbours) is gathered only for the tags returned.
-                scored.sort(key=lambda s: (-s.score, s.slug))
+                scored.sort(key=lambda s: (-s.rank, s.slug))
                 output.tags[request.category.pk] = [s.build() for s in (scored if everything else scored[: request.k])]
         finished = time.perf_counter()
         share = 1000 / len(recipes)
@@ -364,7 +364,8 @@ class SimilarityTagger:
                 fields,
                 words,
             )
-            scored.append(_Scored(round(float(probabilities[j]), 4), tag, evidence))
+            probability = float(probabilities[j])
+            scored.append(_Scored(round(probability, 4), tag, evidence, order=probability))
         unseen = np.flatnonzero(learned_columns < 0)
         if len(unseen):
             # Tags added since the fit have no learned weights yet: they compete on zero-shot evidence, which
@@ -412,6 +413,15 @@ class _Scored:
     score: float
     tag: TagRow
     evidence: Callable[[], dict[str, Any]]
+    # What orders the tags: the score before rounding where there is one. Calibration squeezes a learned
+    # category's unlikely tags into a few ten-thousandths above PROBABILITY_MIN, so their rounded scores tie,
+    # and a tie broken by slug offered a hybrid's shortlist the tail in alphabetical order (basedcooking:
+    # gold cuisines ranked 30th-39th behind "american", "asian", ...).
+    order: float | None = None
+
+    @property
+    def rank(self) -> float:
+        return self.score if self.order is None else self.order
 
     @property
     def slug(self) -> str:

@@ -126,3 +126,24 @@ def test_it_sees_a_tag_deactivated_behind_its_back(recipes: tuple[list[RecipeTex
 
     after = tag_matrix_current(model=embedding_model_name()).category(cuisine.pk).slugs
     assert after == tuple(s for s in before if s != "italian")
+
+
+def test_score_all_ranks_a_learned_categorys_tags_by_their_probability_before_rounding(
+    recipes: tuple[list[RecipeText], np.ndarray],
+) -> None:
+    texts, embeddings = recipes
+    learned = _learned_model(texts, embeddings)
+    cuisine = Category.objects.get(slug="cuisine")
+    requests = [r for r in _requests(k=3, threshold=0.0) if r.category.pk == cuisine.pk]
+    probabilities = learned.probabilities(embeddings=embeddings[:1], texts=texts[:1], category_slugs=["cuisine"])
+    model_slugs = learned.categories["cuisine"].tag_slugs
+    unrounded = dict(zip(model_slugs, probabilities["cuisine"][0].tolist(), strict=True))
+
+    scored = SimilarityTagger(model=embedding_model_name(), learned=learned).score_all(
+        recipe=texts[0], embedding=embeddings[0], requests=requests
+    )
+
+    ranked = [t for t in scored.tags[cuisine.pk] if t.evidence.get("decided_by") == "learned"]
+    # Calibration squeezes the unlikely tags together: rounded, several of them tie.
+    assert len({t.score for t in ranked}) < len(ranked)
+    assert [t.slug for t in ranked] == sorted(model_slugs, key=lambda slug: -unrounded[slug])
