@@ -53,8 +53,13 @@ RUN apt-get update \
 # Test tools (pytest, pytest-django, factory_boy, linters); requirements-dev.txt includes
 # requirements.txt, which is already installed, so only the extra tools are added.
 COPY requirements.txt requirements-dev.txt /tmp/
+# llama.cpp (the tests' model server) for a portable x86-64 with AVX2, never from pip's cache, which knows no
+# build flags: its default, -march=native, once compiled AMX instructions that died of "invalid opcode" where
+# the virtual machine running the image does not enable AMX (see the Makefile).
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -r /tmp/requirements-dev.txt \
+    pip install --no-cache-dir "$(grep -m1 '^llama-cpp-python' /tmp/requirements-dev.txt)" \
+    && pip install -r /tmp/requirements-dev.txt \
     && python -c "import sys, torch; sys.exit('a CUDA build of torch replaced the CPU one' if torch.version.cuda else 0)"
 
 COPY . /app

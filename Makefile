@@ -15,11 +15,27 @@ APT_TIMEOUT ?= 600
 
 .PHONY: install run test lint typecheck bench bench-load clean-data
 
+# llama.cpp (the tests' real model server) is built for a portable x86-64 with AVX2, not for the build machine's
+# CPU: its default, -march=native, compiled AMX tile instructions on a CPU that reports AMX, and the server
+# died of "invalid opcode" on its first request where the virtual machine does not enable AMX. pip's wheel
+# cache does not know build flags and would hand back a native wheel, so the portable one is built once
+# without it into a folder named by the flags, which the install then finds.
+LLAMA_REQUIREMENT := $(shell grep -m1 '^llama-cpp-python' requirements-dev.txt)
+LLAMA_VERSION := $(lastword $(subst ==, ,$(LLAMA_REQUIREMENT)))
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS := $(HOME)/.cache/autotagger/llama-wheels/portable-avx2
+LLAMA_FLAGS := $(if $(filter x86_64,$(shell uname -m)),--find-links $(LLAMA_WHEELS),)
+
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(PIP_FLAGS) -r requirements-dev.txt
+	@if [ "$$(uname -m)" = x86_64 ] && ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) for a portable x86-64 (once, about five minutes)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"; \
+	fi
+	$(BIN)/pip install --quiet $(PIP_FLAGS) $(LLAMA_FLAGS) -r requirements-dev.txt
 	touch $(INSTALLED)
 
 # Never fails the install: a failed or timed-out apt-get leaves a warning, and `rm $(CHROMIUM_TRIED)` tries again.

@@ -33,7 +33,10 @@ STOP_GRACE_SECONDS = 2.0
 STOP_TIMEOUT_SECONDS = 10.0
 # Enough for the system prompt, a few small categories, few-shot examples, a recipe and the reply.
 CONTEXT_TOKENS = 4096
-THREADS = 2
+# One thread: llama.cpp's threads spin at a barrier after every step, so two of them on a two-core machine
+# that is busy with anything else wait on each other. The probe's schema-constrained request took 54-68 s with
+# two threads and 2.5-3 s with one at load average 7.
+THREADS = 1
 
 
 class LlamaServerUnavailable(Exception):
