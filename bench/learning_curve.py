@@ -10,9 +10,10 @@ A pool smaller than --limit (themealdb: 586 recipes, 469 in the pool) ends at th
 "at most 600 of 1,000" target is then scaled to the same share of it.
 
 Embeddings are computed once through the embeddings gateway (autotagger.embeddings) and kept in
-AUTOTAGGER_DATA_DIR/bench/ for the next run; so are the random orders' F1 with --reuse-random (they do not
-depend on the acquisition, and they are most of a run's time). No database is needed unless --save stores the curve (the
-instance's database: the feedback page draws it).
+AUTOTAGGER_DATA_DIR/bench/ for the next run; so are the random orders' F1 with --reuse-random (they do not depend
+on the acquisition, and they are most of a run's time), keyed by a digest of the learner's code, so that a changed
+learner measures them again. No database is needed unless --save stores the curve (the instance's database: the
+feedback page draws it).
 
     .venv/bin/python bench/learning_curve.py [--dataset themealdb] [--batch 100] [--limit 1000]
         [--seeds 0,1,2] [--acquisition margin|rotation|density|explore] [--aggregate min|mean] [--diverse]
@@ -82,8 +83,20 @@ def embedded(texts: list[str], *, key: str) -> np.ndarray:
     return matrix
 
 
+def learner_digest() -> str:
+    """A digest of the code a random order's F1 comes from (the fit, the signals, calibration, the replay's
+    scoring): a cached curve measured by another learner is not reused, whether or not MODEL_VERSION moved."""
+    from feedback.evaluation import metrics
+    from tagging import calibration, features, signals, stacking
+
+    modules = (learning, stacking, features, signals, calibration, replay, metrics)
+    source = b"".join(Path(str(module.__file__)).read_bytes() for module in modules)
+    return hashlib.sha256(source).hexdigest()[:12]
+
+
 def random_runs_path(*, dataset: str, recipes: int, k: int, batch: int, limit: int) -> Path:
-    return Path(settings.DATA_DIR) / "bench" / f"{dataset}-random-n{recipes}-k{k}-b{batch}-l{limit}.json"
+    name = f"{dataset}-random-n{recipes}-k{k}-b{batch}-l{limit}-{learner_digest()}.json"
+    return Path(settings.DATA_DIR) / "bench" / name
 
 
 def random_runs_read(path: Path) -> dict[int, list[float]]:
