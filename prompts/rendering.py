@@ -223,8 +223,8 @@ def _brief_k(categories: Sequence[CategoryChoice]) -> int:
     return max(counts, key=lambda k: (counts[k], k)) if counts else 0
 
 
-def _brief_heading(categories: Sequence[CategoryChoice]) -> str:
-    k = _brief_k(categories)
+def _brief_heading(categories: Sequence[CategoryChoice], *, k: int) -> str:
+    """The brief listing's heading, saying `k` (the categories' shared k, `_brief_k`) once."""
     if all(c.k == k for c in categories):
         return f"Allowed tags per category, at most {k} each:"
     return f"Allowed tags per category, at most {k} each unless the category says otherwise:"
@@ -399,8 +399,8 @@ def prompt_messages(
     shown = _examples_blocks(examples, categories)
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
     if brief_tags:
-        listing = _brief_heading(categories)
         k = _brief_k(categories)
+        listing = _brief_heading(categories, k=k)
         blocks = ["\n".join(_category_line(c, k=k) for c in categories)]
     else:
         listing = "Allowed tags per category, as `slug — name: description`:"

@@ -42,7 +42,7 @@ def builtin_3_messages(
     # prompt): what is pinned here is that the templates assemble the parts as the code did.
     listing = (
         [
-            _brief_heading(categories),
+            _brief_heading(categories, k=_brief_k(categories)),
             "\n".join(_category_line(c, k=_brief_k(categories)) for c in categories),
         ]
         if brief_tags
