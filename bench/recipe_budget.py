@@ -1,8 +1,11 @@
 """What the hybrid's recipe budget (HYBRID_RECIPE_MAX_TOKENS) saves and what it hides, on each shared labelled
 dataset, without a database or a model.
 
-Per budget, over every recipe of the dataset as the prompt shows it (prompts.rendering, between the fences):
+Per budget and cut (the instructions' beginning, or the sentences that name a listed tag first: every tag of
+the dataset's vocabulary is listed here, a harder case than a shortlist), over every recipe of the dataset as
+the prompt shows it (prompts.rendering, between the fences):
 - the recipe's tokens per recipe (counted as bench/llm_quality.py counts prompt tokens);
+- how much of the instructions is shown (their characters), and
 - what the model no longer sees: the gold tags whose name is written in the whole recipe but only in the
   instructions the budget cut off (every word of the name, by its first five letters: "slowcooked" matches
   "slow cooker" only if both words appear). An oracle never reads the instructions, so its F1 cannot show
@@ -32,19 +35,25 @@ def name_words(name: str) -> list[str]:
 
 def dataset_budgets(*, path: Path, budgets: list[int]) -> None:
     from feedback.evaluation.datasets import dataset_read
-    from prompts.rendering import _recipe_block
+    from prompts.rendering import _recipe_block, naming_stems
 
     _, count = tokenizer()
     dataset = dataset_read(path)
     recipes = dataset.recipes
     say(f"\n== {dataset.name}: {len(recipes)} recipes")
-    for budget in budgets:
+    # What the hybrid lists is a shortlist of these; naming them all leaves gold tags' sentences more to compete
+    # with than a shortlist does.
+    naming = naming_stems(name for tags in dataset.vocabulary.values() for name in tags.values())
+    for budget, cut in [(b, c) for b in budgets for c in (("beginning", "naming") if b else ("beginning",))]:
         tokens = shown_named = hidden = 0
+        instructions_whole = instructions_shown = 0
         hidden_by_category: dict[str, int] = {}
         for recipe in recipes:
             whole = _recipe_block(recipe.text).lower()
-            block = _recipe_block(recipe.text, max_tokens=budget or None)
+            block = _recipe_block(recipe.text, max_tokens=budget or None, naming=naming if cut == "naming" else ())
             shown = block.lower()
+            instructions_whole += len(whole.partition("instructions:")[2].strip())
+            instructions_shown += len(shown.partition("instructions:")[2].strip().replace("…", ""))
             tokens += count(block)
             for category, tags in recipe.labels.items():
                 for tag in tags:
@@ -59,7 +68,8 @@ def dataset_budgets(*, path: Path, budgets: list[int]) -> None:
         named = shown_named + hidden
         by_category = ", ".join(f"{c} {n}" for c, n in sorted(hidden_by_category.items(), key=lambda kv: -kv[1]))
         say(
-            f"  budget {budget or 'none':>4}: {tokens / len(recipes):5.0f} recipe tokens per recipe; gold tags "
+            f"  budget {budget or 'none':>4}, {cut:<9}: {tokens / len(recipes):5.0f} recipe tokens per recipe, "
+            f"{instructions_shown / max(1, instructions_whole):.0%} of the instructions' characters shown; gold tags "
             f"named in the recipe {named}, of them named only in the cut instructions {hidden} ({hidden / named:.1%})"
             + (f": {by_category}" if by_category else "")
         )

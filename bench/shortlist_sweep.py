@@ -42,7 +42,7 @@ from bench.llm_quality import (
     say,
 )
 
-MISS_SHARES = (0.05, 0.03, 0.02)
+MISS_SHARES = (0.05, 0.04, 0.03, 0.02)
 MAX_PER_K = (8.0, 10.0, 12.0, 16.0)
 
 
@@ -66,7 +66,14 @@ def prompt_parts(*, system: str, user: str, schema: dict[str, object], count: Ca
 
 
 def dataset_sweep(
-    *, path: Path, max_recipes: int, count_tokens: Callable[[str], int], floors: tuple[float, ...] = (0.0,)
+    *,
+    path: Path,
+    max_recipes: int,
+    count_tokens: Callable[[str], int],
+    floors: tuple[float, ...] = (0.0,),
+    per_category: bool = False,
+    miss_shares: tuple[float, ...] = MISS_SHARES,
+    caps: tuple[float, ...] = MAX_PER_K,
 ) -> None:
     from django.conf import settings
 
@@ -83,7 +90,8 @@ def dataset_sweep(
     prepared = dataset_prepare(path=path, max_recipes=max_recipes)
     recipes = prepared.held_out
     vectors = embeddings_create(texts=[r.text.for_embedding() for r in recipes]).vectors
-    tagger = SimilarityTagger(model=embedding_model_name(), learned=learned_model_active())
+    learned = learned_model_active()
+    tagger = SimilarityTagger(model=embedding_model_name(), learned=learned)
     # The hybrid asks the categories the similarity strategy does (no source is needed to plan).
     requests = category_requests(config=TaggingConfig(strategy="similarity", k=K))
     scored = [
@@ -124,10 +132,12 @@ def dataset_sweep(
         f"{recipe_max_tokens or 'no'} tokens (HYBRID_RECIPE_MAX_TOKENS), brief listing {settings.HYBRID_BRIEF_TAGS}"
     )
     hybrid_parts: list[dict[str, int]] = []
-    for miss_share, max_per_k, floor in itertools.product(MISS_SHARES, MAX_PER_K, floors):
+    for miss_share, max_per_k, floor in itertools.product(miss_shares, caps, floors):
         policy = replace(default, miss_share=miss_share, max_per_k=max_per_k, floor=floor)
         configured = (miss_share, max_per_k, floor) == (default.miss_share, default.max_per_k, default.floor)
         reached = gold_total = offered_total = prompt_total = 0
+        # category slug -> [gold reached, gold, tags offered]
+        by_category: dict[str, list[int]] = {r.category.slug: [0, 0, 0] for r in requests}
         for recipe, output in zip(recipes, scored, strict=True):
             plan = hybrid_plan(scored=output, requests=requests, policy=policy)
             for request in requests:
@@ -136,6 +146,10 @@ def dataset_sweep(
                 reach |= {t.slug for t in plan.shortlist.get(request.category.pk, [])}
                 reached += len(gold & reach)
                 gold_total += len(gold)
+                counts = by_category[request.category.slug]
+                counts[0] += len(gold & reach)
+                counts[1] += len(gold)
+                counts[2] += len(plan.shortlist.get(request.category.pk, []))
             offered = {pk: [tags[t.tag_id] for t in shortlist] for pk, shortlist in plan.shortlist.items()}
             offered_total += sum(len(v) for v in offered.values())
             if offered:
@@ -146,12 +160,22 @@ def dataset_sweep(
         recall = reached / gold_total if gold_total else float("nan")
         mark = "  <- the configured policy" if configured else ""
         say(
-            f"  miss share {miss_share:.2f}, at most {max_per_k:>4.0f} per slot, floor {floor:.3f}: "
+            f"  miss share {miss_share:.3f}, "
+            f"at most {max_per_k:>4.0f} per slot, floor {floor:.3f}: "
             f"shortlist recall {recall:.3f} "
             f"({reached}/{gold_total}, target {TARGET_RECALL}: {'met' if recall >= TARGET_RECALL else 'not met'}); "
             f"{offered_total / len(recipes):.1f} tags offered, {prompt_total / len(recipes):.0f} prompt tokens per "
             f"recipe ({prompt_total / len(recipes) / llm_tokens:.2f} of llm's without examples){mark}"
         )
+        if per_category:
+            say(
+                "    per category (gold reached/gold, tags offered per recipe): "
+                + ", ".join(
+                    f"{slug} {got}/{gold} {offered / len(recipes):.1f}"
+                    + ("" if learned is not None and slug in learned.categories else " (zero-shot)")
+                    for slug, (got, gold, offered) in by_category.items()
+                )
+            )
     say(f"  tokens per recipe by part, llm (no examples): {mean_parts(llm_parts)}")
     if hybrid_parts:
         say(f"  tokens per recipe by part, hybrid (configured policy): {mean_parts(hybrid_parts)}")
@@ -164,12 +188,25 @@ def main() -> None:
     parser.add_argument(
         "--floors", default="0", help="comma-separated HYBRID_FLOOR values to sweep as well (default: 0 only)"
     )
+    parser.add_argument(
+        "--miss-shares", default=",".join(map(str, MISS_SHARES)), help="comma-separated HYBRID_MISS_SHARE values"
+    )
+    parser.add_argument(
+        "--caps", default=",".join(map(str, MAX_PER_K)), help="comma-separated HYBRID_SHORTLIST_MAX_PER_K values"
+    )
+    parser.add_argument("--per-category", action="store_true", help="also print each policy's recall per category")
     args = parser.parse_args()
     floors = tuple(float(f) for f in args.floors.split(",") if f.strip())
     datasets_each(
         datasets=args.datasets,
         run=lambda path, count: dataset_sweep(
-            path=path, max_recipes=args.max_recipes, count_tokens=count, floors=floors
+            path=path,
+            max_recipes=args.max_recipes,
+            count_tokens=count,
+            floors=floors,
+            per_category=args.per_category,
+            miss_shares=tuple(float(v) for v in args.miss_shares.split(",") if v.strip()),
+            caps=tuple(float(v) for v in args.caps.split(",") if v.strip()),
         ),
     )
 

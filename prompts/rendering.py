@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,9 @@ INSTRUCTIONS_MAX_CHARS = 4000
 # How a recipe token budget (HYBRID_RECIPE_MAX_TOKENS) becomes characters: about four characters a token for
 # English under the common BPE vocabularies. Rendering stays tokenizer-free; the budget is an estimate.
 CHARS_PER_TOKEN = 4
+# A listed tag counts as named in a sentence when each word of its name or a synonym begins a word there, by
+# this many letters at most ("roast" in "roasted", "fry" in "frying").
+NAME_STEM_CHARS = 5
 # Less room than this for the instructions under a budget leaves them out rather than show a stub.
 INSTRUCTIONS_MIN_CHARS = 40
 REASON_MAX_CHARS = 80
@@ -64,6 +67,8 @@ REASON_MAX_CHARS = 80
 _MARKER = re.compile(r"<\s*/?\s*(?:recipe|example)\b[^<>]*>?", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+_LETTERS = re.compile(r"[a-z]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
 
 SYSTEM_PROMPT = (
     "You tag recipes with tags from a fixed taxonomy.\n"
@@ -96,6 +101,7 @@ class TagChoice:
     slug: str
     name: str
     description: str
+    synonyms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,10 +172,62 @@ def _instructions(text: str, limit: int = INSTRUCTIONS_MAX_CHARS) -> str:
     return cut.rstrip() + "…"
 
 
-def _recipe_block(recipe: RecipeText, *, max_tokens: int | None = None) -> str:
+def naming_stems(phrases: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    """Each phrase (a tag's name or synonym) as the stems of its words: the first NAME_STEM_CHARS letters of each
+    word of three letters or more ("Slow cooker" -> ("slow", "cooke")); phrases without such a word left out."""
+    stems = (tuple(word[:NAME_STEM_CHARS] for word in _LETTERS.findall(p.lower()) if len(word) >= 3) for p in phrases)
+    return tuple(dict.fromkeys(s for s in stems if s))
+
+
+def _names(sentence: str, stems: tuple[tuple[str, ...], ...]) -> int:
+    """How many of the phrases (`naming_stems`) `sentence` names: every word of the phrase begins a word of the
+    sentence ("fry" in "frying", "roast" in "roasted")."""
+    starts = {word[:n] for word in _LETTERS.findall(sentence.lower()) for n in range(3, NAME_STEM_CHARS + 1)}
+    return sum(1 for phrase in stems if all(stem in starts for stem in phrase))
+
+
+def _instructions_naming(text: str, limit: int, stems: tuple[tuple[str, ...], ...]) -> str:
+    """The instructions within `limit` characters, the sentences that name one of the listed tags first: a cut
+    that keeps only the beginning drops "fry until golden" or "serve as a starter" that a long method ends with,
+    which is the evidence the model is asked to weigh. The sentences kept are shown in their order, "…" where
+    some were left out; with nothing named, or no sentence fitting, the beginning (`_instructions`)."""
+    text = _instructions(text)
+    if len(text) <= limit or not stems:
+        return _instructions(text, limit)
+    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    named_in = [_names(sentence, stems) for sentence in sentences]
+    # The most names for their length first: the room is what is scarce.
+    naming = sorted((i for i, n in enumerate(named_in) if n), key=lambda i: -named_in[i] / len(sentences[i]))
+    if not naming:
+        return _instructions(text, limit)
+    chosen: set[int] = set()
+    room = limit - 2  # the closing " …"
+    named = set(naming)
+    for i in [*naming, *(i for i in range(len(sentences)) if i not in named)]:
+        cost = len(sentences[i]) + 3  # " … " before it at most
+        if cost <= room:
+            chosen.add(i)
+            room -= cost
+    if not chosen:
+        return _instructions(text, limit)
+    shown, previous = [], -1
+    for i in sorted(chosen):
+        if i != previous + 1:
+            shown.append("…")
+        shown.append(sentences[i])
+        previous = i
+    if previous != len(sentences) - 1:
+        shown.append("…")
+    return " ".join(shown)
+
+
+def _recipe_block(
+    recipe: RecipeText, *, max_tokens: int | None = None, naming: tuple[tuple[str, ...], ...] = ()
+) -> str:
     """The recipe as the prompt shows it. Under `max_tokens` (an estimate: CHARS_PER_TOKEN characters a token)
     the title and the ingredient list are shown whole all the same, since they say most of what a recipe is;
-    the instructions get what room is left, cut at a word, and are left out when that is under
+    the instructions get what room is left, the sentences that name a listed tag first (`naming`: their
+    `naming_stems`; none: the beginning, cut at a word), and are left out when that is under
     INSTRUCTIONS_MIN_CHARS."""
     ingredients = [_one_line(i, INGREDIENT_MAX_CHARS) for i in recipe.ingredients]
     ingredients = [i for i in ingredients if i]
@@ -181,7 +239,13 @@ def _recipe_block(recipe: RecipeText, *, max_tokens: int | None = None) -> str:
     if max_tokens is not None:
         heading = "\nInstructions:\n"
         limit = min(limit, max_tokens * CHARS_PER_TOKEN - len("\n".join(lines)) - len(heading))
-    instructions = _instructions(recipe.instructions, limit) if limit >= INSTRUCTIONS_MIN_CHARS else ""
+    instructions = ""
+    if limit >= INSTRUCTIONS_MIN_CHARS:
+        instructions = (
+            _instructions_naming(recipe.instructions, limit, naming)
+            if naming
+            else _instructions(recipe.instructions, limit)
+        )
     if instructions or max_tokens is None:
         lines.extend(["Instructions:", instructions])
     return _neutralise("\n".join(lines))
@@ -397,6 +461,9 @@ def prompt_messages(
     descriptions would be most of the prompt. `recipe_max_tokens` bounds the recipe's share of the prompt
     (see `_recipe_block`: the title and ingredients are always shown whole)."""
     shown = _examples_blocks(examples, categories)
+    naming = (
+        naming_stems(p for c in categories for t in c.tags for p in (t.name, *t.synonyms)) if recipe_max_tokens else ()
+    )
     intro = ["Examples of recipes tagged by people, with the tags above:", *shown] if shown else []
     if brief_tags:
         k = _brief_k(categories)
@@ -405,8 +472,9 @@ def prompt_messages(
     else:
         listing = "Allowed tags per category, as `slug — name: description`:"
         blocks = [_category_block(c) for c in categories]
+    block = _recipe_block(recipe, max_tokens=recipe_max_tokens, naming=naming)
     values = {
-        "recipe": f"{RECIPE_OPEN}\n{_recipe_block(recipe, max_tokens=recipe_max_tokens)}\n{RECIPE_CLOSE}",
+        "recipe": f"{RECIPE_OPEN}\n{block}\n{RECIPE_CLOSE}",
         "categories": "\n\n".join([listing, *blocks]),
         "keys": ", ".join(f'"{c.slug}"' for c in categories),
         "examples": "\n\n".join(intro),

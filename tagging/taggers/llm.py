@@ -77,7 +77,10 @@ def category_choices(
             name=r.category.name,
             description=r.category.description,
             k=(slots or {}).get(r.category.pk, r.k),
-            tags=tuple(TagChoice(slug=t.slug, name=t.name, description=t.description) for t in tags[r.category.pk]),
+            tags=tuple(
+                TagChoice(slug=t.slug, name=t.name, description=t.description, synonyms=tuple(t.synonyms))
+                for t in tags[r.category.pk]
+            ),
         )
         for r in requests
         if tags.get(r.category.pk)
