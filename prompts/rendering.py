@@ -56,6 +56,9 @@ INSTRUCTIONS_MAX_CHARS = 4000
 # How a recipe token budget (HYBRID_RECIPE_MAX_TOKENS) becomes characters: about four characters a token for
 # English under the common BPE vocabularies. Rendering stays tokenizer-free; the budget is an estimate.
 CHARS_PER_TOKEN = 4
+# How a budget cuts the instructions, in the hybrid's cache key: an answer to a recipe cut another way was an answer
+# to another question.
+RECIPE_CUT = "naming-first"
 # A listed tag counts as named in a sentence when each word of its name or a synonym begins a word there, by
 # this many letters at most ("roast" in "roasted", "fry" in "frying").
 NAME_STEM_CHARS = 5

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from autotagger.embeddings import embedding_model_name
 from autotagger.recipe_text import RecipeText
-from prompts.rendering import FewShotExample, PromptTemplates
+from prompts.rendering import RECIPE_CUT, FewShotExample, PromptTemplates
 from prompts.selectors import llm_usage_of_run
 from prompts.sources import LLMError, LLMSourceConfig
 from tagging.models import RunStatus, Strategy, TaggerState, TaggingRun
@@ -91,6 +91,7 @@ def llm_cache_key(
             settings.HYBRID_FEW_SHOT_EXAMPLES,
             settings.HYBRID_BRIEF_TAGS,
             settings.HYBRID_RECIPE_MAX_TOKENS,
+            RECIPE_CUT,
             embedding_model_name(),
         ]
         if config.strategy == Strategy.HYBRID
