@@ -146,4 +146,5 @@ def test_score_all_ranks_a_learned_categorys_tags_by_their_probability_before_ro
     ranked = [t for t in scored.tags[cuisine.pk] if t.evidence.get("decided_by") == "learned"]
     # Calibration squeezes the unlikely tags together: rounded, several of them tie.
     assert len({t.score for t in ranked}) < len(ranked)
-    assert [t.slug for t in ranked] == sorted(model_slugs, key=lambda slug: -unrounded[slug])
+    # Tags whose probabilities tie exactly (float32 at the calibration's floor) are in slug order, as before.
+    assert [t.slug for t in ranked] == sorted(model_slugs, key=lambda slug: (-unrounded[slug], slug))
