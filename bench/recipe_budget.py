@@ -18,19 +18,12 @@ the prompt shows it (prompts.rendering, between the fences):
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.llm_quality import DATASETS, say, shared_datasets, tokenizer
-
-WORD = re.compile(r"[a-z]+")
-
-
-def name_words(name: str) -> list[str]:
-    return [word[:5] for word in WORD.findall(name.lower()) if len(word) > 2]
 
 
 def dataset_budgets(*, path: Path, budgets: list[int]) -> None:
@@ -57,7 +50,8 @@ def dataset_budgets(*, path: Path, budgets: list[int]) -> None:
             tokens += count(block)
             for category, tags in recipe.labels.items():
                 for tag in tags:
-                    words = name_words(dataset.vocabulary.get(category, {}).get(tag, tag))
+                    # The stems the naming cut looks for, sought anywhere in the text here.
+                    words = next(iter(naming_stems([dataset.vocabulary.get(category, {}).get(tag, tag)])), ())
                     if not words:
                         continue
                     if all(w in shown for w in words):

@@ -194,9 +194,11 @@ def _instructions_naming(text: str, limit: int, stems: tuple[tuple[str, ...], ..
     that keeps only the beginning drops "fry until golden" or "serve as a starter" that a long method ends with,
     which is the evidence the model is asked to weigh. The sentences kept are shown in their order, "…" where
     some were left out; with nothing named, or no sentence fitting, the beginning (`_instructions`)."""
-    text = _instructions(text)
-    if len(text) <= limit or not stems:
+    if not stems:
         return _instructions(text, limit)
+    text = _instructions(text)
+    if len(text) <= limit:
+        return text
     sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
     named_in = [_names(sentence, stems) for sentence in sentences]
     # The most names for their length first: the room is what is scarce.
@@ -242,13 +244,7 @@ def _recipe_block(
     if max_tokens is not None:
         heading = "\nInstructions:\n"
         limit = min(limit, max_tokens * CHARS_PER_TOKEN - len("\n".join(lines)) - len(heading))
-    instructions = ""
-    if limit >= INSTRUCTIONS_MIN_CHARS:
-        instructions = (
-            _instructions_naming(recipe.instructions, limit, naming)
-            if naming
-            else _instructions(recipe.instructions, limit)
-        )
+    instructions = _instructions_naming(recipe.instructions, limit, naming) if limit >= INSTRUCTIONS_MIN_CHARS else ""
     if instructions or max_tokens is None:
         lines.extend(["Instructions:", instructions])
     return _neutralise("\n".join(lines))
