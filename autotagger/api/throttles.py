@@ -1,10 +1,12 @@
 """Request rates per client: one rate for every request (`user`, or `anon` by IP address) and one per kind of
 work (`tag`, `llm`, `jobs`, `import`), set in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] from the environment.
 
-Counts live in Django's cache (Redis in every deployed setting), so every gunicorn worker and thread shares
-them. A fixed window counted with INCR: atomic across workers, one key per client, scope and window. When the
-cache is unreachable requests are let through (and logged): the limits protect the service, they are not
-worth an outage of their own.
+Counts live in the Redis of Django's cache (every setting's), so every gunicorn worker and thread shares them. A
+sliding log: one sorted set per client and scope holds the times of the requests let through in the last period,
+and one Lua script drops the expired, counts and adds, atomically across workers. So "120 per minute" holds for
+any 60 seconds, not only for each minute of the clock (a fixed window lets twice the rate through across the
+turn of a minute). When the cache is unreachable, or is not Redis, requests are let through (and logged): the
+limits protect the service, they are not worth an outage of their own.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -37,6 +41,21 @@ ROUTE_SCOPES = {
 LLM_STRATEGIES = frozenset({"llm", "hybrid"})
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# KEYS[1]: the client's log; ARGV: now (ms), period (ms), the limit, a unique member. Returns 0 when the request
+# is let through, else the milliseconds until the oldest logged request leaves the period.
+_SLIDING_LOG = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+local wait = 0
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+else
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = tonumber(oldest[2]) + tonumber(ARGV[2]) - tonumber(ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return wait
+"""
 
 
 @dataclass(frozen=True)
@@ -70,8 +89,13 @@ class ClientThrottled(Throttled):
         self.error_details = {"scope": scope, "limit": str(rate), "retry_after": wait}
 
 
+def clock_ms() -> int:
+    """The time requests are logged at, in milliseconds (the web servers' clocks, which NTP keeps together)."""
+    return int(time.time() * 1000)
+
+
 class _WindowThrottle(BaseThrottle, ABC):
-    """A fixed window per client and scope; subclasses say which scope a request counts against (None: none)."""
+    """A sliding period per client and scope; subclasses say which scope a request counts against (None: none)."""
 
     @abstractmethod
     def scope(self, request: Request, view: Any) -> str | None: ...
@@ -87,21 +111,20 @@ class _WindowThrottle(BaseThrottle, ABC):
             return True
         user = request.user
         ident = f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
-        now = time.time()
-        window = int(now // rate.seconds)
-        key = f"throttle:{scope}:{ident}:{window}"
+        backend = caches["default"]
+        if not isinstance(backend, RedisCache):
+            logger.warning("Request rates not counted: the cache is %s, not Redis", type(backend).__name__)
+            return True
+        key = backend.make_key(f"throttle:{scope}:{ident}")
+        period_ms = rate.seconds * 1000
         try:
-            cache.add(key, 0, timeout=rate.seconds + 1)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # the key expired between add and incr: a new window
-                cache.set(key, 1, timeout=rate.seconds + 1)
-                count = 1
+            client = backend._cache.get_client(key, write=True)
+            wait_ms = int(client.eval(_SLIDING_LOG, 1, key, clock_ms(), period_ms, rate.requests, uuid.uuid4().hex))
         except redis.RedisError as exc:
             logger.warning("Request rates not counted, the cache is unreachable: %s", exc)
             return True
-        if count > rate.requests:
-            raise ClientThrottled(scope=scope, rate=rate, wait=max(1, math.ceil((window + 1) * rate.seconds - now)))
+        if wait_ms > 0:
+            raise ClientThrottled(scope=scope, rate=rate, wait=max(1, math.ceil(wait_ms / 1000)))
         return True
 
 

@@ -3,7 +3,6 @@ that start work; a 429 in the API's error shape with Retry-After, counted in the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.test import APIClient
 
+from autotagger.api import throttles
 from autotagger.api.throttles import Rate, rate_parse
 from conftest import assert_error
 
@@ -35,20 +35,10 @@ def rates(settings: Any) -> dict[str, str | None]:
     return limits
 
 
-# Windows are fixed minutes of the clock (autotagger.api.throttles): requests that straddle the turn of a minute
-# are counted in two windows, and a third tagging request on a busy machine once did.
-WINDOW_SECONDS = 60
-WINDOW_ROOM_SECONDS = 20
-
-
 def _limit(settings: Any, rates: dict[str, str | None], **changes: str | None) -> None:
-    """Lower the limits in `changes`, and make sure the test's requests all fall in one window: wait for the next
-    minute when less than WINDOW_ROOM_SECONDS of this one are left."""
+    """Lower the limits in `changes`."""
     rates.update(changes)
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": dict(rates)}
-    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
-    if left < WINDOW_ROOM_SECONDS:
-        time.sleep(left + 0.05)
 
 
 def test_the_request_counts_live_in_redis_shared_by_every_worker() -> None:
@@ -70,6 +60,26 @@ def test_a_client_over_its_user_rate_gets_a_429_in_the_error_shape_with_retry_af
     assert 1 <= retry_after <= 60
     assert error["details"]["retry_after"] == retry_after
     assert "3 per minute" in error["message"]
+
+
+def test_the_rate_holds_for_any_period_not_only_for_each_minute_of_the_clock(
+    settings: Any, rates: dict[str, str | None], token_client: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _limit(settings, rates, user="3/min")
+    minute_turns = 29_000_000 * 60_000  # a turn of a minute of the clock, in ms
+    clock = {"ms": minute_turns - 100}
+    monkeypatch.setattr(throttles, "clock_ms", lambda: clock["ms"])
+    before_the_turn = [token_client.get("/api/v1/categories").status_code for _ in range(3)]
+
+    clock["ms"] = minute_turns + 100
+    after_the_turn = token_client.get("/api/v1/categories")
+    clock["ms"] = minute_turns - 100 + 60_000 + 1
+    a_minute_after_the_first = token_client.get("/api/v1/categories")
+
+    assert before_the_turn == [200, 200, 200]
+    error = assert_error(after_the_turn, status=429, code="throttled")
+    assert error["details"]["retry_after"] == 60  # 59.8 s until the first request leaves the minute
+    assert a_minute_after_the_first.status_code == 200
 
 
 def test_each_client_has_its_own_count(
