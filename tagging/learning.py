@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from autotagger.recipe_text import RecipeText
 from tagging.calibration import Calibration
@@ -490,6 +491,29 @@ def fit(
     `min_labelled` labelled recipes. Categories with fewer are left to the zero-shot tagger. A category's
     threshold maximises cross-validated F1, among those keeping precision at or above its entry in
     `precision_floors` when it has one."""
+    # One BLAS thread: the fit is thousands of small products and regressions, for which OpenBLAS threads
+    # cost more in hand-offs than they gain (bench/fit_threads.py: 1.6 times as long with two threads on
+    # an idle two-core machine, several times as long on a busy one).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(
+            data=data,
+            categories=categories,
+            k=k,
+            min_labelled=min_labelled,
+            precision_floors=precision_floors,
+            progress=progress,
+        )
+
+
+def _fit(
+    *,
+    data: LabelledSet,
+    categories: Sequence[CategorySpec],
+    k: int,
+    min_labelled: int,
+    precision_floors: dict[str, float | None] | None,
+    progress: Callable[[str], None] | None,
+) -> LearnedModel:
     floors = precision_floors or {}
 
     labels = TrainingLabels.build(data, categories)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from autotagger.recipe_text import RecipeText
 from tagging import features as text_features
@@ -196,3 +197,37 @@ def test_a_pickled_text_model_predicts_the_same_and_leaves_its_derived_matrices_
     assert b"LinearColumns" not in blob
     after = restored.probabilities(documents, text_features.dense_features(texts))["speed"]
     np.testing.assert_array_equal(after, before)
+
+
+def test_the_fit_runs_on_one_blas_thread_whatever_the_process_allows(
+    recipes: tuple[list[RecipeText], np.ndarray],
+) -> None:
+    texts, quick = recipes
+    rng = np.random.default_rng(3)
+    embeddings = rng.normal(size=(len(texts), 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    speed = CategorySpec(
+        slug="speed",
+        tags=(
+            TagSpec(slug="quick", name="Quick", synonyms=(), embedding=np.eye(16, dtype=np.float32)[0]),
+            TagSpec(slug="slow", name="Slow cooked", synonyms=(), embedding=np.eye(16, dtype=np.float32)[1]),
+        ),
+    )
+    labels = [{"speed": {"quick" if q else "slow"}} for q in quick]
+    threads_while_fitting: list[int] = []
+
+    def progress(_: str) -> None:
+        threads_while_fitting.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        learning.fit(
+            data=LabelledSet(embeddings=embeddings, texts=texts, labels=labels),
+            categories=[speed],
+            k=1,
+            progress=progress,
+        )
+        threads_after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    assert threads_while_fitting
+    assert set(threads_while_fitting) == {1}
+    assert set(threads_after) == {2}
