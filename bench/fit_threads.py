@@ -19,8 +19,6 @@ import learning_curve as bench  # sets Django up, and keeps the embeddings cache
 from threadpoolctl import threadpool_info
 
 from feedback.evaluation import replay
-from feedback.evaluation.datasets import dataset_read
-from feedback.evaluation.runner import category_specs
 from tagging import learning
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY
 
@@ -32,16 +30,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    dataset = dataset_read(bench.dataset_path(args.dataset))
-    embeddings = bench.embedded([r.text.for_embedding() for r in dataset.recipes], key=dataset.name)
-    specs = category_specs(
-        vocabulary=dataset.vocabulary,
-        categories=list(dataset.vocabulary),
-        embed=lambda texts: bench.embedded(list(texts), key=f"{dataset.name}-tags"),
-    )
-    data = learning.LabelledSet(
-        embeddings=embeddings, texts=[r.text for r in dataset.recipes], labels=[r.labels for r in dataset.recipes]
-    )
+    loaded = bench.dataset_embedded(args.dataset)
+    dataset, data, specs = loaded.dataset, loaded.data, loaded.specs
     rows = list(range(min(args.recipes, len(data))))
     subset = replay._subset(data, rows)
     default_threads = {info["internal_api"]: info["num_threads"] for info in threadpool_info()}

@@ -30,8 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from feedback.evaluation import metrics, replay
 from feedback.evaluation.baselines import NearestNeighbours, TfidfLogisticRegression
-from feedback.evaluation.datasets import dataset_read, fold_of
-from feedback.evaluation.runner import _split, category_specs
+from feedback.evaluation.datasets import fold_of
+from feedback.evaluation.runner import _split
 from tagging import learning
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY
 
@@ -72,16 +72,8 @@ def main() -> None:
         )
         print(f"{name} = {value}")
 
-    dataset = dataset_read(bench.dataset_path(args.dataset))
-    embeddings = bench.embedded([r.text.for_embedding() for r in dataset.recipes], key=dataset.name)
-    specs = category_specs(
-        vocabulary=dataset.vocabulary,
-        categories=list(dataset.vocabulary),
-        embed=lambda texts: bench.embedded(list(texts), key=f"{dataset.name}-tags"),
-    )
-    data = learning.LabelledSet(
-        embeddings=embeddings, texts=[r.text for r in dataset.recipes], labels=[r.labels for r in dataset.recipes]
-    )
+    loaded = bench.dataset_embedded(args.dataset)
+    dataset, data, specs, embeddings = loaded.dataset, loaded.data, loaded.specs, loaded.data.embeddings
     ids = [r.id for r in dataset.recipes]
     held_out = [i for i, rid in enumerate(ids) if fold_of(rid, replay.HELD_OUT_FOLDS) == replay.HELD_OUT_FOLD]
     pool = [i for i, rid in enumerate(ids) if fold_of(rid, replay.HELD_OUT_FOLDS) != replay.HELD_OUT_FOLD]

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ from django.conf import settings  # noqa: E402
 
 from autotagger.embeddings import embedding_model_name, embeddings_create  # noqa: E402
 from feedback.evaluation import replay  # noqa: E402
-from feedback.evaluation.datasets import dataset_read  # noqa: E402
+from feedback.evaluation.datasets import Dataset, dataset_read  # noqa: E402
 from feedback.evaluation.runner import category_specs  # noqa: E402
 from tagging import learning  # noqa: E402
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY  # noqa: E402
@@ -65,6 +66,31 @@ def dataset_path(name: str) -> Path:
         if path.is_file():
             return path
     raise SystemExit(f"No dataset {name}.jsonl in {' or '.join(str(f) for f in SHARED_CANDIDATES)}")
+
+
+@dataclass(frozen=True)
+class EmbeddedDataset:
+    """A shared dataset as the learner reads it: its recipes with their embeddings and labels, and its
+    categories with their tags' embeddings."""
+
+    dataset: Dataset
+    data: learning.LabelledSet
+    specs: list[learning.CategorySpec]
+
+
+def dataset_embedded(name: str) -> EmbeddedDataset:
+    """The shared dataset `name`, its recipes and tags embedded through the gateway (kept on disk, see embedded)."""
+    dataset = dataset_read(dataset_path(name))
+    embeddings = embedded([r.text.for_embedding() for r in dataset.recipes], key=dataset.name)
+    specs = category_specs(
+        vocabulary=dataset.vocabulary,
+        categories=list(dataset.vocabulary),
+        embed=lambda texts: embedded(list(texts), key=f"{dataset.name}-tags"),
+    )
+    data = learning.LabelledSet(
+        embeddings=embeddings, texts=[r.text for r in dataset.recipes], labels=[r.labels for r in dataset.recipes]
+    )
+    return EmbeddedDataset(dataset=dataset, data=data, specs=specs)
 
 
 def embedded(texts: list[str], *, key: str) -> np.ndarray:
@@ -132,21 +158,10 @@ def main() -> None:
     parser.add_argument("--save", action="store_true", help="store the curve for the feedback page")
     args = parser.parse_args()
 
-    dataset = dataset_read(dataset_path(args.dataset))
+    loaded = dataset_embedded(args.dataset)
+    dataset = loaded.dataset
     say(f"{dataset.name}: {len(dataset.recipes)} recipes, categories {', '.join(dataset.vocabulary)}")
-    embeddings = embedded([r.text.for_embedding() for r in dataset.recipes], key=dataset.name)
-    specs = category_specs(
-        vocabulary=dataset.vocabulary,
-        categories=list(dataset.vocabulary),
-        embed=lambda texts: embedded(list(texts), key=f"{dataset.name}-tags"),
-    )
-    replay_set = replay.ReplaySet(
-        ids=[r.id for r in dataset.recipes],
-        data=learning.LabelledSet(
-            embeddings=embeddings, texts=[r.text for r in dataset.recipes], labels=[r.labels for r in dataset.recipes]
-        ),
-        categories=specs,
-    )
+    replay_set = replay.ReplaySet(ids=[r.id for r in dataset.recipes], data=loaded.data, categories=loaded.specs)
     cache = random_runs_path(
         dataset=dataset.name, recipes=len(dataset.recipes), k=args.k, batch=args.batch, limit=args.limit
     )
