@@ -11,6 +11,7 @@ limits protect the service, they are not worth an outage of their own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -89,6 +90,11 @@ class ClientThrottled(Throttled):
         self.error_details = {"scope": scope, "limit": str(rate), "retry_after": wait}
 
 
+@functools.cache
+def _warn_not_redis(backend: str) -> None:
+    logger.warning("Request rates not counted: the cache is %s, not Redis", backend)
+
+
 def clock_ms() -> int:
     """The time requests are logged at, in milliseconds (the web servers' clocks, which NTP keeps together)."""
     return int(time.time() * 1000)
@@ -113,11 +119,12 @@ class _WindowThrottle(BaseThrottle, ABC):
         ident = f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
         backend = caches["default"]
         if not isinstance(backend, RedisCache):
-            logger.warning("Request rates not counted: the cache is %s, not Redis", type(backend).__name__)
+            _warn_not_redis(type(backend).__name__)
             return True
         key = backend.make_key(f"throttle:{scope}:{ident}")
         period_ms = rate.seconds * 1000
         try:
+            # The cache's own connection pool: Django's cache API has no atomic read-modify-write but incr.
             client = backend._cache.get_client(key, write=True)
             wait_ms = int(client.eval(_SLIDING_LOG, 1, key, clock_ms(), period_ms, rate.requests, uuid.uuid4().hex))
         except redis.RedisError as exc:

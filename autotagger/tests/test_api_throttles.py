@@ -202,6 +202,17 @@ def test_requests_are_let_through_when_the_cache_is_unreachable(
     assert answers == [200, 200, 200]
 
 
+def test_requests_are_let_through_when_the_cache_is_not_redis(
+    settings: Any, rates: dict[str, str | None], token_client: APIClient
+) -> None:
+    _limit(settings, rates, user="1/min")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+    answers = [token_client.get("/api/v1/categories").status_code for _ in range(3)]
+
+    assert answers == [200, 200, 200]
+
+
 @pytest.mark.parametrize(
     ("text", "rate"),
     [("120/min", Rate(120, 60)), ("5/s", Rate(5, 1)), ("1000/hour", Rate(1000, 3600)), ("7/day", Rate(7, 86400))],
