@@ -27,7 +27,6 @@ its own task queue (the chunk messages the job sends are dropped: the processes 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -57,9 +56,9 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from shared_rows import demo_rows, shared_rows  # noqa: E402
 
 SOURCE = "bench-bulk-scale"
-DATASETS = ROOT.parent / "shared" / "datasets"
 ADJECTIVES = ["Quick", "Rustic", "Spicy", "Classic", "Smoky", "Herby", "Creamy", "Zesty", "Hearty", "Light"]
 BASE_RECIPES = 500
 
@@ -70,16 +69,7 @@ def peak_rss_mb() -> float:
 
 
 def _real_recipes(count: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for path in sorted(DATASETS.glob("*.jsonl")):
-        # Lines end at "\n" only: some instructions hold other line separators (U+2028) inside their strings.
-        for line in path.read_text().split("\n"):
-            if line.strip():
-                row = json.loads(line)
-                if row.get("title") and row.get("ingredients"):
-                    rows.append(row)
-    if not rows:
-        rows = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
+    rows = shared_rows() or demo_rows()
     random.Random(15).shuffle(rows)
     return rows[:count]
 

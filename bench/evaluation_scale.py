@@ -58,8 +58,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
+from shared_rows import shared_rows, with_title_and_ingredients  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
 DATASET = ROOT / ".data" / "bench-evaluation-scale.jsonl"
 SOURCE = "bench-evaluation-oracle"
 ADJECTIVES = ["Quick", "Rustic", "Spicy", "Classic", "Smoky", "Herby", "Creamy", "Zesty", "Hearty", "Light"]
@@ -78,16 +78,14 @@ def _real_recipes(count: int) -> list[dict[str, Any]]:
     from taxonomy.models import Tag
 
     known = {slug for slug in Tag.objects.filter(category__slug="cuisine").values_list("slug", flat=True)}
-    rows: list[dict[str, Any]] = []
-    for path in sorted(DATASETS.glob("*.jsonl")):
-        # Lines end at "\n" only: some instructions hold other line separators (U+2028) inside their strings.
-        for line in path.read_text().split("\n"):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            cuisines = [c for c in row.get("tags", {}).get("cuisine", []) if tag_slug(c) in known]
-            if row.get("title") and row.get("ingredients") and cuisines:
-                rows.append({**row, "tags": {"cuisine": cuisines[:1]}})
+
+    def cuisines(row: dict[str, Any]) -> list[str]:
+        return [c for c in row.get("tags", {}).get("cuisine", []) if tag_slug(c) in known]
+
+    rows = [
+        {**row, "tags": {"cuisine": cuisines(row)[:1]}}
+        for row in shared_rows(keep=lambda row: with_title_and_ingredients(row) and bool(cuisines(row)))
+    ]
     random.Random(15).shuffle(rows)
     return rows[:count]
 

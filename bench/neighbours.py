@@ -27,7 +27,6 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -46,8 +45,8 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from shared_rows import demo_rows, shared_rows  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
 NEIGHBOURS = 25  # tagging.learning.NEIGHBOURS: what the tagger asks for
 
 
@@ -55,14 +54,7 @@ def real_texts(count: int, *, seed: int = 15) -> list[str]:
     """`count` distinct recipe texts of the shared datasets, shuffled (demo recipes when they are missing)."""
     from autotagger.recipe_text import RecipeText
 
-    rows: list[dict[str, Any]] = []
-    for path in sorted(DATASETS.glob("*.jsonl")):
-        # Lines end at "\n" only: some instructions hold other line separators (U+2028) inside their strings.
-        for line in path.read_text().split("\n"):
-            if line.strip():
-                rows.append(json.loads(line))
-    if not rows:
-        rows = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
+    rows = shared_rows(keep=lambda row: True) or demo_rows()
     texts = list(
         dict.fromkeys(
             RecipeText(r["title"], r.get("ingredients") or [], str(r.get("instructions") or "")).for_embedding()

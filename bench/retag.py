@@ -21,7 +21,6 @@ task queue (messages the job sends are dropped: this process executes the chunks
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import resource
@@ -44,34 +43,21 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from shared_rows import DATASETS, demo_rows, shared_rows  # noqa: E402
 
 SOURCE = "bench-retag"
-DATASETS = ROOT.parent / "shared" / "datasets"
 ADJECTIVES = ["Quick", "Rustic", "Spicy", "Classic", "Smoky", "Herby", "Creamy", "Zesty", "Hearty", "Light"]
 EXTRAS = ["a pinch of chilli flakes", "fresh parsley", "a squeeze of lemon", "toasted seeds", "grated cheese"]
-
-
-def _dataset_recipes() -> list[dict[str, Any]]:
-    recipes: list[dict[str, Any]] = []
-    for path in sorted(DATASETS.glob("*.jsonl")):
-        # Lines end at "\n" only: some instructions hold other line separators (U+2028) inside their strings.
-        for line in path.read_text().split("\n"):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("title") and row.get("ingredients"):
-                recipes.append(row)
-    return recipes
 
 
 def benchmark_recipes(count: int, *, seed: int = 14) -> tuple[list[dict[str, Any]], str]:
     """`count` distinct recipes: a recipe's title and instructions with its ingredients plus one or two of
     another's (real texts, recombined), or variants of the demo recipes when the datasets are missing."""
     rng = random.Random(seed)
-    base = _dataset_recipes()
+    base = shared_rows()
     origin = f"recombined from {DATASETS}"
     if not base:
-        base = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
+        base = demo_rows()
         origin = "generated from the demo recipes (no shared datasets)"
     recipes = []
     for i in range(count):

@@ -25,7 +25,6 @@ database (`autotagger_bench_scale` on the embedded server) unless DATABASE_URL i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -47,9 +46,10 @@ django.setup()
 
 import numpy as np  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from shared_rows import DATASETS, demo_rows, shared_rows  # noqa: E402
 
 SOURCE = "bench-scale"
-DATASET = ROOT.parent / "shared" / "datasets" / "themealdb.jsonl"
+DATASET = DATASETS / "themealdb.jsonl"
 VARIANTS = [
     "Coastal",
     "Rustic",
@@ -68,15 +68,7 @@ VARIANT_SUFFIX = "-v-"
 
 
 def dataset_recipes(count: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    if DATASET.exists():
-        for line in DATASET.read_text().split("\n"):
-            if line.strip():
-                row = json.loads(line)
-                if row.get("title") and row.get("ingredients"):
-                    rows.append(row)
-    if not rows:
-        rows = json.loads((ROOT / "tagging" / "data" / "demo_recipes.json").read_text())
+    rows = shared_rows(names=["themealdb"]) or demo_rows()
     return [
         {
             "title": f"{rows[i % len(rows)]['title']}" + (f" ({i // len(rows)})" if i >= len(rows) else ""),
