@@ -4,6 +4,7 @@ that start work; a 429 in the API's error shape with Retry-After, counted in the
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -164,6 +165,18 @@ def test_anonymous_requests_are_counted_per_ip_address(settings: Any, rates: dic
 
     assert here == [200, 200, 429]
     assert elsewhere.status_code == 200
+
+
+def test_concurrent_requests_never_pass_more_than_the_rate(settings: Any, rates: dict[str, str | None]) -> None:
+    _limit(settings, rates, anon="5/min")
+
+    def one(_: int) -> int:
+        return APIClient(REMOTE_ADDR="10.0.0.9").get("/api/schema/").status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(one, range(24)))
+
+    assert sorted(statuses) == [200] * 5 + [429] * 19
 
 
 def test_a_forwarded_for_header_does_not_reset_the_anonymous_count_without_a_trusted_proxy(
