@@ -173,10 +173,14 @@ def test_concurrent_requests_never_pass_more_than_the_rate(settings: Any, rates:
     def one(_: int) -> int:
         return APIClient(REMOTE_ADDR="10.0.0.9").get("/api/schema/").status_code
 
+    # One request first: drf-spectacular loads its extensions on the first schema it builds, and two threads
+    # doing that at once trip over each other (a schema error, not a rate).
+    first = one(0)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(one, range(24)))
+        statuses = list(pool.map(one, range(11)))
 
-    assert sorted(statuses) == [200] * 5 + [429] * 19
+    assert first == 200
+    assert sorted(statuses) == [200] * 4 + [429] * 7
 
 
 def test_a_forwarded_for_header_does_not_reset_the_anonymous_count_without_a_trusted_proxy(
