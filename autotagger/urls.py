@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
+from autotagger.api.schema import SchemaView
 from autotagger.handlers import api_not_found
 from autotagger.views import healthz
 
@@ -13,7 +14,7 @@ urlpatterns = [
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/", include("taxonomy.api.urls")),
     path("api/v1/", include("retagging.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),

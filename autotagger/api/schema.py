@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -83,3 +87,16 @@ def declare_error_responses(result: dict[str, Any], generator: Any, request: Any
                 responses[status_code] = _error_response(description, headers)
             operation["responses"] = dict(sorted(responses.items()))
     return result
+
+
+_SCHEMA_BUILD = threading.Lock()
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, built one request at a time per process: drf-spectacular loads its extension
+    classes on the first build, and two threads doing that at once fail with a 500 (a class it could not import
+    is set to None under the other thread's feet)."""
+
+    def _get_schema_response(self, request: Request) -> Response:
+        with _SCHEMA_BUILD:
+            return super()._get_schema_response(request)  # type: ignore[no-any-return]

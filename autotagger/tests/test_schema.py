@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +194,36 @@ def test_operations_declare_the_errors_of_their_kind(schema: dict[str, Any]) -> 
     assert {"409"} <= set(operations[("put", "/api/v1/recipes/{recipe_id}")])
     assert {"409"} <= set(operations[("patch", "/api/v1/recipes/{recipe_id}")])
     assert "409" not in operations[("post", "/api/v1/tag")]
+
+
+# A process of its own: drf-spectacular loads its extension classes once per process, on the first schema it builds.
+FIRST_BUILDS_AT_ONCE = """
+import django
+django.setup()
+from concurrent.futures import ThreadPoolExecutor
+from django.test import Client
+
+def status(_):
+    return Client().get("/api/schema/").status_code
+
+with ThreadPoolExecutor(max_workers=8) as pool:
+    print(sorted(set(pool.map(status, range(8)))))
+"""
+
+
+def test_the_first_schemas_a_new_process_builds_at_once_are_all_served() -> None:
+    project = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "autotagger.settings.test"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_BUILDS_AT_ONCE],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[200]"
