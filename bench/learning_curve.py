@@ -44,6 +44,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from shared_rows import SHARED_CANDIDATES  # noqa: E402
 
 from autotagger.embeddings import embedding_model_name, embeddings_create  # noqa: E402
 from feedback.evaluation import replay  # noqa: E402
@@ -52,7 +53,6 @@ from feedback.evaluation.runner import category_specs  # noqa: E402
 from tagging import learning  # noqa: E402
 from taxonomy.limits import DEFAULT_TAGS_PER_CATEGORY  # noqa: E402
 
-SHARED_CANDIDATES = (ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets"))
 EMBED_CHUNK = 256
 
 

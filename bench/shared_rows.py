@@ -11,6 +11,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT.parent / "shared" / "datasets"
+# Where a named dataset is looked for: beside the project, then this workplace's own copy.
+SHARED_CANDIDATES = (DATASETS, Path("/work/shared/datasets"))
 DEMO_RECIPES = ROOT / "tagging" / "data" / "demo_recipes.json"
 
 Row = dict[str, Any]
